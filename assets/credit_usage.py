@@ -1,0 +1,204 @@
+"""Credit-usage assets: daily usage and usage per subscription period, monthly partitioned.
+
+Partitions are calendar months (organizations are a column, not a partition dimension). A run
+over a partition range pulls, for every current organization, each month of the range and then
+replaces exactly those month slices in the warehouse, all or nothing; re-running a range gives the
+same tables. The daily schedule re-pulls the current month (and the previous one in the first
+days of a month), so late corrections and project deletions land.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    MonthlyPartitionsDefinition,
+    asset,
+)
+
+from assets.materialize import table_metadata
+from assets.organizations import current_organizations, now_utc, organizations
+from pipelines import quality
+from pipelines.extract import Org, fan_out
+from pipelines.normalize import credit_usage_frame
+from pipelines.periods import add_months, period_starting_in
+from pipelines.resources import UbiOpsApi, Warehouse
+from pipelines.ubiops_client import RequestStats
+from warehouse.files import writer_lock
+from warehouse.parquet_store import ParquetStore
+from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS
+
+GROUP = "ubiops_usage"
+PARTITIONS_START = "2024-01-01"
+monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1)
+
+
+def months_of(context: AssetExecutionContext) -> list[date]:
+    """First days of the months in this run's partition range."""
+    keys = context.partition_keys
+    return [date.fromisoformat(k) for k in keys]
+
+
+def month_bounds(first: date) -> tuple[date, date]:
+    ny, nm = add_months(first.year, first.month, 1)
+    return first, date(ny, nm, 1)
+
+
+def _checks(asset_name: str) -> list[AssetCheckSpec]:
+    specs = [
+        AssetCheckSpec(
+            "projects_add_up",
+            asset=asset_name,
+            description="Per organization and bucket, projects + deleted projects = total.",
+        ),
+        AssetCheckSpec("no_negative_credits", asset=asset_name, description="credits >= 0."),
+        AssetCheckSpec(
+            "unique_keys",
+            asset=asset_name,
+            description="No two rows share (organization, interval, scope, project, start).",
+        ),
+    ]
+    if asset_name == "credit_usage_daily":
+        specs.append(
+            AssetCheckSpec(
+                "complete_days",
+                asset=asset_name,
+                description="Every day of the loaded range is present for every organization.",
+            )
+        )
+    return specs
+
+
+def _check_result(name: str, finding: quality.Finding) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name,
+        passed=finding.passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=finding.description,
+        metadata={"failures": finding.failures, "examples": "\n".join(finding.examples) or "-"},
+    )
+
+
+def _pull(
+    ubiops: UbiOpsApi,
+    requests: list[tuple[Org, date, date, date]],
+    interval: str,
+    label: str,
+    progress: object,
+) -> tuple[dict[date, pd.DataFrame], RequestStats]:
+    """Fetch every (org, partition month, start, end) and build one frame per partition month."""
+
+    async def run() -> tuple[list, RequestStats]:
+        async with ubiops.client() as client:
+            found = await fan_out(
+                client,
+                requests,
+                lambda r: client.credit_usage(r[0].name, interval, r[2], r[3]),
+                label=label,
+                progress=progress,  # type: ignore[arg-type]
+            )
+            return found, client.stats
+
+    found, stats = asyncio.run(run())
+    loaded_at = now_utc()
+    by_month: dict[date, list] = {}
+    for (org, month, _, _), usage in found:
+        by_month.setdefault(month, []).append((org.id, org.name, usage))
+    frames = {m: credit_usage_frame(r, interval, loaded_at) for m, r in by_month.items()}
+    return frames, stats
+
+
+def _write_slices(
+    warehouse: Warehouse, interval: str, months: list[date], frames: dict[date, pd.DataFrame]
+) -> pd.DataFrame:
+    store = ParquetStore(warehouse.root)
+    empty = credit_usage_frame([], interval, now_utc())
+    with writer_lock(warehouse.root):
+        for month in months:
+            frame = frames.get(month, empty)
+            store.replace_partition(
+                CREDIT_USAGE, {"interval": interval, "month": f"{month:%Y-%m}"}, frame
+            )
+    loaded = [f for f in frames.values() if not f.empty]
+    return pd.concat(loaded, ignore_index=True) if loaded else empty
+
+
+@asset(
+    group_name=GROUP,
+    deps=[organizations],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    check_specs=_checks("credit_usage_daily"),
+    owners=["team:usage-analytics"],
+    kinds={"python", "parquet"},
+    description=(
+        "Daily credits per organization, project and deleted projects (`credit_usage` rows with "
+        "interval 'day'), one partition per calendar month."
+    ),
+)
+def credit_usage_daily(
+    context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    months = months_of(context)
+    orgs = current_organizations(warehouse)
+    today = now_utc().date()
+    requests = [
+        (org, month, *month_bounds(month)) for month in months for org in orgs if month <= today
+    ]
+    context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
+    frames, stats = _pull(ubiops, requests, "day", "credit usage (day)", context.log.info)
+    loaded = _write_slices(warehouse, "day", months, frames)
+    yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
+
+    registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
+    registry = registry[registry["organization_id"].isin([o.id for o in orgs])]
+    first = months[0]
+    end = min(month_bounds(months[-1])[1], today + timedelta(days=1))
+    yield _check_result("projects_add_up", quality.balance(loaded))
+    yield _check_result("no_negative_credits", quality.non_negative(loaded))
+    yield _check_result("unique_keys", quality.unique_keys(loaded))
+    yield _check_result("complete_days", quality.complete_days(loaded, registry, first, end))
+
+
+@asset(
+    group_name=GROUP,
+    deps=[organizations],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    check_specs=_checks("credit_usage_periods"),
+    owners=["team:usage-analytics"],
+    kinds={"python", "parquet"},
+    description=(
+        "Credits per subscription period (`credit_usage` rows with interval 'month'); a period "
+        "belongs to the partition of the month it starts in, anchored on the subscription day."
+    ),
+)
+def credit_usage_periods(
+    context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    months = months_of(context)
+    today = now_utc().date()
+    registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
+    anchors = dict(zip(registry["organization_id"], registry["period_anchor_day"], strict=True))
+    requests = []
+    for org in current_organizations(warehouse):
+        anchor = anchors.get(org.id)
+        if anchor is None or pd.isna(anchor):
+            continue
+        for month in months:
+            start, end = period_starting_in(int(anchor), month.year, month.month)
+            if start <= today:
+                requests.append((org, month, start, end))
+    frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)
+    loaded = _write_slices(warehouse, "month", months, frames)
+    yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
+    yield _check_result("projects_add_up", quality.balance(loaded))
+    yield _check_result("no_negative_credits", quality.non_negative(loaded))
+    yield _check_result("unique_keys", quality.unique_keys(loaded))

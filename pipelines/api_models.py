@@ -1,0 +1,96 @@
+"""Typed shapes of the UbiOps Organizations API responses, validated with pydantic.
+
+Unknown fields are ignored (the API may add some); a missing required field is an error. Credit
+usage accepts both spellings of the deleted-projects key (`data_deleted_projects`, which the SDK
+and the real server use, and `data_projects_deleted` from the reference's prose) and fails loudly
+when neither is present.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OrganizationItem(_Model):
+    """An element of `GET /organizations` (and the body of a create)."""
+
+    id: str
+    name: str = Field(min_length=1)
+    creation_date: datetime | None = None
+    status: str | None = None
+    two_factor_authentication_forced: bool | None = None
+
+
+class OrganizationDetail(OrganizationItem):
+    """`GET /organizations/{name}`."""
+
+    subscription: str
+    overage_usage: bool | None = None
+
+
+class OrganizationUser(_Model):
+    """An element of `GET /organizations/{name}/users`."""
+
+    id: str
+    email: str
+    name: str | None = None
+    surname: str | None = None
+    status: str | None = None
+    admin: bool | None = None
+    join_date: datetime | None = None
+
+
+class ResourceUsage(_Model):
+    """`GET /organizations/{name}/resources`."""
+
+    projects: int
+    users: int
+    deployments: int
+    deployment_versions: int
+    pipelines: int
+    pipeline_versions: int
+    buckets: int
+    environments: int
+
+
+class UsagePoint(_Model):
+    """One usage bucket."""
+
+    start_date: datetime
+    end_date: datetime
+    value: float
+
+
+class ProjectUsage(_Model):
+    """One project's series in a usage response."""
+
+    project_id: str
+    project_name: str
+    data: list[UsagePoint]
+
+
+class CreditUsage(_Model):
+    """`GET /organizations/{name}/usage`."""
+
+    interval: str
+    data_organization: list[UsagePoint]
+    data_projects: list[ProjectUsage]
+    data_deleted_projects: list[UsagePoint]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _either_deleted_spelling(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and "data_deleted_projects" not in data
+            and "data_projects_deleted" in data
+        ):
+            data = {**data, "data_deleted_projects": data["data_projects_deleted"]}
+        return data

@@ -1,0 +1,1 @@
+"""One module per `usage-etl` subcommand: each has `add_parser(subparsers)`."""

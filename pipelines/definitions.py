@@ -1,0 +1,37 @@
+"""The Dagster code location: assets, checks, the job, the schedule and the resources.
+
+`workspace.yaml` loads this module, so `dagster dev` shows exactly what `usage-etl run` runs.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions, define_asset_job, in_process_executor
+
+from assets.credit_usage import credit_usage_daily, credit_usage_periods
+from assets.database import usage_database
+from assets.organizations import organization_users, organizations, resource_usage
+from pipelines.resources import UbiOpsApi, Warehouse
+from pipelines.schedules import daily_refresh_schedule
+
+ALL_ASSETS = [
+    organizations,
+    organization_users,
+    resource_usage,
+    credit_usage_daily,
+    credit_usage_periods,
+    usage_database,
+]
+
+usage_etl_job = define_asset_job(
+    "usage_etl",
+    selection=ALL_ASSETS,
+    executor_def=in_process_executor,
+    description="Pull everything the Organizations API offers about usage, then publish.",
+)
+
+defs = Definitions(
+    assets=ALL_ASSETS,
+    jobs=[usage_etl_job],
+    schedules=[daily_refresh_schedule(usage_etl_job)],
+    resources={"ubiops": UbiOpsApi(), "warehouse": Warehouse()},
+)

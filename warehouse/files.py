@@ -1,0 +1,72 @@
+"""Durable file primitives: atomic replace of a file, and the warehouse's writer lock.
+
+Every write in the warehouse goes through `atomic_write`: data lands in a temporary file in the
+same directory, is fsynced, then renamed over the target, and the directory is fsynced. A crash at
+any instant leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)`, then atomically move the result to `target`.
+
+    The temporary file is removed when `write` fails, so failures leave nothing behind.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete temporaries left by a crashed writer; returns how many were removed."""
+    removed = 0
+    if not root.exists():
+        return 0
+    for tmp in root.rglob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """Serialize warehouse writers across processes (an advisory flock on `<root>/.writer.lock`).
+
+    Readers never take it: they only ever see whole files.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".writer.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,105 @@
+"""Publishing the analysts' DuckDB file, `<warehouse>/usage.duckdb`, atomically.
+
+The DuckDB file is rebuilt from the Parquet files (the source of truth) into a temporary file,
+checkpointed, closed, fsynced and renamed over `usage.duckdb`. Consequences:
+- an analyst holding `usage.duckdb` open (read-only) keeps reading the previous, complete version
+  and never blocks a run; the next connection sees the new one;
+- a crash at any instant leaves the previous file in place;
+- tables carry column comments from `schema.py`, so `duckdb_columns()` documents itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from warehouse.files import atomic_write
+from warehouse.parquet_store import ParquetStore
+from warehouse.schema import ALL_TABLES, Table
+
+DATABASE_NAME = "usage.duckdb"
+
+_DUCKDB_TYPES: list[tuple[object, str]] = [
+    (pa.types.is_string, "VARCHAR"),
+    (pa.types.is_large_string, "VARCHAR"),
+    (pa.types.is_boolean, "BOOLEAN"),
+    (pa.types.is_float64, "DOUBLE"),
+    (pa.types.is_int64, "BIGINT"),
+    (pa.types.is_int32, "INTEGER"),
+    (pa.types.is_int16, "SMALLINT"),
+    (pa.types.is_date32, "DATE"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+]
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    for predicate, name in _DUCKDB_TYPES:
+        if predicate(arrow_type):  # type: ignore[operator]
+            return name
+    raise TypeError(f"no DuckDB type for Arrow type {arrow_type}")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_table(con: duckdb.DuckDBPyConnection, t: Table, source_sql: str | None) -> int:
+    """Create `t` in `con` with its documented columns and fill it from `source_sql`."""
+    columns = ", ".join(
+        f'"{c.name}" {duckdb_type(c.type)}{"" if c.nullable else " NOT NULL"}' for c in t.columns
+    )
+    con.execute(f'CREATE TABLE "{t.name}" ({columns})')
+    con.execute(f'COMMENT ON TABLE "{t.name}" IS {_quote(t.description)}')
+    for c in t.columns:
+        con.execute(f'COMMENT ON COLUMN "{t.name}"."{c.name}" IS {_quote(c.description)}')
+    if source_sql is None:
+        return 0
+    names = ", ".join(f'"{c}"' for c in t.column_names)
+    con.execute(f'INSERT INTO "{t.name}" ({names}) SELECT {names} FROM {source_sql}')
+    row = con.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()
+    return int(row[0]) if row else 0
+
+
+def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, int]:
+    """Rebuild `usage.duckdb` from the Parquet files; returns rows per table.
+
+    `views_sql` are `CREATE VIEW` statements added after the tables.
+    """
+    warehouse = Path(warehouse)
+    store = ParquetStore(warehouse)
+    counts: dict[str, int] = {}
+
+    def build(tmp: Path) -> None:
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute("SET TimeZone='UTC'")
+            con.execute("BEGIN")
+            for t in ALL_TABLES:
+                counts[t.name] = create_table(con, t, store.scan_sql(t))
+            for statement in views_sql or []:
+                con.execute(statement)
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        wal = Path(str(tmp) + ".wal")
+        if wal.exists():  # defensive: a checkpointed, closed database leaves no WAL
+            os.remove(wal)
+
+    atomic_write(warehouse / DATABASE_NAME, build)
+    return counts
+
+
+def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the published database (FileNotFoundError before any run)."""
+    path = Path(warehouse) / DATABASE_NAME
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no warehouse at {path}: run `usage-etl run` first (or pass --warehouse)"
+        )
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("SET TimeZone='UTC'")
+    return con

@@ -1,0 +1,173 @@
+"""The warehouse's data contract: every table, its columns, their types and descriptions.
+
+This module is the single source of truth for table shapes. The Parquet writer coerces frames to
+these Arrow schemas, the DuckDB publisher creates tables from them, and the data dictionary is
+generated from the descriptions here (a test fails when a column has none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a warehouse table."""
+
+    name: str
+    type: pa.DataType
+    description: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    """One warehouse table: its columns, its key and how its Parquet files are laid out."""
+
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    partition_by: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns])
+
+
+# All timestamps are naive and mean UTC (DuckDB TIMESTAMP), so every engine reads them alike.
+TS = pa.timestamp("us")
+
+ORGANIZATIONS = Table(
+    name="organizations",
+    description=(
+        "One row per organization the token can see, keyed by id (names can change by rename). "
+        "Replaced on every run; organizations that disappear keep their last row."
+    ),
+    key=("organization_id",),
+    columns=(
+        Column(
+            "organization_id", pa.string(), "UbiOps organization id (UUID); the stable key.", False
+        ),
+        Column("organization_name", pa.string(), "Current organization name (can change).", False),
+        Column("status", pa.string(), "Organization status: active, suspended or cancelled."),
+        Column("subscription", pa.string(), "Name of the organization's subscription."),
+        Column("creation_date", TS, "When the organization was created (UTC)."),
+        Column("overage_usage", pa.bool_(), "Whether usage above the credit limit is allowed."),
+        Column(
+            "two_factor_authentication_forced",
+            pa.bool_(),
+            "Whether members must use two-factor authentication.",
+        ),
+        Column(
+            "period_start",
+            TS,
+            "Start of the current subscription period (UTC), as reported by the usage endpoint.",
+        ),
+        Column("period_end", TS, "End (exclusive) of the current subscription period (UTC)."),
+        Column(
+            "period_anchor_day",
+            pa.int16(),
+            "Day of month subscription periods start on (29-31 clamp to short months' last day).",
+        ),
+        Column("first_seen_at", TS, "When this pipeline first saw the organization (UTC)."),
+        Column("last_seen_at", TS, "When this pipeline last saw the organization (UTC)."),
+    ),
+)
+
+ORGANIZATION_USERS = Table(
+    name="organization_users",
+    description="Members of each organization as of the last run (replaced per organization).",
+    key=("organization_id", "user_id"),
+    columns=(
+        Column("organization_id", pa.string(), "Organization id.", False),
+        Column("user_id", pa.string(), "User id (UUID).", False),
+        Column("email", pa.string(), "User e-mail address."),
+        Column("name", pa.string(), "User first name."),
+        Column("surname", pa.string(), "User surname."),
+        Column("status", pa.string(), "Membership status as reported by the API."),
+        Column("admin", pa.bool_(), "Whether the user is an organization admin."),
+        Column("join_date", TS, "When the user joined the organization (UTC)."),
+        Column("loaded_at", TS, "When this row was loaded (UTC)."),
+    ),
+)
+
+RESOURCE_USAGE = Table(
+    name="resource_usage",
+    description=(
+        "Resource-count snapshots: one row per organization per observation. History builds up "
+        "run by run; old snapshots can be pruned with `usage-etl prune`."
+    ),
+    key=("organization_id", "observed_at"),
+    partition_by=("observed_date",),
+    columns=(
+        Column("organization_id", pa.string(), "Organization id.", False),
+        Column("observed_at", TS, "When the counts were read from the API (UTC).", False),
+        Column("projects", pa.int64(), "Number of projects."),
+        Column("users", pa.int64(), "Number of organization members."),
+        Column("deployments", pa.int64(), "Number of deployments."),
+        Column("deployment_versions", pa.int64(), "Number of deployment versions."),
+        Column("pipelines", pa.int64(), "Number of pipelines."),
+        Column("pipeline_versions", pa.int64(), "Number of pipeline versions."),
+        Column("buckets", pa.int64(), "Number of storage buckets."),
+        Column("environments", pa.int64(), "Number of custom environments."),
+    ),
+)
+
+CREDIT_USAGE = Table(
+    name="credit_usage",
+    description=(
+        "Credits consumed per organization, project and deleted projects, per day (interval "
+        "'day') and per subscription period (interval 'month'). Per organization and bucket, "
+        "projects plus deleted_projects add up to the organization row. Re-loading a month "
+        "replaces that slice exactly."
+    ),
+    key=("organization_id", "interval", "scope", "project_id", "start_date"),
+    partition_by=("interval", "month"),
+    columns=(
+        Column("organization_id", pa.string(), "Organization id.", False),
+        Column("organization_name", pa.string(), "Organization name at load time."),
+        Column(
+            "interval", pa.string(), "Bucket size: 'day' or 'month' (a subscription period).", False
+        ),
+        Column(
+            "scope",
+            pa.string(),
+            "'organization' (the total), 'project' or 'deleted_projects' (all deleted projects).",
+            False,
+        ),
+        Column("project_id", pa.string(), "Project id; null unless scope is 'project'."),
+        Column("project_name", pa.string(), "Project name; null unless scope is 'project'."),
+        Column("start_date", TS, "Bucket start (UTC, inclusive).", False),
+        Column("end_date", TS, "Bucket end (UTC, exclusive).", False),
+        Column("credits", pa.float64(), "Credits consumed in the bucket.", False),
+        Column("loaded_at", TS, "When the slice holding this row was loaded (UTC).", False),
+    ),
+)
+
+FACT_TABLES: tuple[Table, ...] = (ORGANIZATIONS, ORGANIZATION_USERS, RESOURCE_USAGE, CREDIT_USAGE)
+
+
+def table(name: str) -> Table:
+    """The registered table called `name`; KeyError naming the known tables otherwise."""
+    for t in ALL_TABLES:
+        if t.name == name:
+            return t
+    known = ", ".join(t.name for t in ALL_TABLES)
+    raise KeyError(f"unknown warehouse table {name!r}; expected one of: {known}")
+
+
+ALL_TABLES: list[Table] = list(FACT_TABLES)
+
+
+def register(t: Table) -> Table:
+    """Add a derived table (trends, quota status, alerts...) to the contract."""
+    if any(existing.name == t.name for existing in ALL_TABLES):
+        raise ValueError(f"table {t.name!r} registered twice")
+    ALL_TABLES.append(t)
+    return t
