@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.credit_usage import credit_usage_daily, credit_usage_periods
 from assets.organizations import organization_users, organizations, resource_usage
 from pipelines.resources import Warehouse
-from warehouse.files import writer_lock
+from warehouse.files import remove_stale_temporaries, writer_lock
 from warehouse.publish import DATABASE_NAME, publish
 
 PUBLISH_AFTER = [
@@ -31,6 +31,9 @@ PUBLISH_AFTER = [
 )
 def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     with writer_lock(warehouse.root):
+        stale = remove_stale_temporaries(warehouse.root)
+        if stale:
+            context.log.info(f"removed {stale} temporary files left by an interrupted run")
         counts = publish(warehouse.root)
     path = warehouse.root / DATABASE_NAME
     context.log.info("published %s: %s", path, counts)

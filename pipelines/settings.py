@@ -43,7 +43,18 @@ def api_token(explicit: str | None = None) -> str:
 def dagster_home(warehouse: Path) -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or warehouse / "dagster").expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DEFAULT_INSTANCE_CONFIG)
     return home
+
+
+DEFAULT_INSTANCE_CONFIG = """\
+# Written by usage-etl for a local instance: run history in SQLite files next to this one.
+# For production (PostgreSQL storage, queued runs, a writer pool) see deploy/dagster.yaml.
+telemetry:
+  enabled: false
+"""
 
 
 def should_embed_emulator() -> bool:

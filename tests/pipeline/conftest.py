@@ -1,0 +1,62 @@
+"""Fixtures for end-to-end pipeline tests: a loopback emulator and an isolated warehouse.
+
+The emulator's clock is frozen at the moment the fixture starts, so its data do not move while a
+test runs, and the pipeline's "today" is the emulator's today.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from emulator.server import EmulatorConfig, EmulatorServer
+from pipelines.commands.run_cmd import RunSummary, execute
+from pipelines.periods import add_months
+
+
+@dataclass
+class Pipeline:
+    warehouse: Path
+    server: EmulatorServer
+    start: date
+    end: date
+
+    def run(self, start: date | None = None, end: date | None = None) -> RunSummary:
+        return execute(start or self.start, end or self.end, log_level="WARNING")
+
+    def query(self, sql: str, params: list[object] | None = None) -> pd.DataFrame:
+        con = duckdb.connect(str(self.warehouse / "usage.duckdb"), read_only=True)
+        try:
+            return con.execute(sql, params or []).df()
+        finally:
+            con.close()
+
+
+def start_emulator(**overrides: object) -> EmulatorServer:
+    config = EmulatorConfig(
+        seed=11,
+        rate_limit_per_minute=0,
+        now=datetime.now(UTC).replace(microsecond=0),
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return EmulatorServer(config, host="127.0.0.1", port=0)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    warehouse = tmp_path / "warehouse"
+    with start_emulator() as server:
+        monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
+        monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
+        monkeypatch.setenv("USAGE_WAREHOUSE", str(warehouse))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+        today = datetime.now(UTC).date()
+        py, pm = add_months(today.year, today.month, -1)
+        yield Pipeline(warehouse, server, date(py, pm, 1), today)

@@ -1,0 +1,87 @@
+"""A crash at any instant, or an analyst holding the database open, never breaks the warehouse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from tests.pipeline.conftest import Pipeline
+from tests.pipeline.test_end_to_end import assert_matches_emulator
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_reader_holding_the_database_open(pipeline: Pipeline) -> None:
+    assert pipeline.run().success
+    reader = duckdb.connect(str(pipeline.warehouse / "usage.duckdb"), read_only=True)
+    try:
+        before = reader.execute("select count(*), max(loaded_at) from credit_usage").fetchone()
+        summary = pipeline.run()
+        assert summary.success, "an open read-only session must not make the run fail"
+        # The open session keeps its consistent snapshot ...
+        again = reader.execute("select count(*), max(loaded_at) from credit_usage").fetchone()
+        assert again == before
+    finally:
+        reader.close()
+    # ... and a new session sees the new run.
+    latest = pipeline.query("select max(loaded_at) as t from credit_usage").t[0]
+    assert latest > before[1]
+
+
+def test_kill_9_during_a_run_leaves_the_previous_warehouse(pipeline: Pipeline) -> None:
+    assert pipeline.run().success
+    before = pipeline.query("select * from credit_usage order by all")
+
+    pipeline.server.set_faults(slow_ms=150, slow_count=10_000)
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "--warehouse", str(pipeline.warehouse)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    partitions = pipeline.warehouse / "parquet" / "credit_usage"
+    stamps = {p: p.stat().st_mtime_ns for p in partitions.rglob("*.parquet")}
+
+    def some_slice_rewritten() -> bool:
+        return (
+            any(p.stat().st_mtime_ns != stamps.get(p) for p in partitions.rglob("*.parquet"))
+            or proc.poll() is not None
+        )
+
+    try:
+        wait_for(some_slice_rewritten, 120, "the run to rewrite a credit usage slice")
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    pipeline.server.reset_faults()
+
+    # The published database is the previous one, complete and readable.
+    after = pipeline.query("select * from credit_usage order by all")
+    assert after.equals(before)
+    # Every Parquet file is whole.
+    for path in (pipeline.warehouse / "parquet").rglob("*.parquet"):
+        if not path.name.startswith("."):
+            pq.read_metadata(path)
+    # The next run repairs everything.
+    assert pipeline.run().success
+    assert not list(Path(pipeline.warehouse).rglob(".*.tmp")), "stale temporaries were cleaned"
+    assert_matches_emulator(pipeline, pipeline.start, pipeline.end + timedelta(days=1))

@@ -1,0 +1,108 @@
+"""The whole pipeline against the emulator: the warehouse must hold the emulator's own numbers."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from tests.pipeline.conftest import Pipeline
+
+TOLERANCE = 1e-3
+
+
+def assert_matches_emulator(p: Pipeline, start: date, end_exclusive: date) -> None:
+    """Daily credits per organization, project and deleted projects equal the emulator's totals."""
+    orgs = p.query("select organization_id, organization_name from organizations")
+    assert len(orgs) > 0
+    for org in orgs.itertuples():
+        truth = p.server.totals(org.organization_name, start, end_exclusive)
+        rows = p.query(
+            """select scope, coalesce(project_id, '') as project_id, sum(credits) as credits
+               from credit_usage
+               where interval = 'day' and organization_id = ?
+                 and start_date >= ? and start_date < ?
+               group by all""",
+            [org.organization_id, start, end_exclusive],
+        )
+        by_scope = {(r.scope, r.project_id): r.credits for r in rows.itertuples()}
+        assert by_scope.get(("organization", ""), 0.0) == pytest.approx(
+            truth["organization_total"], abs=TOLERANCE
+        ), org.organization_name
+        assert by_scope.get(("deleted_projects", ""), 0.0) == pytest.approx(
+            truth["deleted_projects"], abs=TOLERANCE
+        )
+        projects = {k[1]: v for k, v in by_scope.items() if k[0] == "project"}
+        for project_id, credits in truth["projects"].items():
+            assert projects.get(project_id, 0.0) == pytest.approx(credits, abs=TOLERANCE)
+        assert set(projects) <= set(truth["projects"]), "a deleted project is still listed"
+
+
+def table_snapshot(p: Pipeline, table: str, order: str) -> list[tuple]:
+    frame = p.query(f"select * exclude (loaded_at) from {table} order by {order}")
+    return [tuple(r) for r in frame.itertuples(index=False)]
+
+
+def test_run_loads_what_the_emulator_serves(pipeline: Pipeline) -> None:
+    summary = pipeline.run()
+    assert summary.success, summary.lines()
+    assert not summary.failed_checks
+    caller = pipeline.server.state.user_for_token(pipeline.server.token)
+    assert summary.organizations == len(pipeline.server.state.list_organizations(caller))
+    assert_matches_emulator(pipeline, pipeline.start, pipeline.end + timedelta(days=1))
+
+    periods = pipeline.query(
+        """select o.organization_name, c.start_date, c.end_date, c.credits
+           from credit_usage c join organizations o using (organization_id)
+           where c.interval = 'month' and c.scope = 'organization'"""
+    )
+    assert len(periods) > 0
+    for row in periods.itertuples():
+        truth = pipeline.server.totals(
+            row.organization_name, row.start_date.date(), row.end_date.date()
+        )
+        assert row.credits == pytest.approx(truth["organization_total"], abs=TOLERANCE)
+
+    users = pipeline.query(
+        "select organization_id, count(*) as n from organization_users group by 1"
+    )
+    resources = pipeline.query("select organization_id, users from resource_usage")
+    assert dict(zip(users.organization_id, users.n, strict=True)) == dict(
+        zip(resources.organization_id, resources.users, strict=True)
+    )
+
+
+def test_rerun_gives_identical_tables(pipeline: Pipeline) -> None:
+    assert pipeline.run().success
+    first = table_snapshot(pipeline, "credit_usage", "all")
+    assert pipeline.run().success
+    assert table_snapshot(pipeline, "credit_usage", "all") == first
+    snapshots = pipeline.query("select count(distinct observed_at) as n from resource_usage")
+    assert snapshots.n[0] == 2, "resource usage keeps one snapshot per run"
+
+
+def test_rename_and_project_deletion_between_runs(pipeline: Pipeline) -> None:
+    assert pipeline.run().success
+    orgs = pipeline.query("select * from organizations order by organization_name")
+    target = orgs.iloc[0]
+    project = pipeline.query(
+        """select project_id, sum(credits) as c from credit_usage
+           where organization_id = ? and scope = 'project' and interval = 'day'
+           group by 1 order by c desc limit 1""",
+        [target.organization_id],
+    ).project_id[0]
+    pipeline.server.rename_organization(target.organization_name, "renamed-org")
+    pipeline.server.delete_project("renamed-org", project)
+
+    assert pipeline.run().success
+    after = pipeline.query(
+        "select * from organizations where organization_id = ?", [target.organization_id]
+    )
+    assert after.organization_name[0] == "renamed-org"
+    assert after.first_seen_at[0] == target.first_seen_at, "history stays under the id"
+    assert len(pipeline.query("select * from organizations")) == len(orgs)
+    leftover = pipeline.query(
+        "select count(*) as n from credit_usage where project_id = ?", [project]
+    )
+    assert leftover.n[0] == 0, "a deleted project's usage must move to deleted_projects"
+    assert_matches_emulator(pipeline, pipeline.start, pipeline.end + timedelta(days=1))

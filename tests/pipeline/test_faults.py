@@ -1,0 +1,69 @@
+"""The pipeline rides out what the real API does on a bad day, and fails clearly when it must."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from pipelines.commands.run_cmd import execute
+from tests.pipeline.conftest import Pipeline
+from tests.pipeline.test_end_to_end import assert_matches_emulator
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"burst_429": 4},
+        {"errors_5xx": 5},
+        {"drop_connections": 4},
+        {"malformed_json": 4},
+    ],
+    ids=["429-burst", "5xx", "dropped-connections", "malformed-json"],
+)
+def test_transient_faults_are_retried(pipeline: Pipeline, faults: dict[str, int]) -> None:
+    pipeline.server.set_faults(**faults)
+    summary = pipeline.run()
+    assert summary.success, summary.lines()
+    assert summary.retries >= next(iter(faults.values()))
+    assert_matches_emulator(pipeline, pipeline.start, pipeline.end + timedelta(days=1))
+
+
+def test_prose_spelling_of_deleted_projects_key(pipeline: Pipeline) -> None:
+    pipeline.server.set_faults(deleted_projects_key="data_projects_deleted")
+    summary = pipeline.run()
+    assert summary.success, summary.lines()
+    deleted = pipeline.query(
+        "select sum(credits) as c from credit_usage where scope = 'deleted_projects'"
+    )
+    assert deleted.c[0] > 0
+    assert_matches_emulator(pipeline, pipeline.start, pipeline.end + timedelta(days=1))
+
+
+def test_missing_deleted_projects_key_fails_loudly_and_keeps_data(pipeline: Pipeline) -> None:
+    assert pipeline.run().success
+    before = pipeline.query("select count(*) as n, sum(credits) as c from credit_usage")
+    pipeline.server.set_faults(deleted_projects_key="data_removed_projects")
+    summary = pipeline.run()
+    assert not summary.success
+    assert summary.error is not None
+    assert "data_deleted_projects" in summary.error and "organization" in summary.error
+    after = pipeline.query("select count(*) as n, sum(credits) as c from credit_usage")
+    assert after.equals(before), "a failed run must not change the published warehouse"
+
+
+def test_bad_token_fails_fast_without_leaking_it(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "not-the-right-token-5f1e"
+    monkeypatch.setenv("UBIOPS_API_TOKEN", secret)
+    summary = execute(pipeline.start, pipeline.end, log_level="INFO")
+    assert not summary.success
+    assert summary.error is not None and "401" in summary.error
+    assert "GET /organizations" in summary.error
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err + "\n".join(summary.lines())
+    home = pipeline.warehouse.parent / "dagster"
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
