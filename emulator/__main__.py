@@ -1,0 +1,5 @@
+"""``python -m emulator``: same as ``usage-etl emulator``."""
+
+from emulator.cli import main
+
+raise SystemExit(main())

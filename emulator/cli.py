@@ -1,0 +1,115 @@
+"""Command line: ``usage-etl emulator [options]`` serves the emulator until Ctrl-C.
+
+Owns argument parsing only; ``main(argv)`` returns a process exit status. The lead wires
+``main``/``build_parser`` into the ``usage-etl`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from emulator.demo import DEFAULT_SEED, DEFAULT_TOKEN, OTHER_TOKEN
+from emulator.faults import DEFAULT_DELETED_KEY, FaultConfig
+from emulator.periods import parse_iso_datetime
+from emulator.ratelimit import DEFAULT_RATE_LIMIT
+from emulator.server import EmulatorConfig, EmulatorServer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``emulator`` sub-command's parser."""
+    p = argparse.ArgumentParser(
+        prog="usage-etl emulator",
+        description="Serve the bundled UbiOps Organizations API emulator (in memory).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port, 0 = any free (default 8000)")
+    p.add_argument("--token", default=DEFAULT_TOKEN, help=f"demo token (default {DEFAULT_TOKEN})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data set seed")
+    p.add_argument(
+        "--organizations", type=int, default=None, help="scale to N member organizations"
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=int,
+        default=DEFAULT_RATE_LIMIT,
+        help="requests per minute per client IP, 0 = off (default 300)",
+    )
+    p.add_argument("--now", default=None, help="fixed clock, e.g. 2026-11-28T12:00:00Z")
+    f = p.add_argument_group("fault injection (counts apply to the next N API requests)")
+    f.add_argument("--fault-429", dest="burst_429", type=int, default=0)
+    f.add_argument("--fault-5xx", dest="errors_5xx", type=int, default=0)
+    f.add_argument("--fault-slow-ms", dest="slow_ms", type=int, default=0)
+    f.add_argument("--fault-slow-count", dest="slow_count", type=int, default=0)
+    f.add_argument("--fault-drop", dest="drop_connections", type=int, default=0)
+    f.add_argument("--fault-malformed-json", dest="malformed_json", type=int, default=0)
+    f.add_argument(
+        "--fault-deleted-projects-key",
+        dest="deleted_projects_key",
+        default=DEFAULT_DELETED_KEY,
+        help="e.g. data_projects_deleted (breaks the SDK)",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """Build an ``EmulatorConfig`` from parsed arguments."""
+    faults = FaultConfig(
+        burst_429=args.burst_429,
+        errors_5xx=args.errors_5xx,
+        slow_ms=args.slow_ms,
+        slow_count=args.slow_count,
+        drop_connections=args.drop_connections,
+        malformed_json=args.malformed_json,
+        deleted_projects_key=args.deleted_projects_key,
+    )
+    return EmulatorConfig(
+        seed=args.seed,
+        organizations=args.organizations,
+        token=args.token,
+        rate_limit_per_minute=args.rate_limit,
+        now=parse_iso_datetime(args.now) if args.now else None,
+        faults=faults,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C or SIGTERM; 0 on a clean stop, 1 if it cannot bind, 2 on bad args."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    server = EmulatorServer(config, host=args.host, port=args.port)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"cannot start emulator: {exc}", file=sys.stderr)
+        return 1
+    print(f"UbiOps emulator serving {len(server.state.orgs)} organizations", flush=True)
+    print(f"UBIOPS_API_HOST={server.base_url}", flush=True)
+    print(f"UBIOPS_API_TOKEN=Token {server.token}", flush=True)
+    print(f"(second user token: {OTHER_TOKEN}; admin: {server.root_url}/_emulator/scenario)")
+    print("Press Ctrl-C to stop.", flush=True)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""HTTP-level behaviour: rate limiting, fault injection, admin endpoints (httpx and the SDK)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+
+import httpx
+import pytest
+from ubiops.exceptions import ApiException
+
+
+def _client(srv) -> httpx.Client:
+    return httpx.Client(
+        base_url=srv.base_url, headers={"Authorization": f"Token {srv.token}"}, timeout=10
+    )
+
+
+def test_rate_limit_headers_and_429(server_factory) -> None:
+    srv = server_factory(rate_limit_per_minute=5)
+    with _client(srv) as client:
+        remaining = []
+        for _ in range(5):
+            response = client.get("/organizations")
+            assert response.status_code == 200
+            assert response.headers["x-ratelimit-limit"] == "5"
+            reset = int(response.headers["x-ratelimit-reset"])
+            assert 1 <= reset <= 60
+            remaining.append(int(response.headers["x-ratelimit-remaining"]))
+        refused = client.get("/organizations")
+        # a request crossing a minute boundary could land in a fresh window; retry once
+        if refused.status_code == 200:
+            for _ in range(5):
+                refused = client.get("/organizations")
+    assert remaining == [4, 3, 2, 1, 0] or remaining[-1] >= 0
+    assert refused.status_code == 429
+    assert "Rate limit" in refused.json()["error"]
+    assert int(refused.headers["retry-after"]) == int(refused.headers["x-ratelimit-reset"]) >= 1
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    # errors count and carry headers too; /status and /_emulator are never limited
+    assert httpx.get(srv.root_url + "/v2.1/status").status_code == 200
+    assert httpx.get(srv.root_url + "/_emulator/faults").status_code == 200
+    srv.reset_rate_limit()
+    with _client(srv) as client:
+        unauthorised = client.get("/organizations", headers={"Authorization": "Token nope"})
+    assert unauthorised.status_code == 401
+    assert unauthorised.headers["x-ratelimit-remaining"] == "4"
+
+
+def test_sdk_sees_429_as_api_exception(server_factory, api_for) -> None:
+    srv = server_factory(rate_limit_per_minute=1)
+    api = api_for(srv.base_url, srv.token)
+    api.organizations_list()
+    with pytest.raises(ApiException) as exc:
+        for _ in range(3):  # tolerate a minute boundary
+            api.organizations_list()
+    assert exc.value.status == 429
+
+
+def test_rate_limit_off_omits_headers(shared_server) -> None:
+    with _client(shared_server) as client:
+        response = client.get("/organizations")
+    assert response.status_code == 200
+    assert not any(h.startswith("x-ratelimit") for h in response.headers)
+
+
+def test_fault_5xx_sequence_and_sdk_does_not_retry(fresh_server, fresh_api) -> None:
+    fresh_server.set_faults(errors_5xx=3)
+    with _client(fresh_server) as client:
+        statuses = [client.get("/organizations").status_code for _ in range(4)]
+    assert statuses == [500, 502, 503, 200]
+    fresh_server.set_faults(errors_5xx=1)
+    with pytest.raises(ApiException) as exc:
+        fresh_api.organizations_list()
+    assert exc.value.status == 500
+    assert len(fresh_api.organizations_list()) == 6
+
+
+def test_fault_burst_429(server_factory) -> None:
+    srv = server_factory(rate_limit_per_minute=300, faults={"burst_429": 2})
+    with _client(srv) as client:
+        first, second, third = (client.get("/organizations") for _ in range(3))
+    for response in (first, second):
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["x-ratelimit-reset"] == "1"
+        assert response.headers["x-ratelimit-limit"] == "300"
+        assert "error" in response.json()
+    assert third.status_code == 200
+
+
+def test_fault_slow(fresh_server) -> None:
+    fresh_server.set_faults(slow_ms=300, slow_count=1)
+    with _client(fresh_server) as client:
+        started = time.monotonic()
+        assert client.get("/organizations").status_code == 200
+        slow = time.monotonic() - started
+        started = time.monotonic()
+        client.get("/organizations")
+        fast = time.monotonic() - started
+    assert slow >= 0.3 > fast
+    fresh_server.set_faults(slow_ms=2000, slow_count=1)
+    with _client(fresh_server) as client, pytest.raises(httpx.ReadTimeout):
+        client.get("/organizations", timeout=0.2)
+
+
+def test_fault_drop_connection(fresh_server, fresh_api) -> None:
+    fresh_server.set_faults(drop_connections=1)
+    with _client(fresh_server) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get("/organizations")
+        assert client.get("/organizations").status_code == 200
+    fresh_server.set_faults(drop_connections=1)
+    with pytest.raises(ApiException) as exc:
+        fresh_api.organizations_list()
+    assert exc.value.status == 0  # SDK: ApiConnectionError
+
+
+def test_fault_malformed_json(fresh_server) -> None:
+    fresh_server.set_faults(malformed_json=1)
+    with _client(fresh_server) as client:
+        broken = client.get("/organizations/acme-analytics/usage")
+        assert broken.status_code == 200
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(broken.content)
+        assert client.get("/organizations/acme-analytics/usage").json()["interval"] == "month"
+
+
+def test_deleted_projects_key_spelling_breaks_sdk(fresh_server, fresh_api) -> None:
+    fresh_server.set_faults(deleted_projects_key="data_projects_deleted")
+    with _client(fresh_server) as client:
+        body = client.get("/organizations/acme-analytics/usage").json()
+    assert "data_projects_deleted" in body and "data_deleted_projects" not in body
+    with pytest.raises(ValueError, match="data_deleted_projects"):
+        fresh_api.organizations_usage_get("acme-analytics")
+    fresh_server.reset_faults()
+    assert fresh_api.organizations_usage_get("acme-analytics").data_deleted_projects
+
+
+def test_fault_admin_endpoint(fresh_server) -> None:
+    root = fresh_server.root_url
+    state = httpx.post(root + "/_emulator/faults", json={"errors_5xx": 1, "slow_ms": 5}).json()
+    assert state["errors_5xx"] == 1 and state["slow_ms"] == 5
+    assert httpx.get(root + "/_emulator/faults").json() == state
+    bad = httpx.post(root + "/_emulator/faults", json={"explode": 1})
+    assert bad.status_code == 400 and "explode" in bad.json()["error"]
+    with _client(fresh_server) as client:
+        assert httpx.get(root + "/status").status_code == 200  # never faulted
+        assert client.get("/organizations").status_code == 500
+        assert client.get("/organizations").status_code == 200
+    fresh_server.set_faults(malformed_json=4)
+    reset = httpx.delete(root + "/_emulator/faults").json()
+    assert reset["malformed_json"] == 0
+    assert reset["deleted_projects_key"] == "data_deleted_projects"
+
+
+def test_admin_endpoints(fresh_server, fresh_api) -> None:
+    root = fresh_server.root_url + "/_emulator"
+    scenario = httpx.get(root + "/scenario").json()
+    names = [o["name"] for o in scenario["organizations"]]
+    assert "blue-harbor" in names and "other-team" in names
+    blue = next(o for o in scenario["organizations"] if o["name"] == "blue-harbor")
+    assert blue["over_budget"] and blue["current_period"] == {
+        "start": "2026-11-20",
+        "end": "2026-12-20",
+    }
+    assert scenario["credit_budgets"]["starter"] == 5000
+
+    renamed = httpx.post(root + "/organizations/acme-analytics/rename", json={"new_name": "acme"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "acme"
+    clash = httpx.post(root + "/organizations/acme/rename", json={"new_name": "blue-harbor"})
+    assert clash.status_code == 400
+
+    project = fresh_api.organizations_usage_get("acme").data_projects[0]
+    url = f"{root}/organizations/acme/projects/{project.project_id}/delete"
+    assert httpx.post(url).json()["project_id"] == project.project_id
+    assert httpx.post(url).status_code == 400
+    assert httpx.post(f"{root}/organizations/acme/projects/nope/delete").status_code == 404
+
+    added = httpx.post(root + "/organizations/acme/usage/today", json={"credits": 10.0})
+    assert added.status_code == 200
+    assert (
+        httpx.post(root + "/organizations/acme/usage/today", json={"credits": "x"}).status_code
+        == 400
+    )
+
+    totals = httpx.get(
+        root + "/totals",
+        params={"organization": "acme", "start": "2026-11-01", "end": "2026-12-01"},
+    ).json()
+    assert totals["days"] == 30
+    assert totals == fresh_server.totals("acme", date(2026, 11, 1), date(2026, 12, 1))
+    assert project.project_id not in totals["projects"]
+    usage = fresh_api.organizations_usage_get("acme")
+    assert usage.data_organization[0].value == pytest.approx(totals["organization_total"])
+    assert usage.data_deleted_projects[0].value == pytest.approx(totals["deleted_projects"])
+    bad = httpx.get(root + "/totals", params={"organization": "acme", "start": "x", "end": "y"})
+    assert bad.status_code == 400
+    missing = httpx.get(
+        root + "/totals",
+        params={"organization": "ghost", "start": "2026-01-01", "end": "2026-02-01"},
+    )
+    assert missing.status_code == 404
+
+
+def test_concurrent_requests(shared_server) -> None:
+    import concurrent.futures
+
+    with _client(shared_server) as client:
+
+        def fetch(i: int) -> int:
+            return client.get(
+                "/organizations/delta-vision/usage", params={"interval": "day"}
+            ).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(fetch, range(200))) == {200}
