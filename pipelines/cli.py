@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.commands import emulator_cmd, query_cmd, run_cmd
+from pipelines.commands import (
+    dictionary_cmd,
+    emulator_cmd,
+    prune_cmd,
+    query_cmd,
+    report_cmd,
+    run_cmd,
+)
 
 
 class UsageError(Exception):
@@ -23,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="UbiOps usage analytics: extract, warehouse, alert.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, emulator_cmd, query_cmd):
+    for module in (run_cmd, emulator_cmd, query_cmd, dictionary_cmd, report_cmd, prune_cmd):
         module.add_parser(sub)
     return parser
 

@@ -5,7 +5,8 @@ checkpointed, closed, fsynced and renamed over `usage.duckdb`. Consequences:
 - an analyst holding `usage.duckdb` open (read-only) keeps reading the previous, complete version
   and never blocks a run; the next connection sees the new one;
 - a crash at any instant leaves the previous file in place;
-- tables carry column comments from `schema.py`, so `duckdb_columns()` documents itself.
+- tables carry column comments from `schema.py`, so `duckdb_columns()` documents itself;
+- the analyst views of `views.py` (with their comments) are added for the tables that exist.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow as pa
 from warehouse.files import atomic_write
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import ALL_TABLES, Table
+from warehouse.views import create_views
 
 DATABASE_NAME = "usage.duckdb"
 
@@ -66,7 +68,12 @@ def create_table(con: duckdb.DuckDBPyConnection, t: Table, source_sql: str | Non
 def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, int]:
     """Rebuild `usage.duckdb` from the Parquet files; returns rows per table.
 
-    `views_sql` are `CREATE VIEW` statements added after the tables.
+    `views_sql` are `CREATE VIEW` statements added after the tables (inside the transaction:
+    one failing fails the publish). With `views_sql=None` (the default) the documented analyst
+    views of `warehouse.views` are created for the tables that exist, each on its own after the
+    tables are committed: a view that cannot be built is logged and skipped rather than failing
+    the run. `views_sql=[]` publishes no views. Either way the file is only swapped in when
+    complete.
     """
     warehouse = Path(warehouse)
     store = ParquetStore(warehouse)
@@ -82,6 +89,8 @@ def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, in
             for statement in views_sql or []:
                 con.execute(statement)
             con.execute("COMMIT")
+            if views_sql is None:
+                create_views(con, strict=False)
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -1,0 +1,65 @@
+"""`usage-etl prune`: apply the retention policy to the warehouse (and optionally run history).
+
+Keeps every `resource_usage` snapshot of the last `--keep-days` days and the last snapshot of each
+earlier day; never touches the other tables; republishes `usage.duckdb`. See
+`pipelines/retention.py` and docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipelines import retention, settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "prune",
+        help="thin out old resource_usage snapshots to one a day (retention)",
+        description=(
+            "Remove raw resource_usage snapshot files older than --keep-days days, keeping the "
+            "latest snapshot of each older day, then republish usage.duckdb. credit_usage, "
+            "organizations and organization_users are never touched. Runs under the warehouse "
+            "writer lock, so it waits for a running pipeline to finish writing."
+        ),
+    )
+    parser.add_argument(
+        "--keep-days",
+        type=int,
+        required=True,
+        metavar="N",
+        help="keep every snapshot of the last N days (0: only today's)",
+    )
+    parser.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
+    parser.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    parser.add_argument(
+        "--dagster-history",
+        action="store_true",
+        help=(
+            "also delete finished Dagster runs (and their event logs) older than N days from "
+            "the instance at DAGSTER_HOME (default <warehouse>/dagster)"
+        ),
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if args.keep_days < 0:
+        raise ValueError(f"--keep-days {args.keep_days}: expected 0 or more days")
+    warehouse = settings.warehouse_dir(args.warehouse)
+    if not (warehouse / "parquet").exists():
+        raise FileNotFoundError(f"no warehouse at {warehouse}: nothing to prune")
+    result = retention.prune_warehouse(warehouse, args.keep_days, dry_run=args.dry_run)
+    if args.dagster_history:
+        os.environ["DAGSTER_HOME"] = str(settings.dagster_home(warehouse))
+        n = retention.prune_dagster_runs(args.keep_days, dry_run=args.dry_run)
+        result.dagster_runs_selected = n
+        result.dagster_runs_deleted = 0 if args.dry_run else n
+    for line in result.lines():
+        print(line)
+    if args.dry_run:
+        for path in result.plan.remove:
+            print(f"  would remove {path.relative_to(warehouse)}", file=sys.stderr)
+    return 0

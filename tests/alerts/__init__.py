@@ -1,0 +1,1 @@
+"""Tests of the analytics, quota-alert and notification library."""

@@ -1,0 +1,66 @@
+"""`usage-etl query`: readable tables, CSV on stdout, Parquet files, and reads during a publish."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from pipelines.cli import main
+from warehouse.publish import publish
+
+SQL = "select organization_name, credits from period_usage_by_organization order by 1, 2"
+
+
+def test_table_output_is_readable(demo_warehouse: Path, capsys) -> None:
+    assert main(["query", "--warehouse", str(demo_warehouse), SQL]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["organization_name", "credits"]
+    assert set(out[1]) <= {"-", " "}
+    assert any(line.startswith("acme-analytics") for line in out)
+    assert out[-1].endswith("rows)")
+
+
+def test_csv_to_stdout(demo_warehouse: Path, capsys) -> None:
+    assert main(["query", "--warehouse", str(demo_warehouse), "--format", "csv", SQL]) == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(frame.columns) == ["organization_name", "credits"]
+    assert len(frame) >= 6 and frame["credits"].dtype.kind == "f"
+
+
+def test_parquet_out(demo_warehouse: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.parquet"
+    assert main(["query", "--warehouse", str(demo_warehouse), "--out", str(out), SQL]) == 0
+    table = pq.read_table(out)
+    assert table.column_names == ["organization_name", "credits"]
+    assert table.num_rows >= 6
+
+
+def test_query_works_while_the_database_is_republished(demo_warehouse: Path, capsys) -> None:
+    """Readers open the last published file; publishing swaps in a new one without blocking."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def republish() -> None:
+        try:
+            for _ in range(3):
+                publish(demo_warehouse)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=republish)
+    thread.start()
+    codes = []
+    while not done.is_set() or not codes:
+        codes.append(
+            main(["query", "--warehouse", str(demo_warehouse), "select count(*) from credit_usage"])
+        )
+    thread.join()
+    assert errors == []
+    assert set(codes) == {0}, capsys.readouterr().err
+    assert len(codes) >= 2

@@ -1,0 +1,539 @@
+"""Durable alert state and notification outbox in SQLite (stdlib ``sqlite3``, WAL).
+
+Owns the ``alerts`` and ``outbox`` tables (published to DuckDB as ``quota_alerts`` and
+``alert_outbox`` through :meth:`AlertStore.alerts_frame` / :meth:`AlertStore.outbox_frame`).
+
+Lifecycle of an alert (one row per stable key):
+``open`` -> ``notified`` (first channel delivered the open event) -> ``resolved`` (condition no
+longer holds; a later re-crossing re-opens it with ``occurrence + 1``). ``superseded``: a higher
+threshold of the same rule, series and period fired; its pending messages are cancelled.
+
+Outbox: one row per (alert key, occurrence, event ``open``|``resolved``, channel), unique on its
+``idempotency_key``; status ``pending`` -> ``sending`` (claimed) -> ``delivered``, or back to
+``pending`` with ``last_error`` when the channel failed (retried on later runs), ``failed`` after
+``max_attempts``, ``suppressed`` (backfill: the alert's period had already ended when it was
+first recorded, so nobody is paged; also a lower threshold first crossed on the way *down*
+after a higher one fired in the same period) or ``cancelled`` (superseded before delivery).
+
+Delivery guarantee: claim (own transaction) -> send -> mark delivered (own transaction).
+Re-runs never duplicate a delivered row. A crash between send and mark leaves the row
+``sending``; after ``lease_seconds`` it is claimed again and resent, so a receiver may see a
+message twice per crash: it carries ``webhook-id`` / ``idempotency_key`` to dedupe on.
+All times are naive UTC ISO strings in SQLite and naive UTC ``datetime64[us]`` in frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_key TEXT PRIMARY KEY,
+    alert_group TEXT NOT NULL,
+    organization_id TEXT NOT NULL,
+    organization_name TEXT,
+    project_id TEXT NOT NULL DEFAULT '',
+    project_name TEXT,
+    rule TEXT NOT NULL,
+    metric TEXT,
+    threshold REAL NOT NULL,
+    period_start TEXT NOT NULL,
+    period_end TEXT,
+    status TEXT NOT NULL,
+    occurrence INTEGER NOT NULL DEFAULT 1,
+    severity TEXT,
+    value REAL,
+    limit_value REAL,
+    forecast REAL,
+    title TEXT,
+    explanation TEXT,
+    details TEXT,
+    notify_resolved INTEGER NOT NULL DEFAULT 1,
+    suppressed INTEGER NOT NULL DEFAULT 0,
+    first_seen_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    notified_at TEXT,
+    resolved_at TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_group ON alerts(alert_group);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL,
+    alert_key TEXT NOT NULL REFERENCES alerts(alert_key),
+    occurrence INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    claimed_at TEXT,
+    delivered_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, channel);
+"""
+
+ACTIVE = ("open", "notified")
+_ALERT_FIELDS = (
+    "organization_name",
+    "project_name",
+    "metric",
+    "period_end",
+    "severity",
+    "value",
+    "limit_value",
+    "forecast",
+    "title",
+    "explanation",
+    "details",
+)
+
+
+def utc_now() -> datetime:
+    """The current time, naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _ts(value: Any) -> str | None:
+    """A time as a naive UTC ISO string (None stays None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    ts = pd.Timestamp(value)
+    if pd.isna(ts):
+        return None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.isoformat(sep=" ")
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return str(value)
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed outbox row: what a channel must send."""
+
+    id: int
+    idempotency_key: str
+    webhook_id: str
+    alert_key: str
+    occurrence: int
+    event: str
+    channel: str
+    attempts: int
+    payload: dict[str, Any]
+
+
+@dataclass
+class SyncReport:
+    """What :meth:`AlertStore.sync` changed."""
+
+    opened: list[str] = field(default_factory=list)
+    reopened: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)
+    queued: int = 0
+
+
+class AlertStore:
+    """SQLite-backed alert state and outbox at ``path`` (created with its parent directory)."""
+
+    def __init__(self, path: str | Path, *, lease_seconds: float = 300.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lease = timedelta(seconds=lease_seconds)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> AlertStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # ---- alerts -------------------------------------------------------------------------
+    def sync(
+        self,
+        candidates: pd.DataFrame,
+        channels: Sequence[str],
+        now: datetime | None = None,
+        *,
+        evaluated_organizations: Iterable[str] | None = None,
+        evaluated_rules: Iterable[str] | None = None,
+    ) -> SyncReport:
+        """Upsert the current candidate alerts idempotently and queue their messages.
+
+        ``candidates`` is :func:`pipelines.analytics.alert_rules.evaluate_alerts` output.
+        Active alerts that are not candidates any more are resolved (or superseded when a
+        higher threshold of the same group fires) -- but only within the evaluated scope:
+        pass ``evaluated_organizations`` / ``evaluated_rules`` when the evaluation covered only
+        part of them (None = everything). Alerts first recorded after their period ended
+        (backfills) get ``suppressed`` outbox rows. One transaction.
+        """
+        now_s = _ts(now or utc_now())
+        assert now_s is not None
+        report = SyncReport()
+        records = candidates.to_dict("records") if not candidates.empty else []
+        by_key = {str(r["alert_key"]): r for r in records}
+        group_max: dict[str, float] = {}
+        for r in records:
+            group_max[r["alert_group"]] = max(group_max.get(r["alert_group"], -1.0), r["threshold"])
+        orgs = (
+            None if evaluated_organizations is None else {str(o) for o in evaluated_organizations}
+        )
+        rules = None if evaluated_rules is None else set(evaluated_rules)
+        with self._tx() as db:
+            for key, cand in by_key.items():
+                self._upsert(db, key, cand, channels, now_s, report)
+            placeholders = ",".join("?" * len(ACTIVE))
+            active = db.execute(
+                f"SELECT * FROM alerts WHERE status IN ({placeholders})", ACTIVE
+            ).fetchall()
+            for row in active:
+                if row["alert_key"] in by_key:
+                    continue
+                if orgs is not None and row["organization_id"] not in orgs:
+                    continue
+                if rules is not None and row["rule"] not in rules:
+                    continue
+                if group_max.get(row["alert_group"], -1.0) > row["threshold"]:
+                    self._supersede(db, row["alert_key"], now_s)
+                    report.superseded.append(row["alert_key"])
+                else:
+                    report.queued += self._resolve(db, row, now_s)
+                    report.resolved.append(row["alert_key"])
+        return report
+
+    def _upsert(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        cand: dict[str, Any],
+        channels: Sequence[str],
+        now_s: str,
+        report: SyncReport,
+    ) -> None:
+        values = {
+            "organization_name": _text(cand.get("organization_name")),
+            "project_name": _text(cand.get("project_name")),
+            "metric": _text(cand.get("metric")),
+            "period_end": _ts(cand.get("period_end")),
+            "severity": _text(cand.get("severity")),
+            "value": _num(cand.get("value")),
+            "limit_value": _num(cand.get("limit")),
+            "forecast": _num(cand.get("forecast")),
+            "title": _text(cand.get("title")),
+            "explanation": _text(cand.get("explanation")),
+            "details": _text(cand.get("details")),
+        }
+        existing = db.execute("SELECT * FROM alerts WHERE alert_key = ?", (key,)).fetchone()
+        sets = ", ".join(f"{f} = :{f}" for f in _ALERT_FIELDS)
+        params = {**values, "key": key, "now": now_s}
+        if existing is None:
+            period_end = values["period_end"]
+            # backfill (the period is over) or a step down from a higher threshold already
+            # raised in this period: record the alert, page nobody
+            higher = db.execute(
+                "SELECT 1 FROM alerts WHERE alert_group = ? AND threshold > ? LIMIT 1",
+                (cand["alert_group"], float(cand["threshold"])),
+            ).fetchone()
+            suppressed = int((period_end is not None and period_end <= now_s) or bool(higher))
+            db.execute(
+                "INSERT INTO alerts (alert_key, alert_group, organization_id, project_id, rule,"
+                " threshold, period_start, status, occurrence, notify_resolved, suppressed,"
+                " first_seen_at, last_seen_at, opened_at, updated_at, "
+                + ", ".join(_ALERT_FIELDS)
+                + ") VALUES (:key, :group, :org, :project, :rule, :threshold, :period_start,"
+                " 'open', 1, :notify_resolved, :suppressed, :now, :now, :now, :now, "
+                + ", ".join(f":{f}" for f in _ALERT_FIELDS)
+                + ")",
+                {
+                    **params,
+                    "group": cand["alert_group"],
+                    "org": str(cand["organization_id"]),
+                    "project": _text(cand.get("project_id")) or "",
+                    "rule": cand["rule"],
+                    "threshold": float(cand["threshold"]),
+                    "period_start": _ts(cand["period_start"]),
+                    "notify_resolved": int(bool(cand.get("notify_resolved", True))),
+                    "suppressed": suppressed,
+                },
+            )
+            report.queued += self._queue(db, key, 1, "open", channels, now_s, bool(suppressed))
+            (report.suppressed if suppressed else report.opened).append(key)
+        elif existing["status"] in ACTIVE:
+            db.execute(
+                f"UPDATE alerts SET {sets}, last_seen_at = :now, updated_at = :now"
+                " WHERE alert_key = :key",
+                params,
+            )
+            report.updated.append(key)
+        elif existing["status"] == "superseded":
+            restored = "notified" if existing["notified_at"] else "open"
+            db.execute(
+                f"UPDATE alerts SET {sets}, status = :status, last_seen_at = :now,"
+                " updated_at = :now WHERE alert_key = :key",
+                {**params, "status": restored},
+            )
+            report.updated.append(key)
+        else:  # resolved: the condition holds again -> a new occurrence
+            occurrence = int(existing["occurrence"]) + 1
+            period_end = values["period_end"]
+            suppressed = int(period_end is not None and period_end <= now_s)
+            db.execute(
+                f"UPDATE alerts SET {sets}, status = 'open', occurrence = :occ,"
+                " suppressed = :sup, opened_at = :now, notified_at = NULL, resolved_at = NULL,"
+                " last_seen_at = :now, updated_at = :now WHERE alert_key = :key",
+                {**params, "occ": occurrence, "sup": suppressed},
+            )
+            report.queued += self._queue(
+                db, key, occurrence, "open", channels, now_s, bool(suppressed)
+            )
+            report.reopened.append(key)
+
+    def _supersede(self, db: sqlite3.Connection, key: str, now_s: str) -> None:
+        db.execute(
+            "UPDATE alerts SET status = 'superseded', updated_at = ? WHERE alert_key = ?",
+            (now_s, key),
+        )
+        db.execute(
+            "UPDATE outbox SET status = 'cancelled', last_error = 'superseded by a higher"
+            " threshold' WHERE alert_key = ? AND status = 'pending'",
+            (key,),
+        )
+
+    def _resolve(self, db: sqlite3.Connection, row: sqlite3.Row, now_s: str) -> int:
+        key = row["alert_key"]
+        db.execute(
+            "UPDATE alerts SET status = 'resolved', resolved_at = ?, updated_at = ?"
+            " WHERE alert_key = ?",
+            (now_s, now_s, key),
+        )
+        if not row["notify_resolved"]:
+            return 0
+        opened = db.execute(
+            "SELECT channel, status FROM outbox WHERE alert_key = ? AND occurrence = ?"
+            " AND event = 'open' ORDER BY id",
+            (key, row["occurrence"]),
+        ).fetchall()
+        live = [o["channel"] for o in opened if o["status"] not in ("suppressed", "cancelled")]
+        return self._queue(db, key, int(row["occurrence"]), "resolved", live, now_s, False)
+
+    def _queue(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        occurrence: int,
+        event: str,
+        channels: Sequence[str],
+        now_s: str,
+        suppressed: bool,
+    ) -> int:
+        alert = dict(db.execute("SELECT * FROM alerts WHERE alert_key = ?", (key,)).fetchone())
+        queued = 0
+        for channel in channels:
+            idem = f"{key}#{occurrence}:{event}:{channel}"
+            webhook_id = "msg_" + hashlib.sha256(idem.encode()).hexdigest()[:32]
+            payload = {
+                "type": f"quota_alert.{event}",
+                "event": event,
+                "idempotency_key": idem,
+                "webhook_id": webhook_id,
+                "occurred_at": now_s,
+                "alert": {
+                    k: alert[k]
+                    for k in (
+                        "alert_key",
+                        "organization_id",
+                        "organization_name",
+                        "project_id",
+                        "project_name",
+                        "rule",
+                        "metric",
+                        "threshold",
+                        "period_start",
+                        "period_end",
+                        "severity",
+                        "value",
+                        "limit_value",
+                        "forecast",
+                        "title",
+                        "explanation",
+                        "occurrence",
+                    )
+                },
+                "details": json.loads(alert["details"]) if alert["details"] else {},
+            }
+            cur = db.execute(
+                "INSERT OR IGNORE INTO outbox (idempotency_key, webhook_id, alert_key, occurrence,"
+                " event, channel, status, payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    idem,
+                    webhook_id,
+                    key,
+                    occurrence,
+                    event,
+                    channel,
+                    "suppressed" if suppressed else "pending",
+                    json.dumps(payload, sort_keys=True),
+                    now_s,
+                ),
+            )
+            queued += 0 if suppressed else cur.rowcount
+        return queued
+
+    # ---- outbox -------------------------------------------------------------------------
+    def claim_next(self, channels: Iterable[str], now: datetime | None = None) -> OutboxItem | None:
+        """Claim the oldest deliverable row of one of ``channels`` (pending, or ``sending``
+        with an expired lease after a crash); None when there is nothing to send."""
+        names = list(channels)
+        if not names:
+            return None
+        now_dt = pd.Timestamp(_ts(now or utc_now())).to_pydatetime()
+        now_s = _ts(now_dt)
+        stale = _ts(now_dt - self.lease)
+        marks = ",".join("?" * len(names))
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM outbox WHERE channel IN (" + marks + ") AND (status = 'pending'"
+                " OR (status = 'sending' AND claimed_at <= ?)) ORDER BY id LIMIT 1",
+                (*names, stale),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE outbox SET status = 'sending', claimed_at = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (now_s, row["id"]),
+            )
+        return OutboxItem(
+            id=row["id"],
+            idempotency_key=row["idempotency_key"],
+            webhook_id=row["webhook_id"],
+            alert_key=row["alert_key"],
+            occurrence=row["occurrence"],
+            event=row["event"],
+            channel=row["channel"],
+            attempts=row["attempts"] + 1,
+            payload=json.loads(row["payload"]),
+        )
+
+    def mark_delivered(self, item: OutboxItem, now: datetime | None = None) -> None:
+        """Record a successful send (and the alert as notified for an open event)."""
+        now_s = _ts(now or utc_now())
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL"
+                " WHERE id = ?",
+                (now_s, item.id),
+            )
+            if item.event == "open":
+                db.execute(
+                    "UPDATE alerts SET status = CASE WHEN status = 'open' THEN 'notified'"
+                    " ELSE status END, notified_at = COALESCE(notified_at, ?), updated_at = ?"
+                    " WHERE alert_key = ? AND occurrence = ?",
+                    (now_s, now_s, item.alert_key, item.occurrence),
+                )
+
+    def mark_failed(self, item: OutboxItem, error: str, *, max_attempts: int | None = None) -> str:
+        """Record a failed send: back to ``pending`` (retried later) or ``failed`` once
+        ``max_attempts`` is reached. Returns the new status. ``error`` must hold no secret."""
+        status = (
+            "failed" if max_attempts is not None and item.attempts >= max_attempts else "pending"
+        )
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET status = ?, last_error = ?, claimed_at = NULL WHERE id = ?",
+                (status, error[:500], item.id),
+            )
+        return status
+
+    def requeue_failed(self) -> int:
+        """Put ``failed`` rows back to ``pending``; returns how many."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE outbox SET status = 'pending' WHERE status = 'failed'"
+            ).rowcount
+
+    def pending_count(self, channels: Iterable[str] | None = None) -> int:
+        """Rows still to deliver (pending or claimed)."""
+        sql = "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')"
+        names = list(channels) if channels is not None else None
+        if names is not None:
+            sql += " AND channel IN (" + ",".join("?" * len(names)) + ")"
+        return int(self._conn.execute(sql, names or ()).fetchone()[0])
+
+    # ---- export -------------------------------------------------------------------------
+    def alerts_frame(self) -> pd.DataFrame:
+        """The ``quota_alerts`` table."""
+        df = pd.read_sql_query("SELECT * FROM alerts ORDER BY first_seen_at, alert_key", self._conn)
+        for col in (
+            "period_start",
+            "period_end",
+            "first_seen_at",
+            "last_seen_at",
+            "opened_at",
+            "notified_at",
+            "resolved_at",
+            "updated_at",
+        ):
+            df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
+        df["notify_resolved"] = df["notify_resolved"].astype(bool)
+        df["suppressed"] = df["suppressed"].astype(bool)
+        return df.rename(columns={"limit_value": "limit"})
+
+    def outbox_frame(self) -> pd.DataFrame:
+        """The ``alert_outbox`` table (without payloads' secrets: payloads hold none)."""
+        df = pd.read_sql_query("SELECT * FROM outbox ORDER BY id", self._conn)
+        for col in ("created_at", "claimed_at", "delivered_at"):
+            df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
+        return df
