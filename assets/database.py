@@ -2,6 +2,7 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from assets.analytics import project_usage_trends, quota_alerts
 from assets.credit_usage import credit_usage_daily, credit_usage_periods
 from assets.organizations import organization_users, organizations, resource_usage
 from pipelines.resources import Warehouse
@@ -14,6 +15,8 @@ PUBLISH_AFTER = [
     resource_usage,
     credit_usage_daily,
     credit_usage_periods,
+    project_usage_trends,
+    quota_alerts,
 ]
 
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from pipelines.commands import (
+    alerts_cmd,
     dictionary_cmd,
     emulator_cmd,
     prune_cmd,
@@ -30,7 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="UbiOps usage analytics: extract, warehouse, alert.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, emulator_cmd, query_cmd, dictionary_cmd, report_cmd, prune_cmd):
+    for module in (
+        run_cmd,
+        emulator_cmd,
+        query_cmd,
+        alerts_cmd,
+        dictionary_cmd,
+        report_cmd,
+        prune_cmd,
+    ):
         module.add_parser(sub)
     return parser
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from dagster import Definitions, define_asset_job, in_process_executor
 
+from assets.analytics import project_usage_trends, quota_alerts
 from assets.credit_usage import credit_usage_daily, credit_usage_periods
 from assets.database import usage_database
 from assets.organizations import organization_users, organizations, resource_usage
+from assets.report import usage_report
 from pipelines.resources import UbiOpsApi, Warehouse
 from pipelines.schedules import daily_refresh_schedule
+from pipelines.sensors import usage_etl_failure_notifier
 
 ALL_ASSETS = [
     organizations,
@@ -19,7 +22,10 @@ ALL_ASSETS = [
     resource_usage,
     credit_usage_daily,
     credit_usage_periods,
+    project_usage_trends,
+    quota_alerts,
     usage_database,
+    usage_report,
 ]
 
 usage_etl_job = define_asset_job(
@@ -33,5 +39,6 @@ defs = Definitions(
     assets=ALL_ASSETS,
     jobs=[usage_etl_job],
     schedules=[daily_refresh_schedule(usage_etl_job)],
+    sensors=[usage_etl_failure_notifier],
     resources={"ubiops": UbiOpsApi(), "warehouse": Warehouse()},
 )

@@ -1,1 +1,6 @@
-"""warehouse package."""
+"""The storage layer: table contract, Parquet files, the published DuckDB file, alert state.
+
+Importing the package registers the derived tables next to the fact tables.
+"""
+
+from warehouse import derived_schema as _derived_schema  # noqa: F401  (registers tables)

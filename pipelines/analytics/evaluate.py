@@ -55,13 +55,19 @@ def compute_alerts(
     as_of: object | None = None,
     rules: tuple[str, ...] | list[str] = RULES,
     method: Method = "robust",
+    resources_as_of: object | None = None,
 ) -> AlertEvaluation:
-    """Forecast, quota status, anomalies (if enabled) and candidate alerts as of one day."""
+    """Forecast, quota status, anomalies (if enabled) and candidate alerts as of one day.
+
+    ``resources_as_of`` (default ``as_of``) lets resource counts observed today count while
+    credits are evaluated up to the last complete day."""
     daily = daily_usage(credit_usage)
     if as_of is not None:
         daily = daily[daily["date"] <= to_day(as_of)]
     forecasts = forecast_usage(daily, organizations, config, as_of=as_of, method=method)
-    status = quota_status(forecasts, organizations, config, resource_usage, as_of=as_of)
+    status = quota_status(
+        forecasts, organizations, config, resource_usage, as_of=resources_as_of or as_of
+    )
     anomalies = None
     anomaly = config.rules.anomaly
     if anomaly.enabled and "anomaly" in rules:

@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--start", help="first day, YYYY-MM-DD")
     parser.add_argument("--end", help="last day (inclusive), YYYY-MM-DD")
     parser.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
+    parser.add_argument("--quotas", help="quota/alert YAML (USAGE_QUOTAS, quotas.example.yaml)")
     parser.set_defaults(handler=handle)
 
 
@@ -54,6 +55,8 @@ class RunSummary:
     rate_limited: int = 0
     failed_checks: list[str] = field(default_factory=list)
     error: str | None = None
+    open_alerts: int = 0
+    report: str = ""
 
     def lines(self) -> list[str]:
         status = "succeeded" if self.success and not self.failed_checks else "FAILED"
@@ -64,6 +67,9 @@ class RunSummary:
         ]
         if self.rows:
             out.append("rows: " + ", ".join(f"{k}={v}" for k, v in self.rows.items()))
+        out.append(f"open alerts: {self.open_alerts} (usage-etl alerts lists them)")
+        if self.report:
+            out.append(f"report: {self.report}")
         for check in self.failed_checks:
             out.append(f"failed check: {check}")
         if self.error:
@@ -148,6 +154,10 @@ def execute(start: date, end: date, log_level: str = "INFO") -> RunSummary:
         summary.rate_limited += int(meta.get("api_rate_limited_429", 0) or 0)
         if mat.asset_key.to_user_string() == "organizations":
             summary.organizations = int(meta.get("organizations", 0) or 0)
+        if mat.asset_key.to_user_string() == "quota_alerts":
+            summary.open_alerts = int(meta.get("dagster/row_count", 0) or 0)
+        if mat.asset_key.to_user_string() == "usage_report":
+            summary.report = str(meta.get("path", ""))
         if mat.asset_key.to_user_string() == "usage_database":
             summary.rows = {
                 k.removeprefix("rows/"): int(v) for k, v in meta.items() if k.startswith("rows/")
@@ -168,8 +178,13 @@ def execute(start: date, end: date, log_level: str = "INFO") -> RunSummary:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from pipelines.quotas import load_quotas
+
     warehouse = settings.warehouse_dir(args.warehouse)
     os.environ["USAGE_WAREHOUSE"] = str(warehouse)
+    if args.quotas:
+        os.environ["USAGE_QUOTAS"] = str(args.quotas)
+    load_quotas()  # a bad quota file is rejected before any run starts
     today = datetime.now(UTC).date()
     start, end = resolve_range(args.start, args.end, today)
     print(f"usage-etl: loading {start} .. {end} into {warehouse}", file=sys.stderr)

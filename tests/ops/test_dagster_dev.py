@@ -267,14 +267,19 @@ def test_ui_renders_the_asset_graph_in_chromium(dagster_dev: DagsterDev) -> None
             page.keyboard.press("Alt+e")
             try:
                 page.wait_for_function(
-                    "names => names.every(n => document.body.innerText.includes(n))",
+                    "names => names.every(n => { const t = document.body.innerText;"
+                    " return t.includes(n) || (t.includes(n.slice(0, 9)) &&"
+                    " t.includes(n.slice(-7))); })",
                     arg=names,
                     timeout=60_000,
                 )
             finally:
                 page.screenshot(path=str(shot), full_page=True)
             text = page.inner_text("body")
-            missing_names = [n for n in names if n not in text]
+            # Long names are shortened in the middle on graph nodes ("credit_us…_periods").
+            missing_names = [
+                n for n in names if n not in text and not (n[:9] in text and n[-7:] in text)
+            ]
             assert not missing_names, f"not on the asset graph page: {missing_names}"
         finally:
             browser.close()

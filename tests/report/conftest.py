@@ -30,6 +30,32 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return warehouse
 
 
+def drop_derived_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the pipeline's derived tables, leaving the four base tables."""
+    from warehouse.derived_schema import DERIVED_TABLES
+
+    from warehouse.views import VIEWS
+
+    for view in VIEWS:  # views were bound to the derived tables' shape; rebuilt on demand
+        con.execute(f'DROP VIEW IF EXISTS "{view.name}"')
+    for table in DERIVED_TABLES:
+        con.execute(f'DROP TABLE IF EXISTS "{table.name}"')
+
+
+@pytest.fixture(scope="session")
+def base_tables_warehouse(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo database with the base tables only (as before any derived asset ran)."""
+    warehouse = tmp_path_factory.mktemp("base") / "warehouse"
+    warehouse.mkdir()
+    shutil.copy(demo_warehouse / "usage.duckdb", warehouse / "usage.duckdb")
+    con = duckdb.connect(str(warehouse / "usage.duckdb"))
+    try:
+        drop_derived_tables(con)
+    finally:
+        con.close()
+    return warehouse
+
+
 @pytest.fixture(scope="session")
 def derived_warehouse(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo database plus quota_status/quota_alerts shaped as planned, one org renamed."""
@@ -38,6 +64,7 @@ def derived_warehouse(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFac
     shutil.copy(demo_warehouse / "usage.duckdb", warehouse / "usage.duckdb")
     con = duckdb.connect(str(warehouse / "usage.duckdb"))
     try:
+        drop_derived_tables(con)
         con.execute(
             """
             CREATE TABLE quota_status AS

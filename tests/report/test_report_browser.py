@@ -108,10 +108,26 @@ def test_report_with_derived_tables_renders_cleanly(
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
 
 
-def test_report_of_base_tables_only_renders_cleanly(
+def test_report_of_the_real_pipeline_shows_forecasts_and_alerts(
     browser, demo_warehouse: Path, tmp_path
 ) -> None:
-    html = write_report(demo_warehouse, tmp_path / "base.html")
+    html = write_report(demo_warehouse, tmp_path / "demo.html")
+    page, console, failed, _ = open_report(browser, html, ARTIFACTS / "report-demo.png")
+    try:
+        assert console == []
+        assert failed == []
+        counts = chart_counts(page)
+        assert len(counts) == 6
+        assert any(c["band"] > 0 and c["budget"] > 0 for c in counts), counts
+        assert any(c["alerts"] > 0 for c in counts), counts
+    finally:
+        page.close()
+
+
+def test_report_of_base_tables_only_renders_cleanly(
+    browser, base_tables_warehouse: Path, tmp_path
+) -> None:
+    html = write_report(base_tables_warehouse, tmp_path / "base.html")
     page, console, failed, _ = open_report(browser, html, ARTIFACTS / "report-base-tables.png")
     try:
         assert console == []

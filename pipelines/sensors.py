@@ -1,0 +1,29 @@
+"""Run-failure notification: a failed pipeline run is announced on the log channel and, when
+configured, the webhook/Slack channels of the quota configuration (as a test-style message)."""
+
+import logging
+
+from dagster import RunFailureSensorContext, run_failure_sensor
+
+log = logging.getLogger("pipelines.notify")
+
+
+@run_failure_sensor(
+    name="usage_etl_failure_notifier",
+    description="Tells the configured channels when a usage_etl run fails.",
+)
+def usage_etl_failure_notifier(context: RunFailureSensorContext) -> None:
+    from pipelines.notify.channels import DeliveryError
+    from pipelines.notify.delivery import send_test_message
+    from pipelines.quotas import load_quotas
+
+    run = context.dagster_run
+    message = context.failure_event.message or "run failed"
+    log.error("usage-etl run %s (%s) failed: %s", run.run_id, run.job_name, message)
+    config = load_quotas()
+    for channel in config.channels.enabled():
+        if channel in ("webhook", "slack"):
+            try:
+                send_test_message(channel, config, organization_id=f"run-failure:{run.run_id}")
+            except DeliveryError as exc:
+                context.log.warning(f"failure notice via {channel} failed: {exc}")
