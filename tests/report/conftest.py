@@ -33,7 +33,6 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def drop_derived_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the pipeline's derived tables, leaving the four base tables."""
     from warehouse.derived_schema import DERIVED_TABLES
-
     from warehouse.views import VIEWS
 
     for view in VIEWS:  # views were bound to the derived tables' shape; rebuilt on demand
