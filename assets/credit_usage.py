@@ -26,9 +26,9 @@ from dagster import (
 from assets.materialize import table_metadata
 from assets.organizations import current_organizations, now_utc, organizations
 from pipelines import quality
+from pipelines.analytics.periods import anchored_date, shift_month
 from pipelines.extract import Org, fan_out
 from pipelines.normalize import credit_usage_frame
-from pipelines.periods import add_months, period_starting_in
 from pipelines.resources import UbiOpsApi, Warehouse
 from pipelines.ubiops_client import RequestStats
 from warehouse.files import writer_lock
@@ -47,7 +47,7 @@ def months_of(context: AssetExecutionContext) -> list[date]:
 
 
 def month_bounds(first: date) -> tuple[date, date]:
-    ny, nm = add_months(first.year, first.month, 1)
+    ny, nm = shift_month(first.year, first.month, 1)
     return first, date(ny, nm, 1)
 
 
@@ -193,7 +193,8 @@ def credit_usage_periods(
         if anchor is None or pd.isna(anchor):
             continue
         for month in months:
-            start, end = period_starting_in(int(anchor), month.year, month.month)
+            start = anchored_date(month.year, month.month, int(anchor))
+            end = anchored_date(*shift_month(month.year, month.month, 1), int(anchor))
             if start <= today:
                 requests.append((org, month, start, end))
     frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)

@@ -28,8 +28,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipelines.analytics.periods import shift_month as add_months  # noqa: E402
 from pipelines.extract import fan_out  # noqa: E402
-from pipelines.periods import add_months  # noqa: E402
 from pipelines.ubiops_client import UbiOpsClient  # noqa: E402
 
 

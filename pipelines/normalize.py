@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from pipelines.analytics.periods import anchor_from_period
 from pipelines.api_models import (
     CreditUsage,
     OrganizationDetail,
     OrganizationUser,
     ResourceUsage,
 )
-from pipelines.periods import anchor_day
 from warehouse.schema import CREDIT_USAGE, ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE
 
 
@@ -57,7 +57,7 @@ def organizations_frame(
                 "two_factor_authentication_forced": detail.two_factor_authentication_forced,
                 "period_start": start,
                 "period_end": end,
-                "period_anchor_day": anchor_day(start, end) if start and end else None,
+                "period_anchor_day": anchor_from_period(start, end) if start and end else None,
                 "first_seen_at": first_seen.get(detail.id, seen_at),
                 "last_seen_at": seen_at,
             }

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from pipelines import settings
-from pipelines.periods import add_months
+from pipelines.analytics.periods import shift_month as add_months
 
 
 def parse_day(flag: str, value: str) -> date:

@@ -37,8 +37,8 @@ def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
     Raises RuntimeError naming the failure when the run does not succeed.
     """
     from emulator.server import EmulatorConfig, EmulatorServer
+    from pipelines.analytics.periods import shift_month as add_months
     from pipelines.commands.run_cmd import execute
-    from pipelines.periods import add_months
 
     root = Path(root)
     warehouse = root / "warehouse"

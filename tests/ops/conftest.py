@@ -28,7 +28,7 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from pipelines.periods import add_months
+from pipelines.analytics.periods import shift_month as add_months
 from tests.pipeline.conftest import start_emulator
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from emulator.server import EmulatorConfig, EmulatorServer
+from pipelines.analytics.periods import shift_month as add_months
 from pipelines.commands.run_cmd import RunSummary, execute
-from pipelines.periods import add_months
 
 
 @dataclass

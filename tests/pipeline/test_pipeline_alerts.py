@@ -27,10 +27,14 @@ def test_demo_raises_alerts_once(pipeline: Pipeline) -> None:
 
 
 def test_bad_quota_file_is_rejected_before_the_run(
-    pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pipeline: Pipeline,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bad = tmp_path / "quotas.yaml"
     bad.write_text("subscriptions:\n  starter:\n    credit_budget: lots\n")
+    monkeypatch.setenv("USAGE_QUOTAS", str(bad))  # the command sets it; restored afterwards
     code = main(["run", "--quotas", str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
