@@ -10,7 +10,9 @@ Environment contract (see DESIGN.md and the README):
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_HOST = "https://api.ubiops.com/v2.1"
@@ -60,3 +62,18 @@ telemetry:
 def should_embed_emulator() -> bool:
     """With neither a token nor a host configured, the bundled emulator stands in for the API."""
     return not os.environ.get("UBIOPS_API_TOKEN") and not os.environ.get("UBIOPS_API_HOST")
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore them exactly."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -112,17 +112,9 @@ def api_target() -> Iterator[None]:
             f"emulator with demo data at {server.base_url}",
             file=sys.stderr,
         )
-        saved = {k: os.environ.get(k) for k in ("UBIOPS_API_HOST", "UBIOPS_API_TOKEN")}
-        os.environ["UBIOPS_API_HOST"] = server.base_url
-        os.environ["UBIOPS_API_TOKEN"] = server.token
-        try:
+        target = {"UBIOPS_API_HOST": server.base_url, "UBIOPS_API_TOKEN": server.token}
+        with settings.environment(target):
             yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 def execute(start: date, end: date, log_level: str = "INFO") -> RunSummary:

@@ -8,27 +8,8 @@ the current month (the `usage-etl run` default).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-
-_ENV = ("UBIOPS_API_HOST", "UBIOPS_API_TOKEN", "USAGE_WAREHOUSE", "DAGSTER_HOME")
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in _ENV}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
@@ -39,6 +20,7 @@ def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
     from emulator.server import EmulatorConfig, EmulatorServer
     from pipelines.analytics.periods import shift_month as add_months
     from pipelines.commands.run_cmd import execute
+    from pipelines.settings import environment
 
     root = Path(root)
     warehouse = root / "warehouse"
@@ -51,7 +33,7 @@ def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
             "USAGE_WAREHOUSE": str(warehouse),
             "DAGSTER_HOME": str(root / "dagster"),
         }
-        with _environment(env):
+        with environment(env):
             today = now.date()
             year, month = add_months(today.year, today.month, -1)
             summary = execute(date(year, month, 1), today, log_level="WARNING")
