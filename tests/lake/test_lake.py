@@ -1,0 +1,185 @@
+"""The shared lake (DuckLake: catalog on a real PostgreSQL, data on a real S3 server on loopback).
+
+What a team relies on: both libpq spellings of the catalog work; a bad catalog, unreachable S3,
+bad credentials or a missing bucket is one clear line without secrets; slices are replaced in
+one snapshot; two writer processes land together; `kill -9` mid-commit leaves the old or the new
+snapshot; readers attach read-only; every commit is history that can be read back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lake.conftest import Lake
+from tests.lake.writer import slice_rows
+from warehouse.lake import (
+    LakeConfig,
+    LakeConfigError,
+    LakeError,
+    LakeTables,
+    check,
+    connect,
+    parse_catalog,
+    slice_history,
+)
+from warehouse.schema import CREDIT_USAGE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def month_totals(config: LakeConfig) -> dict[str, tuple[int, float, float]]:
+    """Per month: rows, min and max credits (a slice written whole has min == max)."""
+    con = connect(config, read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT month, count(*), min(credits), max(credits) FROM credit_usage GROUP BY month"
+        ).fetchall()
+    finally:
+        con.close()
+    return {m: (int(n), float(lo), float(hi)) for m, n, lo, hi in rows}
+
+
+def test_both_libpq_spellings_name_the_same_catalog() -> None:
+    url = parse_catalog("postgresql://ana:s3cret@db.internal:6543/usage?sslmode=require")
+    keywords = parse_catalog("dbname=usage host=db.internal port=6543 user=ana password=s3cret")
+    assert set(url.split()) == set(keywords.split()) | {"sslmode=require"}
+    for bad, expected in [
+        ("mysql://ana:s3cret@db/usage", "not PostgreSQL"),
+        ("host=db user=ana password=s3cret", "no database named"),
+        ("dbname=usage colour=blue", "colour"),
+    ]:
+        with pytest.raises(LakeConfigError, match=expected) as raised:
+            parse_catalog(bad)
+        assert "s3cret" not in str(raised.value)
+
+
+def test_one_variable_without_the_other_is_a_clear_error() -> None:
+    assert LakeConfig.from_env({}) is None
+    with pytest.raises(LakeConfigError, match="USAGE_LAKE_CATALOG is not"):
+        LakeConfig.from_env({"USAGE_LAKE_DATA": "s3://bucket/usage"})
+    with pytest.raises(LakeConfigError, match="USAGE_LAKE_DATA is not"):
+        LakeConfig.from_env({"USAGE_LAKE_CATALOG": "dbname=usage"})
+
+
+def test_a_good_lake_passes_the_up_front_check(lake: Lake) -> None:
+    check(lake.config)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"USAGE_LAKE_CATALOG": "wrong-port"}, "cannot attach the lake"),
+        ({"USAGE_LAKE_CATALOG": "wrong-password"}, "cannot attach the lake"),
+        ({"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, "cannot write to the lake's data path"),
+        ({"USAGE_LAKE_DATA": "s3://no-such-bucket/usage"}, "cannot"),
+        ({"AWS_ENDPOINT_URL": "closed-port"}, "cannot"),
+    ],
+)
+def test_bad_configuration_is_one_line_without_secrets(
+    lake: Lake, change: dict[str, str], expected: str
+) -> None:
+    env = dict(lake.env)
+    for key, value in change.items():
+        if value == "wrong-port":
+            env[key] = env[key].replace(f":{lake.postgres.port}/", ":1/")
+        elif value == "wrong-password":
+            env[key] = env[key].replace(lake.postgres.password, "not-the-password")
+        elif value == "closed-port":
+            env[key] = "http://127.0.0.1:1"
+        else:
+            env[key] = value
+    config = LakeConfig.from_env(env)
+    assert config is not None
+    with pytest.raises(LakeError) as raised:
+        check(config)
+    message = str(raised.value)
+    assert expected in message
+    assert "\n" not in message
+    for secret in (lake.postgres.password, lake.s3.secret, "not-the-password", "not-the-secret"):
+        assert secret not in message
+
+
+def test_slices_are_replaced_in_one_snapshot_each_and_kept_as_history(lake: Lake) -> None:
+    con = connect(lake.config)
+    tables = LakeTables(con, lake.config)
+    for credits in (1.0, 2.0):
+        tables.replace_slices(
+            CREDIT_USAGE,
+            [
+                ({"interval": "day", "month": "2026-09"}, slice_rows("2026-09", 30, credits)),
+                ({"interval": "day", "month": "2026-10"}, slice_rows("2026-10", 31, credits)),
+            ],
+        )
+    tables.replace_slices(
+        CREDIT_USAGE, [({"interval": "day", "month": "2026-10"}, slice_rows("2026-10", 31, 5.0))]
+    )
+    assert month_totals(lake.config) == {
+        "2026-09": (30, 2.0, 2.0),
+        "2026-10": (31, 5.0, 5.0),
+    }
+    history = slice_history(con, "credit_usage", "sum(credits)", "month = ?", ["2026-10"])
+    assert [round(h.credits, 6) for h in history] == [31.0, 62.0, 155.0]
+    assert [round(h.change, 6) for h in history] == [31.0, 31.0, 93.0]
+    assert [h.snapshot_id for h in history] == sorted(h.snapshot_id for h in history)
+    comment = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE table_name = 'credit_usage'"
+    ).fetchone()
+    assert comment is not None and comment[0] == CREDIT_USAGE.description
+    con.close()
+
+
+def test_readers_attach_read_only(lake: Lake) -> None:
+    con = connect(lake.config)
+    LakeTables(con, lake.config).replace_slices(
+        CREDIT_USAGE, [({"interval": "day", "month": "2026-11"}, slice_rows("2026-11", 3, 1.0))]
+    )
+    con.close()
+    reader = connect(lake.config, read_only=True)
+    try:
+        assert reader.execute("SELECT count(*) FROM credit_usage").fetchone() == (3,)
+        with pytest.raises(Exception, match=r"read-only|read only"):
+            reader.execute("DELETE FROM credit_usage")
+    finally:
+        reader.close()
+
+
+def writer(lake: Lake, month: str, rounds: int, rows: int = 500) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.lake.writer", month, str(rounds), str(rows)],
+        cwd=REPO,
+        env={**os.environ, **lake.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_writer_processes_on_different_months_both_land(lake: Lake) -> None:
+    first, second = writer(lake, "2026-09", 6), writer(lake, "2026-10", 6)
+    outputs = [p.communicate(timeout=240) for p in (first, second)]
+    for process, (out, err) in zip((first, second), outputs, strict=True):
+        assert process.returncode == 0, err[-2000:]
+        assert "round=6" in out
+    assert month_totals(lake.config) == {
+        "2026-09": (500, 6.0, 6.0),
+        "2026-10": (500, 6.0, 6.0),
+    }
+
+
+def test_kill_9_during_a_commit_leaves_the_old_or_the_new_slice(lake: Lake) -> None:
+    ready = writer(lake, "2026-08", 1, rows=2000)
+    assert ready.wait(timeout=120) == 0
+    victim = writer(lake, "2026-08", 50, rows=20000)
+    assert victim.stdout is not None
+    victim.stdout.readline()  # round 1 committed: round 2 is being written right now
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    rows, low, high = month_totals(lake.config)["2026-08"]
+    assert low == high, "a slice was left half-replaced"
+    assert rows == 20000

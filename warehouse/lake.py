@@ -1,0 +1,577 @@
+"""The shared lake: a DuckLake whose catalog lives in PostgreSQL and whose data files live on
+S3-compatible object storage (or a local directory).
+
+This module owns everything the lake needs and nothing else:
+- `LakeConfig`: where the lake is (`USAGE_LAKE_CATALOG`, `USAGE_LAKE_DATA`, the standard AWS
+  variables), parsed and validated, with a redacted form safe for logs;
+- `connect`: a DuckDB connection with the signed `ducklake`, `postgres_scanner` and `httpfs`
+  extensions loaded from their PyPI packages (never downloaded, never unsigned), the S3 secret
+  created and the lake attached as `usage` (read-only for readers);
+- `write_transaction`: one unit of work committed as one snapshot, retried as a whole with
+  jittered backoff when another writer's commit conflicts, a bounded number of times;
+- `LakeTables`: replace a table's slice (delete the slice's rows, insert the new ones) inside
+  such a transaction, create tables from the data contract, read them back;
+- `slice_history`: how a slice's totals changed from snapshot to snapshot (DuckLake keeps every
+  commit as a snapshot that can be queried `AT (VERSION => n)`).
+
+Secrets (the catalog password, the S3 secret key) never leave this module in clear: every error
+raised here is scrubbed of them, and `LakeConfig.redacted()` is what logs may show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from warehouse.schema import Table
+
+CATALOG_ALIAS = "usage"
+EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
+_PACKAGES = {
+    "ducklake": "duckdb_extension_ducklake",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",
+}
+# libpq keywords we pass through from a URL's query string (`?sslmode=require`, ...).
+_LIBPQ_KEYWORDS = {
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+    "options",
+    "target_session_attrs",
+}
+
+T = TypeVar("T")
+
+
+class LakeError(Exception):
+    """Something about the lake is wrong; the message names it and holds no secret."""
+
+
+class LakeConfigError(LakeError):
+    """The lake's configuration is malformed or points at something unusable."""
+
+
+class LakeConflictError(LakeError):
+    """Another writer kept committing conflicting changes; the lake is unchanged by this one."""
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Where the lake is. `catalog` is libpq key=value text; `data_path` an s3:// URL or a dir."""
+
+    catalog: str
+    data_path: str
+    s3_endpoint: str | None = None
+    s3_key_id: str | None = None
+    s3_secret: str | None = field(default=None, repr=False)
+    s3_region: str | None = None
+    s3_session_token: str | None = field(default=None, repr=False)
+
+    @property
+    def on_s3(self) -> bool:
+        return self.data_path.startswith("s3://")
+
+    def secrets(self) -> list[str]:
+        """Every secret value this configuration holds (to scrub from messages)."""
+        values = [self.s3_secret, self.s3_session_token, _conninfo(self.catalog).get("password")]
+        return [v for v in values if v]
+
+    def redacted(self) -> str:
+        """A one-line description safe for logs: no password, no secret key."""
+        parts = _conninfo(self.catalog)
+        shown = " ".join(f"{k}={v}" for k, v in parts.items() if k != "password")
+        endpoint = f" via {self.s3_endpoint}" if self.on_s3 and self.s3_endpoint else ""
+        return f"DuckLake catalog [{shown}], data at {self.data_path}{endpoint}"
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LakeConfig | None:
+        """The lake named by `USAGE_LAKE_CATALOG` / `USAGE_LAKE_DATA`; None when neither is set.
+
+        Setting only one of them is an error (a lake needs both a catalog and a data path)."""
+        env = os.environ if environ is None else environ
+        catalog = (env.get("USAGE_LAKE_CATALOG") or "").strip()
+        data = (env.get("USAGE_LAKE_DATA") or "").strip()
+        if not catalog and not data:
+            return None
+        if not catalog:
+            raise LakeConfigError(
+                "USAGE_LAKE_DATA is set but USAGE_LAKE_CATALOG is not: expected a PostgreSQL "
+                "connection string for the lake's catalog"
+            )
+        if not data:
+            raise LakeConfigError(
+                "USAGE_LAKE_CATALOG is set but USAGE_LAKE_DATA is not: expected an s3:// URL or "
+                "a directory for the lake's data files"
+            )
+        endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
+        return cls(
+            catalog=parse_catalog(catalog),
+            data_path=parse_data_path(data),
+            s3_endpoint=endpoint or None,
+            s3_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            s3_secret=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            s3_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        )
+
+
+def _conninfo(text: str) -> dict[str, str]:
+    """Split libpq key=value text (values may be single-quoted) into a dict."""
+    out: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        eq = text.find("=", i)
+        if eq < 0:
+            raise LakeConfigError(
+                "USAGE_LAKE_CATALOG: expected `key=value` pairs such as `dbname=lake host=db` "
+                f"or a postgresql:// URL; `{text[i:].split()[0]}` has no `=`"
+            )
+        key = text[i:eq].strip()
+        i = eq + 1
+        if i < n and text[i] == "'":
+            i += 1
+            value_chars: list[str] = []
+            while i < n and text[i] != "'":
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                value_chars.append(text[i])
+                i += 1
+            if i >= n:
+                raise LakeConfigError(f"USAGE_LAKE_CATALOG: unterminated quote in the {key} value")
+            i += 1
+            value = "".join(value_chars)
+        else:
+            start = i
+            while i < n and not text[i].isspace():
+                i += 1
+            value = text[start:i]
+        out[key] = value
+    return out
+
+
+def _quote_value(value: str) -> str:
+    if value and all(c.isalnum() or c in "._-/:@" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def parse_catalog(text: str) -> str:
+    """Normalize either libpq form to key=value text with at least `dbname`.
+
+    `postgresql://user:pass@host:port/db?sslmode=require` and `dbname=db host=h user=u` both
+    work; anything else is a one-line error that does not echo a password."""
+    text = text.strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        url = urlsplit(text)
+        parts: dict[str, str] = {}
+        if url.hostname:
+            parts["host"] = unquote(url.hostname)
+        try:
+            port = url.port
+        except ValueError:
+            raise LakeConfigError(
+                "USAGE_LAKE_CATALOG: the URL's port is not a number; expected "
+                "postgresql://user:password@host:port/database"
+            ) from None
+        if port:
+            parts["port"] = str(port)
+        if url.path.strip("/"):
+            parts["dbname"] = unquote(url.path.strip("/"))
+        if url.username:
+            parts["user"] = unquote(url.username)
+        if url.password:
+            parts["password"] = unquote(url.password)
+        for key, value in parse_qsl(url.query):
+            if key not in _LIBPQ_KEYWORDS:
+                raise LakeConfigError(
+                    f"USAGE_LAKE_CATALOG: unknown connection parameter {key!r} in the URL"
+                )
+            parts[key] = value
+    elif "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise LakeConfigError(
+            f"USAGE_LAKE_CATALOG: scheme {scheme!r} is not PostgreSQL; expected "
+            "postgresql://user:password@host:port/database or `dbname=... host=...`"
+        )
+    else:
+        parts = _conninfo(text)
+        unknown = sorted(set(parts) - _LIBPQ_KEYWORDS)
+        if unknown:
+            raise LakeConfigError(
+                f"USAGE_LAKE_CATALOG: unknown connection parameter(s) {', '.join(unknown)}; "
+                "expected libpq keywords such as dbname, host, port, user, password"
+            )
+    if not parts.get("dbname"):
+        raise LakeConfigError(
+            "USAGE_LAKE_CATALOG: no database named; expected postgresql://host/DATABASE or "
+            "`dbname=DATABASE host=...`"
+        )
+    return " ".join(f"{k}={_quote_value(v)}" for k, v in parts.items())
+
+
+def parse_data_path(text: str) -> str:
+    """An `s3://bucket/prefix/` URL (trailing slash added) or an absolute local directory."""
+    text = text.strip()
+    if text.startswith("s3://"):
+        url = urlsplit(text)
+        if not url.netloc:
+            raise LakeConfigError(
+                f"USAGE_LAKE_DATA={text!r}: no bucket; expected s3://BUCKET/optional/prefix"
+            )
+        return text if text.endswith("/") else text + "/"
+    if "://" in text:
+        raise LakeConfigError(
+            f"USAGE_LAKE_DATA={text!r}: expected an s3:// URL or a local directory"
+        )
+    path = Path(text).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise LakeConfigError(f"USAGE_LAKE_DATA={text!r}: is a file; expected a directory")
+    return str(path) + os.sep
+
+
+def extension_path(name: str) -> Path:
+    """The signed extension binary shipped by its PyPI package for this DuckDB version."""
+    package = _PACKAGES[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LakeConfigError(
+            f"the DuckDB extension {name!r} is not installed: expected the Python package "
+            f"{package.replace('_', '-')}=={duckdb.__version__}"
+        )
+    root = Path(next(iter(spec.submodule_search_locations))) / "extensions"
+    found = root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not found.exists():
+        shipped = sorted(p.name for p in root.glob("v*"))
+        raise LakeConfigError(
+            f"the DuckDB extension {name!r} is built for DuckDB {', '.join(shipped) or '?'}, "
+            f"not {duckdb.__version__}: pin both to the same version"
+        )
+    return found
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _s3_secret_sql(config: LakeConfig) -> str:
+    options = ["TYPE s3"]
+    if config.s3_key_id:
+        options.append(f"KEY_ID {_sql_text(config.s3_key_id)}")
+    if config.s3_secret:
+        options.append(f"SECRET {_sql_text(config.s3_secret)}")
+    if config.s3_session_token:
+        options.append(f"SESSION_TOKEN {_sql_text(config.s3_session_token)}")
+    options.append(f"REGION {_sql_text(config.s3_region or 'us-east-1')}")
+    if config.s3_endpoint:
+        endpoint = urlsplit(config.s3_endpoint)
+        if not endpoint.netloc:
+            raise LakeConfigError(
+                f"AWS_ENDPOINT_URL={config.s3_endpoint!r}: expected http(s)://host[:port]"
+            )
+        options.append(f"ENDPOINT {_sql_text(endpoint.netloc)}")
+        options.append(f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}")
+        options.append("URL_STYLE 'path'")
+    return f"CREATE OR REPLACE SECRET usage_lake_s3 ({', '.join(options)})"
+
+
+def connect(config: LakeConfig, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection with the lake attached as `usage` (and selected with USE).
+
+    Extensions are loaded from their packages with signature checking on; nothing is installed
+    or auto-loaded from the network. Every failure is a `LakeError` naming what failed."""
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    try:
+        con.execute("SET TimeZone='UTC'")
+        for name in EXTENSIONS:
+            con.execute(f"LOAD {_sql_text(str(extension_path(name)))}")
+        if config.on_s3:
+            con.execute(_s3_secret_sql(config))
+        options = [f"DATA_PATH {_sql_text(config.data_path)}"]
+        if read_only:
+            options.append("READ_ONLY")
+        con.execute(
+            f"ATTACH {_sql_text('ducklake:postgres:' + config.catalog)} AS {CATALOG_ALIAS} "
+            f"({', '.join(options)})"
+        )
+        con.execute(f"USE {CATALOG_ALIAS}")
+    except LakeError:
+        con.close()
+        raise
+    except duckdb.Error as exc:
+        con.close()
+        raise LakeConfigError(
+            f"cannot attach the lake ({config.redacted()}): {_first_line(config, exc)}"
+        ) from None
+    return con
+
+
+def check(config: LakeConfig) -> None:
+    """Prove up front that the catalog answers and the data path takes a write.
+
+    Raises `LakeConfigError` with one line naming what failed (catalog unreachable, bad
+    credentials, missing bucket, ...). The write test overwrites one small file of a fixed name
+    in the data path (removed again when the data path is a local directory)."""
+    con = connect(config)
+    probe = f"{config.data_path}_usage_etl_write_check.parquet"  # one fixed name, overwritten
+    try:
+        con.execute(f"COPY (SELECT 1 AS ok) TO {_sql_text(probe)} (FORMAT parquet)")
+    except duckdb.Error as exc:
+        raise LakeConfigError(
+            f"cannot write to the lake's data path {config.data_path}: {_first_line(config, exc)}"
+        ) from None
+    finally:
+        con.close()
+    if not config.on_s3:
+        Path(probe).unlink(missing_ok=True)
+
+
+def _first_line(config: LakeConfig, exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return config.scrub(text)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether a failed commit lost a race against another writer (worth retrying whole)."""
+    text = str(exc).lower()
+    return "conflict" in text or "another transaction" in text
+
+
+def write_transaction(
+    con: duckdb.DuckDBPyConnection,
+    work: Callable[[duckdb.DuckDBPyConnection], T],
+    config: LakeConfig,
+    attempts: int = 6,
+    base_delay: float = 0.2,
+    on_retry: Callable[[int, str], None] | None = None,
+) -> tuple[T, int]:
+    """Run `work` in one transaction (one lake snapshot); returns its result and the retries.
+
+    A conflicting commit is retried as a whole (DuckLake drops the transaction when COMMIT
+    fails) after a jittered exponential pause, at most `attempts` times in all; then
+    `LakeConflictError`. Any other failure rolls back and raises a `LakeError`: either way the
+    lake stays at its previous snapshot."""
+    for attempt in range(1, attempts + 1):
+        try:
+            con.execute("BEGIN TRANSACTION")
+            result = work(con)
+            con.execute("COMMIT")
+            return result, attempt - 1
+        except duckdb.Error as exc:
+            _rollback_quietly(con)
+            if not is_conflict(exc):
+                raise LakeError(f"lake write failed: {_first_line(config, exc)}") from None
+            if attempt == attempts:
+                raise LakeConflictError(
+                    f"lake write gave up after {attempts} conflicting attempts "
+                    f"(another writer kept changing the same table): {_first_line(config, exc)}"
+                ) from None
+            if on_retry is not None:
+                on_retry(attempt, _first_line(config, exc))
+            time.sleep(base_delay * (2 ** (attempt - 1)) * (0.5 + random.random()))
+        except BaseException:
+            _rollback_quietly(con)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # after a failed COMMIT it is already gone
+        con.execute("ROLLBACK")
+
+
+_DUCKDB_TYPES: list[tuple[Callable[[pa.DataType], bool], str]] = [
+    (pa.types.is_string, "VARCHAR"),
+    (pa.types.is_large_string, "VARCHAR"),
+    (pa.types.is_boolean, "BOOLEAN"),
+    (pa.types.is_float64, "DOUBLE"),
+    (pa.types.is_int64, "BIGINT"),
+    (pa.types.is_int32, "INTEGER"),
+    (pa.types.is_int16, "SMALLINT"),
+    (pa.types.is_date32, "DATE"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+]
+
+
+def sql_type(arrow_type: pa.DataType) -> str:
+    for predicate, name in _DUCKDB_TYPES:
+        if predicate(arrow_type):
+            return name
+    raise TypeError(f"no DuckDB type for Arrow type {arrow_type}")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class LakeTables:
+    """The warehouse's tables inside the lake, written slice by slice.
+
+    In the lake a table's partition keys (for example `credit_usage`'s `interval` and `month`)
+    are ordinary columns, so that a slice is the rows matching them and any DuckDB client can
+    filter on them; `partition_columns` tells which of them are not contract columns."""
+
+    con: duckdb.DuckDBPyConnection
+    config: LakeConfig
+    retries: int = 0
+
+    @staticmethod
+    def lake_columns(t: Table) -> list[tuple[str, str, str, bool]]:
+        """(name, SQL type, description, nullable) of `t` as stored in the lake."""
+        columns = [(c.name, sql_type(c.type), c.description, c.nullable) for c in t.columns]
+        known = {c.name for c in t.columns}
+        for key in t.partition_by:
+            if key not in known:
+                columns.append((key, "VARCHAR", f"Slice key `{key}` of the table.", False))
+        return columns
+
+    def ensure(self, t: Table) -> None:
+        """Create `t` with its documented columns when it does not exist yet."""
+        exists = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+            [CATALOG_ALIAS, t.name],
+        ).fetchone()
+        if exists and exists[0]:
+            return
+        columns = self.lake_columns(t)
+        body = ", ".join(
+            f"{_ident(n)} {kind}{'' if nullable else ' NOT NULL'}"
+            for n, kind, _, nullable in columns
+        )
+
+        def create(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(t.name)} ({body})")
+            con.execute(f"COMMENT ON TABLE {_ident(t.name)} IS {_sql_text(t.description)}")
+            for name, _, description, _ in columns:
+                con.execute(
+                    f"COMMENT ON COLUMN {_ident(t.name)}.{_ident(name)} IS {_sql_text(description)}"
+                )
+
+        _, retries = write_transaction(self.con, create, self.config)
+        self.retries += retries
+
+    def replace_slices(
+        self, t: Table, slices: list[tuple[dict[str, str], pa.Table]], label: str = ""
+    ) -> int:
+        """Replace each slice (rows matching its key values) by its Arrow rows, all in ONE
+        snapshot: a reader sees every slice old or every slice new, never a mix."""
+        self.ensure(t)
+        names = [n for n, *_ in self.lake_columns(t)]
+
+        def work(con: duckdb.DuckDBPyConnection) -> int:
+            written = 0
+            for index, (keys, arrow) in enumerate(slices):
+                where = " AND ".join(f"{_ident(k)} = ?" for k in keys)
+                con.execute(
+                    f"DELETE FROM {_ident(t.name)}" + (f" WHERE {where}" if where else ""),
+                    list(keys.values()),
+                )
+                staged = arrow
+                for key, value in keys.items():
+                    if key not in staged.column_names:
+                        staged = staged.append_column(key, pa.array([value] * staged.num_rows))
+                view = f"_usage_slice_{index}"
+                con.register(view, staged)
+                try:
+                    columns = ", ".join(_ident(n) for n in names)
+                    con.execute(
+                        f"INSERT INTO {_ident(t.name)} ({columns}) SELECT {columns} FROM {view}"
+                    )
+                finally:
+                    con.unregister(view)
+                written += staged.num_rows
+            return written
+
+        written, retries = write_transaction(self.con, work, self.config)
+        self.retries += retries
+        return written
+
+    def read(self, t: Table, where: str = "", params: list[object] | None = None) -> pd.DataFrame:
+        """The table's contract columns (optionally filtered) as pandas."""
+        self.ensure(t)
+        columns = ", ".join(_ident(c.name) for c in t.columns)
+        sql = f"SELECT {columns} FROM {_ident(t.name)}" + (f" WHERE {where}" if where else "")
+        return self.con.execute(sql, params or []).df()
+
+
+@dataclass(frozen=True)
+class SliceChange:
+    """One snapshot that changed a slice's totals."""
+
+    snapshot_id: int
+    snapshot_time: pd.Timestamp
+    rows: int
+    credits: float
+    change: float
+
+
+def slice_history(
+    con: duckdb.DuckDBPyConnection, table: str, total_sql: str, where: str, params: list[object]
+) -> list[SliceChange]:
+    """How `total_sql` (an aggregate such as `sum(credits)`) over the rows matching `where`
+    changed across the lake's snapshots; one entry per snapshot where it changed."""
+    snapshots = con.execute(
+        f"SELECT snapshot_id, snapshot_time FROM ducklake_snapshots({_sql_text(CATALOG_ALIAS)}) "
+        "ORDER BY snapshot_id"
+    ).fetchall()
+    history: list[SliceChange] = []
+    previous: float | None = None
+    for snapshot_id, snapshot_time in snapshots:
+        try:
+            row = con.execute(
+                f"SELECT count(*), coalesce({total_sql}, 0) FROM {_ident(table)} "
+                f"AT (VERSION => {int(snapshot_id)}) WHERE {where}",
+                params,
+            ).fetchone()
+        except duckdb.CatalogException:
+            continue  # the table did not exist yet at that snapshot
+        if row is None:
+            continue
+        rows, total = int(row[0]), float(row[1])
+        if rows == 0 and previous is None:
+            continue
+        if previous is None or abs(total - previous) > 1e-9 or not history:
+            history.append(
+                SliceChange(
+                    snapshot_id=int(snapshot_id),
+                    snapshot_time=pd.Timestamp(snapshot_time),
+                    rows=rows,
+                    credits=total,
+                    change=total - (previous or 0.0),
+                )
+            )
+        previous = total
+    return history
