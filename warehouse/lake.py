@@ -436,37 +436,40 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def lake_columns(t: Table, extra_keys: tuple[str, ...] = ()) -> list[tuple[str, str, str, bool]]:
+    """(name, SQL type, description, nullable) of `t` as stored in the lake.
+
+    In the lake a table's slice keys are ordinary columns, so that a slice is the rows matching
+    them and any DuckDB client can filter on them: the contract's columns, then each partition
+    key the contract does not hold (`credit_usage.month`), then `extra_keys` (`snapshot`, the
+    file a snapshot table's rows came from)."""
+    columns = [(c.name, sql_type(c.type), c.description, c.nullable) for c in t.columns]
+    known = {c.name for c in t.columns}
+    for key in (*t.partition_by, *extra_keys):
+        if key not in known:
+            known.add(key)
+            columns.append((key, "VARCHAR", f"Slice key `{key}` of the table in the lake.", False))
+    return columns
+
+
 @dataclass
 class LakeTables:
-    """The warehouse's tables inside the lake, written slice by slice.
-
-    In the lake a table's partition keys (for example `credit_usage`'s `interval` and `month`)
-    are ordinary columns, so that a slice is the rows matching them and any DuckDB client can
-    filter on them; `partition_columns` tells which of them are not contract columns."""
+    """The warehouse's tables inside the lake, written slice by slice."""
 
     con: duckdb.DuckDBPyConnection
     config: LakeConfig
     retries: int = 0
 
-    @staticmethod
-    def lake_columns(t: Table) -> list[tuple[str, str, str, bool]]:
-        """(name, SQL type, description, nullable) of `t` as stored in the lake."""
-        columns = [(c.name, sql_type(c.type), c.description, c.nullable) for c in t.columns]
-        known = {c.name for c in t.columns}
-        for key in t.partition_by:
-            if key not in known:
-                columns.append((key, "VARCHAR", f"Slice key `{key}` of the table.", False))
-        return columns
-
-    def ensure(self, t: Table) -> None:
+    def ensure(self, t: Table, extra_keys: tuple[str, ...] = ()) -> None:
         """Create `t` with its documented columns when it does not exist yet."""
         exists = self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = "
+            "'main' AND table_name = ?",
             [CATALOG_ALIAS, t.name],
         ).fetchone()
         if exists and exists[0]:
             return
-        columns = self.lake_columns(t)
+        columns = lake_columns(t, extra_keys)
         body = ", ".join(
             f"{_ident(n)} {kind}{'' if nullable else ' NOT NULL'}"
             for n, kind, _, nullable in columns
@@ -483,37 +486,45 @@ class LakeTables:
         _, retries = write_transaction(self.con, create, self.config)
         self.retries += retries
 
-    def replace_slices(
-        self, t: Table, slices: list[tuple[dict[str, str], pa.Table]], label: str = ""
+    @staticmethod
+    def delete_in_transaction(
+        con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str]
+    ) -> None:
+        """Delete the slice's rows (inside the caller's transaction)."""
+        where = " AND ".join(f"{_ident(k)} = ?" for k in keys)
+        con.execute(
+            f"DELETE FROM {_ident(t.name)}" + (f" WHERE {where}" if where else ""),
+            list(keys.values()),
+        )
+
+    @staticmethod
+    def replace_in_transaction(
+        con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str], arrow: pa.Table
     ) -> int:
+        """Replace the slice's rows by `arrow` (contract columns; the caller's transaction)."""
+        LakeTables.delete_in_transaction(con, t, keys)
+        staged = arrow
+        for key, value in keys.items():
+            if key not in staged.column_names:
+                staged = staged.append_column(key, pa.array([value] * staged.num_rows, pa.string()))
+        names = [*t.column_names, *(k for k in keys if k not in t.column_names)]
+        view = "_usage_slice_rows"
+        con.register(view, staged)
+        try:
+            columns = ", ".join(_ident(n) for n in names)
+            con.execute(f"INSERT INTO {_ident(t.name)} ({columns}) SELECT {columns} FROM {view}")
+        finally:
+            con.unregister(view)
+        return staged.num_rows
+
+    def replace_slices(self, t: Table, slices: list[tuple[dict[str, str], pa.Table]]) -> int:
         """Replace each slice (rows matching its key values) by its Arrow rows, all in ONE
         snapshot: a reader sees every slice old or every slice new, never a mix."""
-        self.ensure(t)
-        names = [n for n, *_ in self.lake_columns(t)]
+        extra = tuple(k for k in (slices[0][0] if slices else {}) if k not in t.partition_by)
+        self.ensure(t, extra)
 
         def work(con: duckdb.DuckDBPyConnection) -> int:
-            written = 0
-            for index, (keys, arrow) in enumerate(slices):
-                where = " AND ".join(f"{_ident(k)} = ?" for k in keys)
-                con.execute(
-                    f"DELETE FROM {_ident(t.name)}" + (f" WHERE {where}" if where else ""),
-                    list(keys.values()),
-                )
-                staged = arrow
-                for key, value in keys.items():
-                    if key not in staged.column_names:
-                        staged = staged.append_column(key, pa.array([value] * staged.num_rows))
-                view = f"_usage_slice_{index}"
-                con.register(view, staged)
-                try:
-                    columns = ", ".join(_ident(n) for n in names)
-                    con.execute(
-                        f"INSERT INTO {_ident(t.name)} ({columns}) SELECT {columns} FROM {view}"
-                    )
-                finally:
-                    con.unregister(view)
-                written += staged.num_rows
-            return written
+            return sum(self.replace_in_transaction(con, t, k, a) for k, a in slices)
 
         written, retries = write_transaction(self.con, work, self.config)
         self.retries += retries
@@ -521,7 +532,6 @@ class LakeTables:
 
     def read(self, t: Table, where: str = "", params: list[object] | None = None) -> pd.DataFrame:
         """The table's contract columns (optionally filtered) as pandas."""
-        self.ensure(t)
         columns = ", ".join(_ident(c.name) for c in t.columns)
         sql = f"SELECT {columns} FROM {_ident(t.name)}" + (f" WHERE {where}" if where else "")
         return self.con.execute(sql, params or []).df()

@@ -1,0 +1,304 @@
+"""Keeping a writer's local warehouse and the shared lake in step (lake mode only).
+
+In lake mode every writer (a scheduled run on a server, a backfill on another host) keeps its
+local warehouse directory as a working copy of the lake:
+
+1. **sync down** when a run starts: every slice another writer committed since this copy last
+   saw it is fetched from the lake and written locally (atomically, as any slice), so derived
+   tables are computed over the whole shared history, not only what this host loaded;
+2. the run works locally exactly as in the embedded mode;
+3. **publish up** at the end: every slice this copy changed since it last synced (and only
+   those: slices other writers own are left alone) is written into the lake in ONE transaction,
+   that is one snapshot, retried as a whole when another writer's commit conflicts.
+
+A slice is what the local store replaces as a unit: a partition's `data.parquet`
+(`credit_usage/interval=day/month=2026-10`), one appended snapshot file of a snapshot table
+(`resource_usage/observed_date=2026-11-28/snapshot-...parquet`, keyed in the lake by its
+`snapshot` column too), or an unpartitioned table as a whole. In the lake its partition values
+are ordinary columns. What each copy last synced is kept in
+`<warehouse>/state/lake-sync.json` (slice -> content digest); the lake keeps the digest of every
+slice it holds in `meta.slices`, updated in the same transaction as the slice's rows. A crash
+anywhere leaves the lake at the previous snapshot or the new one; a run that died after its
+commit but before recording it publishes the same content again (idempotent).
+
+Not propagated: a local file removed on one host (`usage-etl prune`) is removed from the lake by
+that host's next publish, but other hosts keep their local copy of it (they never push it back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.files import atomic_write
+from warehouse.lake import LakeConfig, LakeTables, connect, write_transaction
+from warehouse.parquet_store import ParquetStore, to_arrow
+from warehouse.schema import ALL_TABLES, Table
+
+STATE_FILE = Path("state") / "lake-sync.json"
+SLICES_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta.slices (table_name VARCHAR NOT NULL, slice VARCHAR NOT "
+    "NULL, digest VARCHAR NOT NULL, rows BIGINT NOT NULL, published_at TIMESTAMP NOT NULL, "
+    "published_by VARCHAR)"
+)
+
+
+@dataclass(frozen=True)
+class LocalSlice:
+    """One slice of the local copy: its table, partition values, files and content digest."""
+
+    table: Table
+    keys: dict[str, str]
+    files: tuple[Path, ...]
+    digest: str
+
+    @property
+    def name(self) -> str:
+        return slice_name(self.keys)
+
+
+SNAPSHOT_KEY = "snapshot"
+WHOLE_FILE = "data.parquet"
+
+
+def slice_name(keys: dict[str, str]) -> str:
+    """`interval=day/month=2026-10`; empty for an unpartitioned table."""
+    return "/".join(f"{k}={v}" for k, v in keys.items())
+
+
+def _label(table: str, name: str) -> str:
+    return f"{table}/{name}" if name else table
+
+
+def _parse_name(name: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in name.split("/")) if name else {}
+
+
+def _file_sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_slices(store: ParquetStore, t: Table) -> list[LocalSlice]:
+    """The table's local slices with their content digests."""
+    root = store.table_dir(t)
+    out = []
+    for path in store.files(t):
+        relative = path.parent.relative_to(root)
+        keys = _parse_name(relative.as_posix()) if relative.as_posix() != "." else {}
+        if path.name != WHOLE_FILE:
+            keys[SNAPSHOT_KEY] = path.name
+        out.append(LocalSlice(t, keys, (path,), _file_sha(path)))
+    return out
+
+
+def _read_local(local: LocalSlice) -> pa.Table:
+    """The slice's rows in the table's contract schema (partition values put back)."""
+    frames = [pq.read_table(path).to_pandas() for path in local.files]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for key, value in local.keys.items():
+        if key in local.table.column_names:
+            frame[key] = value
+    return to_arrow(local.table, frame)
+
+
+class SyncState:
+    """What this copy last synced with the lake, saved atomically.
+
+    Per table and slice: the lake's digest of the slice at that moment and the digest of the
+    local file then (they differ when the slice was fetched: the bytes are rewritten here).
+    A slice is fetched when the lake's digest moved, published when the local one moved."""
+
+    def __init__(self, warehouse: Path) -> None:
+        self.path = Path(warehouse) / STATE_FILE
+        self.slices: dict[str, dict[str, dict[str, str]]] = {}
+        if self.path.exists():
+            try:
+                self.slices = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.slices = {}  # unreadable: everything counts as unsynced, which is safe
+
+    def lake(self, table: str, name: str) -> str | None:
+        return self.slices.get(table, {}).get(name, {}).get("lake")
+
+    def local(self, table: str, name: str) -> str | None:
+        return self.slices.get(table, {}).get(name, {}).get("local")
+
+    def names(self, table: str) -> list[str]:
+        return list(self.slices.get(table, {}))
+
+    def record(self, table: str, name: str, lake: str | None, local: str | None) -> None:
+        if lake is None or local is None:
+            self.slices.get(table, {}).pop(name, None)
+        else:
+            self.slices.setdefault(table, {})[name] = {"lake": lake, "local": local}
+
+    def save(self) -> None:
+        text = json.dumps(self.slices, indent=1, sort_keys=True)
+        atomic_write(self.path, lambda tmp: tmp.write_text(text))
+
+
+@dataclass
+class SyncReport:
+    """What a sync moved, for logs and run metadata."""
+
+    fetched: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    retries: int = 0
+    snapshot: int | None = None
+
+    def line(self) -> str:
+        parts = []
+        if self.fetched:
+            parts.append(f"{len(self.fetched)} slice(s) fetched from the lake")
+        if self.published or self.removed:
+            parts.append(
+                f"{len(self.published)} slice(s) published"
+                + (f", {len(self.removed)} removed" if self.removed else "")
+                + (f" as snapshot {self.snapshot}" if self.snapshot is not None else "")
+            )
+        if self.retries:
+            parts.append(f"{self.retries} conflicting commit(s) retried")
+        return "; ".join(parts) or "local copy and lake already in step"
+
+
+def _ensure_meta(con: duckdb.DuckDBPyConnection, config: LakeConfig) -> None:
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'usage' "
+        "AND schema_name = 'meta' AND table_name = 'slices'"
+    ).fetchone()
+    if present and present[0]:
+        return
+
+    def create(c: duckdb.DuckDBPyConnection) -> None:
+        c.execute("CREATE SCHEMA IF NOT EXISTS meta")
+        c.execute(SLICES_DDL)
+
+    write_transaction(con, create, config)
+
+
+def lake_slices(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
+    """`{(table, slice): digest}` of everything the lake holds."""
+    rows = con.execute("SELECT table_name, slice, digest FROM meta.slices").fetchall()
+    return {(str(t), str(s)): str(d) for t, s, d in rows}
+
+
+def _frame_from_lake(
+    con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str]
+) -> pd.DataFrame:
+    columns = ", ".join(f'"{c.name}"' for c in t.columns)
+    where = " AND ".join(f'"{k}" = ?' for k in keys)
+    sql = f'SELECT {columns} FROM "{t.name}"' + (f" WHERE {where}" if where else "")
+    return con.execute(sql, list(keys.values())).df()
+
+
+def sync_down(warehouse: Path, config: LakeConfig, tables: list[Table] | None = None) -> SyncReport:
+    """Fetch every slice the lake holds in another version than this copy last synced."""
+    store = ParquetStore(warehouse)
+    state = SyncState(warehouse)
+    report = SyncReport()
+    by_name = {t.name: t for t in (tables or ALL_TABLES)}
+    con = connect(config)
+    try:
+        _ensure_meta(con, config)
+        con.execute("BEGIN TRANSACTION")  # one consistent snapshot for the whole read
+        try:
+            held = lake_slices(con)
+            for (table_name, name), digest in sorted(held.items()):
+                t = by_name.get(table_name)
+                if t is None or state.lake(table_name, name) == digest:
+                    continue
+                keys = _parse_name(name)
+                frame = _frame_from_lake(con, t, keys)
+                _write_local(store, t, keys, frame)
+                local = {s.name: s.digest for s in local_slices(store, t)}
+                state.record(table_name, name, digest, local.get(name))
+                report.fetched.append(_label(table_name, name))
+        finally:
+            con.execute("ROLLBACK")
+    finally:
+        con.close()
+    state.save()
+    return report
+
+
+def _write_local(store: ParquetStore, t: Table, keys: dict[str, str], frame: pd.DataFrame) -> None:
+    partition = {k: v for k, v in keys.items() if k != SNAPSHOT_KEY}
+    if SNAPSHOT_KEY in keys:
+        if not store.partition_path(t, partition, keys[SNAPSHOT_KEY]).exists():
+            store.append_file(t, partition, keys[SNAPSHOT_KEY], frame)
+    elif partition:
+        store.replace_partition(t, partition, frame)
+    else:
+        store.replace_table(t, frame)
+
+
+def publish_up(
+    warehouse: Path, config: LakeConfig, tables: list[Table] | None = None
+) -> SyncReport:
+    """Write every slice this copy changed since its last sync into the lake, in one snapshot."""
+    store = ParquetStore(warehouse)
+    state = SyncState(warehouse)
+    report = SyncReport()
+    changed: list[LocalSlice] = []
+    gone: list[tuple[Table, str]] = []
+    for t in tables or ALL_TABLES:
+        slices = local_slices(store, t)
+        changed += [s for s in slices if state.local(t.name, s.name) != s.digest]
+        present = {s.name for s in slices}
+        gone += [(t, n) for n in state.names(t.name) if n not in present]
+    if not changed and not gone:
+        return report
+    con = connect(config)
+    try:
+        _ensure_meta(con, config)
+        lake = LakeTables(con, config)
+        for local in changed:
+            lake.ensure(local.table, (SNAPSHOT_KEY,) if SNAPSHOT_KEY in local.keys else ())
+        staged = [(s, _read_local(s)) for s in changed]
+        host = socket.gethostname()
+
+        def work(c: duckdb.DuckDBPyConnection) -> None:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            for local, arrow in staged:
+                lake.replace_in_transaction(c, local.table, local.keys, arrow)
+                c.execute(
+                    "DELETE FROM meta.slices WHERE table_name = ? AND slice = ?",
+                    [local.table.name, local.name],
+                )
+                c.execute(
+                    "INSERT INTO meta.slices VALUES (?, ?, ?, ?, ?, ?)",
+                    [local.table.name, local.name, local.digest, arrow.num_rows, now, host],
+                )
+            for t, name in gone:
+                lake.delete_in_transaction(c, t, _parse_name(name))
+                c.execute(
+                    "DELETE FROM meta.slices WHERE table_name = ? AND slice = ?", [t.name, name]
+                )
+
+        _, report.retries = write_transaction(con, work, config)
+        row = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('usage')").fetchone()
+        report.snapshot = int(row[0]) if row and row[0] is not None else None
+    finally:
+        con.close()
+    for local in changed:
+        state.record(local.table.name, local.name, local.digest, local.digest)
+        report.published.append(_label(local.table.name, local.name))
+    for t, name in gone:
+        state.record(t.name, name, None, None)
+        report.removed.append(_label(t.name, name))
+    state.save()
+    return report
