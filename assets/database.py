@@ -7,6 +7,8 @@ from assets.credit_usage import credit_usage_daily, credit_usage_periods
 from assets.organizations import organization_users, organizations, resource_usage
 from pipelines.resources import Warehouse
 from warehouse.files import remove_stale_temporaries, writer_lock
+from warehouse.lake import LakeConfig
+from warehouse.lake_sync import publish_up
 from warehouse.publish import DATABASE_NAME, publish
 
 PUBLISH_AFTER = [
@@ -29,18 +31,28 @@ PUBLISH_AFTER = [
     description=(
         "`usage.duckdb`: every warehouse table (with column comments) and the analyst views, "
         "rebuilt from Parquet into a new file and swapped in atomically, so open read-only "
-        "sessions keep a consistent snapshot and never block the run."
+        "sessions keep a consistent snapshot and never block the run. In lake mode the slices "
+        "this run changed are also committed to the shared DuckLake as one snapshot."
     ),
 )
 def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    lake = LakeConfig.from_env()
     with writer_lock(warehouse.root):
         stale = remove_stale_temporaries(warehouse.root)
         if stale:
             context.log.info(f"removed {stale} temporary files left by an interrupted run")
         counts = publish(warehouse.root)
+        synced = publish_up(warehouse.root, lake) if lake is not None else None
     path = warehouse.root / DATABASE_NAME
     context.log.info("published %s: %s", path, counts)
     metadata: dict[str, object] = {f"rows/{name}": n for name, n in counts.items()}
+    if synced is not None:
+        context.log.info(f"lake: {synced.line()}")
+        metadata["lake"] = lake.redacted() if lake is not None else "-"
+        metadata["lake_slices_published"] = len(synced.published)
+        metadata["lake_commit_retries"] = synced.retries
+        if synced.snapshot is not None:
+            metadata["lake_snapshot"] = synced.snapshot
     metadata["path"] = MetadataValue.path(str(path))
     metadata["dagster/row_count"] = sum(counts.values())
     return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from pipelines.commands import (
     alerts_cmd,
     dictionary_cmd,
     emulator_cmd,
+    history_cmd,
     prune_cmd,
     query_cmd,
     report_cmd,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         dictionary_cmd,
         report_cmd,
         prune_cmd,
+        history_cmd,
     ):
         module.add_parser(sub)
     return parser

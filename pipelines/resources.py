@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from pipelines import settings
@@ -34,10 +34,27 @@ class UbiOpsApi(ConfigurableResource):
 
 
 class Warehouse(ConfigurableResource):
-    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`)."""
+    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`).
+
+    In lake mode (`USAGE_LAKE_CATALOG` and `USAGE_LAKE_DATA` set) the directory is this
+    writer's working copy of the shared lake: when a run starts, the slices other writers
+    committed since are fetched into it (see `warehouse/lake_sync.py`)."""
 
     path: str | None = Field(default=None, description="Warehouse directory.")
 
     @property
     def root(self) -> Path:
         return settings.warehouse_dir(self.path)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        from warehouse.files import writer_lock
+        from warehouse.lake import LakeConfig
+        from warehouse.lake_sync import sync_down
+
+        config = LakeConfig.from_env()
+        if config is None:
+            return
+        with writer_lock(self.root):
+            report = sync_down(self.root, config)
+        if context.log is not None:
+            context.log.info(f"lake: {report.line()}")

@@ -11,7 +11,7 @@ This module owns everything the lake needs and nothing else:
   jittered backoff when another writer's commit conflicts, a bounded number of times;
 - `LakeTables`: replace a table's slice (delete the slice's rows, insert the new ones) inside
   such a transaction, create tables from the data contract, read them back;
-- `slice_history`: how a slice's totals changed from snapshot to snapshot (DuckLake keeps every
+- `totals_history`: how totals changed from snapshot to snapshot (DuckLake keeps every
   commit as a snapshot that can be queried `AT (VERSION => n)`).
 
 Secrets (the catalog password, the S3 secret key) never leave this module in clear: every error
@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -322,10 +323,20 @@ def connect(config: LakeConfig, read_only: bool = False) -> duckdb.DuckDBPyConne
         options = [f"DATA_PATH {_sql_text(config.data_path)}"]
         if read_only:
             options.append("READ_ONLY")
-        con.execute(
+        attach = (
             f"ATTACH {_sql_text('ducklake:postgres:' + config.catalog)} AS {CATALOG_ALIAS} "
             f"({', '.join(options)})"
         )
+        for attempt in range(1, 6):
+            try:
+                con.execute(attach)
+                break
+            except duckdb.Error as exc:
+                # Two writers attaching a brand-new catalog at once race to create its tables;
+                # the loser finds them half-made. Attaching again sees the winner's catalog.
+                if attempt == 5 or not _initialization_race(exc):
+                    raise
+                time.sleep(0.2 * attempt * (0.5 + random.random()))
         con.execute(f"USE {CATALOG_ALIAS}")
     except LakeError:
         con.close()
@@ -336,6 +347,13 @@ def connect(config: LakeConfig, read_only: bool = False) -> duckdb.DuckDBPyConne
             f"cannot attach the lake ({config.redacted()}): {_first_line(config, exc)}"
         ) from None
     return con
+
+
+def _initialization_race(exc: BaseException) -> bool:
+    text = str(exc)
+    return "Failed to initialize DuckLake" in text and (
+        "duplicate key" in text or "already exists" in text
+    )
 
 
 def check(config: LakeConfig) -> None:
@@ -538,50 +556,53 @@ class LakeTables:
 
 
 @dataclass(frozen=True)
-class SliceChange:
-    """One snapshot that changed a slice's totals."""
+class SnapshotTotals:
+    """The totals as of one snapshot that changed at least one of them."""
 
     snapshot_id: int
-    snapshot_time: pd.Timestamp
-    rows: int
-    credits: float
-    change: float
+    snapshot_time: datetime
+    values: dict[str, float]
+    changes: dict[str, float]
 
 
-def slice_history(
-    con: duckdb.DuckDBPyConnection, table: str, total_sql: str, where: str, params: list[object]
-) -> list[SliceChange]:
-    """How `total_sql` (an aggregate such as `sum(credits)`) over the rows matching `where`
-    changed across the lake's snapshots; one entry per snapshot where it changed."""
+def totals_history(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    totals: dict[str, str],
+    where: str,
+    params: list[object],
+) -> list[SnapshotTotals]:
+    """How each aggregate of `totals` (name -> SQL such as `sum(credits)`) over the rows of
+    `table` matching `where` changed across the lake's snapshots: one entry per snapshot that
+    changed any of them, oldest first. DuckLake keeps every commit, so this is exact."""
     snapshots = con.execute(
         f"SELECT snapshot_id, snapshot_time FROM ducklake_snapshots({_sql_text(CATALOG_ALIAS)}) "
         "ORDER BY snapshot_id"
     ).fetchall()
-    history: list[SliceChange] = []
-    previous: float | None = None
+    select = ", ".join(f"coalesce({sql}, 0)" for sql in totals.values())
+    history: list[SnapshotTotals] = []
+    previous: dict[str, float] | None = None
     for snapshot_id, snapshot_time in snapshots:
         try:
             row = con.execute(
-                f"SELECT count(*), coalesce({total_sql}, 0) FROM {_ident(table)} "
+                f"SELECT count(*), {select} FROM {_ident(table)} "
                 f"AT (VERSION => {int(snapshot_id)}) WHERE {where}",
                 params,
             ).fetchone()
-        except duckdb.CatalogException:
+        except duckdb.Error:
             continue  # the table did not exist yet at that snapshot
-        if row is None:
+        if row is None or (int(row[0]) == 0 and previous is None):
             continue
-        rows, total = int(row[0]), float(row[1])
-        if rows == 0 and previous is None:
-            continue
-        if previous is None or abs(total - previous) > 1e-9 or not history:
+        values = {name: float(v) for name, v in zip(totals, row[1:], strict=True)}
+        before = previous or dict.fromkeys(totals, 0.0)
+        if previous is None or any(abs(values[k] - before[k]) > 1e-9 for k in totals):
             history.append(
-                SliceChange(
+                SnapshotTotals(
                     snapshot_id=int(snapshot_id),
-                    snapshot_time=pd.Timestamp(snapshot_time),
-                    rows=rows,
-                    credits=total,
-                    change=total - (previous or 0.0),
+                    snapshot_time=snapshot_time,
+                    values=values,
+                    changes={k: values[k] - before[k] for k in totals},
                 )
             )
-        previous = total
+        previous = values
     return history

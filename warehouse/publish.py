@@ -18,9 +18,11 @@ import duckdb
 import pyarrow as pa
 
 from warehouse.files import atomic_write
+from warehouse.lake import LakeConfig
+from warehouse.lake import connect as lake_connect
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import ALL_TABLES, Table
-from warehouse.views import create_views
+from warehouse.views import create_views, ensure_views
 
 DATABASE_NAME = "usage.duckdb"
 
@@ -103,7 +105,15 @@ def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, in
 
 
 def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the published database (FileNotFoundError before any run)."""
+    """A read-only connection to the published database (FileNotFoundError before any run).
+
+    In lake mode (`USAGE_LAKE_CATALOG` / `USAGE_LAKE_DATA` set) it is the shared lake, attached
+    read-only, with the analyst views available; no local warehouse is needed then."""
+    lake = LakeConfig.from_env()
+    if lake is not None:
+        con = lake_connect(lake, read_only=True)
+        ensure_views(con)
+        return con
     path = Path(warehouse) / DATABASE_NAME
     if not path.exists():
         raise FileNotFoundError(

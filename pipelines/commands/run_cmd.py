@@ -169,6 +169,19 @@ def execute(start: date, end: date, log_level: str = "INFO") -> RunSummary:
     return summary
 
 
+def check_lake() -> None:
+    """In lake mode, prove the catalog answers and the data path takes a write (exit 2 if not)."""
+    from warehouse.lake import LakeConfig, LakeConfigError, check
+
+    try:
+        lake = LakeConfig.from_env()
+        if lake is not None:
+            check(lake)
+            print(f"usage-etl: publishing to the shared lake: {lake.redacted()}", file=sys.stderr)
+    except LakeConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def handle(args: argparse.Namespace) -> int:
     from pipelines.quotas import load_quotas
 
@@ -177,6 +190,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.quotas:
         os.environ["USAGE_QUOTAS"] = str(args.quotas)
     load_quotas()  # a bad quota file is rejected before any run starts
+    check_lake()  # so is a lake that cannot be reached or written
     today = datetime.now(UTC).date()
     start, end = resolve_range(args.start, args.end, today)
     print(f"usage-etl: loading {start} .. {end} into {warehouse}", file=sys.stderr)

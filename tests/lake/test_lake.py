@@ -26,7 +26,7 @@ from warehouse.lake import (
     check,
     connect,
     parse_catalog,
-    slice_history,
+    totals_history,
 )
 from warehouse.schema import CREDIT_USAGE
 
@@ -123,9 +123,11 @@ def test_slices_are_replaced_in_one_snapshot_each_and_kept_as_history(lake: Lake
         "2026-09": (30, 2.0, 2.0),
         "2026-10": (31, 5.0, 5.0),
     }
-    history = slice_history(con, "credit_usage", "sum(credits)", "month = ?", ["2026-10"])
-    assert [round(h.credits, 6) for h in history] == [31.0, 62.0, 155.0]
-    assert [round(h.change, 6) for h in history] == [31.0, 31.0, 93.0]
+    history = totals_history(
+        con, "credit_usage", {"credits": "sum(credits)"}, "month = ?", ["2026-10"]
+    )
+    assert [round(h.values["credits"], 6) for h in history] == [31.0, 62.0, 155.0]
+    assert [round(h.changes["credits"], 6) for h in history] == [31.0, 31.0, 93.0]
     assert [h.snapshot_id for h in history] == sorted(h.snapshot_id for h in history)
     comment = con.execute(
         "SELECT comment FROM duckdb_tables() WHERE table_name = 'credit_usage'"

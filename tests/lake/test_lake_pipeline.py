@@ -1,0 +1,136 @@
+"""`usage-etl` on a shared lake, end to end: real runs as separate processes (as on two hosts),
+a real PostgreSQL catalog and a real S3 server, the emulator on loopback.
+
+What a team sees: two writers on different month ranges both land; an analyst's machine with
+no local warehouse queries the lake, reads the report and the alerts; a re-pull that restates a
+period shows up in `usage-etl history`; a lake that cannot be reached is exit 2 before any API
+request, with nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from emulator.server import EmulatorServer
+from pipelines.analytics.periods import shift_month
+from tests.lake.conftest import Lake
+from tests.pipeline.conftest import start_emulator
+
+REPO = Path(__file__).resolve().parents[2]
+USAGE_ETL = [sys.executable, "-m", "pipelines.cli"]
+
+
+@dataclass
+class Team:
+    """The emulator plus the environment of each 'host' (its own warehouse and Dagster home)."""
+
+    server: EmulatorServer
+    lake: Lake
+    tmp: Path
+
+    def env(self, host: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.lake.env,
+            "UBIOPS_API_HOST": self.server.base_url,
+            "UBIOPS_API_TOKEN": self.server.token,
+            "USAGE_WAREHOUSE": str(self.tmp / host / "warehouse"),
+            "DAGSTER_HOME": str(self.tmp / host / "dagster"),
+        }
+
+    def start(self, host: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*USAGE_ETL, *args],
+            cwd=REPO,
+            env=self.env(host),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, host: str, *args: str) -> subprocess.CompletedProcess[str]:
+        process = self.start(host, *args)
+        out, err = process.communicate(timeout=400)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.fixture
+def team(lake: Lake, tmp_path: Path) -> Iterator[Team]:
+    with start_emulator() as server:
+        yield Team(server, lake, tmp_path)
+
+
+def months(today: date) -> tuple[date, date, date]:
+    """First days of: two months ago, last month, this month."""
+    firsts = [date(*shift_month(today.year, today.month, -n), 1) for n in (2, 1, 0)]
+    return firsts[0], firsts[1], firsts[2]
+
+
+@pytest.mark.timeout(900)
+def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team) -> None:
+    today = datetime.now(UTC).date()
+    older, last, current = months(today)
+    this_month = ("--start", str(current), "--end", str(today))
+    backfill = team.start(
+        "backfill-host", "run", "--start", str(older), "--end", str(current - date.resolution)
+    )
+    daily = team.start("server-host", "run", *this_month)
+    for process in (backfill, daily):
+        _, err = process.communicate(timeout=400)
+        assert process.returncode == 0, err[-3000:]
+        assert "publishing to the shared lake" in err
+
+    query = team.run(
+        "analyst-laptop", "query",
+        "select month, count(*) from credit_usage where interval = 'day' group by 1 order by 1",
+        "--format", "csv",
+    )  # fmt: skip
+    assert query.returncode == 0, query.stderr
+    assert not (team.tmp / "analyst-laptop" / "warehouse" / "usage.duckdb").exists()
+    loaded = [line.split(",")[0] for line in query.stdout.strip().splitlines()[1:]]
+    assert loaded == [f"{older:%Y-%m}", f"{last:%Y-%m}", f"{current:%Y-%m}"]
+
+    # Late usage lands; the next daily run restates the current period.
+    period = team.run(
+        "analyst-laptop", "query",
+        "select organization_name, strftime(period_start, '%Y-%m') from organizations "
+        "order by 1 limit 1",
+        "--format", "csv",
+    )  # fmt: skip
+    org, month = period.stdout.strip().splitlines()[1].split(",")
+    team.server.add_usage_today(org, 1234.5)
+    again = team.run("server-host", "run", *this_month)
+    assert again.returncode == 0, again.stderr[-3000:]
+    history = team.run("analyst-laptop", "history", "--organization", org, "--period", month)
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.strip().splitlines()
+    assert lines[-1] == "(2 loads changed these totals)"
+    assert lines[-2].count("+1,234.50") == 2  # the period row and the daily rows, alike
+
+    views = team.run("analyst-laptop", "query", "select count(*) from usage_against_budget")
+    assert views.returncode == 0, views.stderr
+    report = team.run("analyst-laptop", "report", "--out", str(team.tmp / "report.html"))
+    assert report.returncode == 0, report.stderr
+    assert (team.tmp / "report.html").stat().st_size > 10_000
+
+
+def test_an_unreachable_lake_is_exit_2_before_any_api_request(team: Team) -> None:
+    env_catalog = team.lake.env["USAGE_LAKE_CATALOG"]
+    team.lake.env["USAGE_LAKE_CATALOG"] = env_catalog.replace(f":{team.lake.postgres.port}/", ":1/")
+    team.server.set_faults(errors_5xx=1)  # spent by the first API request, if any is made
+    result = team.run("server-host", "run")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("usage-etl run: cannot attach the lake")
+    )
+    assert team.lake.postgres.password not in result.stderr + result.stdout
+    assert not (team.tmp / "server-host" / "warehouse" / "parquet").exists()
+    assert team.server.fault_state()["errors_5xx"] == 1
