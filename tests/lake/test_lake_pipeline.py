@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class Team:
     server: EmulatorServer
     lake: Lake
     tmp: Path
+    logs: dict[int, Path] = field(default_factory=dict)
 
     def env(self, host: str) -> dict[str, str]:
         return {
@@ -47,19 +48,24 @@ class Team:
         }
 
     def start(self, host: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*USAGE_ETL, *args],
-            cwd=REPO,
-            env=self.env(host),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        """Start `usage-etl ARGS` as `host`. Its stderr goes to a file, so that a run writing
+        much while the test waits on another never stalls on a full pipe."""
+        log = self.tmp / f"stderr-{len(self.logs)}.log"
+        with open(log, "w") as handle:
+            process = subprocess.Popen(
+                [*USAGE_ETL, *args], cwd=REPO, env=self.env(host), text=True,
+                stdout=subprocess.PIPE, stderr=handle,
+            )  # fmt: skip
+        self.logs[process.pid] = log
+        return process
+
+    def finish(self, process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+        out, _ = process.communicate(timeout=600)
+        err = self.logs[process.pid].read_text()
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
     def run(self, host: str, *args: str) -> subprocess.CompletedProcess[str]:
-        process = self.start(host, *args)
-        out, err = process.communicate(timeout=400)
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        return self.finish(self.start(host, *args))
 
 
 @pytest.fixture
@@ -84,9 +90,9 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
     )
     daily = team.start("server-host", "run", *this_month)
     for process in (backfill, daily):
-        _, err = process.communicate(timeout=400)
-        assert process.returncode == 0, err[-3000:]
-        assert "publishing to the shared lake" in err
+        done = team.finish(process)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "publishing to the shared lake" in done.stderr
 
     query = team.run(
         "analyst-laptop", "query",
