@@ -19,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
+import warehouse.derived_schema  # noqa: F401  (registers the derived tables in the contract)
 from emulator.server import EmulatorServer
 from pipelines.analytics.periods import shift_month
 from tests.lake.conftest import Lake
 from tests.pipeline.conftest import start_emulator
+from warehouse.lake import connect
+from warehouse.schema import ALL_TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 USAGE_ETL = [sys.executable, "-m", "pipelines.cli"]
@@ -74,6 +77,34 @@ def team(lake: Lake, tmp_path: Path) -> Iterator[Team]:
         yield Team(server, lake, tmp_path)
 
 
+def assert_lake_keeps_the_contract(lake: Lake) -> None:
+    """Every contract table the runs wrote is in the lake with the contract's columns, types'
+    nullability and descriptions, as in `usage.duckdb`; the analyst views are there too."""
+    con = connect(lake.config, read_only=True)
+    try:
+        columns = con.execute(
+            "SELECT table_name, column_name, comment, is_nullable FROM duckdb_columns() "
+            "WHERE database_name = 'usage' AND schema_name = 'main'"
+        ).fetchall()
+        views = {
+            str(v)
+            for (v,) in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE database_name = 'usage'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    found: dict[str, dict[str, tuple[str, bool]]] = {}
+    for table, column, comment, nullable in columns:
+        found.setdefault(str(table), {})[str(column)] = (str(comment), bool(nullable))
+    written = [t for t in ALL_TABLES if t.name in found]
+    assert {t.name for t in written} >= {"organizations", "credit_usage", "resource_usage"}
+    for t in written:
+        for c in t.columns:
+            assert found[t.name][c.name] == (c.description, c.nullable), f"{t.name}.{c.name}"
+    assert {"usage_against_budget", "period_usage_by_organization"} <= views
+
+
 def months(today: date) -> tuple[date, date, date]:
     """First days of: two months ago, last month, this month."""
     firsts = [date(*shift_month(today.year, today.month, -n), 1) for n in (2, 1, 0)]
@@ -121,6 +152,7 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
     assert lines[-1] == "(2 loads changed these totals)"
     assert lines[-2].count("+1,234.50") == 2  # the period row and the daily rows, alike
 
+    assert_lake_keeps_the_contract(team.lake)
     views = team.run("analyst-laptop", "query", "select count(*) from usage_against_budget")
     assert views.returncode == 0, views.stderr
     report = team.run("analyst-laptop", "report", "--out", str(team.tmp / "report.html"))
