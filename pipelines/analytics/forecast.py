@@ -122,11 +122,25 @@ class Level:
     support_days: int
 
 
-def _split_cost(d: np.ndarray, k: int) -> tuple[float, float, float]:
-    recent, before = d[-k:], d[:-k]
-    mr, mb = float(np.median(recent)), float(np.median(before))
-    cost = float(np.abs(recent - mr).sum() + np.abs(before - mb).sum())
-    return cost, mr, mb
+def _best_split(d: np.ndarray, min_days: int) -> tuple[float, int, float, float] | None:
+    """The split of ``d`` into (before, recent >= min_days days, before >= 3 days) with the
+    least absolute deviation from the two segment medians: (cost, recent length, medians)."""
+    n = len(d)
+    ks = np.arange(min_days, n - 3)
+    if len(ks) == 0:
+        return None
+    idx = np.arange(n)[None, :]
+    recent_mask = idx >= (n - ks)[:, None]
+    grid = np.broadcast_to(d, (len(ks), n))
+    recent = np.where(recent_mask, grid, np.nan)
+    before = np.where(recent_mask, np.nan, grid)
+    mr = np.nanmedian(recent, axis=1)
+    mb = np.nanmedian(before, axis=1)
+    cost = np.nansum(np.abs(recent - mr[:, None]), axis=1) + np.nansum(
+        np.abs(before - mb[:, None]), axis=1
+    )
+    best = int(np.argmin(cost))
+    return float(cost[best]), int(ks[best]), float(mr[best]), float(mb[best])
 
 
 def _noise_scale(d: np.ndarray) -> float:
@@ -145,11 +159,7 @@ def level_shift(d: np.ndarray, min_days: int = SHIFT_MIN_DAYS) -> int | None:
     t = np.arange(n, dtype=float)
     intercept, slope = _theil_sen(t, d, min_points=7)
     line_cost = float(np.abs(d - (intercept + slope * t)).sum())
-    best: tuple[float, int, float, float] | None = None
-    for k in range(min_days, n - 3):
-        cost, mr, mb = _split_cost(d, k)
-        if best is None or cost < best[0]:
-            best = (cost, k, mr, mb)
+    best = _best_split(d, min_days)
     if best is None:
         return None
     cost, k, mr, mb = best
