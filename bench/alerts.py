@@ -1,11 +1,12 @@
 """Bench of the credit forecast and its alert: the new method vs the previous one vs naive.
 
-Organizations of several scenario families are replayed day by day through ``forecast_usage``
-with only the data known that day, once per method; the ``credit_forecast`` rule at 100 % of the
-budget fires when the forecast total reaches the budget:
+Organizations of several scenario families are replayed day by day through the forecast of
+``forecast_usage`` (its per-organization core ``forecast_series`` with the organization's
+project and deleted-projects series) with only the data known that day, once per method; the
+``credit_forecast`` rule at 100 % of the budget fires when the forecast total reaches it:
 
 * synthetic families (each organization has projects; the total is their sum):
-  ``growth`` (linear growth that crosses the budget), ``flat`` (never crosses; 8-20x spike
+  ``growth`` (linear growth since 2-6 weeks before the period that crosses the budget), ``flat`` (never crosses; 8-20x spike
   days), ``step_up`` (a new project goes live mid-period and triples the rate: crosses),
   ``step_down`` (a big project scaled to zero shortly before the period: would have crossed,
   does not), ``deleted`` (a project deleted shortly before the period, its history moved to the
@@ -36,10 +37,9 @@ import pandas as pd
 
 from emulator.demo import build_state
 from emulator.model import MICRO
-from pipelines.analytics.forecast import forecast_usage
+from pipelines.analytics.forecast import forecast_series
 from pipelines.analytics.frames import daily_usage
 from pipelines.analytics.periods import previous_period
-from pipelines.quotas import parse_quotas
 
 BUDGET = 5000.0
 HISTORY_START = pd.Timestamp("2024-01-01")
@@ -82,10 +82,22 @@ class Org:
         )
 
     def frame(self) -> pd.DataFrame:
+        """``credit_usage`` day rows: the series plus the organization total (their sum)."""
         parts = pd.concat(self.rows, ignore_index=True)
         total = parts.groupby("start_date", as_index=False)["credits"].sum()
-        self.add("organization", None, pd.DatetimeIndex(total["start_date"]), total["credits"])
-        return pd.concat(self.rows, ignore_index=True)
+        org = parts.iloc[0:0].reindex(range(len(total)))
+        org = org.assign(
+            organization_id=self.id,
+            organization_name=self.id,
+            interval="day",
+            scope="organization",
+            project_id=None,
+            project_name=None,
+            start_date=total["start_date"],
+            end_date=total["start_date"] + pd.Timedelta(days=1),
+            credits=total["credits"],
+        )
+        return pd.concat([parts, org], ignore_index=True)
 
 
 def _synthetic(i: int, family: str, rng: np.random.Generator) -> Org:
@@ -109,9 +121,10 @@ def _synthetic(i: int, family: str, rng: np.random.Generator) -> Org:
         base = np.full(len(days), level * shares[p])
         if family in ("growth", "weekend_end") and p == 0:
             k = int(rng.integers(18, 30) if family == "growth" else rng.integers(24, n_period))
-            # grow from the period's start so the cumulative reaches the budget on day k
-            g = (BUDGET / level - k) / (k * (k - 1) / 2) / shares[0]
-            base = base * (1 + g * np.maximum(t, 0))
+            t0 = -float(rng.integers(14, 43))  # steady growth since 2-6 weeks before the period
+            # linear growth from t0 so that the period's cumulative reaches the budget on day k
+            g = (BUDGET / level - k) / (shares[0] * (k * (k - 1) / 2 - t0 * k))
+            base = base * (1 + g * np.maximum(t - t0, 0))
         values = base * season * rng.lognormal(0, 0.15, len(days))
         if family == "flat" or rng.random() < 0.3:
             for _ in range(int(rng.integers(1, 3))):
@@ -155,7 +168,9 @@ def _emulator(count: int, seed: int, rng: np.random.Generator) -> list[Org]:
         used = float(usage[:, first:last].sum())
         if used <= 0:
             continue
-        bench = Org(org.name, "emulator", org.anchor_day, period, used * rng.uniform(0.8, 1.25))
+        # a budget 15-30 % below or 15-40 % above what it used: crossing or not, not a coin flip
+        ratio = rng.uniform(0.7, 0.85) if rng.random() < 0.5 else rng.uniform(1.15, 1.4)
+        bench = Org(org.name, "emulator", org.anchor_day, period, used * ratio)
         for project in org.projects:
             if not project.deleted:
                 bench.add("project", project.id, days, usage[project.row])
@@ -173,45 +188,42 @@ def _crossing(org: Org, usage: pd.DataFrame) -> tuple[pd.Timestamp | None, float
     return (None if crossed.empty else crossed.start_date.iloc[0]), float(period.credits.sum())
 
 
+def _dense(frame: pd.DataFrame, days: pd.DatetimeIndex) -> pd.Series:
+    values = frame.groupby("date")["credits"].sum()
+    return values.reindex(days, fill_value=0.0).astype(float)
+
+
 def run(orgs: list[Org], progress: Callable[[str], None] = print) -> pd.DataFrame:
-    usage = pd.concat([o.frame() for o in orgs], ignore_index=True)
-    usage = usage.sort_values(["organization_id", "start_date"], ignore_index=True)
-    by_org = {o.id: o for o in orgs}
-    registry = pd.DataFrame(
-        {
-            "organization_id": [o.id for o in orgs],
-            "organization_name": [o.id for o in orgs],
-            "subscription": "starter",
-            "period_anchor_day": [o.anchor for o in orgs],
-        }
-    )
-    config = parse_quotas(
-        {
-            "subscriptions": {"starter": {"credit_budget": BUDGET}},
-            "organizations": {o.id: {"credit_budget": o.budget} for o in orgs},
-            "rules": {"min_days_forecast": 7, "credit_forecast_thresholds": [100]},
-        }
-    )
-    truth = {o.id: _crossing(o, usage[usage.organization_id == o.id]) for o in orgs}
-    first = min(pd.Timestamp(o.period[0]) for o in orgs) - pd.Timedelta(days=1)
-    last = max(pd.Timestamp(o.period[1]) for o in orgs) - pd.Timedelta(days=2)
+    """Replay every organization's period day by day with each method (``forecast_series``,
+    the per-organization core of ``forecast_usage``, with the same per-series components)."""
     records: list[dict[str, object]] = []
-    daily = daily_usage(usage)
+    prepared = []
+    for org in orgs:
+        usage = org.frame()
+        daily = daily_usage(usage)
+        days = pd.date_range(daily.date.min(), daily.date.max(), freq="D")
+        total = _dense(daily[daily.scope == "organization"], days)
+        parts = [
+            _dense(group, days)
+            for _, group in daily[daily.scope != "organization"].groupby(
+                ["scope", "project_id"], dropna=False
+            )
+        ]
+        crossing, actual = _crossing(org, usage)
+        prepared.append((org, total, parts, crossing, actual))
     for method in METHODS:
         started = time.perf_counter()
-        for as_of in pd.date_range(first, last, freq="D"):
-            known = daily[daily.date <= as_of]
-            forecasts = forecast_usage(known, registry, config, as_of=as_of, method=method)
-            # the credit_forecast rule at 100 %: forecast_total >= budget (a forecast exists)
-            alerted = {
-                fc.organization_id
-                for fc in forecasts.itertuples(index=False)
-                if fc.forecast_total >= by_org[fc.organization_id].budget
-            }
-            for fc in forecasts.itertuples(index=False):
-                org = by_org[fc.organization_id]
-                if fc.scope != "organization" or fc.period_start != pd.Timestamp(org.period[0]):
-                    continue
+        for org, total, parts, crossing, actual in prepared:
+            start, end = pd.Timestamp(org.period[0]), pd.Timestamp(org.period[1])
+            for as_of in pd.date_range(start - pd.Timedelta(days=1), end - pd.Timedelta(days=2)):
+                history = total[:as_of]
+                fc = forecast_series(
+                    history,
+                    org.period[0],
+                    org.period[1],
+                    components=[p[:as_of] for p in parts],
+                    method=method,  # type: ignore[arg-type]
+                )
                 records.append(
                     {
                         "method": method,
@@ -222,14 +234,14 @@ def run(orgs: list[Org], progress: Callable[[str], None] = print) -> pd.DataFram
                         "low": fc.forecast_low,
                         "high": fc.forecast_high,
                         "remaining": fc.days_remaining,
-                        "alerted": org.id in alerted,
+                        # the credit_forecast rule at 100 %: the forecast reaches the budget
+                        "alerted": bool(fc.forecast_total >= org.budget),
+                        "crossing": crossing,
+                        "actual": actual,
                     }
                 )
         progress(f"  {method}: {time.perf_counter() - started:.1f} s")
-    frame = pd.DataFrame(records)
-    frame["crossing"] = frame.organization_id.map(lambda o: truth[o][0])
-    frame["actual"] = frame.organization_id.map(lambda o: truth[o][1])
-    return frame
+    return pd.DataFrame(records)
 
 
 def summarize(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:

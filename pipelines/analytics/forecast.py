@@ -104,9 +104,12 @@ def _weekday_factors(y: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
 
 SHIFT_WINDOW = 35
 SHIFT_MIN_DAYS = 3
+SHIFT_MIN_JUMP = 0.4
 TREND_WINDOW = 28
-DRIFT_PER_DAY = 0.025
-DECLINE_DAMPING = 0.9
+RECENT_TREND_WINDOW = 14
+SPIKE_WINDOW = 120
+DRIFT_PER_DAY = 0.06
+FLOOR_SHARE = 0.25
 Z = {0.5: 0.6745, 0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96}
 
 
@@ -122,6 +125,15 @@ class Level:
     support_days: int
 
 
+def _row_medians(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median of each row over the entries where ``mask`` is true (every row has one)."""
+    counts = mask.sum(axis=1)
+    ordered = np.sort(np.where(mask, values, np.inf), axis=1)
+    lo = np.take_along_axis(ordered, ((counts - 1) // 2)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, (counts // 2)[:, None], axis=1)[:, 0]
+    return (lo + hi) / 2.0
+
+
 def _best_split(d: np.ndarray, min_days: int) -> tuple[float, int, float, float] | None:
     """The split of ``d`` into (before, recent >= min_days days, before >= 3 days) with the
     least absolute deviation from the two segment medians: (cost, recent length, medians)."""
@@ -129,18 +141,38 @@ def _best_split(d: np.ndarray, min_days: int) -> tuple[float, int, float, float]
     ks = np.arange(min_days, n - 3)
     if len(ks) == 0:
         return None
-    idx = np.arange(n)[None, :]
-    recent_mask = idx >= (n - ks)[:, None]
     grid = np.broadcast_to(d, (len(ks), n))
-    recent = np.where(recent_mask, grid, np.nan)
-    before = np.where(recent_mask, np.nan, grid)
-    mr = np.nanmedian(recent, axis=1)
-    mb = np.nanmedian(before, axis=1)
-    cost = np.nansum(np.abs(recent - mr[:, None]), axis=1) + np.nansum(
-        np.abs(before - mb[:, None]), axis=1
-    )
+    recent = np.arange(n)[None, :] >= (n - ks)[:, None]
+    mr = _row_medians(grid, recent)
+    mb = _row_medians(grid, ~recent)
+    centre = np.where(recent, mr[:, None], mb[:, None])
+    cost = np.abs(grid - centre).sum(axis=1)
     best = int(np.argmin(cost))
     return float(cost[best]), int(ks[best]), float(mr[best]), float(mb[best])
+
+
+def spike_history(d: np.ndarray) -> tuple[float, float]:
+    """(spikes per day, median extra credits of a spike) in a deseasonalised series: days above
+    3x their centred 7-day median (and above it by more than 1 credit)."""
+    if len(d) < 14:
+        return 0.0, 0.0
+    base = pd.Series(d).rolling(7, center=True, min_periods=4).median().to_numpy()
+    excess = d - base
+    spikes = (d > 3.0 * base) & (excess > 1.0)
+    if not spikes.any():
+        return 0.0, 0.0
+    return float(spikes.sum() / len(d)), float(np.median(excess[spikes]))
+
+
+def _poisson_quantile(mean: float, q: float) -> int:
+    """Smallest k with P(Poisson(mean) <= k) >= q."""
+    k, term = 0, float(np.exp(-mean))
+    cdf = term
+    while cdf < q and k < 1000:
+        k += 1
+        term *= mean / k
+        cdf += term
+    return k
 
 
 def _noise_scale(d: np.ndarray) -> float:
@@ -165,7 +197,7 @@ def level_shift(d: np.ndarray, min_days: int = SHIFT_MIN_DAYS) -> int | None:
     cost, k, mr, mb = best
     scale = _noise_scale(d[:-k])
     jump = abs(mr - mb)
-    if cost > 0.8 * line_cost or jump <= max(0.25 * max(mr, mb), 3.0 * scale, 1e-9):
+    if cost > 0.8 * line_cost or jump <= max(SHIFT_MIN_JUMP * max(mr, mb), 4.0 * scale, 1e-9):
         return None
     mid = (mr + mb) / 2.0
     recent = d[-k:]
@@ -187,22 +219,49 @@ def series_level(d: np.ndarray) -> Level:
             intercept, slope = _theil_sen(t, seg)
             return Level(intercept + slope * (k - 1), slope, floor, k, k)
         return Level(float(np.median(seg)), 0.0, floor, k, k)
-    window = d[-TREND_WINDOW:]
-    t = np.arange(len(window), dtype=float)
-    intercept, slope = _theil_sen(t, window)
-    return Level(intercept + slope * t[-1] if len(t) else 0.0, slope, floor, None, len(window))
+    best: tuple[float, float, float, int] | None = None
+    for size in (TREND_WINDOW, RECENT_TREND_WINDOW):
+        window = d[-size:]
+        if best is not None and len(d) < size + 7:
+            continue  # the short window only counts when the long one is full
+        t = np.arange(len(window), dtype=float)
+        intercept, slope = _theil_sen(t, window)
+        slope = _shrunk(slope, window - (intercept + slope * t))
+        intercept = float(np.median(window - slope * t)) if len(t) else 0.0
+        # which line describes the last week better: a trend that changed lately wins, but
+        # only when clearly better (a 14-day slope is noisy)
+        misfit = float(np.abs(window[-7:] - (intercept + slope * t[-7:])).sum()) if len(t) else 0.0
+        end_level = intercept + slope * t[-1] if len(t) else 0.0
+        if best is None or misfit < 0.6 * best[0]:
+            best = (misfit, end_level, slope, len(window))
+    assert best is not None
+    return Level(best[1], best[2], floor, None, best[3])
+
+
+def _shrunk(slope: float, residuals: np.ndarray) -> float:
+    """The slope shrunk towards 0 by its uncertainty: x t^2 / (t^2 + 4), t = slope / its
+    standard error (robust residual scale); a slope within noise barely counts."""
+    n = len(residuals)
+    if n < 3 or slope == 0:
+        return slope
+    sigma = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    se = sigma * np.sqrt(12.0 / (n * (n * n - 1.0)))
+    if se <= 0:
+        return slope
+    t2 = (slope / se) ** 2
+    return float(slope * t2 / (t2 + 4.0))
 
 
 def level_path(level: Level, horizon: int) -> np.ndarray:
-    """Deseasonalised level for the next ``horizon`` days (declines damped and floored)."""
+    """Deseasonalised level for the next ``horizon`` days. Growth continues linearly; a decline
+    continues geometrically (the same relative decline per day, at most 10 %), so it approaches
+    zero but never gets there, and never goes below the floor the recent days support."""
     h = np.arange(1, horizon + 1, dtype=float)
-    if level.slope >= 0:
-        path = level.level + level.slope * h
-    else:
-        phi = DECLINE_DAMPING
-        path = level.level + level.slope * phi * (1 - phi**h) / (1 - phi)
-        path = np.maximum(path, min(level.floor, level.level))
-    return np.maximum(path, 0.0)
+    if level.slope >= 0 or level.level <= 0:
+        return np.maximum(level.level + level.slope * h, 0.0)
+    rate = max(level.slope / level.level, -0.1)
+    path = level.level * np.exp(rate * h)
+    return np.maximum(path, FLOOR_SHARE * min(level.floor, level.level))
 
 
 def _theil_sen(t: np.ndarray, d: np.ndarray, min_points: int = 14) -> tuple[float, float]:
@@ -291,6 +350,11 @@ def forecast_series(
     z = Z.get(round(interval, 2), 1.2816)
     low = max(used, total - z * sd)
     high = total + z * sd
+    # spikes recur at the rate the history shows: the upper end allows for as many as the
+    # interval's upper quantile of that Poisson rate over the remaining days
+    rate_spikes, spike_size = spike_history(history.to_numpy(dtype=float)[-SPIKE_WINDOW:])
+    if days_remaining and rate_spikes > 0:
+        high += _poisson_quantile(rate_spikes * h, (1 + interval) / 2) * spike_size
     rate = mean_level if days_remaining else float(np.median(y[-7:]))
     name = ("per_series_" if len(parts) > 1 else "") + ("level_shift" if shifted else "trend")
     return SeriesForecast(used, total, low, high, rate, n, days_elapsed, days_remaining, name, None)
