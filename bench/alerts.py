@@ -6,8 +6,9 @@ project and deleted-projects series) with only the data known that day, once per
 ``credit_forecast`` rule at 100 % of the budget fires when the forecast total reaches it:
 
 * synthetic families (each organization has projects; the total is their sum):
-  ``growth`` (linear growth since 2-6 weeks before the period that crosses the budget), ``flat`` (never crosses; 8-20x spike
-  days), ``step_up`` (a new project goes live mid-period and triples the rate: crosses),
+  ``growth`` (linear growth since 2-6 weeks before the period that crosses the budget),
+  ``flat`` (never crosses; 8-20x spike days), ``step_up`` (a new project goes live
+  mid-period and triples the rate: crosses),
   ``step_down`` (a big project scaled to zero shortly before the period: would have crossed,
   does not), ``deleted`` (a project deleted shortly before the period, its history moved to the
   deleted-projects line: does not cross), ``decline`` (steady decline from above budget pace:
