@@ -37,7 +37,8 @@ def organizations_frame(
 
     `current` pairs each organization's details with its current-period usage response (whose
     bucket dates tell the subscription period). Organizations no longer visible keep their last
-    row; `first_seen_at` survives renames because rows are keyed by id.
+    row, with `visible` false and `last_seen_at` telling when they were last visible;
+    `first_seen_at` survives renames because rows are keyed by id.
     """
     first_seen = dict(zip(previous["organization_id"], previous["first_seen_at"], strict=True))
     rows = []
@@ -60,10 +61,12 @@ def organizations_frame(
                 "period_anchor_day": anchor_from_period(start, end) if start and end else None,
                 "first_seen_at": first_seen.get(detail.id, seen_at),
                 "last_seen_at": seen_at,
+                "visible": True,
             }
         )
     fresh = pd.DataFrame(rows, columns=ORGANIZATIONS.column_names)
-    kept = previous[~previous["organization_id"].isin(fresh["organization_id"])]
+    kept = previous[~previous["organization_id"].isin(fresh["organization_id"])].copy()
+    kept["visible"] = False
     frames = [f for f in (kept, fresh) if not f.empty]
     if not frames:
         return fresh
