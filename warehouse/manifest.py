@@ -297,6 +297,12 @@ class TableManifest:
             entries.pop(self.relative(path), None)
         self.save(entries)
 
+    def amend_committed(self, path: Path, record: SliceRecord) -> None:
+        """Replace a slice's committed record without touching the file (see `forget.py`)."""
+        entries = self.load()
+        entries[self.relative(path)] = Entry(committed=record)
+        self.save(entries)
+
     def _entries_for_writing(self) -> dict[str, Entry]:
         """Current entries; a table without a manifest adopts its readable files first."""
         if self.exists:
