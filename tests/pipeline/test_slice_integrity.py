@@ -44,6 +44,8 @@ def test_garbled_and_deleted_months_outside_the_run_are_repulled(
     # the next run covers neither month (default range: previous + current month) ...
     summary = pipeline.run()
     assert summary.success, summary.lines()
+    log = capsys.readouterr().err
+    assert f"re-pulling {garbled}" in log and f"re-pulling {deleted}" in log
     # ... yet re-pulls both, and publishes exactly the clean run's totals
     assert credit_totals(pipeline).equals(clean)
     assert garbled.exists() and deleted.exists()
@@ -73,13 +75,18 @@ def test_token_seeing_fewer_organizations_keeps_the_others_history(
     demo_orgs = set(pipeline.query("select organization_name from organizations").organization_name)
 
     monkeypatch.setenv("UBIOPS_API_TOKEN", OTHER_TOKEN)  # member of acme-analytics and other-team
+    capsys.readouterr()
     summary = pipeline.run()
     assert summary.success, summary.lines()
+    warning = next(
+        line for line in capsys.readouterr().err.splitlines() if "no longer visible" in line
+    )
     orgs = pipeline.query("select * from organizations order by organization_name")
     visible = set(orgs[orgs.visible].organization_name)
     hidden = orgs[~orgs.visible]
     assert visible == {"acme-analytics", "other-team"}
     assert set(hidden.organization_name) == demo_orgs - visible
+    assert all(name in warning for name in hidden.organization_name)
     assert (hidden.last_seen_at < orgs[orgs.visible].last_seen_at.min()).all()
     # every usage row of the organizations this token cannot see is still there, unchanged
     after = credit_totals(pipeline)
