@@ -306,7 +306,7 @@ def soak(iterations: int, minutes: float, seed: int, workdir: Path) -> Figures:
                 server.set_faults(**faults)
                 notes.append("api " + ",".join(f"{k}={v}" for k, v in faults.items() if v))
             receiver.down = "channel" in kinds
-            kill_after = rng.uniform(0.5, run_seconds * 1.2) if "kill" in kinds else None
+            kill_after = rng.uniform(1.0, run_seconds * 0.9) if "kill" in kinds else None
             outcome = runner.run(tested, with_webhook, kill_after)
             figures.faults.update(kinds)
             figures.kills += outcome == "killed"
