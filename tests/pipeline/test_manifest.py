@@ -131,3 +131,26 @@ def test_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     garble(store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet"))
     assert main(["verify", "--warehouse", str(tmp_path)]) == 1
     assert "month=2026-10/data.parquet" in capsys.readouterr().out
+
+
+def test_forget_rewrites_good_slices_and_unblocks_the_repair_of_damaged_ones(
+    tmp_path: Path,
+) -> None:
+    from warehouse.forget import forget_organization
+
+    store = store_with_slice(tmp_path)
+    other = {"interval": "day", "month": "2026-09"}
+    store.replace_partition(CREDIT_USAGE, other, usage({"a": 4.0, "c": 1.0}))
+    damaged = store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet")
+    garble(damaged)
+
+    result = forget_organization(tmp_path, "a")
+    assert result.rows_removed == {"credit_usage": 1}
+    assert result.damaged_records_amended == [damaged]
+    assert not result.published and str(damaged) in result.not_published
+    remaining = store.read_file(
+        CREDIT_USAGE, store.partition_path(CREDIT_USAGE, other, "x").parent / "data.parquet"
+    )
+    assert list(remaining.organization_id) == ["c"]
+    (bad,) = check_warehouse(store.root).bad
+    assert bad.path == damaged and bad.organization_ids == {"b"}
