@@ -23,6 +23,7 @@ holds that the receiver never accepted).
 
     .venv/bin/python bench/soak.py --iterations 200 --minutes 10      # the full soak
     .venv/bin/python bench/soak.py --iterations 10 --minutes 5 --seed 3
+    .venv/bin/python bench/soak.py --minutes 8 --faults kill,corrupt,channel   # crash cases only
 """
 
 from __future__ import annotations
@@ -262,7 +263,9 @@ def compare(
     return found
 
 
-def soak(iterations: int, minutes: float, seed: int, workdir: Path) -> Figures:
+def soak(
+    iterations: int, minutes: float, seed: int, workdir: Path, kinds_allowed: tuple[str, ...]
+) -> Figures:
     rng = random.Random(seed)
     figures = Figures()
     began = time.monotonic()
@@ -289,7 +292,7 @@ def soak(iterations: int, minutes: float, seed: int, workdir: Path) -> Figures:
             if time.monotonic() + 2 * run_seconds > deadline:
                 print(f"stopping before iteration {i}: the time budget would be exceeded")
                 break
-            kinds = [k for k in FAULT_KINDS if rng.random() < 0.45] or [rng.choice(FAULT_KINDS)]
+            kinds = [k for k in kinds_allowed if rng.random() < 0.45] or [rng.choice(kinds_allowed)]
             if i == 1 and "quota" not in kinds:
                 kinds.append("quota")  # something to notify from the start
             notes = []
@@ -350,7 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=MAX_MINUTES)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULT_KINDS),
+        help=f"fault kinds to draw from, comma-separated (default {','.join(FAULT_KINDS)})",
+    )
     args = parser.parse_args(argv)
+    kinds = tuple(k.strip() for k in args.faults.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    if unknown or not kinds:
+        parser.error(f"--faults {args.faults!r}: expected some of {', '.join(FAULT_KINDS)}")
     if not 1 <= args.iterations <= MAX_ITERATIONS:
         parser.error(f"--iterations {args.iterations}: expected 1..{MAX_ITERATIONS}")
     if not 0 < args.minutes <= MAX_MINUTES:
@@ -358,10 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         workdir = Path(args.keep)
         workdir.mkdir(parents=True, exist_ok=True)
-        figures = soak(args.iterations, args.minutes, args.seed, workdir)
+        figures = soak(args.iterations, args.minutes, args.seed, workdir, kinds)
     else:
         with tempfile.TemporaryDirectory(prefix="usage-soak-") as tmp:
-            figures = soak(args.iterations, args.minutes, args.seed, Path(tmp))
+            figures = soak(args.iterations, args.minutes, args.seed, Path(tmp), kinds)
     print("\n".join(figures.lines()))
     return 0 if not figures.divergences and not figures.lost else 1
 
