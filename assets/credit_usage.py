@@ -5,6 +5,11 @@ over a partition range pulls, for every current organization, each month of the 
 replaces exactly those month slices in the warehouse, all or nothing; re-running a range gives the
 same tables. The daily schedule re-pulls the current month (and the previous one in the first
 days of a month), so late corrections and project deletions land.
+
+A month slice is replaced per organization actually pulled: rows of organizations the token no
+longer sees stay. A stored slice that is missing or damaged (see `warehouse/manifest.py`), in or
+outside the run's range, is re-pulled and rewritten, and the run says so; one that held usage of
+organizations the token cannot see any more cannot be rebuilt and fails the run, naming the file.
 """
 
 import asyncio
@@ -100,6 +105,26 @@ def _check_result(name: str, finding: quality.Finding) -> AssetCheckResult:
     )
 
 
+def damaged_months(
+    context: AssetExecutionContext, warehouse: Warehouse, interval: str
+) -> list[date]:
+    """Months of `interval` whose stored slice is missing or damaged: this run re-pulls them."""
+    months = []
+    prefix = f"interval={interval}/month="
+    store = ParquetStore(warehouse.root)
+    for bad in store.check(CREDIT_USAGE).bad:
+        relative = bad.path.relative_to(store.table_dir(CREDIT_USAGE)).as_posix()
+        if not relative.startswith(prefix):
+            continue
+        try:
+            month = date.fromisoformat(relative.removeprefix(prefix).split("/")[0] + "-01")
+        except ValueError:
+            continue  # not a month slice: publishing refuses it, naming the file
+        context.log.warning(f"re-pulling {bad.describe()} from the API")
+        months.append(month)
+    return sorted(set(months))
+
+
 def _pull(
     ubiops: UbiOpsApi,
     requests: list[tuple[Org, date, date, date]],
@@ -136,16 +161,43 @@ def _pull(
 
 
 def _write_slices(
-    warehouse: Warehouse, interval: str, months: list[date], frames: dict[date, pd.DataFrame]
+    warehouse: Warehouse,
+    interval: str,
+    months: list[date],
+    frames: dict[date, pd.DataFrame],
+    requests: list[tuple[Org, date, date, date]],
 ) -> pd.DataFrame:
+    """Replace the month slices, per organization pulled; returns the rows pulled."""
+    pulled: dict[date, set[str]] = {}
+    for org, month, _, _ in requests:
+        pulled.setdefault(month, set()).add(org.id)
     store = ParquetStore(warehouse.root)
     empty = credit_usage_frame([], interval, now_utc())
     with writer_lock(warehouse.root):
+        damaged = {b.path: b for b in store.check(CREDIT_USAGE).bad}
+        slices = []
         for month in months:
-            frame = frames.get(month, empty)
-            store.replace_partition(
-                CREDIT_USAGE, {"interval": interval, "month": f"{month:%Y-%m}"}, frame
-            )
+            partition = {"interval": interval, "month": f"{month:%Y-%m}"}
+            path = store.partition_path(CREDIT_USAGE, partition, "data.parquet")
+            orgs = pulled.get(month, set())
+            if path in damaged:
+                lost = damaged[path].organization_ids - orgs
+                if lost:
+                    raise RuntimeError(
+                        f"cannot repair {damaged[path].describe()}: it held usage of "
+                        f"organization(s) {', '.join(sorted(lost))} that this run did not pull "
+                        "(no longer visible to the token); restore the file from a backup, or "
+                        "remove those organizations on purpose with `usage-etl forget`"
+                    )
+                kept = empty
+            elif path.exists():
+                previous = store.read_file(CREDIT_USAGE, path)
+                kept = previous[~previous["organization_id"].isin(orgs)]
+            else:
+                kept = empty
+            parts = [f for f in (kept, frames.get(month, empty)) if not f.empty]
+            slices.append((partition, pd.concat(parts, ignore_index=True) if parts else empty))
+        store.replace_partitions(CREDIT_USAGE, slices)
     loaded = [f for f in frames.values() if not f.empty]
     return pd.concat(loaded, ignore_index=True) if loaded else empty
 
@@ -169,12 +221,16 @@ def credit_usage_daily(
     months = months_of(context)
     orgs = current_organizations(warehouse)
     today = now_utc().date()
+    repair = [m for m in damaged_months(context, warehouse, "day") if m not in months]
     requests = [
-        (org, month, *month_bounds(month)) for month in months for org in orgs if month <= today
+        (org, month, *month_bounds(month))
+        for month in months + repair
+        for org in orgs
+        if month <= today
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
     frames, stats = _pull(ubiops, requests, "day", "credit usage (day)", context.log.info)
-    loaded = _write_slices(warehouse, "day", months, frames)
+    loaded = _write_slices(warehouse, "day", months + repair, frames, requests)
     yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
 
     registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
@@ -228,17 +284,18 @@ def credit_usage_periods(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     months = months_of(context)
+    repair = [m for m in damaged_months(context, warehouse, "month") if m not in months]
     today = now_utc().date()
     store = ParquetStore(warehouse.root)
     registry = store.read(ORGANIZATIONS)
     orgs = current_organizations(warehouse)
-    requests, unknown = period_requests(orgs, registry, months, today)
+    requests, unknown = period_requests(orgs, registry, months + repair, today)
     for name in unknown:
         context.log.warning(
             f"organization {name}: subscription anchor day unknown; its periods are calendar months"
         )
     frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)
-    loaded = _write_slices(warehouse, "month", months, frames)
+    loaded = _write_slices(warehouse, "month", months + repair, frames, requests)
     yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
     yield _check_result("projects_add_up", quality.balance(loaded))
     yield _check_result("no_negative_credits", quality.non_negative(loaded))
