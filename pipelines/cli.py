@@ -14,11 +14,13 @@ from pipelines.commands import (
     alerts_cmd,
     dictionary_cmd,
     emulator_cmd,
+    forget_cmd,
     history_cmd,
     prune_cmd,
     query_cmd,
     report_cmd,
     run_cmd,
+    verify_cmd,
 )
 
 
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         dictionary_cmd,
         report_cmd,
         prune_cmd,
+        verify_cmd,
+        forget_cmd,
         history_cmd,
     ):
         module.add_parser(sub)
