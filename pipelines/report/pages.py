@@ -151,9 +151,10 @@ def table(
         if rows
         else ""
     )
+    count = f"{len(rows):,} row{'' if len(rows) == 1 else 's'}"
     return (
         f'<section class="card"><div class="table-head"><h2>{escape(title)}</h2>'
-        f'<span class="sub" data-count="{escape(table_id)}">{len(rows)} rows</span>{button}'
+        f'<span class="sub" data-count="{escape(table_id)}">{count}</span>{button}'
         f"</div>{note}{content}</section>"
     )
 

@@ -21,7 +21,8 @@
         if (ok) shown += 1;
       });
       var count = document.querySelector('[data-count="' + table.id + '"]');
-      if (count) count.textContent = shown === rows.length ? rows.length + " rows" : shown + " of " + rows.length + " rows";
+      var total = rows.length.toLocaleString("en-US") + (rows.length === 1 ? " row" : " rows");
+      if (count) count.textContent = shown === rows.length ? total : shown.toLocaleString("en-US") + " of " + total;
       $("tfoot [data-sum]", table).forEach(function (cell) {
         var col = Number(cell.dataset.sum), total = 0;
         rows.forEach(function (tr) { if (!tr.hidden) { var v = parseFloat(tr.cells[col].dataset.v); if (!isNaN(v)) total += v; } });
