@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def hostile_name() -> str:
     return HOSTILE_NAME
 
 
+def in_thread(build: Callable[[], Path]) -> Path:
+    """Run a pipeline build in a thread of its own: Playwright's sync API keeps an event loop
+    running in the main thread once a browser is open, and the pipeline calls asyncio.run()."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(build).result()
+
+
 @pytest.fixture(scope="session")
 def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two months (previous + current) of the emulator's demo organizations, one real run.
@@ -48,14 +56,15 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.getbasetemp() / "demo-warehouse"
     warehouse = root / "warehouse"
     if not (warehouse / "usage.duckdb").exists():
-        build_demo_warehouse(root)
+        in_thread(lambda: build_demo_warehouse(root))
     return warehouse
 
 
 @pytest.fixture(scope="session")
 def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 months of the demo organizations (two real runs: the emulator serves 15 months)."""
-    return build_long_demo_warehouse(tmp_path_factory.mktemp("long"), months=24)
+    root = tmp_path_factory.mktemp("long")
+    return in_thread(lambda: build_long_demo_warehouse(root, months=24))
 
 
 def drop_derived_tables(con: duckdb.DuckDBPyConnection) -> None:
