@@ -29,6 +29,7 @@ REPORT_DIR = Path("report")
 REPORT_PATH = REPORT_DIR / "index.html"
 _TMP_PREFIX = ".report-build-"
 _OLD_PREFIX = ".report-old-"
+_REPORT_ENTRIES = ("alerts.html", "organizations")
 
 
 def iter_pages(warehouse: Path, generated_at: datetime | None = None) -> Iterator[tuple[str, str]]:
@@ -111,6 +112,14 @@ def _clean_leftovers(parent: Path, target: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _is_report_dir(path: Path) -> bool:
+    """Whether `path` is a directory the report may replace: empty, or a previous report."""
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    return not names or ("index.html" in names and names <= {"index.html", *_REPORT_ENTRIES})
+
+
 def _write_file(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
@@ -128,8 +137,12 @@ def write_report(warehouse: Path, out: Path | None = None) -> Path:
             f"report output {target} looks like a file: the report is a directory "
             "(index.html plus one page per organization); pass a directory"
         )
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"report output {target} exists and is not a directory")
+    if target.exists() and not _is_report_dir(target):
+        raise ValueError(
+            f"report output {target} exists and is not a report directory (expected an empty "
+            "directory or one holding index.html, alerts.html and organizations/ only); "
+            "it is left as it is"
+        )
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(parent, target)

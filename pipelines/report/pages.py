@@ -130,21 +130,14 @@ def table(
             else:
                 tds.append("<td></td>")
         foot = "<tfoot><tr>" + "".join(tds) + "</tr></tfoot>"
-    if rows and collapsed:
-        foot_note = f"Show the {len(rows):,} rows"
-        body_html = (
-            f'<div class="scroll"><table id="{escape(table_id)}" data-table><thead><tr>{head}'
-            f"</tr></thead><tbody>{''.join(body)}</tbody>{foot}</table></div>"
-        )
-        content = f"<details><summary>{escape(foot_note)}</summary>{body_html}</details>"
-    else:
-        content = ""
-    content = content or (
+    content = (
         f'<div class="scroll"><table id="{escape(table_id)}" data-table><thead><tr>{head}'
         f"</tr></thead><tbody>{''.join(body)}</tbody>{foot}</table></div>"
         if rows
         else f'<p class="empty">{escape(empty)}</p>'
     )
+    if rows and collapsed:
+        content = f"<details><summary>Show the {len(rows):,} rows</summary>{content}</details>"
     button = (
         f'<button type="button" data-csv="{escape(table_id)}" data-file="{escape(csv_file)}">'
         "Export CSV</button>"

@@ -19,7 +19,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.report import write_report
 from pipelines.report.demo import build_demo_warehouse, build_long_demo_warehouse
 
 HOSTILE_NAME = '<script>alert("x")</script> & <b>co</b>'
@@ -170,8 +169,3 @@ def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
-
-
-def written_report(warehouse: Path, out: Path) -> Path:
-    """Write the report of `warehouse` into `out`; the index's path."""
-    return write_report(warehouse, out)

@@ -19,19 +19,20 @@ from typing import ClassVar
 import duckdb
 import pytest
 
-from tests.report.conftest import PageLog, open_page, screenshot, written_report
+from pipelines.report import write_report
+from tests.report.conftest import PageLog, open_page, screenshot
 
 PERIOD = re.compile(r"^\d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d$")
 
 
 @pytest.fixture(scope="module")
 def report_2m(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return written_report(demo_warehouse, tmp_path_factory.mktemp("r2m") / "report")
+    return write_report(demo_warehouse, tmp_path_factory.mktemp("r2m") / "report")
 
 
 @pytest.fixture(scope="module")
 def report_24m(long_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return written_report(long_warehouse, tmp_path_factory.mktemp("r24m") / "report")
+    return write_report(long_warehouse, tmp_path_factory.mktemp("r24m") / "report")
 
 
 def query(warehouse: Path, sql: str) -> list[tuple]:
@@ -364,7 +365,7 @@ def test_the_csp_refuses_every_network_request(
 
 
 def test_report_of_base_tables_only(browser, base_tables_warehouse: Path, tmp_path: Path) -> None:
-    index = written_report(base_tables_warehouse, tmp_path / "report")
+    index = write_report(base_tables_warehouse, tmp_path / "report")
     page, log = open_page(browser, index.as_uri())
     try:
         rows = visible_rows(page, "organizations")

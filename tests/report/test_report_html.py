@@ -73,6 +73,19 @@ def test_a_crash_while_writing_leaves_the_previous_report(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporaries left
 
 
+def test_a_directory_that_is_not_a_report_is_never_replaced(
+    demo_warehouse: Path, tmp_path: Path, capsys
+) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    code = main(["report", "--warehouse", str(demo_warehouse), "--out", str(precious)])
+    assert code == 2
+    assert "not a report directory" in capsys.readouterr().err
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
 def test_leftovers_of_a_crashed_swap_are_recovered(demo_warehouse: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     write_report(demo_warehouse, out)
