@@ -172,7 +172,7 @@ def filter_bar(*, organizations: bool, first: date | None, last: date | None) ->
         f'<label>To<input type="date" data-filter="to"{bounds} aria-label="to day"></label>'
         '<button type="button" data-reset>Clear filters</button>'
     )
-    return '<div class="card filters">' + "".join(parts) + "</div>"
+    return '<div class="card filters off">' + "".join(parts) + "</div>"
 
 
 def page(title: str, header: str, body: str) -> str:

@@ -69,7 +69,9 @@
     var reset = e.target.closest("button[data-reset]");
     if (reset) { $("[data-filter]").forEach(function (c) { c.value = ""; }); apply(); }
   });
-  document.documentElement.classList.add("js");
+  // the filter bars are written invisible (they need this script) but take their space, so
+  // showing them repaints them without laying out the page's tables again
+  $(".filters.off").forEach(function (bar) { bar.classList.remove("off"); });
   // a page opened afresh shows everything as written; only re-apply filters the browser restored
   if ($("[data-filter]").some(function (c) { return c.value; })) apply();
 })();
