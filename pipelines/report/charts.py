@@ -59,8 +59,9 @@ def _nice_max(value: float) -> tuple[float, float]:
 def time_ticks(first: date, last: date) -> list[tuple[date, str]]:
     """Tick days and labels for the days `first`..`last` (inclusive), at most ~10 labels.
 
-    Up to 45 days: weekly ticks ('Nov 03'). Longer: month starts, every 1, 2, 3 or 6 months
-    depending on the span, labelled 'Nov' with the year on January and on the first tick.
+    Up to 45 days: weekly ticks ('Nov 03'); up to 120 days: the 1st and the 15th ('Nov 15').
+    Longer: month starts, every 1, 2, 3 or 6 months depending on the span, labelled 'Nov' with
+    the year on January and on the first tick.
     """
     span = (last - first).days + 1
     if span <= 45:
@@ -69,6 +70,9 @@ def time_ticks(first: date, last: date) -> list[tuple[date, str]]:
             (first + timedelta(days=i), (first + timedelta(days=i)).strftime("%b %d"))
             for i in range(0, span, every)
         ]
+    if span <= 120:  # the 1st and the 15th of each month
+        days = (first + timedelta(days=i) for i in range(span))
+        return [(d, d.strftime("%b %d")) for d in days if d.day in (1, 15)]
     months = 1 if span <= 200 else 2 if span <= 400 else 3 if span <= 1100 else 6
     ticks: list[tuple[date, str]] = []
     y, m = first.year, first.month

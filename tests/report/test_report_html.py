@@ -113,6 +113,8 @@ def test_one_number_format() -> None:
 def test_ticks_are_thinned_and_the_grain_follows_the_span() -> None:
     month = time_ticks(date(2026, 11, 1), date(2026, 11, 30))
     assert [label for _, label in month] == ["Nov 01", "Nov 08", "Nov 15", "Nov 22", "Nov 29"]
+    two_months = time_ticks(date(2026, 10, 1), date(2026, 11, 28))
+    assert [label for _, label in two_months] == ["Oct 01", "Oct 15", "Nov 01", "Nov 15"]
     two_years = time_ticks(date(2024, 12, 1), date(2026, 11, 28))
     assert 6 <= len(two_years) <= 10
     assert two_years[0][1] == "Jan 2025" and "Jan 2026" in [label for _, label in two_years]
