@@ -49,7 +49,8 @@ def test_env_path_and_overrides(tmp_path, monkeypatch) -> None:
     [
         (
             "subscriptions:\n  starter:\n    credit_budget: abc\n",
-            "bad.yaml: subscriptions.starter.credit_budget: expected a finite number >= 0, got 'abc'",
+            "bad.yaml: subscriptions.starter.credit_budget: "
+            "expected a finite number >= 0, got 'abc'",
         ),
         (
             "rules: {credit_actual_thresholds: [50, -3]}\n",

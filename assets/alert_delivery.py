@@ -1,0 +1,85 @@
+"""The asset that delivers queued alert notifications, after the warehouse is published.
+
+`alert_notifications` sends every due pending message of the alert outbox through its channel
+(exactly once per channel; see `pipelines.notify.delivery`), copies the delivery state into the
+warehouse tables `quota_alerts` / `alert_outbox` and, when something changed, re-publishes
+`usage.duckdb` so analysts see it. It never evaluates anything, and a channel that fails never
+fails it: its messages stay pending with backoff (the `notifications_delivered` check warns).
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    asset,
+)
+
+from assets.analytics import quota_alerts
+from assets.database import usage_database
+from pipelines.notify.delivery import deliver_configured
+from pipelines.notify.state import open_state, record_tables
+from pipelines.quotas import load_quotas
+from pipelines.resources import Warehouse
+from warehouse.files import remove_stale_temporaries, writer_lock
+from warehouse.parquet_store import ParquetStore
+from warehouse.publish import publish
+from warehouse.schema import ORGANIZATION_USERS
+
+
+@asset(
+    group_name="usage_insights",
+    deps=[quota_alerts, usage_database],
+    owners=["team:usage-analytics"],
+    kinds={"sqlite"},
+    check_specs=[
+        AssetCheckSpec(
+            "notifications_delivered",
+            asset="alert_notifications",
+            description="No message is left pending or failed (a channel may be down).",
+        )
+    ],
+    description=(
+        "Delivers the queued quota-alert notifications (log, signed webhook, Slack, e-mail, "
+        "Apprise) exactly once per channel, after publishing; a failing channel keeps its "
+        "messages pending and retries them with backoff on later runs."
+    ),
+)
+def alert_notifications(
+    context: AssetExecutionContext, warehouse: Warehouse
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    config = load_quotas()
+    users = ParquetStore(warehouse.root).read(ORGANIZATION_USERS)
+    with open_state(warehouse.root) as state:
+        report = deliver_configured(state.store, config, users)
+        attempted = report.delivered + report.retried_later + report.failed
+        if attempted or state.recovered:
+            record_tables(warehouse.root, state.store)
+        failed_total = int((state.store.outbox_frame()["status"] == "failed").sum())
+    if attempted:
+        with writer_lock(warehouse.root):
+            remove_stale_temporaries(warehouse.root)
+            publish(warehouse.root)
+    context.log.info(f"notifications: {report.summary()}")
+    for error in report.errors[:10]:
+        context.log.warning(error)
+    metadata: dict[str, Any] = {
+        "delivered": report.delivered,
+        "pending": report.pending,
+        "failed": failed_total,
+        "channels_down": ", ".join(sorted(set(report.channels_down))) or "-",
+    }
+    if state.recovered:
+        metadata["state_recovered"] = state.recovered
+    yield MaterializeResult(metadata=metadata)
+    yield AssetCheckResult(
+        check_name="notifications_delivered",
+        passed=report.pending == 0 and failed_total == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=report.summary(),
+        metadata={"errors": "\n".join(report.errors[:10]) or "-"},
+    )
