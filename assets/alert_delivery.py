@@ -22,12 +22,10 @@ from dagster import (
 from assets.analytics import quota_alerts
 from assets.database import usage_database
 from pipelines.notify.delivery import deliver_configured
-from pipelines.notify.state import open_state, record_tables
+from pipelines.notify.state import open_state, publish_state, record_tables
 from pipelines.quotas import load_quotas
 from pipelines.resources import Warehouse
-from warehouse.files import remove_stale_temporaries, writer_lock
 from warehouse.parquet_store import ParquetStore
-from warehouse.publish import publish
 from warehouse.schema import ORGANIZATION_USERS
 
 
@@ -57,13 +55,11 @@ def alert_notifications(
     with open_state(warehouse.root) as state:
         report = deliver_configured(state.store, config, users)
         attempted = report.delivered + report.retried_later + report.failed
-        if attempted or state.recovered:
+        if attempted:
+            publish_state(warehouse.root, state.store)
+        elif state.recovered:
             record_tables(warehouse.root, state.store)
         failed_total = int((state.store.outbox_frame()["status"] == "failed").sum())
-    if attempted:
-        with writer_lock(warehouse.root):
-            remove_stale_temporaries(warehouse.root)
-            publish(warehouse.root)
     context.log.info(f"notifications: {report.summary()}")
     for error in report.errors[:10]:
         context.log.warning(error)

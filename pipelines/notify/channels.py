@@ -79,8 +79,11 @@ def render_text(item: OutboxItem) -> str:
         )
     if alert.get("explanation"):
         lines.append(alert["explanation"])
+    org = alert["organization_id"]
+    name = alert.get("organization_name")
     lines.append(
-        f"organization {alert['organization_id']}, rule {alert['rule']}, "
+        f"organization {f'{name} ({org})' if name and name != org else org}, "
+        f"rule {alert['rule']}, "
         f"period {str(alert['period_start'])[:10]} to {str(alert.get('period_end') or '')[:10]}"
     )
     lines.append(f"alert key {alert['alert_key']} (message {item.webhook_id})")

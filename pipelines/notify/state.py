@@ -73,3 +73,15 @@ def record_tables(warehouse: Path, store: AlertStore) -> tuple[int, int]:
         parquet.replace_table(QUOTA_ALERTS, alerts)
         parquet.replace_table(ALERT_OUTBOX, outbox)
     return len(alerts), len(outbox)
+
+
+def publish_state(warehouse: Path, store: AlertStore) -> None:
+    """Copy the state into the warehouse tables and re-publish ``usage.duckdb`` so analysts see
+    the delivery state (after a delivery pass that changed something)."""
+    from warehouse.files import remove_stale_temporaries
+    from warehouse.publish import publish
+
+    record_tables(warehouse, store)
+    with writer_lock(warehouse):
+        remove_stale_temporaries(warehouse)
+        publish(warehouse)
