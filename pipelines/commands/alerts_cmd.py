@@ -214,7 +214,7 @@ def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
             }
             for i, r in enumerate(rows, start=1)
         ]
-        lines.extend(tabulate(table, headers="keys", tablefmt="simple").splitlines())
+        lines.extend(_table(table))
         lines.append("")
         for i, r in enumerate(rows, start=1):
             lines.append(f"{i}. {r.get('title') or r['alert_key']}")
@@ -222,6 +222,12 @@ def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
                 lines.append(f"   {r['explanation']}")
     lines.extend(_undelivered(outbox, alerts))
     return lines
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    return [
+        line.rstrip() for line in tabulate(rows, headers="keys", tablefmt="simple").splitlines()
+    ]
 
 
 def _undelivered(outbox: Any, alerts: Any) -> list[str]:
@@ -248,9 +254,9 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
     ]
     return [
         "",
-        f"{len(table)} undelivered notifications (usage-etl alerts --retry; failed ones: "
-        "--resend ID or --all-failed):",
-        *tabulate(table, headers="keys", tablefmt="simple").splitlines(),
+        f"{len(table)} undelivered notifications (send now: usage-etl alerts --retry; "
+        "failed ones: --resend ID or --all-failed)",
+        *_table(table),
     ]
 
 

@@ -11,6 +11,7 @@ instead of failing them. Messages name variables and keys, never their values.
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -55,13 +56,23 @@ def _webhook_problem(cfg: WebhookChannelConfig) -> str | None:
         return problem
     if cfg.secret is None:
         return _missing("signing secret", cfg.secret_env, "secret or secret_env")
-    from standardwebhooks import Webhook
-
-    try:
-        Webhook(cfg.secret.get_secret_value())
-    except Exception:
+    if not _is_standard_webhooks_secret(cfg.secret.get_secret_value()):
         return "the signing secret is not a Standard Webhooks secret (whsec_<base64>)"
     return None
+
+
+def _is_standard_webhooks_secret(secret: str) -> bool:
+    """``whsec_`` followed by base64 of at least 16 bytes, accepted by the signer."""
+    from standardwebhooks import Webhook
+
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        Webhook(secret)
+    except Exception:
+        return False
+    return len(key) >= 16
 
 
 def _email_problem(cfg: EmailChannelConfig) -> str | None:
