@@ -4,20 +4,13 @@
 (exactly once per channel; see `pipelines.notify.delivery`), copies the delivery state into the
 warehouse tables `quota_alerts` / `alert_outbox` and, when something changed, re-publishes
 `usage.duckdb` so analysts see it. It never evaluates anything, and a channel that fails never
-fails it: its messages stay pending with backoff (the `notifications_delivered` check warns).
+fails it: its messages stay pending with backoff, and the materialization's metadata (delivered,
+pending, failed, channels down, errors) and a warning in the log say so.
 """
 
-from collections.abc import Iterator
 from typing import Any
 
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MaterializeResult,
-    asset,
-)
+from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from assets.analytics import quota_alerts
 from assets.database import usage_database
@@ -34,22 +27,13 @@ from warehouse.schema import ORGANIZATION_USERS
     deps=[quota_alerts, usage_database],
     owners=["team:usage-analytics"],
     kinds={"sqlite"},
-    check_specs=[
-        AssetCheckSpec(
-            "notifications_delivered",
-            asset="alert_notifications",
-            description="No message is left pending or failed (a channel may be down).",
-        )
-    ],
     description=(
         "Delivers the queued quota-alert notifications (log, signed webhook, Slack, e-mail, "
         "Apprise) exactly once per channel, after publishing; a failing channel keeps its "
         "messages pending and retries them with backoff on later runs."
     ),
 )
-def alert_notifications(
-    context: AssetExecutionContext, warehouse: Warehouse
-) -> Iterator[MaterializeResult | AssetCheckResult]:
+def alert_notifications(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     config = load_quotas()
     users = ParquetStore(warehouse.root).read(ORGANIZATION_USERS)
     with open_state(warehouse.root) as state:
@@ -71,11 +55,6 @@ def alert_notifications(
     }
     if state.recovered:
         metadata["state_recovered"] = state.recovered
-    yield MaterializeResult(metadata=metadata)
-    yield AssetCheckResult(
-        check_name="notifications_delivered",
-        passed=report.pending == 0 and failed_total == 0,
-        severity=AssetCheckSeverity.WARN,
-        description=report.summary(),
-        metadata={"errors": "\n".join(report.errors[:10]) or "-"},
-    )
+    if report.errors:
+        metadata["errors"] = "\n".join(report.errors[:10])
+    return MaterializeResult(metadata=metadata)
