@@ -54,6 +54,7 @@ def alert_notifications(context: AssetExecutionContext, warehouse: Warehouse) ->
         "channels_down": ", ".join(sorted(set(report.channels_down))) or "-",
     }
     if state.recovered:
+        context.log.warning(state.recovered)
         metadata["state_recovered"] = state.recovered
     if report.errors:
         metadata["errors"] = "\n".join(report.errors[:10])

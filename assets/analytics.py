@@ -211,6 +211,7 @@ def quota_alerts(
         }
     )
     if state.recovered:
+        context.log.warning(state.recovered)
         metadata["state_recovered"] = state.recovered
     yield MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
     yield from checks

@@ -627,9 +627,10 @@ class AlertStore:
 
         alert_rows = alerts.rename(columns={"limit": "limit_value"}).to_dict("records")
         outbox_rows = outbox.to_dict("records")
+        known = {r["name"] for r in self._conn.execute("PRAGMA table_info(alerts)")}
         with self._tx() as db:
             for row in alert_rows:
-                cols = [c for c in row if c != "index"]
+                cols = [c for c in row if c in known]
                 db.execute(
                     f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [value(c, row[c]) for c in cols],

@@ -14,7 +14,14 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-GUARDED_LOGGERS = ("httpx", "apprise", "urllib3", "urllib3.connectionpool", "requests")
+GUARDED_LOGGERS = (
+    "httpx",
+    "apprise",
+    "urllib3",
+    "urllib3.connectionpool",
+    "urllib3.util.retry",
+    "requests",
+)
 
 
 def origin(url: str) -> str:
