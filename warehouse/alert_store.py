@@ -195,14 +195,11 @@ class SyncReport:
 
 
 class AlertStore:
-    """SQLite-backed alert state and outbox at ``path`` (created with its parent directory).
-
-    ``created`` tells whether the file did not exist before (a first run, or a lost state)."""
+    """SQLite-backed alert state and outbox at ``path`` (created with its parent directory)."""
 
     def __init__(self, path: str | Path, *, lease_seconds: float = 300.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.created = not self.path.exists()
         self.lease = timedelta(seconds=lease_seconds)
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         self._conn.row_factory = sqlite3.Row

@@ -61,7 +61,6 @@ class Channel(Protocol):
     """Something that delivers one outbox message."""
 
     name: str
-    kind: str
 
     def send(self, item: OutboxItem) -> None:
         """Deliver or raise :class:`DeliveryError`."""
@@ -94,7 +93,6 @@ class LogChannel:
     """Writes alerts to Python logging (``pipelines.notify``)."""
 
     name = "log"
-    kind = "log"
 
     def send(self, item: OutboxItem) -> None:
         """Log the message (WARNING when opened, INFO when resolved)."""
@@ -105,8 +103,6 @@ class LogChannel:
 class WebhookChannel:
     """JSON POST signed with Standard Webhooks headers (``webhook-id``, ``-timestamp``,
     ``-signature``); ``webhook-id`` is stable per message so receivers can dedupe."""
-
-    kind = "webhook"
 
     def __init__(self, config: WebhookChannelConfig, name: str = "webhook") -> None:
         self.name = name
@@ -158,8 +154,6 @@ def _post(
 
 class SlackChannel:
     """Slack incoming webhook: JSON with ``text`` (fallback) and ``blocks``."""
-
-    kind = "slack"
 
     def __init__(self, config: SlackChannelConfig, name: str = "slack") -> None:
         self.name = name
@@ -219,8 +213,6 @@ def admins_by_organization(organization_users: pd.DataFrame | None) -> dict[str,
 class EmailChannel:
     """SMTP e-mail (STARTTLS optional) to configured addresses or the organization's admins."""
 
-    kind = "email"
-
     def __init__(
         self,
         config: EmailChannelConfig,
@@ -273,8 +265,6 @@ class AppriseChannel:
     """Apprise: the message goes to every URL of the channel (each a "target", numbered from
     1). Targets that got it are remembered by the outbox (``delivered_to``), so a retry after a
     partial failure reaches only the others: exactly once per target."""
-
-    kind = "apprise"
 
     def __init__(self, config: AppriseChannelConfig, name: str = "apprise") -> None:
         self.name = name
@@ -346,8 +336,6 @@ def _apprise_warnings() -> Iterator[list[str]]:
 class UnavailableChannel:
     """A configured channel that cannot send as configured (missing URL, unset variable...).
     Its messages stay pending, retried with backoff, until the configuration is fixed."""
-
-    kind = "unavailable"
 
     def __init__(self, name: str, problem: str) -> None:
         self.name = name

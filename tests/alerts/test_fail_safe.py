@@ -199,7 +199,6 @@ def test_channel_down_backs_off_then_fails_after_the_maximum_and_can_be_resent(
 def test_a_crashing_channel_never_blocks_the_others(tmp_path, caplog) -> None:
     class Broken:
         name = "broken"
-        kind = "test"
 
         def send(self, item) -> None:
             raise TypeError("expected str, got NoneType")
