@@ -1,6 +1,6 @@
 """The asset that delivers queued alert notifications, after the warehouse is published.
 
-`alert_notifications` sends every due pending message of the alert outbox through its channel
+`alert_delivery` sends every due pending message of the alert outbox through its channel
 (exactly once per channel; see `pipelines.notify.delivery`), copies the delivery state into the
 warehouse tables `quota_alerts` / `alert_outbox` and, when something changed, re-publishes
 `usage.duckdb` so analysts see it. It never evaluates anything, and a channel that fails never
@@ -33,7 +33,7 @@ from warehouse.schema import ORGANIZATION_USERS
         "messages pending and retries them with backoff on later runs."
     ),
 )
-def alert_notifications(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+def alert_delivery(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     config = load_quotas()
     users = ParquetStore(warehouse.root).read(ORGANIZATION_USERS)
     with open_state(warehouse.root) as state:
