@@ -87,9 +87,13 @@ def protect_secret_url(url: str) -> None:
     REDACT.urls[url] = url.split(":", 1)[0] + "://***"
     try:
         parts = urlsplit(url)
-        pieces = [parts.username, parts.password, parts.hostname, parts.netloc]
+        credentials = [parts.username, parts.password]
+        pieces = [parts.hostname, parts.netloc]
         pieces += [unquote(seg) for seg in parts.path.split("/")]
         pieces += [v for _, v in parse_qsl(parts.query)]
     except ValueError:
-        pieces = []
-    REDACT.parts.update(p for p in pieces if p and len(p) >= 3)
+        credentials, pieces = [], []
+    # tokens hide in hosts, paths and queries (discord://id/token, tgram://token/chat); short
+    # pieces there are words like "api", so only credentials are redacted at any length >= 3
+    REDACT.parts.update(p for p in credentials if p and len(p) >= 3)
+    REDACT.parts.update(p for p in pieces if p and len(p) >= 6)
