@@ -28,8 +28,9 @@ from assets.materialize import table_metadata
 from assets.organizations import now_utc, organization_users, organizations, resource_usage
 from pipelines.analytics.evaluate import compute_alerts
 from pipelines.analytics.trends import project_usage_trends as compute_trends
+from pipelines.notify.routing import alert_routes
 from pipelines.notify.state import open_state, record_tables
-from pipelines.quotas import QuotaConfig, load_quotas
+from pipelines.quotas import load_quotas
 from pipelines.resources import Warehouse
 from warehouse.derived_schema import (
     PROJECT_USAGE_TRENDS,
@@ -121,21 +122,6 @@ def check_evaluation(
         _finding("alert_values_finite", not_finite),
         _finding("forecast_bounds_ordered", unordered),
     ]
-
-
-def alert_routes(config: QuotaConfig, organizations_frame: pd.DataFrame) -> Any:
-    """candidate row -> the channels its alert goes to (per organization or subscription)."""
-    known = {
-        str(r["organization_id"]): (r.get("organization_name"), r.get("subscription"))
-        for r in organizations_frame.to_dict("records")
-    }
-
-    def route(candidate: dict[str, Any]) -> list[str]:
-        org = str(candidate["organization_id"])
-        name, subscription = known.get(org, (candidate.get("organization_name"), None))
-        return config.channels_for(org, name, subscription)
-
-    return route
 
 
 @asset(

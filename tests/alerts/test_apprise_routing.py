@@ -128,7 +128,7 @@ def test_apprise_test_message_and_unreachable_target(make_receiver) -> None:
 
 
 def test_routing_per_organization_and_subscription(tmp_path, make_receiver) -> None:
-    from assets.analytics import alert_routes
+    from pipelines.notify.routing import alert_routes
 
     team_o1 = make_receiver(secret=None)
     everyone_else = make_receiver(secret=None)
