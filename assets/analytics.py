@@ -182,15 +182,21 @@ def quota_alerts(
         record_tables(warehouse.root, state.store)
     opened = len(sync.opened) + len(sync.reopened)
     context.log.info(
-        f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.suppressed)} "
-        f"suppressed (past periods); {sync.queued} messages queued, {pending} to deliver"
+        f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.expired)} expired "
+        f"(period ended), {len(sync.suppressed)} suppressed (past periods); {sync.queued} "
+        f"messages queued, {pending} to deliver"
     )
-    open_now = alert_frame[alert_frame["status"] != "resolved"] if len(alert_frame) else alert_frame
+    open_now = (
+        alert_frame[alert_frame["status"].isin(["open", "notified"])]
+        if len(alert_frame)
+        else alert_frame
+    )
     metadata: dict[str, Any] = dict(table_metadata(QUOTA_ALERTS, open_now))
     metadata.update(
         {
             "opened": opened,
             "resolved": len(sync.resolved),
+            "expired": len(sync.expired),
             "suppressed": len(sync.suppressed),
             "queued_notifications": sync.queued,
             "pending_notifications": pending,

@@ -5,6 +5,11 @@ over a partition range pulls, for every current organization, each month of the 
 replaces exactly those month slices in the warehouse, all or nothing; re-running a range gives the
 same tables. The daily schedule re-pulls the current month (and the previous one in the first
 days of a month), so late corrections and project deletions land.
+
+A month slice is replaced per organization actually pulled: rows of organizations the token no
+longer sees stay. A stored slice that is missing or damaged (see `warehouse/manifest.py`), in or
+outside the run's range, is re-pulled and rewritten, and the run says so; one that held usage of
+organizations the token cannot see any more cannot be rebuilt and fails the run, naming the file.
 """
 
 import asyncio
@@ -26,9 +31,10 @@ from dagster import (
 from assets.materialize import table_metadata
 from assets.organizations import current_organizations, now_utc, organizations
 from pipelines import quality
-from pipelines.analytics.periods import anchored_date, shift_month
+from pipelines.analytics.periods import organization_anchor, periods_starting_in, shift_month
+from pipelines.analytics.reconcile import reconcile_periods
 from pipelines.extract import Org, fan_out
-from pipelines.normalize import credit_usage_frame
+from pipelines.normalize import credit_period_frame, credit_usage_frame
 from pipelines.resources import UbiOpsApi, Warehouse
 from pipelines.ubiops_client import RequestStats
 from warehouse.files import writer_lock
@@ -65,6 +71,19 @@ def _checks(asset_name: str) -> list[AssetCheckSpec]:
             description="No two rows share (organization, interval, scope, project, start).",
         ),
     ]
+    if asset_name == "credit_usage_periods":
+        specs.append(
+            AssetCheckSpec(
+                "period_reconciliation",
+                asset=asset_name,
+                blocking=True,
+                description=(
+                    "Each subscription-period row equals the sum of that period's daily rows "
+                    "(per organization, project and deleted projects); a mismatch names the "
+                    "organization and the period."
+                ),
+            )
+        )
     if asset_name == "credit_usage_daily":
         specs.append(
             AssetCheckSpec(
@@ -84,6 +103,26 @@ def _check_result(name: str, finding: quality.Finding) -> AssetCheckResult:
         description=finding.description,
         metadata={"failures": finding.failures, "examples": "\n".join(finding.examples) or "-"},
     )
+
+
+def damaged_months(
+    context: AssetExecutionContext, warehouse: Warehouse, interval: str
+) -> list[date]:
+    """Months of `interval` whose stored slice is missing or damaged: this run re-pulls them."""
+    months = []
+    prefix = f"interval={interval}/month="
+    store = ParquetStore(warehouse.root)
+    for bad in store.check(CREDIT_USAGE).bad:
+        relative = bad.path.relative_to(store.table_dir(CREDIT_USAGE)).as_posix()
+        if not relative.startswith(prefix):
+            continue
+        try:
+            month = date.fromisoformat(relative.removeprefix(prefix).split("/")[0] + "-01")
+        except ValueError:
+            continue  # not a month slice: publishing refuses it, naming the file
+        context.log.warning(f"re-pulling {bad.describe()} from the API")
+        months.append(month)
+    return sorted(set(months))
 
 
 def _pull(
@@ -109,23 +148,56 @@ def _pull(
     found, stats = asyncio.run(run())
     loaded_at = now_utc()
     by_month: dict[date, list] = {}
-    for (org, month, _, _), usage in found:
-        by_month.setdefault(month, []).append((org.id, org.name, usage))
-    frames = {m: credit_usage_frame(r, interval, loaded_at) for m, r in by_month.items()}
+    for (org, month, start, end), usage in found:
+        by_month.setdefault(month, []).append((org.id, org.name, start, end, usage))
+    if interval == "month":  # one row per requested subscription period
+        frames = {m: credit_period_frame(r, loaded_at) for m, r in by_month.items()}
+    else:
+        frames = {
+            m: credit_usage_frame([(o, n, u) for o, n, _, _, u in r], interval, loaded_at)
+            for m, r in by_month.items()
+        }
     return frames, stats
 
 
 def _write_slices(
-    warehouse: Warehouse, interval: str, months: list[date], frames: dict[date, pd.DataFrame]
+    warehouse: Warehouse,
+    interval: str,
+    months: list[date],
+    frames: dict[date, pd.DataFrame],
+    requests: list[tuple[Org, date, date, date]],
 ) -> pd.DataFrame:
+    """Replace the month slices, per organization pulled; returns the rows pulled."""
+    pulled: dict[date, set[str]] = {}
+    for org, month, _, _ in requests:
+        pulled.setdefault(month, set()).add(org.id)
     store = ParquetStore(warehouse.root)
     empty = credit_usage_frame([], interval, now_utc())
     with writer_lock(warehouse.root):
+        damaged = {b.path: b for b in store.check(CREDIT_USAGE).bad}
+        slices = []
         for month in months:
-            frame = frames.get(month, empty)
-            store.replace_partition(
-                CREDIT_USAGE, {"interval": interval, "month": f"{month:%Y-%m}"}, frame
-            )
+            partition = {"interval": interval, "month": f"{month:%Y-%m}"}
+            path = store.partition_path(CREDIT_USAGE, partition, "data.parquet")
+            orgs = pulled.get(month, set())
+            if path in damaged:
+                lost = damaged[path].organization_ids - orgs
+                if lost:
+                    raise RuntimeError(
+                        f"cannot repair {damaged[path].describe()}: it held usage of "
+                        f"organization(s) {', '.join(sorted(lost))} that this run did not pull "
+                        "(no longer visible to the token); restore the file from a backup, or "
+                        "remove those organizations on purpose with `usage-etl forget`"
+                    )
+                kept = empty
+            elif path.exists():
+                previous = store.read_file(CREDIT_USAGE, path)
+                kept = previous[~previous["organization_id"].isin(orgs)]
+            else:
+                kept = empty
+            parts = [f for f in (kept, frames.get(month, empty)) if not f.empty]
+            slices.append((partition, pd.concat(parts, ignore_index=True) if parts else empty))
+        store.replace_partitions(CREDIT_USAGE, slices)
     loaded = [f for f in frames.values() if not f.empty]
     return pd.concat(loaded, ignore_index=True) if loaded else empty
 
@@ -149,12 +221,16 @@ def credit_usage_daily(
     months = months_of(context)
     orgs = current_organizations(warehouse)
     today = now_utc().date()
+    repair = [m for m in damaged_months(context, warehouse, "day") if m not in months]
     requests = [
-        (org, month, *month_bounds(month)) for month in months for org in orgs if month <= today
+        (org, month, *month_bounds(month))
+        for month in months + repair
+        for org in orgs
+        if month <= today
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
     frames, stats = _pull(ubiops, requests, "day", "credit usage (day)", context.log.info)
-    loaded = _write_slices(warehouse, "day", months, frames)
+    loaded = _write_slices(warehouse, "day", months + repair, frames, requests)
     yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
 
     registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
@@ -167,16 +243,40 @@ def credit_usage_daily(
     yield _check_result("complete_days", quality.complete_days(loaded, registry, first, end))
 
 
+def period_requests(
+    orgs: list[Org], registry: pd.DataFrame, months: list[date], today: date
+) -> tuple[list[tuple[Org, date, date, date]], list[str]]:
+    """(org, partition month, period start, period end) for every subscription period that
+    starts in one of ``months`` and has begun by ``today``: exactly one period per request, so
+    each answer becomes one row whatever the API's month bucketing. Also the names of the
+    organizations whose anchor is unknown (they get calendar months)."""
+    rows = {str(r["organization_id"]): r for r in registry.to_dict("records")}
+    requests: list[tuple[Org, date, date, date]] = []
+    unknown: list[str] = []
+    for org in orgs:
+        row = rows.get(org.id, {})
+        learnt = row.get("period_anchor_day")
+        if learnt is None or pd.isna(learnt):
+            unknown.append(org.name)
+        anchor = organization_anchor(row)
+        for month in months:
+            for start, end in periods_starting_in(month.year, month.month, anchor):
+                if start <= today:
+                    requests.append((org, month, start, end))
+    return requests, unknown
+
+
 @asset(
     group_name=GROUP,
-    deps=[organizations],
+    deps=[organizations, credit_usage_daily],
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     check_specs=_checks("credit_usage_periods"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
     description=(
-        "Credits per subscription period (`credit_usage` rows with interval 'month'); a period "
+        "Credits per subscription period (`credit_usage` rows with interval 'month'), one row "
+        "per organization, series and whole period (one API request per period); a period "
         "belongs to the partition of the month it starts in, anchored on the subscription day."
     ),
 )
@@ -184,22 +284,21 @@ def credit_usage_periods(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     months = months_of(context)
+    repair = [m for m in damaged_months(context, warehouse, "month") if m not in months]
     today = now_utc().date()
-    registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
-    anchors = dict(zip(registry["organization_id"], registry["period_anchor_day"], strict=True))
-    requests = []
-    for org in current_organizations(warehouse):
-        anchor = anchors.get(org.id)
-        if anchor is None or pd.isna(anchor):
-            continue
-        for month in months:
-            start = anchored_date(month.year, month.month, int(anchor))
-            end = anchored_date(*shift_month(month.year, month.month, 1), int(anchor))
-            if start <= today:
-                requests.append((org, month, start, end))
+    store = ParquetStore(warehouse.root)
+    registry = store.read(ORGANIZATIONS)
+    orgs = current_organizations(warehouse)
+    requests, unknown = period_requests(orgs, registry, months + repair, today)
+    for name in unknown:
+        context.log.warning(
+            f"organization {name}: subscription anchor day unknown; its periods are calendar months"
+        )
     frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)
-    loaded = _write_slices(warehouse, "month", months, frames)
+    loaded = _write_slices(warehouse, "month", months + repair, frames, requests)
     yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
     yield _check_result("projects_add_up", quality.balance(loaded))
     yield _check_result("no_negative_credits", quality.non_negative(loaded))
     yield _check_result("unique_keys", quality.unique_keys(loaded))
+    daily = store.read(CREDIT_USAGE, "interval = 'day'")
+    yield _check_result("period_reconciliation", reconcile_periods(loaded, daily, today))

@@ -14,10 +14,12 @@ from pipelines.commands import (
     alerts_cmd,
     dictionary_cmd,
     emulator_cmd,
+    forget_cmd,
     prune_cmd,
     query_cmd,
     report_cmd,
     run_cmd,
+    verify_cmd,
 )
 
 
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         dictionary_cmd,
         report_cmd,
         prune_cmd,
+        verify_cmd,
+        forget_cmd,
     ):
         module.add_parser(sub)
     return parser

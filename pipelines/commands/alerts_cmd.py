@@ -30,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     alerts.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
     alerts.add_argument("--quotas", help="quota/alert YAML (USAGE_QUOTAS)")
-    alerts.add_argument("--all", action="store_true", help="include resolved alerts")
+    alerts.add_argument(
+        "--all", action="store_true", help="include resolved, superseded and expired alerts"
+    )
     action = alerts.add_mutually_exclusive_group()
     action.add_argument("--test-channel", metavar="NAME", help="send a test message via NAME")
     action.add_argument(
@@ -178,7 +180,7 @@ def _subject(row: dict[str, Any]) -> str:
 def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
     rows = alerts.to_dict("records")
     if not show_all:
-        rows = [r for r in rows if r["status"] != "resolved"]
+        rows = [r for r in rows if r["status"] in ("open", "notified")]
     rows.sort(
         key=lambda r: (
             _SEVERITY_ORDER.get(str(r.get("severity")), 3),
