@@ -1,27 +1,38 @@
-"""Derived assets: project usage trends, forecasts and quota status, alerts and their delivery.
+"""Derived assets: project usage trends, and the evaluation of forecasts, quota status and alerts.
 
 `quota_alerts` evaluates the quota rules on the whole warehouse as of the last complete day,
-records alerts in the durable alert store (`<warehouse>/state/alerts.sqlite`), delivers pending
-notifications to every configured channel (exactly once per channel; a channel that is down is
-retried on later runs) and writes the alert tables for publishing.
+checks the result (blocking checks: unique keys, known organizations, finite values, ordered
+forecast bounds) and only then records the alerts in the durable alert state
+(`<warehouse>/state/alerts.sqlite`, queuing one message per routed channel) and writes the four
+tables. It sends nothing: `assets.alert_delivery` does, after publishing, so a delivery outage
+never re-evaluates and an evaluation bug never sends.
 """
 
+import math
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
-from dagster import AssetExecutionContext, MaterializeResult, asset
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    asset,
+)
 
 from assets.credit_usage import credit_usage_daily
 from assets.materialize import table_metadata
 from assets.organizations import now_utc, organization_users, organizations, resource_usage
 from pipelines.analytics.evaluate import compute_alerts
 from pipelines.analytics.trends import project_usage_trends as compute_trends
-from pipelines.notify.channels import build_channels
-from pipelines.notify.delivery import deliver_pending
+from pipelines.notify.routing import alert_routes
+from pipelines.notify.state import open_state, record_tables
 from pipelines.quotas import load_quotas
 from pipelines.resources import Warehouse
-from warehouse.alert_store import AlertStore
 from warehouse.derived_schema import (
-    ALERT_OUTBOX,
     PROJECT_USAGE_TRENDS,
     QUOTA_ALERTS,
     QUOTA_FORECASTS,
@@ -29,7 +40,7 @@ from warehouse.derived_schema import (
 )
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import CREDIT_USAGE, ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE
+from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE
 
 GROUP = "usage_insights"
 
@@ -55,25 +66,89 @@ def project_usage_trends(context: AssetExecutionContext, warehouse: Warehouse) -
     return MaterializeResult(metadata=table_metadata(PROJECT_USAGE_TRENDS, frame))  # type: ignore[arg-type]
 
 
+ALERT_CHECKS = {
+    "alert_keys_unique": "No two candidate alerts share a key.",
+    "alerts_name_known_organizations": "Every alert is about an organization in the registry.",
+    "alert_values_finite": "Values, limits and thresholds are finite; thresholds are > 0.",
+    "forecast_bounds_ordered": "forecast_low <= forecast_total <= forecast_high where present.",
+}
+
+
+def _finding(name: str, bad: list[str]) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name,
+        passed=not bad,
+        severity=AssetCheckSeverity.ERROR,
+        description=ALERT_CHECKS[name],
+        metadata={"failures": len(bad), "examples": "\n".join(bad[:5]) or "-"},
+    )
+
+
+def check_evaluation(
+    candidates: pd.DataFrame, forecasts: pd.DataFrame, organization_ids: set[str]
+) -> list[AssetCheckResult]:
+    """The blocking checks on an evaluation, before anything is recorded or sent."""
+    keys = candidates["alert_key"].astype(str) if len(candidates) else pd.Series(dtype=str)
+    duplicated = sorted(set(keys[keys.duplicated()]))
+    unknown = (
+        sorted(set(candidates["organization_id"].astype(str)) - organization_ids)
+        if len(candidates)
+        else []
+    )
+    not_finite: list[str] = []
+    for row in candidates.to_dict("records"):
+        for column in ("value", "limit", "threshold"):
+            number = row.get(column)
+            if number is None or pd.isna(number):
+                continue
+            if not math.isfinite(float(number)) or (column == "threshold" and number <= 0):
+                not_finite.append(f"{row['alert_key']}: {column} = {number}")
+    unordered: list[str] = []
+    if len(forecasts) and {"forecast_low", "forecast_total", "forecast_high"} <= set(forecasts):
+        f = forecasts.dropna(subset=["forecast_low", "forecast_total", "forecast_high"])
+        eps = 1e-6
+        bad = f[
+            (f["forecast_low"] > f["forecast_total"] + eps)
+            | (f["forecast_total"] > f["forecast_high"] + eps)
+        ]
+        unordered = [
+            f"{r['organization_id']}: {r['forecast_low']:.1f} / {r['forecast_total']:.1f} / "
+            f"{r['forecast_high']:.1f}"
+            for r in bad.to_dict("records")
+        ]
+    return [
+        _finding("alert_keys_unique", duplicated),
+        _finding("alerts_name_known_organizations", unknown),
+        _finding("alert_values_finite", not_finite),
+        _finding("forecast_bounds_ordered", unordered),
+    ]
+
+
 @asset(
     group_name=GROUP,
     deps=[credit_usage_daily, organizations, organization_users, resource_usage],
     owners=["team:usage-analytics"],
     kinds={"pandas", "sqlite"},
+    check_specs=[
+        AssetCheckSpec(name, asset="quota_alerts", description=text, blocking=True)
+        for name, text in ALERT_CHECKS.items()
+    ],
     description=(
-        "Forecasts to the end of each subscription period, quota status, and quota alerts with "
-        "their lifecycle; delivers notifications (log, signed webhook, Slack, e-mail) exactly "
-        "once per channel. Tables `quota_forecasts`, `quota_status`, `quota_alerts`, "
-        "`alert_outbox`. Quotas from USAGE_QUOTAS (default quotas.example.yaml)."
+        "Evaluates forecasts to the end of each subscription period, quota status and quota "
+        "alerts; after its checks pass, records the alerts' lifecycle and queues one message "
+        "per routed channel (sends nothing). Tables `quota_forecasts`, `quota_status`, "
+        "`quota_alerts`, `alert_outbox`. Quotas from USAGE_QUOTAS (default "
+        "quotas.example.yaml)."
     ),
 )
-def quota_alerts(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+def quota_alerts(
+    context: AssetExecutionContext, warehouse: Warehouse
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     config = load_quotas()
     store = ParquetStore(warehouse.root)
     orgs = store.read(ORGANIZATIONS)
     current = orgs[orgs["last_seen_at"] == orgs["last_seen_at"].max()] if len(orgs) else orgs
     usage = store.read(CREDIT_USAGE, "interval = 'day'")
-    users = store.read(ORGANIZATION_USERS)
     as_of = now_utc().date() - timedelta(days=1)  # the last complete UTC day
     evaluation = compute_alerts(
         usage,
@@ -83,41 +158,52 @@ def quota_alerts(context: AssetExecutionContext, warehouse: Warehouse) -> Materi
         as_of=as_of,
         resources_as_of=now_utc().date(),
     )
+    checks = check_evaluation(
+        evaluation.candidates, evaluation.forecasts, set(orgs["organization_id"].astype(str))
+    )
+    if not all(c.passed for c in checks):
+        failed = ", ".join(c.check_name for c in checks if not c.passed)
+        context.log.error(f"alert evaluation failed its checks ({failed}): nothing recorded")
+        yield MaterializeResult(metadata={"recorded": False, "failed_checks": failed})  # type: ignore[arg-type]
+        yield from checks
+        return
 
-    with AlertStore(warehouse.root / "state" / "alerts.sqlite") as alerts:
-        sync = alerts.sync(
+    with open_state(warehouse.root) as state:
+        sync = state.store.sync(
             evaluation.candidates,
-            config.channels.enabled(),
+            alert_routes(config, current),
             evaluated_organizations=list(current["organization_id"]),
         )
-        report = deliver_pending(alerts, build_channels(config.channels, users))
-        alert_frame = alerts.alerts_frame()
-        outbox_frame = alerts.outbox_frame()
-    with writer_lock(warehouse.root):
-        store.replace_table(QUOTA_FORECASTS, evaluation.forecasts)
-        store.replace_table(QUOTA_STATUS, evaluation.status)
-        store.replace_table(QUOTA_ALERTS, alert_frame)
-        store.replace_table(ALERT_OUTBOX, outbox_frame)
+        alert_frame = state.store.alerts_frame()
+        pending = state.store.pending_count()
+        with writer_lock(warehouse.root):
+            store.replace_table(QUOTA_FORECASTS, evaluation.forecasts)
+            store.replace_table(QUOTA_STATUS, evaluation.status)
+        record_tables(warehouse.root, state.store)
     opened = len(sync.opened) + len(sync.reopened)
     context.log.info(
         f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.expired)} expired "
-        f"(period ended), {len(sync.suppressed)} suppressed (past periods); delivery: {report}"
+        f"(period ended), {len(sync.suppressed)} suppressed (past periods); {sync.queued} "
+        f"messages queued, {pending} to deliver"
     )
     open_now = (
         alert_frame[alert_frame["status"].isin(["open", "notified"])]
         if len(alert_frame)
         else alert_frame
     )
-    metadata = table_metadata(QUOTA_ALERTS, open_now)
+    metadata: dict[str, Any] = dict(table_metadata(QUOTA_ALERTS, open_now))
     metadata.update(
         {
             "opened": opened,
             "resolved": len(sync.resolved),
             "expired": len(sync.expired),
             "suppressed": len(sync.suppressed),
-            "pending_notifications": int((outbox_frame["status"] == "pending").sum())
-            if len(outbox_frame)
-            else 0,
+            "queued_notifications": sync.queued,
+            "pending_notifications": pending,
         }
     )
-    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    if state.recovered:
+        context.log.warning(state.recovered)
+        metadata["state_recovered"] = state.recovered
+    yield MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    yield from checks

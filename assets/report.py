@@ -13,17 +13,23 @@ from pipelines.resources import Warehouse
     owners=["team:usage-analytics"],
     kinds={"html"},
     description=(
-        "`<warehouse>/report/index.html`: one self-contained page with charts per "
-        "organization (daily credits, forecast band, budget, top projects, resources against "
-        "limits, open alerts). Same as `usage-etl report`."
+        "`<warehouse>/report/`: `index.html` (every organization, the ones at risk first, with "
+        "filters and CSV export, and every open alert) plus `organizations/<id>.html` per "
+        "organization (current period against budget and forecast, usage history, projects, "
+        "resources against limits, open alerts). Offline. Same as `usage-etl report`."
     ),
 )
 def usage_report(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     path = write_report(warehouse.root)
-    context.log.info(f"report written to {path}")
+    pages = sum(1 for _ in path.parent.rglob("*.html"))
+    size = sum(p.stat().st_size for p in path.parent.rglob("*.html"))
+    context.log.info(f"report written to {path.parent} ({pages} pages)")
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(path)),
             "open": MetadataValue.url(path.resolve().as_uri()),
+            "pages": MetadataValue.int(pages),
+            "index_bytes": MetadataValue.int(path.stat().st_size),
+            "total_bytes": MetadataValue.int(size),
         }
     )

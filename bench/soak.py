@@ -150,6 +150,8 @@ def write_quotas(
     channels = "\nchannels:\n  log: true\n"
     if webhook_url:
         channels += f"  webhook:\n    url: {webhook_url}\n    secret_env: SOAK_WEBHOOK_SECRET\n"
+    # every run retries what a down channel left pending (no backoff, never `failed`)
+    channels += "delivery: {backoff_seconds: 0, max_attempts: 100000}\n"
     path = directory / ("quotas-webhook.yaml" if webhook_url else "quotas-log.yaml")
     path.write_text(head + channels)
     return path

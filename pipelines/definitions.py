@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dagster import Definitions, define_asset_job, in_process_executor
 
+from assets.alert_delivery import alert_delivery
 from assets.analytics import project_usage_trends, quota_alerts
 from assets.credit_usage import credit_usage_daily, credit_usage_periods
 from assets.database import usage_database
@@ -25,6 +26,7 @@ ALL_ASSETS = [
     project_usage_trends,
     quota_alerts,
     usage_database,
+    alert_delivery,
     usage_report,
 ]
 

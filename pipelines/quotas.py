@@ -5,15 +5,27 @@ Owns the YAML schema of the quota file (see ``quotas.example.yaml`` at the repos
 and limits that apply to one organization (subscription defaults, then per-organization
 overrides by id or name, then per-project budgets).
 
-A bad file raises :class:`QuotaConfigError` with one line naming the key path and what was
-expected. Secrets (webhook secret, Slack URL, SMTP password) are held as ``SecretStr`` and may be
-read from environment variables (``secret_env``, ``url_env``, ``password_env``); they never
-appear in ``repr``, logs or error messages.
+Every number has a range (finite; budgets and limits >= 0; thresholds, timeouts and
+sensitivity > 0; ``forecast_interval`` strictly between 0 and 1). A bad file raises
+:class:`QuotaConfigError` with one line naming the key path and what was expected.
+
+Channels are named: ``log`` (on unless disabled), and any number of ``webhook``, ``slack``,
+``email`` and ``apprise`` channels (a channel called ``webhook``/``slack``/``email``/``apprise``
+has that type; any other name says ``type:``). Routing: ``channels: [names]`` under an
+organization override, a subscription or ``default`` picks the channels of that organization's
+alerts (first match wins; none anywhere: every channel). Secrets (webhook secret, Slack URL,
+Apprise URLs, SMTP password) are held as ``SecretStr`` and may be read from environment
+variables (``secret_env``, ``url_env``, ``urls_env``, ``password_env``); they never appear in
+``repr``, logs or error messages. Whether the channels are complete (URL and secret present,
+variables set) is checked by :func:`pipelines.notify.validate_channels`, not here, so that
+reading commands work without the delivery secrets.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +35,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -49,18 +62,35 @@ class QuotaConfigError(ValueError):
     """The quota file is missing, unreadable or invalid (message is a single line)."""
 
 
-def _number(minimum: float | None = None, integer: bool = False) -> Any:
-    """Build a before-validator that accepts numbers only and reports one readable expectation."""
-    kind = "an integer" if integer else "a number"
-    expected = f"{kind} >= {minimum:g}" if minimum is not None else kind
+def _number(
+    minimum: float | None = None,
+    integer: bool = False,
+    *,
+    above: bool = False,
+    below: float | None = None,
+) -> Any:
+    """Build a before-validator that accepts finite numbers in a range only and reports one
+    readable expectation (``minimum`` inclusive, or exclusive with ``above``; ``below``
+    exclusive)."""
+    kind = "an integer" if integer else "a finite number"
+    bounds = []
+    if minimum is not None:
+        bounds.append(f"{'>' if above else '>='} {minimum:g}")
+    if below is not None:
+        bounds.append(f"< {below:g}")
+    expected = kind + (" " + " and ".join(bounds) if bounds else "")
 
     def check(value: Any) -> float | int:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):  # NaN, .inf
+            ok = False
         if ok and integer and isinstance(value, float) and not value.is_integer():
             ok = False
-        if ok and value != value:  # NaN
-            ok = False
-        if not ok or (minimum is not None and value < minimum):
+        if ok and minimum is not None:
+            ok = value > minimum if above else value >= minimum
+        if ok and below is not None:
+            ok = value < below
+        if not ok:
             raise PydanticCustomError("expected", expected)
         return int(value) if integer else float(value)
 
@@ -68,9 +98,14 @@ def _number(minimum: float | None = None, integer: bool = False) -> Any:
 
 
 NonNegFloat = Annotated[float, _number(0)]
+PosFloat = Annotated[float, _number(0, above=True)]
 NonNegInt = Annotated[int, _number(0, integer=True)]
 PosInt = Annotated[int, _number(1, integer=True)]
-Percent = Annotated[float, _number(0)]
+Percent = Annotated[float, _number(0, above=True)]
+Fraction = Annotated[float, _number(0, above=True, below=1)]
+ChannelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+CHANNEL_TYPES = ("webhook", "slack", "email", "apprise")
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 
 
 class _Model(BaseModel):
@@ -87,23 +122,32 @@ def _env_secret(value: SecretStr | None, env_name: str | None) -> SecretStr | No
     return None
 
 
+def _address(value: Any) -> Any:
+    if not (isinstance(value, str) and _ADDRESS.match(value.strip())):
+        raise PydanticCustomError("expected", "an e-mail address such as alerts@example.com")
+    return value.strip()
+
+
 def _recipients(value: Any) -> Any:
     ok = value == "admins" or (
-        isinstance(value, list) and value and all(isinstance(v, str) and "@" in v for v in value)
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, str) and _ADDRESS.match(v.strip()) for v in value)
     )
     if not ok:
         raise PydanticCustomError("expected", "'admins' or a non-empty list of e-mail addresses")
-    return value
+    return value if value == "admins" else [v.strip() for v in value]
 
 
 class WebhookChannelConfig(_Model):
     """JSON webhook signed with Standard Webhooks headers (secret ``whsec_<base64>``)."""
 
+    type: Literal["webhook"] = "webhook"
     url: SecretStr | None = None  # may carry a token in its query: hidden like a secret
     url_env: str | None = None
     secret: SecretStr | None = None
     secret_env: str | None = None
-    timeout_seconds: NonNegFloat = 10.0
+    timeout_seconds: PosFloat = 10.0
 
     @model_validator(mode="after")
     def _resolve(self) -> WebhookChannelConfig:
@@ -115,9 +159,10 @@ class WebhookChannelConfig(_Model):
 class SlackChannelConfig(_Model):
     """Slack incoming webhook (the URL itself is the credential, so it is a secret)."""
 
+    type: Literal["slack"] = "slack"
     url: SecretStr | None = None
     url_env: str | None = None
-    timeout_seconds: NonNegFloat = 10.0
+    timeout_seconds: PosFloat = 10.0
 
     @model_validator(mode="after")
     def _resolve(self) -> SlackChannelConfig:
@@ -128,15 +173,16 @@ class SlackChannelConfig(_Model):
 class EmailChannelConfig(_Model):
     """SMTP e-mail; ``to`` is a list of addresses or ``admins`` (the organization's admins)."""
 
-    host: str
-    port: PosInt = 25
+    type: Literal["email"] = "email"
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, _number(1, integer=True, below=65536)] = 25
     starttls: bool = False
     user: str | None = None
     password: SecretStr | None = None
     password_env: str | None = None
-    from_addr: str = Field(alias="from")
+    from_addr: Annotated[str, BeforeValidator(_address)] = Field(alias="from")
     to: Annotated[Literal["admins"] | list[str], BeforeValidator(_recipients)] = "admins"
-    timeout_seconds: NonNegFloat = 10.0
+    timeout_seconds: PosFloat = 10.0
 
     @model_validator(mode="after")
     def _resolve(self) -> EmailChannelConfig:
@@ -144,19 +190,94 @@ class EmailChannelConfig(_Model):
         return self
 
 
+class AppriseChannelConfig(_Model):
+    """Any service Apprise supports (Teams, Discord, PagerDuty, Opsgenie, Telegram, ntfy, ...):
+    a list of Apprise URLs. The URLs carry credentials, so they are secrets; ``urls_env`` names
+    a variable holding them separated by whitespace."""
+
+    type: Literal["apprise"] = "apprise"
+    urls: list[SecretStr] = Field(default_factory=list)
+    urls_env: str | None = None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> AppriseChannelConfig:
+        if not self.urls and self.urls_env:
+            raw = os.environ.get(self.urls_env, "")
+            object.__setattr__(self, "urls", [SecretStr(u) for u in raw.split()])
+        return self
+
+
+ChannelConfig = Annotated[
+    WebhookChannelConfig | SlackChannelConfig | EmailChannelConfig | AppriseChannelConfig,
+    Field(discriminator="type"),
+]
+
+
 class ChannelsConfig(_Model):
-    """Which notification channels are enabled; ``log`` is on unless disabled."""
+    """The notification channels by name; ``log`` is on unless disabled."""
 
     log: bool = True
-    webhook: WebhookChannelConfig | None = None
-    slack: SlackChannelConfig | None = None
-    email: EmailChannelConfig | None = None
+    named: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect(cls, data: Any) -> Any:
+        """``{log: true, ops: {type: apprise, ...}}`` -> ``{log: true, named: {ops: ...}}``;
+        a channel named after a type has that type unless it says otherwise."""
+        if not isinstance(data, dict) or "named" in data:
+            return data
+        named: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == "log":
+                continue
+            if isinstance(value, dict) and "type" not in value and name in CHANNEL_TYPES:
+                value = {**value, "type": name}
+            elif isinstance(value, dict) and "type" not in value:
+                value = {**value, "type": None}
+            named[name] = value
+        out: dict[str, Any] = {"named": named}
+        if "log" in data:
+            out["log"] = data["log"]
+        return out
 
     def enabled(self) -> list[str]:
-        """Names of the configured channels, in a stable order."""
-        names = ["log"] if self.log else []
-        names += [n for n in ("webhook", "slack", "email") if getattr(self, n) is not None]
-        return names
+        """Names of the configured channels, in a stable order (``log`` first)."""
+        return (["log"] if self.log else []) + list(self.named)
+
+    def get(self, name: str) -> ChannelConfig | None:
+        """The configuration of a named channel (None for ``log`` or an unknown name)."""
+        return self.named.get(name)
+
+    @property
+    def webhook(self) -> ChannelConfig | None:
+        """The channel named ``webhook``, if any."""
+        return self.named.get("webhook")
+
+    @property
+    def slack(self) -> ChannelConfig | None:
+        """The channel named ``slack``, if any."""
+        return self.named.get("slack")
+
+    @property
+    def email(self) -> ChannelConfig | None:
+        """The channel named ``email``, if any."""
+        return self.named.get("email")
+
+
+class DeliverySettings(_Model):
+    """Retries of a channel that fails at send time: a message stays ``pending`` and is retried
+    after ``backoff_seconds`` x 2^(attempts - 1) (at most ``max_backoff_seconds``) on later
+    runs; it becomes ``failed`` after ``max_attempts`` attempts."""
+
+    max_attempts: PosInt = 20
+    backoff_seconds: NonNegFloat = 60.0
+    max_backoff_seconds: NonNegFloat = 6 * 3600.0
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt."""
+        if attempts <= 0:
+            return 0.0
+        return min(self.backoff_seconds * 2.0 ** min(attempts - 1, 30), self.max_backoff_seconds)
 
 
 class SubscriptionQuota(_Model):
@@ -164,6 +285,7 @@ class SubscriptionQuota(_Model):
 
     credit_budget: NonNegFloat | None = None
     resources: dict[str, NonNegInt] = Field(default_factory=dict)
+    channels: list[ChannelName] | None = None  # routing: where these organizations' alerts go
 
     @field_validator("resources")
     @classmethod
@@ -189,7 +311,7 @@ class AnomalyRule(_Model):
     """Robust anomaly detection settings (rolling weekday median + MAD)."""
 
     enabled: bool = False
-    sensitivity: NonNegFloat = 4.0
+    sensitivity: PosFloat = 4.0
     window_days: PosInt = 28
     min_history_days: PosInt = 14
     notify_resolved: bool = False
@@ -203,7 +325,7 @@ class AlertRules(_Model):
     resource_thresholds: list[Percent] = Field(default_factory=lambda: [80.0, 100.0])
     min_days_forecast: PosInt = 7
     min_impact_credits: NonNegFloat = 50.0
-    forecast_interval: Annotated[float, _number(0)] = 0.8
+    forecast_interval: Fraction = 0.8
     anomaly: AnomalyRule = Field(default_factory=AnomalyRule)
 
     @field_validator(
@@ -222,6 +344,45 @@ class QuotaConfig(_Model):
     organizations: dict[str, OrganizationOverride] = Field(default_factory=dict)
     rules: AlertRules = Field(default_factory=AlertRules)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    _source: str = PrivateAttr(default="quotas.yaml")
+
+    @property
+    def source(self) -> str:
+        """The file name the configuration came from (for error messages)."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _routes_name_channels(self) -> QuotaConfig:
+        known = self.channels.enabled()
+        routes: list[tuple[str, list[str] | None]] = [("default", self.default.channels)]
+        routes += [(f"subscriptions.{k}", v.channels) for k, v in self.subscriptions.items()]
+        routes += [(f"organizations.{k}", v.channels) for k, v in self.organizations.items()]
+        for where, names in routes:
+            for name in names or []:
+                if name not in known:
+                    raise PydanticCustomError(
+                        "route",
+                        "{where}.channels: unknown channel '{name}' (configured: {known})",
+                        {"where": where, "name": name, "known": ", ".join(known) or "none"},
+                    )
+        return self
+
+    def channels_for(
+        self, organization_id: str, organization_name: str | None, subscription: str | None
+    ) -> list[str]:
+        """The channels an organization's alerts go to: its override's ``channels``, else its
+        subscription's, else ``default.channels``, else every configured channel."""
+        override = self._override(organization_id, organization_name)
+        name = override.subscription or subscription
+        for names in (
+            override.channels,
+            self.subscriptions[name].channels if name in self.subscriptions else None,
+            self.default.channels,
+        ):
+            if names is not None:
+                return list(names)
+        return self.channels.enabled()
 
     def _override(
         self, organization_id: str, organization_name: str | None
@@ -269,6 +430,8 @@ class QuotaConfig(_Model):
 def _describe_input(value: Any, loc: str) -> str:
     if any(hint in loc.lower() for hint in _SECRET_HINTS) and not isinstance(value, dict):
         return "a hidden value"
+    if loc.startswith("channels") and isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"  # may hold credentials
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -292,17 +455,32 @@ def _expected(error: dict[str, Any]) -> str:
         return "true or false"
     if kind == "literal_error":
         return f"one of {ctx.get('expected', '')}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return "a channel type: " + ", ".join(CHANNEL_TYPES)
+    if kind == "string_pattern_mismatch":
+        return "a name of letters, digits, '_', '.' or '-'"
     return error["msg"][0].lower() + error["msg"][1:]
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
     """One line for the first validation error: ``file: key.path: expected X, got Y``."""
     error = exc.errors()[0]
+    if error["type"] == "route":
+        return f"{source}: {error['msg']}"
     parts = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "literal["))]
+    parts = [p for p in parts if p != "[key]"]
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tag = (error.get("ctx") or {}).get("tag")
+        parts.append("type")
+        error = {**error, "input": tag if isinstance(tag, str) else None}
+    if parts[:2] == ["channels", "named"]:
+        # channels.named.<name>.<type tag>.<key> -> channels.<name>.<key>
+        tail = [p for p in parts[3:4] if p not in CHANNEL_TYPES]
+        parts = ["channels", *parts[2:3], *tail, *parts[4:]]
     # union branches add type names to the path ("url.str"): keep only real keys
     parts = [p for p in parts if p not in ("str", "list[str]", "SecretStr", "float", "int")]
     loc = ".".join(parts) or "<root>"
-    if error["type"] == "missing":
+    if error["type"] == "missing" or (loc.endswith(".type") and error["input"] in (None, "None")):
         return f"{source}: {loc}: expected a value, but the key is missing"
     if error["type"] == "extra_forbidden":
         return f"{source}: {loc}: unknown key"
@@ -318,9 +496,11 @@ def parse_quotas(data: Any, source: str = "quotas.yaml") -> QuotaConfig:
     if not isinstance(data, dict):
         raise QuotaConfigError(f"{source}: <root>: expected a mapping, got {type(data).__name__}")
     try:
-        return QuotaConfig.model_validate(data)
+        config = QuotaConfig.model_validate(data)
     except ValidationError as exc:
         raise QuotaConfigError(format_validation_error(source, exc)) from None
+    config._source = source
+    return config
 
 
 def resolve_quotas_path(path: str | os.PathLike[str] | None = None) -> Path:

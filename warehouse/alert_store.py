@@ -13,8 +13,10 @@ messages are cancelled ("period ended").
 
 Outbox: one row per (alert key, occurrence, event ``open``|``resolved``, channel), unique on its
 ``idempotency_key``; status ``pending`` -> ``sending`` (claimed) -> ``delivered``, or back to
-``pending`` with ``last_error`` when the channel failed (retried on later runs), ``failed`` after
-``max_attempts``, ``suppressed`` (backfill: the alert's period had already ended when it was
+``pending`` with ``last_error`` and a ``next_attempt_at`` (backoff) when the channel failed
+(retried on later runs; ``delivered_to`` remembers the targets of a multi-target channel that
+already got it), ``failed`` after ``max_attempts`` (:meth:`AlertStore.resend` puts it back),
+``suppressed`` (backfill: the alert's period had already ended when it was
 first recorded, so nobody is paged; also a lower threshold first crossed on the way *down*
 after a higher one fired in the same period) or ``cancelled`` (superseded before delivery).
 
@@ -23,6 +25,11 @@ Re-runs never duplicate a delivered row. A crash between send and mark leaves th
 ``sending``; after ``lease_seconds`` it is claimed again and resent, so a receiver may see a
 message twice per crash: it carries ``webhook-id`` / ``idempotency_key`` to dedupe on.
 All times are naive UTC ISO strings in SQLite and naive UTC ``datetime64[us]`` in frames.
+
+Recovery: the warehouse keeps a copy of both tables (Parquet ``quota_alerts`` and
+``alert_outbox``, written after every evaluation and delivery). :meth:`AlertStore.restore`
+rebuilds a lost state file from them, so delivered messages are never sent again (a message
+delivered after the last copy was written may be sent once more, with the same ids).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -87,10 +94,30 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     created_at TEXT NOT NULL,
     claimed_at TEXT,
-    delivered_at TEXT
+    delivered_at TEXT,
+    next_attempt_at TEXT,
+    delivered_to TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, channel);
 """
+# columns added after the first release: added to older state files when opened
+_OUTBOX_ADDED = (("next_attempt_at", "TEXT"), ("delivered_to", "TEXT"))
+_OUTBOX_COLUMNS = (
+    "id",
+    "idempotency_key",
+    "webhook_id",
+    "alert_key",
+    "occurrence",
+    "event",
+    "channel",
+    "status",
+    "attempts",
+    "last_error",
+    "payload",
+    "created_at",
+    "claimed_at",
+    "delivered_at",
+)
 
 ACTIVE = ("open", "notified")
 _ALERT_FIELDS = (
@@ -154,6 +181,7 @@ class OutboxItem:
     channel: str
     attempts: int
     payload: dict[str, Any]
+    delivered_to: tuple[str, ...] = ()
 
 
 @dataclass
@@ -183,6 +211,10 @@ class AlertStore:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(outbox)")}
+        for column, kind in _OUTBOX_ADDED:
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the connection."""
@@ -208,7 +240,7 @@ class AlertStore:
     def sync(
         self,
         candidates: pd.DataFrame,
-        channels: Sequence[str],
+        channels: Sequence[str] | Callable[[dict[str, Any]], Sequence[str]],
         now: datetime | None = None,
         *,
         evaluated_organizations: Iterable[str] | None = None,
@@ -217,6 +249,8 @@ class AlertStore:
         """Upsert the current candidate alerts idempotently and queue their messages.
 
         ``candidates`` is :func:`pipelines.analytics.alert_rules.evaluate_alerts` output.
+        ``channels``: the channel names every new alert is queued for, or a function of the
+        candidate row giving them (routing per organization).
         Active alerts that are not candidates any more are resolved (or superseded when a
         higher threshold of the same group fires) -- but only within the evaluated scope:
         pass ``evaluated_organizations`` / ``evaluated_rules`` when the evaluation covered only
@@ -266,10 +300,11 @@ class AlertStore:
         db: sqlite3.Connection,
         key: str,
         cand: dict[str, Any],
-        channels: Sequence[str],
+        route: Sequence[str] | Callable[[dict[str, Any]], Sequence[str]],
         now_s: str,
         report: SyncReport,
     ) -> None:
+        channels = route(cand) if callable(route) else route
         values = {
             "organization_name": _text(cand.get("organization_name")),
             "project_name": _text(cand.get("project_name")),
@@ -452,21 +487,26 @@ class AlertStore:
         return queued
 
     # ---- outbox -------------------------------------------------------------------------
-    def claim_next(self, channels: Iterable[str], now: datetime | None = None) -> OutboxItem | None:
-        """Claim the oldest deliverable row of one of ``channels`` (pending, or ``sending``
-        with an expired lease after a crash); None when there is nothing to send."""
+    def claim_next(
+        self, channels: Iterable[str], now: datetime | None = None, *, ignore_backoff: bool = False
+    ) -> OutboxItem | None:
+        """Claim the oldest deliverable row of one of ``channels`` (pending and due -- its
+        backoff has passed, or ``ignore_backoff`` -- or ``sending`` with an expired lease after
+        a crash); None when there is nothing to send."""
         names = list(channels)
         if not names:
             return None
         now_dt = pd.Timestamp(_ts(now or utc_now())).to_pydatetime()
         now_s = _ts(now_dt)
         stale = _ts(now_dt - self.lease)
+        due = "1" if ignore_backoff else "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
         marks = ",".join("?" * len(names))
+        params: tuple[Any, ...] = (*names,) + (() if ignore_backoff else (now_s,)) + (stale,)
         with self._tx() as db:
             row = db.execute(
-                "SELECT * FROM outbox WHERE channel IN (" + marks + ") AND (status = 'pending'"
-                " OR (status = 'sending' AND claimed_at <= ?)) ORDER BY id LIMIT 1",
-                (*names, stale),
+                "SELECT * FROM outbox WHERE channel IN (" + marks + ") AND ((status = 'pending'"
+                f" AND {due}) OR (status = 'sending' AND claimed_at <= ?)) ORDER BY id LIMIT 1",
+                params,
             ).fetchone()
             if row is None:
                 return None
@@ -485,6 +525,7 @@ class AlertStore:
             channel=row["channel"],
             attempts=row["attempts"] + 1,
             payload=json.loads(row["payload"]),
+            delivered_to=tuple(json.loads(row["delivered_to"] or "[]")),
         )
 
     def mark_delivered(self, item: OutboxItem, now: datetime | None = None) -> None:
@@ -492,8 +533,8 @@ class AlertStore:
         now_s = _ts(now or utc_now())
         with self._tx() as db:
             db.execute(
-                "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL"
-                " WHERE id = ?",
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL,"
+                " next_attempt_at = NULL WHERE id = ?",
                 (now_s, item.id),
             )
             if item.event == "open":
@@ -504,25 +545,57 @@ class AlertStore:
                     (now_s, now_s, item.alert_key, item.occurrence),
                 )
 
-    def mark_failed(self, item: OutboxItem, error: str, *, max_attempts: int | None = None) -> str:
-        """Record a failed send: back to ``pending`` (retried later) or ``failed`` once
-        ``max_attempts`` is reached. Returns the new status. ``error`` must hold no secret."""
+    def mark_failed(
+        self,
+        item: OutboxItem,
+        error: str,
+        *,
+        max_attempts: int | None = None,
+        retry_at: datetime | None = None,
+        delivered_to: Sequence[str] = (),
+    ) -> str:
+        """Record a failed send: back to ``pending`` (retried from ``retry_at`` on) or
+        ``failed`` once ``max_attempts`` is reached. ``delivered_to``: targets that got it.
+        Returns the new status. ``error`` must hold no secret."""
         status = (
             "failed" if max_attempts is not None and item.attempts >= max_attempts else "pending"
         )
+        done = sorted(set(item.delivered_to) | set(delivered_to))
         with self._tx() as db:
             db.execute(
-                "UPDATE outbox SET status = ?, last_error = ?, claimed_at = NULL WHERE id = ?",
-                (status, error[:500], item.id),
+                "UPDATE outbox SET status = ?, last_error = ?, claimed_at = NULL,"
+                " next_attempt_at = ?, delivered_to = ? WHERE id = ?",
+                (status, error[:500], _ts(retry_at), json.dumps(done) if done else None, item.id),
             )
         return status
 
-    def requeue_failed(self) -> int:
-        """Put ``failed`` rows back to ``pending``; returns how many."""
+    def resend(self, ids: Iterable[int] | None = None) -> int:
+        """Put ``failed`` rows (all of them, or those with these ids) back to ``pending`` with
+        a fresh attempt budget, due now; returns how many."""
+        sql = (
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL"
+            " WHERE status = 'failed'"
+        )
+        params: list[int] = []
+        if ids is not None:
+            params = [int(i) for i in ids]
+            if not params:
+                return 0
+            sql += " AND id IN (" + ",".join("?" * len(params)) + ")"
         with self._tx() as db:
-            return db.execute(
-                "UPDATE outbox SET status = 'pending' WHERE status = 'failed'"
-            ).rowcount
+            return int(db.execute(sql, params).rowcount)
+
+    def requeue_failed(self) -> int:
+        """Put every ``failed`` row back to ``pending``; returns how many."""
+        return self.resend()
+
+    def outbox_row(self, outbox_id: int) -> dict[str, Any] | None:
+        """One outbox row by id (without its payload), None when there is no such row."""
+        row = self._conn.execute(
+            "SELECT id, alert_key, event, channel, status, attempts FROM outbox WHERE id = ?",
+            (int(outbox_id),),
+        ).fetchone()
+        return dict(row) if row is not None else None
 
     def pending_count(self, channels: Iterable[str] | None = None) -> int:
         """Rows still to deliver (pending or claimed)."""
@@ -531,6 +604,65 @@ class AlertStore:
         if names is not None:
             sql += " AND channel IN (" + ",".join("?" * len(names)) + ")"
         return int(self._conn.execute(sql, names or ()).fetchone()[0])
+
+    def is_empty(self) -> bool:
+        """True when the store holds no alert at all."""
+        return self._conn.execute("SELECT 1 FROM alerts LIMIT 1").fetchone() is None
+
+    # ---- recovery -----------------------------------------------------------------------
+    def restore(self, alerts: pd.DataFrame, outbox: pd.DataFrame) -> tuple[int, int]:
+        """Fill an empty store from the warehouse copies of ``quota_alerts`` and
+        ``alert_outbox`` (as written by :meth:`alerts_frame` / :meth:`outbox_frame`). Rows that
+        were being sent when the copy was made come back ``pending`` (sent again once, same
+        ids). Returns (alerts, messages) restored; refuses a store that holds alerts."""
+        if not self.is_empty():
+            raise RuntimeError(f"{self.path}: refusing to restore over existing alert state")
+        time_cols = {
+            "period_start",
+            "period_end",
+            "first_seen_at",
+            "last_seen_at",
+            "opened_at",
+            "notified_at",
+            "resolved_at",
+            "updated_at",
+            "created_at",
+            "claimed_at",
+            "delivered_at",
+        }
+
+        def value(column: str, raw: Any) -> Any:
+            if column in time_cols:
+                return _ts(raw)
+            if isinstance(raw, bool):
+                return int(raw)
+            if hasattr(raw, "item"):  # numpy scalar
+                raw = raw.item()
+            if isinstance(raw, float) and math.isnan(raw):
+                return None
+            return None if raw is pd.NA or raw is pd.NaT else raw
+
+        alert_rows = alerts.rename(columns={"limit": "limit_value"}).to_dict("records")
+        outbox_rows = outbox.to_dict("records")
+        known = {r["name"] for r in self._conn.execute("PRAGMA table_info(alerts)")}
+        with self._tx() as db:
+            for row in alert_rows:
+                cols = [c for c in row if c in known]
+                db.execute(
+                    f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [value(c, row[c]) for c in cols],
+                )
+            for row in outbox_rows:
+                cols = [c for c in _OUTBOX_COLUMNS if c in row]
+                vals = [value(c, row[c]) for c in cols]
+                status_at = cols.index("status")
+                if vals[status_at] == "sending":
+                    vals[status_at] = "pending"
+                db.execute(
+                    f"INSERT INTO outbox ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    vals,
+                )
+        return len(alert_rows), len(outbox_rows)
 
     # ---- export -------------------------------------------------------------------------
     def alerts_frame(self) -> pd.DataFrame:
@@ -553,7 +685,9 @@ class AlertStore:
 
     def outbox_frame(self) -> pd.DataFrame:
         """The ``alert_outbox`` table (without payloads' secrets: payloads hold none)."""
-        df = pd.read_sql_query("SELECT * FROM outbox ORDER BY id", self._conn)
+        df = pd.read_sql_query(
+            f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox ORDER BY id", self._conn
+        )
         for col in ("created_at", "claimed_at", "delivered_at"):
             df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
         return df

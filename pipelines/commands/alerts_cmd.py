@@ -1,23 +1,51 @@
-"""`usage-etl alerts` (list open alerts, or send a test message) and `usage-etl backtest`."""
+"""`usage-etl alerts` (list open alerts; retry, resend or test notifications) and
+`usage-etl backtest`."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import date
+import os
+import sys
+from collections.abc import Iterable
+from datetime import date, timedelta
+from typing import Any
 
 from tabulate import tabulate
 
 from pipelines import settings
 
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    alerts = sub.add_parser("alerts", help="list open quota alerts, or test a channel")
+    alerts = sub.add_parser(
+        "alerts",
+        help="list open quota alerts; retry, resend or test notifications",
+        description=(
+            "List the open quota alerts (organization, period, resource or project, "
+            "explanation) and undelivered notifications. --retry delivers pending messages now, "
+            "--resend ID / --all-failed send failed ones again, --test-channel NAME sends a "
+            "test message. Example: usage-etl alerts --warehouse ./data"
+        ),
+    )
     alerts.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
     alerts.add_argument("--quotas", help="quota/alert YAML (USAGE_QUOTAS)")
     alerts.add_argument(
         "--all", action="store_true", help="include resolved, superseded and expired alerts"
     )
-    alerts.add_argument("--test-channel", metavar="NAME", help="send a test message via NAME")
+    action = alerts.add_mutually_exclusive_group()
+    action.add_argument("--test-channel", metavar="NAME", help="send a test message via NAME")
+    action.add_argument(
+        "--retry", action="store_true", help="deliver pending messages now (ignores backoff)"
+    )
+    action.add_argument(
+        "--resend",
+        metavar="ID",
+        type=int,
+        action="append",
+        help="send a failed message again (its id in the list; repeatable)",
+    )
+    action.add_argument("--all-failed", action="store_true", help="send every failed message again")
     alerts.set_defaults(handler=handle_alerts)
 
     backtest = sub.add_parser("backtest", help="how often a rule would have fired on past data")
@@ -35,40 +63,203 @@ def _config(path: str | None) -> object:
     return load_quotas(path)
 
 
+class _Failed(Exception):
+    """A user-facing error of this command: one line on stderr, exit 2."""
+
+
+def _emit(lines: Iterable[str]) -> None:
+    """Print to stdout; a reader that went away (``| head``) ends the output quietly."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet
+
+
 def handle_alerts(args: argparse.Namespace) -> int:
-    from pipelines.notify.channels import DeliveryError
-    from pipelines.notify.delivery import send_test_message
-    from warehouse.alert_store import AlertStore
+    from pipelines.quotas import QuotaConfigError
+
+    try:
+        return _alerts(args)
+    except (_Failed, QuotaConfigError) as exc:
+        print(f"usage-etl alerts: {exc}", file=sys.stderr)
+        return 2
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from pipelines.notify.state import open_state, state_path
 
     config = _config(args.quotas)
     if args.test_channel:
-        try:
-            send_test_message(args.test_channel, config)  # type: ignore[arg-type]
-        except DeliveryError as exc:
-            print(f"usage-etl alerts: test message via {args.test_channel} failed: {exc}")
-            return 1
-        print(f"test message sent via {args.test_channel}")
-        return 0
-    path = settings.warehouse_dir(args.warehouse) / "state" / "alerts.sqlite"
-    if not path.exists():
-        raise FileNotFoundError(f"no alert state at {path}: run `usage-etl run` first")
-    with AlertStore(path) as store:
-        frame = store.alerts_frame()
-    if not args.all and len(frame):
-        frame = frame[frame["status"].isin(["open", "notified"])]
-    if frame.empty:
-        print("no open alerts")
-        return 0
-    frame = frame.assign(
-        period=frame["period_start"].dt.strftime("%Y-%m-%d")
-        + " -> "
-        + frame["period_end"].dt.strftime("%Y-%m-%d").fillna("?")
-    )
-    shown = frame[["organization_name", "rule", "metric", "threshold", "period", "status", "title"]]
-    print(tabulate(shown, headers="keys", showindex=False, tablefmt="simple"))
-    for row in frame.itertuples():
-        print(f"- {row.title}: {row.explanation}")
+        return _test_channel(args.test_channel, config)
+    warehouse = settings.warehouse_dir(args.warehouse)
+    path = state_path(warehouse)
+    if not path.exists() and not (warehouse / "parquet" / "quota_alerts").exists():
+        raise _Failed(f"no alert state at {path}: run `usage-etl run` first")
+    with open_state(warehouse) as state:
+        if state.recovered:
+            print(f"usage-etl alerts: {state.recovered}", file=sys.stderr)
+        if args.retry or args.resend or args.all_failed:
+            return _deliver(args, config, warehouse, state.store)
+        alerts = state.store.alerts_frame()
+        outbox = state.store.outbox_frame()
+    _emit(_listing(alerts, outbox, show_all=args.all))
     return 0
+
+
+def _test_channel(name: str, config: Any) -> int:
+    from pipelines.notify.channels import DeliveryError
+    from pipelines.notify.delivery import send_test_message
+
+    try:
+        send_test_message(name, config)
+    except DeliveryError as exc:
+        raise _Failed(f"test message via {name} failed: {exc}") from None
+    _emit([f"test message sent via {name}"])
+    return 0
+
+
+def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
+    from pipelines.notify.delivery import deliver_configured
+    from pipelines.notify.state import publish_state
+    from pipelines.notify.validation import validate_channels
+    from warehouse.parquet_store import ParquetStore
+    from warehouse.schema import ORGANIZATION_USERS
+
+    validate_channels(config)
+    if args.resend:
+        for outbox_id in args.resend:
+            row = store.outbox_row(outbox_id)
+            if row is None:
+                raise _Failed(f"--resend {outbox_id}: no such message")
+            if row["status"] != "failed":
+                raise _Failed(
+                    f"--resend {outbox_id}: the message is {row['status']}, not failed "
+                    "(pending messages: use --retry)"
+                )
+        requeued = store.resend(args.resend)
+    elif args.all_failed:
+        requeued = store.resend()
+    else:
+        requeued = 0
+    users = ParquetStore(warehouse).read(ORGANIZATION_USERS)
+    report = deliver_configured(store, config, users, ignore_backoff=True)
+    if report.delivered or report.retried_later or report.failed or requeued:
+        publish_state(warehouse, store)
+    lines = [f"notifications: {report.summary()}"]
+    if requeued:
+        lines.insert(0, f"{requeued} failed messages queued again")
+    _emit(lines)
+    for error in report.errors:
+        print(f"usage-etl alerts: {error}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def _day(value: Any) -> str:
+    return "" if value is None or value != value else f"{value:%Y-%m-%d}"
+
+
+def _period(row: dict[str, Any]) -> str:
+    start, end = row.get("period_start"), row.get("period_end")
+    if end is None or end != end:
+        return _day(start)
+    return f"{_day(start)} .. {_day(end - timedelta(days=1))}"  # end is exclusive
+
+
+def _subject(row: dict[str, Any]) -> str:
+    project = row.get("project_name") or row.get("project_id")
+    if project:
+        return f"project {project}"
+    if str(row.get("rule", "")).startswith("resource"):
+        return str(row.get("metric") or "resources")
+    return "all credits"
+
+
+def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
+    rows = alerts.to_dict("records")
+    if not show_all:
+        rows = [r for r in rows if r["status"] in ("open", "notified")]
+    rows.sort(
+        key=lambda r: (
+            _SEVERITY_ORDER.get(str(r.get("severity")), 3),
+            str(r.get("organization_name") or r["organization_id"]),
+            str(r["alert_key"]),
+        )
+    )
+    lines: list[str] = []
+    if not rows:
+        lines.append("no open alerts" if not show_all else "no alerts")
+    else:
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[str(r.get("severity") or "info")] = (
+                counts.get(r.get("severity") or "info", 0) + 1
+            )
+        by_severity = ", ".join(
+            f"{n} {s}"
+            for s, n in sorted(counts.items(), key=lambda i: _SEVERITY_ORDER.get(i[0], 3))
+        )
+        lines.append(f"{len(rows)} {'open ' if not show_all else ''}alerts: {by_severity}")
+        lines.append("")
+        table = [
+            {
+                "#": i,
+                "organization": r.get("organization_name") or r["organization_id"],
+                "period": _period(r),
+                "resource or project": _subject(r),
+                "rule": r["rule"],
+                "threshold": f"{r['threshold']:g}%",
+                "severity": r.get("severity") or "",
+                "status": r["status"],
+            }
+            for i, r in enumerate(rows, start=1)
+        ]
+        lines.extend(_table(table))
+        lines.append("")
+        for i, r in enumerate(rows, start=1):
+            lines.append(f"{i}. {r.get('title') or r['alert_key']}")
+            if r.get("explanation"):
+                lines.append(f"   {r['explanation']}")
+    lines.extend(_undelivered(outbox, alerts))
+    return lines
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    return [
+        line.rstrip() for line in tabulate(rows, headers="keys", tablefmt="simple").splitlines()
+    ]
+
+
+def _undelivered(outbox: Any, alerts: Any) -> list[str]:
+    if outbox is None or not len(outbox):
+        return []
+    waiting = outbox[outbox["status"].isin(["pending", "sending", "failed"])]
+    if not len(waiting):
+        return []
+    names = {
+        r["alert_key"]: r.get("organization_name") or r["organization_id"]
+        for r in alerts.to_dict("records")
+    }
+    table = [
+        {
+            "id": int(r["id"]),
+            "channel": r["channel"],
+            "event": r["event"],
+            "organization": names.get(r["alert_key"], ""),
+            "status": r["status"],
+            "attempts": int(r["attempts"]),
+            "last error": (r.get("last_error") or "")[:80],
+        }
+        for r in waiting.to_dict("records")
+    ]
+    return [
+        "",
+        f"{len(table)} undelivered notifications (send now: usage-etl alerts --retry; "
+        "failed ones: --resend ID or --all-failed)",
+        *_table(table),
+    ]
 
 
 def handle_backtest(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""`usage-etl report`: write the self-contained HTML usage report of the warehouse."""
+"""`usage-etl report`: write the HTML usage report of the warehouse (an index page plus one page
+per organization, offline)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from pipelines import settings
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "report",
-        help="write a self-contained HTML report (charts per organization)",
+        help="write the HTML report: an index of all organizations plus one page each",
         description=(
-            "Per organization: credits in the current subscription period against the budget "
-            "with the forecast band, daily credits by project, resources against limits and "
-            "open alerts. One HTML file, no network needed to view it."
+            "An index of every organization (the ones at risk first: usage against budget, "
+            "forecast, open alerts) with filters and CSV export, and one page per organization "
+            "(current period against budget and forecast, usage history by day/week/month, "
+            "periods, projects, resources against limits, open alerts). Static files, no "
+            "network needed to view them. Example: usage-etl report --out /tmp/report"
         ),
     )
     parser.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
-    parser.add_argument("--out", help="output file (default: <warehouse>/report/index.html)")
+    parser.add_argument(
+        "--out", help="output directory (default: <warehouse>/report), replaced atomically"
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -29,6 +34,6 @@ def handle(args: argparse.Namespace) -> int:
 
     warehouse = settings.warehouse_dir(args.warehouse)
     path = write_report(warehouse, Path(args.out) if args.out else None)
-    print(f"wrote {path}", file=sys.stderr)
+    print(f"wrote {path.parent}", file=sys.stderr)
     print(path.resolve().as_uri())
     return 0

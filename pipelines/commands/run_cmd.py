@@ -183,13 +183,14 @@ def check_lake() -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from pipelines.notify.validation import validate_channels
     from pipelines.quotas import load_quotas
 
     warehouse = settings.warehouse_dir(args.warehouse)
     os.environ["USAGE_WAREHOUSE"] = str(warehouse)
     if args.quotas:
         os.environ["USAGE_QUOTAS"] = str(args.quotas)
-    load_quotas()  # a bad quota file is rejected before any run starts
+    validate_channels(load_quotas())  # a bad quota file or channel: rejected before any run
     check_lake()  # so is a lake that cannot be reached or written
     today = datetime.now(UTC).date()
     start, end = resolve_range(args.start, args.end, today)

@@ -1,9 +1,14 @@
-"""Notification channels: ``log``, ``webhook`` (Standard Webhooks), ``slack``, ``email`` (SMTP).
+"""Notification channels: ``log``, ``webhook`` (Standard Webhooks), ``slack``, ``email`` (SMTP)
+and ``apprise`` (any service Apprise supports: Teams, Discord, PagerDuty, Opsgenie, ntfy, ...).
 
 Each channel sends one outbox message (:class:`warehouse.alert_store.OutboxItem`) and raises
-:class:`DeliveryError` (transient: retried on a later run) or :class:`PermanentDeliveryError`
-(e.g. no recipients; marked failed) with a ONE-line message that never contains a secret
-(webhook secret, Slack URL, SMTP password; URLs are shown as scheme://host:port only).
+:class:`DeliveryError` with a ONE-line message that never contains a secret (webhook secret,
+Slack or Apprise URL, SMTP password; URLs are shown as scheme://host:port, Apprise targets as
+their number and scheme only). A channel whose configuration is incomplete (see
+:mod:`pipelines.notify.validation`) is built as an :class:`UnavailableChannel` whose sends fail,
+so its messages stay pending until the configuration is fixed.
+
+Secret URLs are also kept out of third-party logs (:mod:`pipelines.notify.redact`).
 """
 
 from __future__ import annotations
@@ -12,17 +17,20 @@ import json
 import logging
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 import pandas as pd
 from standardwebhooks import Webhook
 
+from pipelines.notify.redact import REDACT, origin, protect_secret_url, protect_url, scrub
+from pipelines.notify.validation import channel_problem
 from pipelines.quotas import (
+    AppriseChannelConfig,
     ChannelsConfig,
     EmailChannelConfig,
     SlackChannelConfig,
@@ -33,39 +41,20 @@ from warehouse.alert_store import OutboxItem
 logger = logging.getLogger("pipelines.notify")
 
 
-class _RedactUrls(logging.Filter):
-    """httpx logs every request URL at INFO; a webhook/Slack URL can itself be a credential.
-    This filter, installed on the ``httpx`` logger, shows such URLs as scheme://host:port/***."""
-
-    def __init__(self) -> None:
-        super().__init__("redact-alert-urls")
-        self.urls: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.urls:
-            text = record.getMessage()
-            for url in self.urls:
-                text = text.replace(url, _origin(url) + "/***")
-            record.msg, record.args = text, None
-        return True
-
-
-_REDACT = _RedactUrls()
-
-
-def _protect_url(url: str) -> None:
-    httpx_logger = logging.getLogger("httpx")
-    if _REDACT not in httpx_logger.filters:
-        httpx_logger.addFilter(_REDACT)
-    _REDACT.urls.add(url)
-
-
 class DeliveryError(RuntimeError):
-    """A message could not be delivered now; it stays pending and is retried later."""
+    """A message could not be delivered now; it stays pending and is retried later.
+
+    ``delivered_to`` names the targets of a multi-target channel (Apprise) that did get the
+    message in this attempt, so a retry skips them."""
+
+    def __init__(self, message: str, delivered_to: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.delivered_to = delivered_to
 
 
 class PermanentDeliveryError(DeliveryError):
-    """A message can never be delivered as configured (e.g. no recipients)."""
+    """This message cannot be delivered as things stand (e.g. the organization has no admin to
+    e-mail); the channel itself works, so other messages continue. Retried like any failure."""
 
 
 class Channel(Protocol):
@@ -76,19 +65,6 @@ class Channel(Protocol):
     def send(self, item: OutboxItem) -> None:
         """Deliver or raise :class:`DeliveryError`."""
         ...
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
-def _scrub(text: str, secrets: list[str | None]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(text.split())
 
 
 def render_text(item: OutboxItem) -> str:
@@ -102,8 +78,11 @@ def render_text(item: OutboxItem) -> str:
         )
     if alert.get("explanation"):
         lines.append(alert["explanation"])
+    org = alert["organization_id"]
+    name = alert.get("organization_name")
     lines.append(
-        f"organization {alert['organization_id']}, rule {alert['rule']}, "
+        f"organization {f'{name} ({org})' if name and name != org else org}, "
+        f"rule {alert['rule']}, "
         f"period {str(alert['period_start'])[:10]} to {str(alert.get('period_end') or '')[:10]}"
     )
     lines.append(f"alert key {alert['alert_key']} (message {item.webhook_id})")
@@ -125,26 +104,23 @@ class WebhookChannel:
     """JSON POST signed with Standard Webhooks headers (``webhook-id``, ``-timestamp``,
     ``-signature``); ``webhook-id`` is stable per message so receivers can dedupe."""
 
-    name = "webhook"
-
-    def __init__(self, config: WebhookChannelConfig) -> None:
+    def __init__(self, config: WebhookChannelConfig, name: str = "webhook") -> None:
+        self.name = name
         self._url = config.url.get_secret_value() if config.url else None
         self.timeout = config.timeout_seconds
         self._secret = config.secret.get_secret_value() if config.secret else None
         if self._url:
-            _protect_url(self._url)
+            protect_url(self._url)
 
     def send(self, item: OutboxItem) -> None:
         """POST the payload; any non-2xx answer or transport error raises DeliveryError."""
-        if not self._secret:
-            raise PermanentDeliveryError(
-                "webhook: no signing secret configured (secret/secret_env)"
-            )
+        if not self._secret or not self._url:
+            raise DeliveryError(f"{self.name}: no URL or no signing secret configured")
         try:
             signer = Webhook(self._secret)
         except Exception:
-            raise PermanentDeliveryError(
-                "webhook: the signing secret is not valid (expected whsec_<base64>)"
+            raise DeliveryError(
+                f"{self.name}: the signing secret is not valid (expected whsec_<base64>)"
             ) from None
         body = json.dumps(item.payload, sort_keys=True, separators=(",", ":"))
         now = datetime.now(UTC)
@@ -166,11 +142,11 @@ def _post(
     timeout: float,
     secrets: list[str | None],
 ) -> None:
-    where = _origin(url)
+    where = origin(url)
     try:
         response = httpx.post(url, content=body.encode(), headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        reason = _scrub(str(exc), [*secrets, url]) or type(exc).__name__
+        reason = scrub(str(exc), [*secrets, url]) or type(exc).__name__
         raise DeliveryError(f"{channel}: POST to {where} failed: {reason}") from None
     if response.status_code >= 300:
         raise DeliveryError(f"{channel}: {where} answered HTTP {response.status_code}")
@@ -179,12 +155,11 @@ def _post(
 class SlackChannel:
     """Slack incoming webhook: JSON with ``text`` (fallback) and ``blocks``."""
 
-    name = "slack"
-
-    def __init__(self, config: SlackChannelConfig) -> None:
+    def __init__(self, config: SlackChannelConfig, name: str = "slack") -> None:
+        self.name = name
         self._url = config.url.get_secret_value() if config.url else None
         if self._url:
-            _protect_url(self._url)
+            protect_url(self._url)
         self.timeout = config.timeout_seconds
 
     @staticmethod
@@ -216,7 +191,7 @@ class SlackChannel:
     def send(self, item: OutboxItem) -> None:
         """POST to the incoming webhook."""
         if not self._url:
-            raise PermanentDeliveryError("slack: no webhook URL configured (url/url_env)")
+            raise DeliveryError(f"{self.name}: no webhook URL configured (url/url_env)")
         body = json.dumps(self.message(item))
         headers = {"content-type": "application/json"}
         _post(self.name, self._url, body, headers, self.timeout, [self._url])
@@ -238,11 +213,13 @@ def admins_by_organization(organization_users: pd.DataFrame | None) -> dict[str,
 class EmailChannel:
     """SMTP e-mail (STARTTLS optional) to configured addresses or the organization's admins."""
 
-    name = "email"
-
     def __init__(
-        self, config: EmailChannelConfig, admins: Mapping[str, list[str]] | None = None
+        self,
+        config: EmailChannelConfig,
+        admins: Mapping[str, list[str]] | None = None,
+        name: str = "email",
     ) -> None:
+        self.name = name
         self.config = config
         self.admins = dict(admins or {})
         self._password = config.password.get_secret_value() if config.password else None
@@ -259,7 +236,7 @@ class EmailChannel:
         to = self.recipients(alert["organization_id"])
         if not to:
             raise PermanentDeliveryError(
-                f"email: no recipients for organization {alert['organization_id']}"
+                f"{self.name}: no recipients for organization {alert['organization_id']}"
             )
         msg = EmailMessage()
         prefix = "[resolved] " if item.event == "resolved" else ""
@@ -278,23 +255,118 @@ class EmailChannel:
                     smtp.login(cfg.user, self._password)
                 smtp.send_message(msg)
         except (OSError, smtplib.SMTPException) as exc:
-            detail = _scrub(str(exc), [self._password]) or "no detail"
+            detail = scrub(str(exc), [self._password]) or "no detail"
             raise DeliveryError(
-                f"email: SMTP {cfg.host}:{cfg.port} failed: {type(exc).__name__}: {detail}"
+                f"{self.name}: SMTP {cfg.host}:{cfg.port} failed: {type(exc).__name__}: {detail}"
             ) from None
+
+
+class AppriseChannel:
+    """Apprise: the message goes to every URL of the channel (each a "target", numbered from
+    1). Targets that got it are remembered by the outbox (``delivered_to``), so a retry after a
+    partial failure reaches only the others: exactly once per target."""
+
+    def __init__(self, config: AppriseChannelConfig, name: str = "apprise") -> None:
+        self.name = name
+        self._urls = [u.get_secret_value() for u in config.urls]
+        for url in self._urls:
+            protect_secret_url(url)
+
+    @staticmethod
+    def _scheme(url: str) -> str:
+        return url.split("://", 1)[0].lower() if "://" in url else "?"
+
+    def send(self, item: OutboxItem) -> None:
+        """Notify every target not yet reached; raise DeliveryError naming the failing ones."""
+        import apprise
+
+        if not self._urls:
+            raise DeliveryError(f"{self.name}: no Apprise URLs configured (urls/urls_env)")
+        alert = item.payload["alert"]
+        prefix = "Resolved: " if item.event == "resolved" else ""
+        title = (prefix + str(alert.get("title") or alert["alert_key"]))[:250]
+        kind = (
+            apprise.NotifyType.SUCCESS if item.event == "resolved" else apprise.NotifyType.WARNING
+        )
+        done = list(item.delivered_to)
+        failures: list[str] = []
+        for number, url in enumerate(self._urls, start=1):
+            target = str(number)
+            if target in done:
+                continue
+            where = f"target {number} ({self._scheme(url)}://)"
+            with _apprise_warnings() as warnings:
+                plugin = apprise.Apprise.instantiate(url)
+                ok = plugin is not None and bool(
+                    plugin.notify(body=render_text(item), title=title, notify_type=kind)
+                )
+            if ok:
+                done.append(target)
+                continue
+            reason = warnings[-1] if warnings else "not delivered"
+            if plugin is None:
+                reason = "not a URL Apprise understands"
+            failures.append(f"{where}: {scrub(REDACT.redact(reason), self._urls)}")
+        if failures:
+            raise DeliveryError(
+                f"{self.name}: {len(failures)} of {len(self._urls)} targets failed: "
+                + "; ".join(failures),
+                delivered_to=tuple(done),
+            )
+
+
+@contextmanager
+def _apprise_warnings() -> Iterator[list[str]]:
+    """Collect apprise's warning/error log lines (already redacted by the filter)."""
+    captured: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(REDACT.redact(record.getMessage()))
+
+    handler = _Collect(level=logging.WARNING)
+    target = logging.getLogger("apprise")
+    target.addHandler(handler)
+    try:
+        yield captured
+    finally:
+        target.removeHandler(handler)
+
+
+class UnavailableChannel:
+    """A configured channel that cannot send as configured (missing URL, unset variable...).
+    Its messages stay pending, retried with backoff, until the configuration is fixed."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+
+    def send(self, item: OutboxItem) -> None:
+        """Always fails with the configuration problem (one line, no secret)."""
+        raise DeliveryError(f"{self.name}: not configured correctly: {self.problem}")
 
 
 def build_channels(
     config: ChannelsConfig, organization_users: pd.DataFrame | None = None
 ) -> dict[str, Channel]:
-    """Channel objects for every configured channel, keyed by name."""
+    """Channel objects for every configured channel, keyed by name. Never raises: a channel
+    with a configuration problem becomes an :class:`UnavailableChannel`."""
     channels: dict[str, Channel] = {}
     if config.log:
         channels["log"] = LogChannel()
-    if config.webhook is not None:
-        channels["webhook"] = WebhookChannel(config.webhook)
-    if config.slack is not None:
-        channels["slack"] = SlackChannel(config.slack)
-    if config.email is not None:
-        channels["email"] = EmailChannel(config.email, admins_by_organization(organization_users))
+    admins: dict[str, list[str]] | None = None
+    for name, cfg in config.named.items():
+        problem = channel_problem(cfg)
+        if problem is not None:
+            channels[name] = UnavailableChannel(name, problem)
+        elif isinstance(cfg, WebhookChannelConfig):
+            channels[name] = WebhookChannel(cfg, name)
+        elif isinstance(cfg, SlackChannelConfig):
+            channels[name] = SlackChannel(cfg, name)
+        elif isinstance(cfg, EmailChannelConfig):
+            if admins is None:
+                admins = admins_by_organization(organization_users)
+            channels[name] = EmailChannel(cfg, admins, name)
+        else:
+            channels[name] = AppriseChannel(cfg, name)
     return channels

@@ -1,9 +1,13 @@
 """Draining the alert outbox through the channels, and channel test messages.
 
 :func:`deliver_pending` claims one outbox row at a time (claim -> send -> mark, see
-:mod:`warehouse.alert_store`), stops using a channel for the rest of the run after its first
-transient failure (so messages keep their order and a dead sink costs one timeout per run), and
-leaves undelivered rows pending for the next run.
+:mod:`warehouse.alert_store`). A failed send leaves the row ``pending`` with a backoff
+(``delivery.backoff_seconds`` doubling per attempt) and stops using that channel for the rest
+of the pass, so messages keep their order and a dead sink costs one timeout per run; the row
+becomes ``failed`` only after ``delivery.max_attempts``. A message-level failure (e-mail: no
+recipient for that organization) is retried the same way without stopping the channel. Any
+exception a channel raises is contained: it never reaches the caller, never blocks other
+channels, and its message (one line, secrets removed) is recorded as the row's ``last_error``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 
@@ -21,7 +25,8 @@ from pipelines.notify.channels import (
     PermanentDeliveryError,
     build_channels,
 )
-from pipelines.quotas import ChannelsConfig, QuotaConfig
+from pipelines.notify.redact import REDACT, scrub
+from pipelines.quotas import ChannelsConfig, DeliverySettings, QuotaConfig
 from warehouse.alert_store import AlertStore, OutboxItem, utc_now
 
 logger = logging.getLogger("pipelines.notify")
@@ -29,7 +34,7 @@ logger = logging.getLogger("pipelines.notify")
 
 @dataclass
 class DeliveryReport:
-    """Outcome of one :func:`deliver_pending` run."""
+    """Outcome of one :func:`deliver_pending` pass."""
 
     delivered: int = 0
     retried_later: int = 0
@@ -43,50 +48,92 @@ class DeliveryReport:
         """True when nothing failed and nothing is left pending."""
         return not self.errors and self.pending == 0
 
+    def summary(self) -> str:
+        """One short line for logs and the run summary."""
+        text = f"{self.delivered} delivered, {self.pending} pending, {self.failed} failed"
+        if self.channels_down:
+            text += " (channels down: " + ", ".join(sorted(set(self.channels_down))) + ")"
+        return text
+
+
+def _send(channel: Channel, item: OutboxItem) -> None:
+    """channel.send with every unexpected exception turned into a one-line DeliveryError."""
+    try:
+        channel.send(item)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        detail = scrub(REDACT.redact(str(exc)), []) if str(exc) else ""
+        message = f"{item.channel}: {type(exc).__name__}" + (f": {detail}" if detail else "")
+        raise DeliveryError(message[:300]) from None
+
 
 def deliver_pending(
     store: AlertStore,
     channels: Mapping[str, Channel],
     now: datetime | None = None,
     *,
+    settings: DeliverySettings | None = None,
     max_attempts: int | None = None,
+    ignore_backoff: bool = False,
     max_messages: int | None = None,
 ) -> DeliveryReport:
-    """Deliver every pending outbox row whose channel is in ``channels``.
+    """Deliver every due pending outbox row whose channel is in ``channels``.
 
-    Transient errors leave the row pending (``failed`` once ``max_attempts`` is reached, if
-    given); permanent errors mark it failed at once. Errors are logged as one line each.
+    ``settings`` gives the backoff and ``max_attempts`` (an explicit ``max_attempts``
+    overrides it); ``ignore_backoff`` sends rows that are not due yet (``alerts --retry``).
+    Errors are logged as one line each; nothing a channel does raises out of here.
     """
+    settings = settings or DeliverySettings()
+    limit = max_attempts if max_attempts is not None else settings.max_attempts
     report = DeliveryReport()
     available = dict(channels)
     sent = 0
     while available and (max_messages is None or sent < max_messages):
-        item = store.claim_next(available.keys(), now)
+        item = store.claim_next(available.keys(), now, ignore_backoff=ignore_backoff)
         if item is None:
             break
         sent += 1
-        channel = available[item.channel]
         try:
-            channel.send(item)
-        except PermanentDeliveryError as exc:
-            store.mark_failed(item, str(exc), max_attempts=item.attempts)
-            report.failed += 1
-            report.errors.append(str(exc))
-            logger.error("alert message %s not deliverable: %s", item.webhook_id, exc)
-            continue
+            _send(available[item.channel], item)
         except DeliveryError as exc:
-            status = store.mark_failed(item, str(exc), max_attempts=max_attempts)
+            retry_at = (now or utc_now()) + timedelta(seconds=settings.backoff(item.attempts))
+            status = store.mark_failed(
+                item,
+                str(exc),
+                max_attempts=limit,
+                retry_at=retry_at,
+                delivered_to=exc.delivered_to,
+            )
             report.failed += status == "failed"
             report.retried_later += status == "pending"
             report.errors.append(str(exc))
+            if isinstance(exc, PermanentDeliveryError):
+                logger.warning("alert message %s not delivered: %s", item.webhook_id, exc)
+                continue
             report.channels_down.append(item.channel)
             available.pop(item.channel)
-            logger.warning("channel %s is failing, retry on the next run: %s", item.channel, exc)
+            logger.warning("channel %s is failing, retried on a later run: %s", item.channel, exc)
             continue
         store.mark_delivered(item, now or utc_now())
         report.delivered += 1
     report.pending = store.pending_count()
     return report
+
+
+def deliver_configured(
+    store: AlertStore,
+    config: QuotaConfig,
+    organization_users: pd.DataFrame | None = None,
+    now: datetime | None = None,
+    *,
+    ignore_backoff: bool = False,
+) -> DeliveryReport:
+    """Deliver with the channels and retry settings of a quota configuration."""
+    channels = build_channels(config.channels, organization_users)
+    return deliver_pending(
+        store, channels, now, settings=config.delivery, ignore_backoff=ignore_backoff
+    )
 
 
 def send_test_message(
@@ -133,4 +180,4 @@ def send_test_message(
             "details": {},
         },
     )
-    channels[channel_name].send(item)
+    _send(channels[channel_name], item)

@@ -1,9 +1,11 @@
-"""Inline SVG charts for the HTML report, drawn in Python (no JavaScript, no network).
+"""Inline SVG charts for the HTML report, drawn in Python (no chart library, no network).
 
-Owns the three chart kinds of the report: the subscription-period chart (cumulative credits,
-forecast band, budget line), the stacked daily-credits bars per project line, and the resource
-counts against limits. Every text that reaches the SVG is escaped here; every chart carries
-`data-chart` (its kind) so tests can find it, and data marks carry `class="mark"`.
+Owns the chart kinds of the report: the subscription-period chart (cumulative credits, forecast
+band, budget line), the stacked usage-history bars (by day, week or month, by project line), and
+the resource counts against limits. Axes carry their units, tick labels use the report's one
+number format and are thinned to what fits. Every text that reaches the SVG is escaped here;
+every chart carries `data-chart` (its kind), data marks carry `class="mark"`, and each history
+bucket is a `<g class="bucket" data-from data-to>` so the page's date filter can dim it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
+
+from pipelines.report.formatting import fmt_number, fmt_pct, fmt_tick
 
 PALETTE: tuple[str, ...] = (
     "#2563eb",
@@ -30,18 +34,8 @@ FORECAST_COLOR = "#f59e0b"
 BUDGET_COLOR = "#dc2626"
 
 WIDTH = 760
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 16, 30
-
-
-def fmt_credits(value: float) -> str:
-    """1234.5 -> '1,235'; 12.34 -> '12.3'; small values keep two decimals."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:,.1f}"
-    return f"{value:,.2f}"
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 84, 16, 16, 40
+GRAINS = {"day": "day", "week": "week", "month": "month"}
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
@@ -59,15 +53,38 @@ def _nice_max(value: float) -> tuple[float, float]:
     """(axis maximum, tick step) covering `value`."""
     value = max(value, 1e-9)
     step = _nice_step(value)
-    return math.ceil(value / step) * step, step
+    return math.ceil(value / step - 1e-9) * step, step
 
 
-def _tick_label(value: float) -> str:
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:g}M"
-    if value >= 10_000:
-        return f"{value / 1000:g}k"
-    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+def time_ticks(first: date, last: date) -> list[tuple[date, str]]:
+    """Tick days and labels for the days `first`..`last` (inclusive), at most ~10 labels.
+
+    Up to 45 days: weekly ticks ('Nov 03'); up to 120 days: the 1st and the 15th ('Nov 15').
+    Longer: month starts, every 1, 2, 3 or 6 months depending on the span, labelled 'Nov' with
+    the year on January and on the first tick.
+    """
+    span = (last - first).days + 1
+    if span <= 45:
+        every = 7 if span > 14 else (2 if span > 7 else 1)
+        return [
+            (first + timedelta(days=i), (first + timedelta(days=i)).strftime("%b %d"))
+            for i in range(0, span, every)
+        ]
+    if span <= 120:  # the 1st and the 15th of each month
+        days = (first + timedelta(days=i) for i in range(span))
+        return [(d, d.strftime("%b %d")) for d in days if d.day in (1, 15)]
+    months = 1 if span <= 200 else 2 if span <= 400 else 3 if span <= 1100 else 6
+    ticks: list[tuple[date, str]] = []
+    y, m = first.year, first.month
+    if first.day != 1:
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    while date(y, m, 1) <= last:
+        if (m - 1) % months == 0:
+            day = date(y, m, 1)
+            label = day.strftime("%b %Y") if m == 1 or not ticks else day.strftime("%b")
+            ticks.append((day, label))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return ticks
 
 
 @dataclass
@@ -101,8 +118,7 @@ class _Frame:
 
     def x(self, day: date, fraction: float = 0.0) -> float:
         """Left edge of `day`'s slot plus `fraction` of a slot."""
-        width = (self.right - self.left) / self.slots
-        return self.left + ((day - self.first).days + fraction) * width
+        return self.left + ((day - self.first).days + fraction) * self.slot_width()
 
     def slot_width(self) -> float:
         return (self.right - self.left) / self.slots
@@ -111,7 +127,7 @@ class _Frame:
         return self.bottom - (value / self.y_max) * (self.bottom - self.top)
 
 
-def _axes(frame: _Frame, step: float) -> list[str]:
+def _axes(frame: _Frame, step: float, y_unit: str, *, centre_ticks: bool) -> list[str]:
     parts: list[str] = []
     value = 0.0
     while value <= frame.y_max + 1e-9:
@@ -119,20 +135,26 @@ def _axes(frame: _Frame, step: float) -> list[str]:
         parts.append(
             f'<line class="grid" x1="{frame.left:.1f}" x2="{frame.right:.1f}" '
             f'y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="tick" x="{frame.left - 6:.1f}" y="{y + 4:.1f}" '
-            f'text-anchor="end">{escape(_tick_label(value))}</text>'
+            f'<text class="tick y" x="{frame.left - 6:.1f}" y="{y + 4:.1f}" '
+            f'text-anchor="end">{escape(fmt_tick(value, step))}</text>'
         )
         value += step
-    slots = frame.slots
-    every = 7 if slots > 21 else (2 if slots > 10 else 1)
-    for i in range(0, slots, every):
-        day = frame.first + timedelta(days=i)
-        x = frame.x(day, 0.5)
+    mid = (frame.top + frame.bottom) / 2
+    parts.append(
+        f'<text class="unit" x="14" y="{mid:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {mid:.1f})">{escape(y_unit)}</text>'
+    )
+    for day, label in time_ticks(frame.first, frame.last):
+        x = frame.x(day, 0.5 if centre_ticks else 0.0)
         parts.append(
-            f'<text class="tick" x="{x:.1f}" y="{frame.bottom + 18:.1f}" '
-            f'text-anchor="middle">{escape(day.strftime("%b %d"))}</text>'
+            f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" y1="{frame.bottom:.1f}" '
+            f'y2="{frame.bottom + 4:.1f}"/>'
+            f'<text class="tick x" x="{x:.1f}" y="{frame.bottom + 16:.1f}" '
+            f'text-anchor="middle">{escape(label)}</text>'
         )
     parts.append(
+        f'<text class="unit" x="{frame.right:.1f}" y="{frame.height - 4:.1f}" '
+        f'text-anchor="end">date (UTC)</text>'
         f'<line class="axis" x1="{frame.left:.1f}" x2="{frame.right:.1f}" '
         f'y1="{frame.bottom:.1f}" y2="{frame.bottom:.1f}"/>'
     )
@@ -148,12 +170,24 @@ def _svg(kind: str, height: int, label: str, body: Sequence[str]) -> str:
 
 
 def legend_html(items: Sequence[tuple[str, str, str]]) -> str:
-    """HTML legend: (label, color, style) with style 'box', 'line' or 'dash'."""
+    """HTML legend: (label, color, style) with style 'box', 'line', 'dash' or 'band'.
+
+    Swatches are small inline SVGs (no style attributes, so the page's CSP needs no
+    'unsafe-inline' for them).
+    """
+    shapes = {
+        "line": '<line x1="0" y1="6" x2="16" y2="6" stroke="{c}" stroke-width="3"/>',
+        "dash": '<line x1="0" y1="6" x2="16" y2="6" stroke="{c}" stroke-width="2" '
+        'stroke-dasharray="4 2"/>',
+        "band": '<rect x="0" y="1" width="16" height="10" fill="{c}" fill-opacity="0.3"/>',
+        "box": '<rect x="2" y="0" width="12" height="12" rx="2" fill="{c}"/>',
+    }
     spans = []
     for label, color, style in items:
+        shape = shapes.get(style, shapes["box"]).format(c=escape(color))
         spans.append(
-            f'<span class="key"><span class="swatch {escape(style)}" '
-            f'style="--c:{escape(color)}"></span>{escape(label)}</span>'
+            f'<span class="key"><svg class="swatch" viewBox="0 0 16 12" width="16" height="12">'
+            f"{shape}</svg>{escape(label)}</span>"
         )
     return '<div class="legend">' + "".join(spans) + "</div>"
 
@@ -171,7 +205,7 @@ def period_chart(
 ) -> str:
     """Cumulative credits in the subscription period, its forecast band and the budget line.
 
-    `daily` holds (day, credits) inside [period_start, period_end); `period_end` is exclusive.
+    `daily` holds (day, credits); days outside [period_start, period_end) are ignored.
     """
     last_slot = period_end - timedelta(days=1)
     days = sorted((d, c) for d, c in daily if period_start <= d <= last_slot)
@@ -180,17 +214,11 @@ def period_chart(
     for d, c in days:
         total += c
         cumulative.append((d, total))
-
-    def finite(v: float | None) -> float | None:
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-    budget, forecast_total = finite(budget), finite(forecast_total)
-    forecast_low, forecast_high = finite(forecast_low), finite(forecast_high)
     peak = max([total] + [v for v in (budget, forecast_total, forecast_low, forecast_high) if v])
     y_max, step = _nice_max(peak * 1.05)
-    height = 240
+    height = 250
     frame = _Frame(height, period_start, last_slot, y_max)
-    body = _axes(frame, step)
+    body = _axes(frame, step, "credits (cumulative)", centre_ticks=False)
     if cumulative:
         last_day, last_total = cumulative[-1]
         end_x = frame.x(last_slot, 1.0)
@@ -202,16 +230,16 @@ def period_chart(
             )
             body.append(
                 f'<polygon class="mark band" points="{band}" fill="{FORECAST_COLOR}" '
-                f'fill-opacity="0.18" stroke="none"><title>'
-                f"{escape(f'forecast band {fmt_credits(forecast_low)} to ')}"
-                f"{escape(fmt_credits(forecast_high))} credits</title></polygon>"
+                f'fill-opacity="0.18" stroke="none"><title>forecast band '
+                f"{escape(fmt_number(forecast_low))} to {escape(fmt_number(forecast_high))} "
+                f"credits</title></polygon>"
             )
         if forecast_total is not None and last_day < last_slot:
             body.append(
                 f'<path class="mark forecast" d="M{here_x:.1f},{frame.y(last_total):.1f} '
                 f'L{end_x:.1f},{frame.y(forecast_total):.1f}" stroke="{FORECAST_COLOR}" '
                 f'stroke-width="2" stroke-dasharray="6 4" fill="none"><title>'
-                f"forecast {escape(fmt_credits(forecast_total))} credits</title></path>"
+                f"forecast {escape(fmt_number(forecast_total))} credits</title></path>"
             )
         points = [f"{frame.x(period_start):.1f},{frame.y(0):.1f}"] + [
             f"{frame.x(d, 1.0):.1f},{frame.y(v):.1f}" for d, v in cumulative
@@ -221,9 +249,7 @@ def period_chart(
         body.append(
             f'<path class="mark actual" d="M{" L".join(points)}" stroke="{ACTUAL_COLOR}" '
             f'stroke-width="2.5" fill="none"><title>used so far '
-            f"{escape(fmt_credits(last_total))} credits</title></path>"
-        )
-        body.append(
+            f"{escape(fmt_number(last_total))} credits</title></path>"
             f'<circle cx="{here_x:.1f}" cy="{frame.y(last_total):.1f}" r="3.5" '
             f'fill="{ACTUAL_COLOR}"/>'
         )
@@ -232,45 +258,61 @@ def period_chart(
         body.append(
             f'<line class="mark budget" x1="{frame.left:.1f}" x2="{frame.right:.1f}" '
             f'y1="{y:.1f}" y2="{y:.1f}" stroke="{BUDGET_COLOR}" stroke-width="1.5" '
-            f'stroke-dasharray="3 3"><title>budget {escape(fmt_credits(budget))} credits'
+            f'stroke-dasharray="3 3"><title>budget {escape(fmt_number(budget))} credits'
             f"</title></line>"
-            f'<text class="note" x="{frame.left + 6:.1f}" y="{y - 5:.1f}" '
-            f'fill="{BUDGET_COLOR}">budget {escape(fmt_credits(budget))}</text>'
+            f'<text class="note budget" x="{frame.left + 6:.1f}" y="{y - 5:.1f}">'
+            f"budget {escape(fmt_number(budget))} credits</text>"
         )
     return _svg("period", height, label, body)
 
 
-def stacked_daily_chart(
-    days: Sequence[date],
+@dataclass(frozen=True)
+class Bucket:
+    """One bar of a history chart: the days `start`..`end` (inclusive) and a caption."""
+
+    start: date
+    end: date
+    caption: str
+
+
+def history_chart(
+    buckets: Sequence[Bucket],
     series: Sequence[tuple[str, str, Sequence[float]]],
     *,
+    grain: str,
     label: str,
 ) -> str:
-    """Stacked daily bars: `series` = (name, color, credits per day aligned with `days`)."""
-    if not days:
-        return _svg("stacked", 60, label, ['<text class="note" x="10" y="30">no data</text>'])
-    totals = [sum(s[2][i] for s in series) for i in range(len(days))]
-    y_max, step = _nice_max(max(totals) * 1.05 if totals else 1.0)
-    height = 240
-    frame = _Frame(height, days[0], days[-1], y_max)
-    body = _axes(frame, step)
-    width = frame.slot_width()
-    gap = min(2.0, width * 0.2)
-    for i, day in enumerate(days):
+    """Stacked bars per bucket: `series` = (name, color, credits per bucket aligned with
+    `buckets`); the y axis reads 'credits per <grain>'."""
+    if not buckets:
+        return _svg("history", 60, label, ['<text class="note" x="10" y="30">no data</text>'])
+    totals = [sum(s[2][i] for s in series) for i in range(len(buckets))]
+    y_max, step = _nice_max(max(totals) * 1.05 if totals and max(totals) > 0 else 1.0)
+    height = 260
+    frame = _Frame(height, buckets[0].start, buckets[-1].end, y_max)
+    body = _axes(frame, step, f"credits per {GRAINS.get(grain, grain)}", centre_ticks=False)
+    for i, bucket in enumerate(buckets):
+        x0, x1 = frame.x(bucket.start), frame.x(bucket.end, 1.0)
+        gap = min(2.0, (x1 - x0) * 0.2)
+        marks = []
         base = 0.0
         for name, color, values in series:
             value = values[i]
             if value <= 0:
                 continue
             y_top, y_bottom = frame.y(base + value), frame.y(base)
-            body.append(
-                f'<rect class="mark" x="{frame.x(day) + gap / 2:.2f}" y="{y_top:.2f}" '
-                f'width="{max(width - gap, 0.5):.2f}" height="{max(y_bottom - y_top, 0.3):.2f}" '
-                f'fill="{escape(color)}"><title>{escape(name)}, {day:%Y-%m-%d}: '
-                f"{escape(fmt_credits(value))} credits</title></rect>"
+            marks.append(
+                f'<rect class="mark" x="{x0 + gap / 2:.2f}" y="{y_top:.2f}" '
+                f'width="{max(x1 - x0 - gap, 0.5):.2f}" height="{max(y_bottom - y_top, 0.3):.2f}" '
+                f'fill="{escape(color)}"><title>{escape(name)}, {escape(bucket.caption)}: '
+                f"{escape(fmt_number(value))} credits</title></rect>"
             )
             base += value
-    return _svg("stacked", height, label, body)
+        body.append(
+            f'<g class="bucket" data-from="{bucket.start.isoformat()}" '
+            f'data-to="{bucket.end.isoformat()}">' + "".join(marks) + "</g>"
+        )
+    return _svg("history", height, label, body)
 
 
 def resource_chart(rows: Sequence[tuple[str, float, float | None]], *, label: str) -> str:
@@ -278,14 +320,15 @@ def resource_chart(rows: Sequence[tuple[str, float, float | None]], *, label: st
     row_h = 26
     height = 12 + row_h * max(len(rows), 1)
     label_w = 150
-    left, right = label_w, WIDTH - 120
+    left, right = label_w, WIDTH - 150
     scale_max = max([max(count, limit or 0.0) for _, count, limit in rows] + [1.0])
     body: list[str] = []
     for i, (resource, count, limit) in enumerate(rows):
         y = 8 + i * row_h
+        name = resource.replace("_", " ")
         body.append(
             f'<text class="tick" x="{left - 10}" y="{y + 14}" text-anchor="end">'
-            f"{escape(resource.replace('_', ' '))}</text>"
+            f"{escape(name)}</text>"
         )
         if limit:
             color = "#16a34a"
@@ -295,21 +338,22 @@ def resource_chart(rows: Sequence[tuple[str, float, float | None]], *, label: st
             elif pct >= 75:
                 color = FORECAST_COLOR
             full = (right - left) * min(count / limit, 1.0)
+            text = f"{fmt_number(count)} of {fmt_number(limit)} ({fmt_pct(pct)})"
             body.append(
                 f'<rect x="{left}" y="{y + 3}" width="{right - left}" height="16" rx="3" '
                 f'fill="#e2e8f0"/>'
                 f'<rect class="mark" x="{left}" y="{y + 3}" width="{max(full, 1.0):.1f}" '
-                f'height="16" rx="3" fill="{color}"><title>{escape(resource)}: '
-                f"{count:,.0f} of {limit:,.0f}</title></rect>"
-                f'<text class="value" x="{right + 8}" y="{y + 15}">{count:,.0f} / {limit:,.0f}'
-                f" ({pct:.0f}%)</text>"
+                f'height="16" rx="3" fill="{color}"><title>{escape(name)}: {escape(text)}'
+                f"</title></rect>"
+                f'<text class="value" x="{right + 8}" y="{y + 15}">{escape(text)}</text>'
             )
         else:
             full = (right - left) * count / scale_max
             body.append(
                 f'<rect class="mark" x="{left}" y="{y + 3}" width="{max(full, 1.0):.1f}" '
-                f'height="16" rx="3" fill="{OTHER_COLOR}"><title>{escape(resource)}: '
-                f"{count:,.0f} (no limit known)</title></rect>"
-                f'<text class="value" x="{left + full + 8:.1f}" y="{y + 15}">{count:,.0f}</text>'
+                f'height="16" rx="3" fill="{OTHER_COLOR}"><title>{escape(name)}: '
+                f"{escape(fmt_number(count))} (no limit known)</title></rect>"
+                f'<text class="value" x="{left + full + 8:.1f}" y="{y + 15}">'
+                f"{escape(fmt_number(count))}</text>"
             )
     return _svg("resources", height, label, body)

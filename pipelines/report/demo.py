@@ -1,9 +1,9 @@
-"""A demo warehouse: the bundled emulator's demo data loaded by one real pipeline run.
+"""Demo warehouses: the bundled emulator's demo data loaded by real pipeline runs.
 
-Owns `build_demo_warehouse()`, used to regenerate `docs/data-dictionary.md`
-(`usage-etl dictionary --demo`), to preview the report, and by the analyst and report tests.
-The emulator's clock is frozen at the moment of the call, and the run covers the previous and
-the current month (the `usage-etl run` default).
+Owns `build_demo_warehouse()` (the previous and the current month, the `usage-etl run` default),
+used to regenerate `docs/data-dictionary.md` (`usage-etl dictionary --demo`), to preview the
+report, and by the analyst and report tests; and `build_long_demo_warehouse()` (24 months, for
+the report at a long range). The emulator's clock is frozen at the moment of the call.
 """
 
 from __future__ import annotations
@@ -11,20 +11,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+EMULATOR_MONTHS = 15  # the emulator's demo data cover 15 months ending on its "today"
 
-def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
-    """Run the whole pipeline against a loopback emulator into `root/warehouse`; returns it.
 
-    Raises RuntimeError naming the failure when the run does not succeed.
-    """
+def _run(root: Path, warehouse: Path, now: datetime, start: date, end: date, seed: int) -> None:
     from emulator.server import EmulatorConfig, EmulatorServer
-    from pipelines.analytics.periods import shift_month as add_months
     from pipelines.commands.run_cmd import execute
     from pipelines.settings import environment
 
-    root = Path(root)
-    warehouse = root / "warehouse"
-    now = datetime.now(UTC).replace(microsecond=0)
     config = EmulatorConfig(seed=seed, rate_limit_per_minute=0, now=now)
     with EmulatorServer(config, host="127.0.0.1", port=0) as server:
         env = {
@@ -34,9 +28,50 @@ def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
             "DAGSTER_HOME": str(root / "dagster"),
         }
         with environment(env):
-            today = now.date()
-            year, month = add_months(today.year, today.month, -1)
-            summary = execute(date(year, month, 1), today, log_level="WARNING")
+            summary = execute(start, end, log_level="WARNING")
     if not summary.success:
         raise RuntimeError("demo pipeline run failed: " + "; ".join(summary.lines()))
+
+
+def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
+    """Run the whole pipeline against a loopback emulator into `root/warehouse`; returns it.
+
+    Raises RuntimeError naming the failure when the run does not succeed.
+    """
+    from pipelines.analytics.periods import shift_month as add_months
+
+    root = Path(root)
+    warehouse = root / "warehouse"
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.date()
+    year, month = add_months(today.year, today.month, -1)
+    _run(root, warehouse, now, date(year, month, 1), today, seed)
+    return warehouse
+
+
+def build_long_demo_warehouse(root: Path, *, months: int = 24, seed: int = 11) -> Path:
+    """`months` calendar months of demo data (up to 2 x 14) in `root/warehouse`; returns it.
+
+    The emulator serves 15 months ending on its clock, so two runs make the range: the first
+    against an emulator whose clock is set back, loading the older months; the second against
+    one at the real time, loading the rest up to today (the same seed gives the same
+    organizations and projects; the months of each part come from one consistent data set).
+    """
+    from pipelines.analytics.periods import shift_month as add_months
+
+    if not 1 <= months <= 2 * (EMULATOR_MONTHS - 1):
+        raise ValueError(f"months must be 1..{2 * (EMULATOR_MONTHS - 1)}, got {months}")
+    root = Path(root)
+    warehouse = root / "warehouse"
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.date()
+    first_year, first_month = add_months(today.year, today.month, -(months - 1))
+    if months <= EMULATOR_MONTHS - 1:
+        _run(root, warehouse, now, date(first_year, first_month, 1), today, seed)
+        return warehouse
+    back = months - (EMULATOR_MONTHS - 1)  # the first run's clock: this many months ago
+    split_year, split_month = add_months(today.year, today.month, -back)
+    earlier = now.replace(year=split_year, month=split_month, day=min(today.day, 28))
+    _run(root, warehouse, earlier, date(first_year, first_month, 1), earlier.date(), seed)
+    _run(root, warehouse, now, date(split_year, split_month, 1), today, seed)
     return warehouse

@@ -105,4 +105,5 @@ def test_current_period_is_the_same_everywhere(
     out = capsys.readouterr().out
     for row in alerts.itertuples():
         start, end = expected[row.organization_id]
-        assert f"{start:%Y-%m-%d} -> {end:%Y-%m-%d}" in out
+        last = pd.Timestamp(end) - pd.Timedelta(days=1)  # shown inclusive
+        assert f"{start:%Y-%m-%d} .. {last:%Y-%m-%d}" in out

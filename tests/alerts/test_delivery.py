@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -104,7 +104,8 @@ def test_sink_down_stays_pending_then_delivered(tmp_path, make_receiver, caplog)
         assert row.status == "pending" and row.attempts == 1 and "127.0.0.1" in row.last_error
         receiver.start()  # back on the same port
         assert receiver.port == port
-        up = deliver_pending(store, channels, NOW)
+        assert deliver_pending(store, channels, NOW).delivered == 0  # backing off
+        up = deliver_pending(store, channels, NOW + timedelta(minutes=2))
         assert up.delivered == 1 and up.pending == 0
         assert store.outbox_frame().iloc[0].attempts == 2
     assert len(receiver.received) == 1

@@ -49,11 +49,12 @@ def test_env_path_and_overrides(tmp_path, monkeypatch) -> None:
     [
         (
             "subscriptions:\n  starter:\n    credit_budget: abc\n",
-            "bad.yaml: subscriptions.starter.credit_budget: expected a number >= 0, got 'abc'",
+            "bad.yaml: subscriptions.starter.credit_budget: "
+            "expected a finite number >= 0, got 'abc'",
         ),
         (
             "rules: {credit_actual_thresholds: [50, -3]}\n",
-            "bad.yaml: rules.credit_actual_thresholds.1: expected a number >= 0, got -3",
+            "bad.yaml: rules.credit_actual_thresholds.1: expected a finite number > 0, got -3",
         ),
         (
             "subscriptions: {starter: {budget: 3}}\n",

@@ -227,7 +227,8 @@ def test_max_attempts_marks_failed(store) -> None:
     store.sync(evaluate(usage_until(85, 20), "2024-03-10"), ["webhook"], NOW)
     first = deliver_pending(store, {"webhook": Down()}, NOW, max_attempts=2)
     assert first.retried_later == 1 and first.pending == 1
-    second = deliver_pending(store, {"webhook": Down()}, NOW, max_attempts=2)
+    later = NOW + timedelta(hours=1)  # after the backoff
+    second = deliver_pending(store, {"webhook": Down()}, later, max_attempts=2)
     assert second.failed == 1 and second.pending == 0
     assert store.outbox_frame().status.tolist() == ["failed"]
     assert store.requeue_failed() == 1 and store.pending_count() == 1

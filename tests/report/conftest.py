@@ -1,37 +1,73 @@
-"""Fixtures for the report tests: one demo warehouse per session (one real pipeline run), and a
-copy of it with stand-in derived tables (quota_status, quota_alerts) and a hostile org name."""
+"""Fixtures for the report tests: warehouses made by real pipeline runs against the loopback
+emulator (two months, the `usage-etl run` default, shared with tests/analyst; and 24 months),
+copies of them with the derived tables dropped or a hostile organization name, and a headless
+Chromium that records console errors and every request a page makes.
+
+Chromium is Debian's (/usr/bin/chromium, or CHROMIUM_PATH). When it is missing the browser tests
+fail if the environment variable CI is set, and are skipped otherwise.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipelines.report.demo import build_demo_warehouse
+from pipelines.report.demo import build_demo_warehouse, build_long_demo_warehouse
 
 HOSTILE_NAME = '<script>alert("x")</script> & <b>co</b>'
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
 def hostile_name() -> str:
-    """The organization name the derived warehouse gives one organization (escaping tests)."""
+    """The organization name the hostile warehouse gives one organization (escaping tests)."""
     return HOSTILE_NAME
+
+
+def in_thread(build: Callable[[], Path]) -> Path:
+    """Run a pipeline build in a thread of its own: Playwright's sync API keeps an event loop
+    running in the main thread once a browser is open, and the pipeline calls asyncio.run()."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(build).result()
 
 
 @pytest.fixture(scope="session")
 def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared with tests/analyst when both run in one session (same base temp directory)."""
+    """Two months (previous + current) of the emulator's demo organizations, one real run.
+
+    Shared with tests/analyst when both run in one session (same base temp directory)."""
     root = tmp_path_factory.getbasetemp() / "demo-warehouse"
     warehouse = root / "warehouse"
     if not (warehouse / "usage.duckdb").exists():
-        build_demo_warehouse(root)
+        in_thread(lambda: build_demo_warehouse(root))
     return warehouse
 
 
+@pytest.fixture(scope="session")
+def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 months of the demo organizations (two real runs: the emulator serves 15 months)."""
+    root = tmp_path_factory.mktemp("long")
+    return in_thread(lambda: build_long_demo_warehouse(root, months=24))
+
+
 def drop_derived_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Remove the pipeline's derived tables, leaving the four base tables."""
+    """Remove the pipeline's derived tables, leaving the base tables."""
     from warehouse.derived_schema import DERIVED_TABLES
     from warehouse.views import VIEWS
 
@@ -41,12 +77,17 @@ def drop_derived_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f'DROP TABLE IF EXISTS "{table.name}"')
 
 
+def _copy(demo: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    warehouse = tmp_path_factory.mktemp(name) / "warehouse"
+    warehouse.mkdir()
+    shutil.copy(demo / "usage.duckdb", warehouse / "usage.duckdb")
+    return warehouse
+
+
 @pytest.fixture(scope="session")
 def base_tables_warehouse(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo database with the base tables only (as before any derived asset ran)."""
-    warehouse = tmp_path_factory.mktemp("base") / "warehouse"
-    warehouse.mkdir()
-    shutil.copy(demo_warehouse / "usage.duckdb", warehouse / "usage.duckdb")
+    warehouse = _copy(demo_warehouse, tmp_path_factory, "base")
     con = duckdb.connect(str(warehouse / "usage.duckdb"))
     try:
         drop_derived_tables(con)
@@ -56,60 +97,75 @@ def base_tables_warehouse(demo_warehouse: Path, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
-def derived_warehouse(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo database plus quota_status/quota_alerts shaped as planned, one org renamed."""
-    warehouse = tmp_path_factory.mktemp("derived") / "warehouse"
-    warehouse.mkdir()
-    shutil.copy(demo_warehouse / "usage.duckdb", warehouse / "usage.duckdb")
+def hostile_warehouse(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo database with one organization renamed to markup, and an alert explanation
+    with markup in it."""
+    warehouse = _copy(demo_warehouse, tmp_path_factory, "hostile")
     con = duckdb.connect(str(warehouse / "usage.duckdb"))
     try:
-        drop_derived_tables(con)
         con.execute(
-            """
-            CREATE TABLE quota_status AS
-            WITH used AS (
-                SELECT o.organization_id, o.period_start, o.period_end,
-                       sum(c.credits) AS used_so_far,
-                       greatest(date_diff('day', o.period_start, max(c.start_date)) + 1, 1)
-                           AS elapsed,
-                       date_diff('day', o.period_start, o.period_end) AS period_days
-                FROM organizations AS o
-                JOIN credit_usage AS c
-                  ON c.organization_id = o.organization_id AND c.interval = 'day'
-                 AND c.scope = 'organization' AND c.start_date >= o.period_start
-                GROUP BY o.organization_id, o.period_start, o.period_end
-            )
-            SELECT organization_id, CAST(NULL AS VARCHAR) AS project_id, period_start,
-                   period_end, used_so_far,
-                   CASE WHEN organization_id = (SELECT min(organization_id) FROM organizations)
-                        THEN NULL ELSE 5000.0 END AS budget,
-                   used_so_far / elapsed * period_days AS forecast_total,
-                   used_so_far / elapsed * period_days * 0.85 AS forecast_low,
-                   used_so_far / elapsed * period_days * 1.15 AS forecast_high,
-                   3.0 AS days_until_budget
-            FROM used
-            """
-        )
-        con.execute(
-            """
-            CREATE TABLE quota_alerts AS
-            SELECT 'credits:' || organization_id AS alert_key, organization_id,
-                   CAST(NULL AS VARCHAR) AS project_id, 'credit_forecast' AS rule,
-                   1.0 AS threshold, period_start, 'notified' AS status,
-                   CAST(now() AS TIMESTAMP) AS opened_at, CAST(now() AS TIMESTAMP) AS notified_at,
-                   CAST(NULL AS TIMESTAMP) AS resolved_at, used_so_far AS value,
-                   budget AS limit_value, forecast_total AS forecast,
-                   'Forecast ' || round(forecast_total) || ' credits exceeds the budget of '
-                       || budget || ' <before> the period ends & more' AS explanation
-            FROM quota_status WHERE forecast_total > budget
-            """
-        )
-        con.execute(
-            "UPDATE organizations SET organization_name = ? "
-            "WHERE organization_id = (SELECT max(organization_id) FROM organizations)",
+            "UPDATE organizations SET organization_name = ? WHERE organization_id = "
+            "(SELECT organization_id FROM quota_alerts WHERE rule = 'resource_limit' LIMIT 1)",
             [HOSTILE_NAME],
+        )
+        con.execute(
+            "UPDATE quota_alerts SET explanation = '<before> the period ends & more' "
+            "WHERE status <> 'resolved'"
         )
         con.execute("CHECKPOINT")
     finally:
         con.close()
     return warehouse
+
+
+@dataclass
+class PageLog:
+    """What a page did: console errors, failed requests, every request URL."""
+
+    errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.failed == [], self.failed
+        assert all(u.startswith(("file://", "blob:")) for u in self.requests), self.requests
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        message = f"chromium not found at {CHROMIUM}: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_page(browser, url: str, log: PageLog | None = None):  # type: ignore[no-untyped-def]
+    """A new page (1300x900) with `log` recording it, navigated to `url` (waits for load)."""
+    log = log if log is not None else PageLog()
+    page = browser.new_page(viewport={"width": 1300, "height": 900}, accept_downloads=True)
+    page.on(
+        "console", lambda m: log.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None
+    )
+    page.on("pageerror", lambda e: log.errors.append(f"pageerror: {e}"))
+    page.on("requestfailed", lambda r: log.failed.append(r.url))
+    page.on("request", lambda r: log.requests.append(r.url))
+    page.goto(url, wait_until="load")
+    return page, log
+
+
+def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
+    """Save a full-page screenshot to tests/artifacts/<name>.png (ignored by git)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,27 +1,131 @@
-"""The report's HTML without a browser: self-contained, escaped, written where the lead expects."""
+"""The report's files without a browser: where they are written, that they are self-contained and
+escaped, that a crashed build leaves the previous report whole, and the formatting rules
+(one number format, thinned ticks, the grain chosen by the span)."""
 
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
+
+import pytest
 
 from pipelines.cli import main
 from pipelines.report import build_report, write_report
+from pipelines.report import pages as report_pages
+from pipelines.report.charts import time_ticks
+from pipelines.report.data import choose_grain
+from pipelines.report.formatting import fmt_number, fmt_period, fmt_tick
 
 
-def test_self_contained_and_escaped(derived_warehouse: Path, hostile_name: str) -> None:
-    html = build_report(derived_warehouse)
-    assert "<script" not in html.replace("&lt;script", "")
-    assert not re.search(r"(src|href)=\"(https?:)?//", html)
-    assert "@import" not in html and "url(" not in html
-    assert hostile_name not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;co&lt;/b&gt;" in html
-    assert "&lt;before&gt; the period ends &amp; more" in html
+def test_self_contained_and_escaped(hostile_warehouse: Path, hostile_name: str) -> None:
+    pages = build_report(hostile_warehouse)
+    assert {"index.html", "alerts.html"} <= set(pages) and len(pages) == 2 + 6
+    escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;co&lt;/b&gt;"
+    hostile_pages = [p for p, html in pages.items() if escaped in html]
+    # the index, the alerts page and the organization's own page
+    assert {"index.html", "alerts.html"} <= set(hostile_pages) and len(hostile_pages) == 3
+    for html in pages.values():
+        assert hostile_name not in html
+        assert html.count("<script") == 1  # the report's own script only
+        assert not re.search(r"(src|href)=\"(https?:)?//", html)
+        assert "@import" not in html and "url(" not in html
+    assert "&lt;before&gt; the period ends &amp; more" in pages["alerts.html"]
 
 
-def test_write_report_default_path_and_command(demo_warehouse: Path, tmp_path: Path) -> None:
-    assert write_report(demo_warehouse) == demo_warehouse / "report" / "index.html"
-    out = tmp_path / "r.html"
+def test_default_location_and_command(demo_warehouse: Path, tmp_path: Path, capsys) -> None:
+    index = write_report(demo_warehouse)
+    assert index == demo_warehouse / "report" / "index.html"
+    assert len(list((demo_warehouse / "report" / "organizations").glob("*.html"))) == 6
+
+    out = tmp_path / "somewhere"
     assert main(["report", "--warehouse", str(demo_warehouse), "--out", str(out)]) == 0
-    text = out.read_text()
-    assert text.startswith("<!DOCTYPE html>") and text.count('class="card org"') == 6
+    assert (out / "index.html").read_text().startswith("<!DOCTYPE html>")
+    assert (out / "index.html").as_uri() in capsys.readouterr().out
+
+    code = main(["report", "--warehouse", str(demo_warehouse), "--out", str(tmp_path / "r.html")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "r.html" in err and "directory" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_crash_while_writing_leaves_the_previous_report(
+    demo_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "report"
+    write_report(demo_warehouse, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.html")}
+    calls = {"n": 0}
+    real = report_pages.render_org
+
+    def crash_on_third(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_pages, "render_org", crash_on_third)
+    with pytest.raises(OSError, match="simulated"):
+        write_report(demo_warehouse, out)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.html")}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporaries left
+
+
+def test_a_directory_that_is_not_a_report_is_never_replaced(
+    demo_warehouse: Path, tmp_path: Path, capsys
+) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    code = main(["report", "--warehouse", str(demo_warehouse), "--out", str(precious)])
+    assert code == 2
+    assert "not a report directory" in capsys.readouterr().err
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_leftovers_of_a_crashed_swap_are_recovered(demo_warehouse: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    write_report(demo_warehouse, out)
+    # a crash between the two renames of the fallback swap: the old report moved aside
+    out.rename(tmp_path / ".report-old-abc")
+    (tmp_path / ".report-build-def").mkdir()
+    (tmp_path / ".report-build-def" / "index.html").write_text("half")
+    write_report(demo_warehouse, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    assert (out / "index.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_one_number_format() -> None:
+    assert fmt_number(1234.5) == "1,234"  # rounds half to even, like Python's format
+    assert fmt_number(25_000) == "25,000"
+    assert fmt_number(12.34) == "12.3"
+    assert fmt_number(0.123) == "0.12"
+    assert fmt_number(24.0) == "24"
+    assert fmt_number(None) == fmt_number(float("nan")) == "\u2013"
+    assert [fmt_tick(v, 5000) for v in (0, 5000, 25000)] == ["0", "5,000", "25,000"]
+    assert fmt_tick(0.5, 0.5) == "0.5"
+    assert fmt_period(date(2026, 11, 15), date(2026, 12, 15)) == "2026-11-15 to 2026-12-14"
+
+
+def test_ticks_are_thinned_and_the_grain_follows_the_span() -> None:
+    month = time_ticks(date(2026, 11, 1), date(2026, 11, 30))
+    assert [label for _, label in month] == ["Nov 01", "Nov 08", "Nov 15", "Nov 22", "Nov 29"]
+    two_months = time_ticks(date(2026, 10, 1), date(2026, 11, 28))
+    assert [label for _, label in two_months] == ["Oct 01", "Oct 15", "Nov 01", "Nov 15"]
+    two_years = time_ticks(date(2024, 12, 1), date(2026, 11, 28))
+    assert 6 <= len(two_years) <= 10
+    assert two_years[0][1] == "Jan 2025" and "Jan 2026" in [label for _, label in two_years]
+    assert len(time_ticks(date(2020, 1, 1), date(2026, 1, 1))) <= 14
+    assert choose_grain(date(2026, 10, 1), date(2026, 11, 28)) == "day"
+    assert choose_grain(date(2024, 12, 1), date(2026, 11, 28)) == "week"
+    assert choose_grain(date(2020, 1, 1), date(2026, 11, 28)) == "month"
+
+
+def test_organization_file_names_are_safe() -> None:
+    assert report_pages.org_filename("309d6b79-965e") == "309d6b79-965e.html"
+    for hostile in ("../etc/passwd", "a/b", ".hidden", "x" * 300, "ä"):
+        name = report_pages.org_filename(hostile)
+        assert re.fullmatch(r"org-[0-9a-f]{24}\.html", name), name
