@@ -17,15 +17,14 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    BackfillPolicy,
     MaterializeResult,
     MonthlyPartitionsDefinition,
     asset,
 )
 
-from assets.materialize import table_metadata
+from assets.materialize import partition_metadata
 from assets.organizations import current_organizations, now_utc, organizations
-from pipelines import quality
+from pipelines import quality, settings
 from pipelines.analytics.periods import anchored_date, shift_month
 from pipelines.extract import Org, fan_out
 from pipelines.normalize import credit_usage_frame
@@ -36,7 +35,7 @@ from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS
 
 GROUP = "ubiops_usage"
-PARTITIONS_START = "2024-01-01"
+PARTITIONS_START = settings.partitions_start()  # USAGE_PARTITIONS_START
 monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1)
 
 
@@ -56,6 +55,7 @@ def _checks(asset_name: str) -> list[AssetCheckSpec]:
         AssetCheckSpec(
             "projects_add_up",
             asset=asset_name,
+            blocking=True,
             description="Per organization and bucket, projects + deleted projects = total.",
         ),
         AssetCheckSpec("no_negative_credits", asset=asset_name, description="credits >= 0."),
@@ -70,6 +70,7 @@ def _checks(asset_name: str) -> list[AssetCheckSpec]:
             AssetCheckSpec(
                 "complete_days",
                 asset=asset_name,
+                blocking=True,
                 description="Every day of the loaded range is present for every organization.",
             )
         )
@@ -115,9 +116,18 @@ def _pull(
     return frames, stats
 
 
+def _concat(frames: dict[date, pd.DataFrame], interval: str) -> pd.DataFrame:
+    loaded = [f for f in frames.values() if not f.empty]
+    return (
+        pd.concat(loaded, ignore_index=True)
+        if loaded
+        else credit_usage_frame([], interval, now_utc())
+    )
+
+
 def _write_slices(
     warehouse: Warehouse, interval: str, months: list[date], frames: dict[date, pd.DataFrame]
-) -> pd.DataFrame:
+) -> None:
     store = ParquetStore(warehouse.root)
     empty = credit_usage_frame([], interval, now_utc())
     with writer_lock(warehouse.root):
@@ -126,15 +136,39 @@ def _write_slices(
             store.replace_partition(
                 CREDIT_USAGE, {"interval": interval, "month": f"{month:%Y-%m}"}, frame
             )
-    loaded = [f for f in frames.values() if not f.empty]
-    return pd.concat(loaded, ignore_index=True) if loaded else empty
+
+
+def _materialize(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    interval: str,
+    months: list[date],
+    frames: dict[date, pd.DataFrame],
+    stats: RequestStats,
+    findings: dict[str, quality.Finding],
+) -> MaterializeResult:
+    """Write the month slices unless a blocking check failed; per-partition row counts."""
+    blocking = {spec.name for spec in _checks("credit_usage_daily") if spec.blocking}
+    failed = sorted(name for name, f in findings.items() if name in blocking and not f.passed)
+    if failed:
+        context.log.error(
+            f"not written: blocking check(s) {', '.join(failed)} failed; the warehouse keeps "
+            "its previous state and nothing downstream runs (no publish, no alerts)"
+        )
+    else:
+        _write_slices(warehouse, interval, months, frames)
+    pulled = _concat(frames, interval)
+    empty = pulled.iloc[0:0]
+    per_partition = {f"{m:%Y-%m-%d}": frames.get(m, empty) for m in months}
+    metadata = partition_metadata(context, CREDIT_USAGE, pulled, per_partition, stats)
+    metadata["written"] = not failed
+    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
 
 
 @asset(
     group_name=GROUP,
     deps=[organizations],
     partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     check_specs=_checks("credit_usage_daily"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
@@ -154,24 +188,26 @@ def credit_usage_daily(
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
     frames, stats = _pull(ubiops, requests, "day", "credit usage (day)", context.log.info)
-    loaded = _write_slices(warehouse, "day", months, frames)
-    yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
-
+    pulled = _concat(frames, "day")
     registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
     registry = registry[registry["organization_id"].isin([o.id for o in orgs])]
     first = months[0]
     end = min(month_bounds(months[-1])[1], today + timedelta(days=1))
-    yield _check_result("projects_add_up", quality.balance(loaded))
-    yield _check_result("no_negative_credits", quality.non_negative(loaded))
-    yield _check_result("unique_keys", quality.unique_keys(loaded))
-    yield _check_result("complete_days", quality.complete_days(loaded, registry, first, end))
+    findings = {
+        "projects_add_up": quality.balance(pulled),
+        "no_negative_credits": quality.non_negative(pulled),
+        "unique_keys": quality.unique_keys(pulled),
+        "complete_days": quality.complete_days(pulled, registry, first, end),
+    }
+    yield _materialize(context, warehouse, "day", months, frames, stats, findings)
+    for name, finding in findings.items():
+        yield _check_result(name, finding)
 
 
 @asset(
     group_name=GROUP,
     deps=[organizations],
     partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     check_specs=_checks("credit_usage_periods"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
@@ -198,8 +234,12 @@ def credit_usage_periods(
             if start <= today:
                 requests.append((org, month, start, end))
     frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)
-    loaded = _write_slices(warehouse, "month", months, frames)
-    yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
-    yield _check_result("projects_add_up", quality.balance(loaded))
-    yield _check_result("no_negative_credits", quality.non_negative(loaded))
-    yield _check_result("unique_keys", quality.unique_keys(loaded))
+    pulled = _concat(frames, "month")
+    findings = {
+        "projects_add_up": quality.balance(pulled),
+        "no_negative_credits": quality.non_negative(pulled),
+        "unique_keys": quality.unique_keys(pulled),
+    }
+    yield _materialize(context, warehouse, "month", months, frames, stats, findings)
+    for name, finding in findings.items():
+        yield _check_result(name, finding)
