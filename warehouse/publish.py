@@ -102,13 +102,29 @@ def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, in
     return counts
 
 
+# Readers may only read the database: no file reads or writes outside it, no extension
+# downloads or autoloading, and settings locked so that SQL cannot turn any of this back on.
+# (`lock_configuration` is set after `TimeZone`, which is not known before the connection exists.)
+READONLY_CONFIG: dict[str, str | bool] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
 def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the published database (FileNotFoundError before any run)."""
+    """A locked-down, read-only connection to the published database.
+
+    Raises `WarehouseError` (a user error) when nothing has been published yet.
+    """
+    from pipelines.errors import WarehouseError
+
     path = Path(warehouse) / DATABASE_NAME
     if not path.exists():
-        raise FileNotFoundError(
+        raise WarehouseError(
             f"no warehouse at {path}: run `usage-etl run` first (or pass --warehouse)"
         )
-    con = duckdb.connect(str(path), read_only=True)
-    con.execute("SET TimeZone='UTC'")
+    con = duckdb.connect(str(path), read_only=True, config=dict(READONLY_CONFIG))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET lock_configuration = true")
     return con
