@@ -101,7 +101,9 @@ def quota_alerts(context: AssetExecutionContext, warehouse: Warehouse) -> Materi
     opened = len(sync.opened) + len(sync.reopened)
     context.log.info(
         f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.suppressed)} "
-        f"suppressed (past periods); delivery: {report}"
+        f"suppressed (past periods); notifications: {report.delivered} delivered, "
+        f"{report.retried_later} to retry, {report.failed} failed"
+        + (f" (channels down: {', '.join(report.channels_down)})" if report.channels_down else "")
     )
     open_now = alert_frame[alert_frame["status"] != "resolved"] if len(alert_frame) else alert_frame
     metadata = table_metadata(QUOTA_ALERTS, open_now)

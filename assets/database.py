@@ -42,7 +42,7 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
             context.log.info(f"removed {stale} temporary files left by an interrupted run")
         counts = publish(warehouse.root)
     path = warehouse.root / DATABASE_NAME
-    context.log.info("published %s: %s", path, counts)
+    context.log.info(f"published {path}: {len(counts)} tables, {sum(counts.values()):,} rows")
     metadata: dict[str, object] = {f"rows/{name}": n for name, n in counts.items()}
     metadata["path"] = MetadataValue.path(str(path))
     metadata["dagster/row_count"] = sum(counts.values())

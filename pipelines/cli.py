@@ -1,4 +1,4 @@
-"""The `usage-etl` command line: run the pipeline, query the warehouse, list alerts, serve the emulator.
+"""The `usage-etl` command line: run the pipeline, query the warehouse, alerts, the emulator.
 
 Each subcommand lives in its own module (`pipelines/commands/`); this module parses and
 dispatches. Parsing imports nothing heavy (no Dagster, pandas or DuckDB): the command modules
@@ -37,7 +37,7 @@ COMMAND_MODULES = (
 # One example per command, shown at the end of its --help.
 EXAMPLES = {
     "run": "usage-etl run --start 2026-10-01 --end 2026-11-28 --warehouse ./data",
-    "query": 'usage-etl query --name budget_burn      or: usage-etl query "select * from organizations"',
+    "query": 'usage-etl query --name top_projects_this_period  |  usage-etl query "select 1"',
     "alerts": "usage-etl alerts --all",
     "backtest": "usage-etl backtest --rule credit_forecast --start 2026-09-01 --end 2026-11-27",
     "report": "usage-etl report --out usage-report.html",
@@ -60,8 +60,11 @@ def _version() -> str:
 class _VersionAction(argparse.Action):
     """`--version` without importing package metadata unless asked."""
 
-    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: object):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kw["help"])  # type: ignore[arg-type]
+    def __init__(
+        self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: object
+    ) -> None:
+        help_text = str(kw.get("help", ""))
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help_text)
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
         print(f"{PROG} {_version()}")
@@ -153,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             hint = ""
         else:
             hint = " (--verbose shows the traceback)"
-        print(f"{PROG} {args.command}: {type(exc).__name__}: {_one_line(exc)}{hint}", file=sys.stderr)
+        print(
+            f"{PROG} {args.command}: {type(exc).__name__}: {_one_line(exc)}{hint}", file=sys.stderr
+        )
         return 1
 
 

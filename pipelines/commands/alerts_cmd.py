@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-from tabulate import tabulate
-
 from pipelines import settings
 
 
@@ -34,6 +32,8 @@ def _config(path: str | None) -> object:
 
 
 def handle_alerts(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
     from pipelines.notify.channels import DeliveryError
     from pipelines.notify.delivery import send_test_message
     from warehouse.alert_store import AlertStore
@@ -65,6 +65,8 @@ def handle_alerts(args: argparse.Namespace) -> int:
 
 
 def handle_backtest(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
     from pipelines.analytics.evaluate import backtest_rule
     from pipelines.commands.run_cmd import parse_day
     from warehouse.parquet_store import ParquetStore

@@ -40,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format", choices=FORMATS, default=None, help="default: table, or from --out's suffix"
     )
-    parser.add_argument("--out", metavar="FILE", help="write the result to FILE (.csv .json .parquet)")
+    parser.add_argument(
+        "--out", metavar="FILE", help="write the result to FILE (.csv .json .parquet)"
+    )
     parser.add_argument("--max-rows", type=int, default=200, metavar="N", help="table: rows shown")
     parser.set_defaults(handler=handle)
 
@@ -156,9 +158,9 @@ def _emit(relation: object, fmt: str, args: argparse.Namespace) -> int:
 
 
 def _csv_to_stdout(table: object) -> None:
-    import pyarrow.csv as pacsv
-
     import io
+
+    import pyarrow.csv as pacsv
 
     buffer = io.BytesIO()
     options = pacsv.WriteOptions(quoting_style="needed")
