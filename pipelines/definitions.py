@@ -7,7 +7,9 @@ three show and run exactly the same graph.
 Assets and their checks are found by loading the `assets` package (every module in it), not from a
 hand-kept list; the partitioned credit-usage assets get a single-run backfill policy, so a backfill
 of a month range is one run that pulls the range (and replaces its slices) in one go. Anything in
-the `dg` defs folder (`pipelines/defs/`) is merged in.
+the `dg` defs folder (`pipelines/defs/`) is merged in. Every job runs in one process (the assets
+share the warehouse writer lock and gain nothing from a process per step), including the
+implicit asset job behind `dg launch --assets ...` and the UI's "Materialize".
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ defs = Definitions.merge(
         sensors=[usage_etl_failure_notifier],
         resources={"ubiops": UbiOpsApi(), "warehouse": Warehouse()},
         loggers={"console": short_console_logger},
+        executor=in_process_executor,
     ),
     load_from_defs_folder(path_within_project=Path(__file__).parent),
 )
