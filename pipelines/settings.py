@@ -40,7 +40,11 @@ def warehouse_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def writable_warehouse(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The warehouse directory, checked up front: a directory (or creatable) and writable."""
+    """The warehouse directory, checked up front: created if missing, and writable.
+
+    Checked by doing (a probe file is created and removed), so it holds for root and for
+    read-only file systems alike.
+    """
     path = warehouse_dir(explicit)
     if path.exists() and not path.is_dir():
         raise WarehouseError(f"warehouse {path}: is a file; expected a directory")
@@ -49,8 +53,15 @@ def writable_warehouse(explicit: str | os.PathLike[str] | None = None) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise WarehouseError(f"warehouse {path}: {existing} is a file; expected a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise WarehouseError(f"warehouse {path}: {existing} is not writable")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise WarehouseError(
+            f"warehouse {path}: cannot write there ({exc.strerror}); expected a writable directory"
+        ) from None
     return path
 
 
