@@ -9,6 +9,7 @@ to `--out`, Parquet only to `--out`; files are written whole or not at all.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
 import json
@@ -130,6 +131,29 @@ def write_json(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextI
     records = [{c: _json_value(v) for c, v in zip(columns, row, strict=True)} for row in rows]
     json.dump(records, out, indent=1, default=str)
     out.write("\n")
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+        return text.split(".")[0] if value.microsecond == 0 else text
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return value
+
+
+def write_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    """CSV with a header; quotes only where needed; NULL as an empty field; full precision."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_value(v) for v in row])
 
 
 def write_file_atomically(path: Path, write: Any) -> None:

@@ -123,46 +123,25 @@ def _emit(relation: object, fmt: str, args: argparse.Namespace) -> int:
             rows = rows[: args.max_rows]
         print(render.render_table(columns, types, rows, total))
         return 0
-    if fmt in ("csv", "parquet"):
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
         table = relation.to_arrow_table()  # type: ignore[attr-defined]
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            render.write_file_atomically(Path(args.out), lambda p: pq.write_table(table, p))
-        elif args.out:
-            import pyarrow.csv as pacsv
-
-            options = pacsv.WriteOptions(quoting_style="needed")
-            render.write_file_atomically(
-                Path(args.out), lambda p: pacsv.write_csv(table, p, write_options=options)
-            )
-        else:
-            _csv_to_stdout(table)
-            return 0
-    else:  # json, or table text to a file
+        render.write_file_atomically(Path(args.out), lambda p: pq.write_table(table, p))
+    else:
         rows = relation.fetchall()  # type: ignore[attr-defined]
+        writers = {"csv": render.write_csv, "json": render.write_json}
         if not args.out:
-            render.write_json(columns, rows, sys.stdout)
+            writers[fmt](columns, rows, sys.stdout)
             return 0
 
         def write(path: Path) -> None:
-            with open(path, "w", encoding="utf-8") as out:
-                if fmt == "json":
-                    render.write_json(columns, rows, out)
+            with open(path, "w", encoding="utf-8", newline="") as out:
+                if fmt in writers:
+                    writers[fmt](columns, rows, out)
                 else:
                     out.write(render.render_table(columns, types, rows) + "\n")
 
         render.write_file_atomically(Path(args.out), write)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
-
-
-def _csv_to_stdout(table: object) -> None:
-    import io
-
-    import pyarrow.csv as pacsv
-
-    buffer = io.BytesIO()
-    options = pacsv.WriteOptions(quoting_style="needed")
-    pacsv.write_csv(table, buffer, write_options=options)  # type: ignore[arg-type]
-    sys.stdout.write(buffer.getvalue().decode("utf-8"))
