@@ -1,4 +1,4 @@
-"""`usage-etl query`: ready queries, DuckDB-like rendering, export formats, and a tool that only reads.
+"""`usage-etl query`: ready queries, DuckDB-like rendering, exports, a tool that only reads.
 
 The lockdown cases reproduce issue 13.5 as written: `COPY ... TO` over a warehouse slice,
 `read_csv('/etc/passwd')`, `INSTALL httpfs`: each is one line and exit 2, and nothing is
@@ -87,10 +87,8 @@ def test_out_writes_the_file_in_the_format_of_its_suffix(
     demo_warehouse: Path, tmp_path: Path, suffix: str
 ) -> None:
     out = tmp_path / f"top.{suffix}"
-    code = main(
-        ["query", "--warehouse", str(demo_warehouse), "--name", "top_projects_this_period"]
-        + ["--out", str(out)]
-    )
+    args = ["--warehouse", str(demo_warehouse), "--name", "top_projects_this_period"]
+    code = main(["query", *args, "--out", str(out)])
     assert code == 0
     if suffix == "parquet":
         table = pq.read_table(out)
