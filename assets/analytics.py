@@ -100,17 +100,22 @@ def quota_alerts(context: AssetExecutionContext, warehouse: Warehouse) -> Materi
         store.replace_table(ALERT_OUTBOX, outbox_frame)
     opened = len(sync.opened) + len(sync.reopened)
     context.log.info(
-        f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.suppressed)} "
-        f"suppressed (past periods); notifications: {report.delivered} delivered, "
-        f"{report.retried_later} to retry, {report.failed} failed"
+        f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.expired)} expired "
+        f"(period ended), {len(sync.suppressed)} suppressed (past periods); notifications: "
+        f"{report.delivered} delivered, {report.retried_later} to retry, {report.failed} failed"
         + (f" (channels down: {', '.join(report.channels_down)})" if report.channels_down else "")
     )
-    open_now = alert_frame[alert_frame["status"] != "resolved"] if len(alert_frame) else alert_frame
+    open_now = (
+        alert_frame[alert_frame["status"].isin(["open", "notified"])]
+        if len(alert_frame)
+        else alert_frame
+    )
     metadata = table_metadata(QUOTA_ALERTS, open_now)
     metadata.update(
         {
             "opened": opened,
             "resolved": len(sync.resolved),
+            "expired": len(sync.expired),
             "suppressed": len(sync.suppressed),
             "pending_notifications": int((outbox_frame["status"] == "pending").sum())
             if len(outbox_frame)

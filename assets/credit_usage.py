@@ -25,9 +25,10 @@ from dagster import (
 from assets.materialize import partition_metadata
 from assets.organizations import current_organizations, now_utc, organizations
 from pipelines import quality, settings
-from pipelines.analytics.periods import anchored_date, shift_month
+from pipelines.analytics.periods import organization_anchor, periods_starting_in, shift_month
+from pipelines.analytics.reconcile import reconcile_periods
 from pipelines.extract import Org, fan_out
-from pipelines.normalize import credit_usage_frame
+from pipelines.normalize import credit_period_frame, credit_usage_frame
 from pipelines.resources import UbiOpsApi, Warehouse
 from pipelines.ubiops_client import RequestStats
 from warehouse.files import writer_lock
@@ -65,6 +66,19 @@ def _checks(asset_name: str) -> list[AssetCheckSpec]:
             description="No two rows share (organization, interval, scope, project, start).",
         ),
     ]
+    if asset_name == "credit_usage_periods":
+        specs.append(
+            AssetCheckSpec(
+                "period_reconciliation",
+                asset=asset_name,
+                blocking=True,
+                description=(
+                    "Each subscription-period row equals the sum of that period's daily rows "
+                    "(per organization, project and deleted projects); a mismatch names the "
+                    "organization and the period."
+                ),
+            )
+        )
     if asset_name == "credit_usage_daily":
         specs.append(
             AssetCheckSpec(
@@ -110,9 +124,15 @@ def _pull(
     found, stats = asyncio.run(run())
     loaded_at = now_utc()
     by_month: dict[date, list] = {}
-    for (org, month, _, _), usage in found:
-        by_month.setdefault(month, []).append((org.id, org.name, usage))
-    frames = {m: credit_usage_frame(r, interval, loaded_at) for m, r in by_month.items()}
+    for (org, month, start, end), usage in found:
+        by_month.setdefault(month, []).append((org.id, org.name, start, end, usage))
+    if interval == "month":  # one row per requested subscription period
+        frames = {m: credit_period_frame(r, loaded_at) for m, r in by_month.items()}
+    else:
+        frames = {
+            m: credit_usage_frame([(o, n, u) for o, n, _, _, u in r], interval, loaded_at)
+            for m, r in by_month.items()
+        }
     return frames, stats
 
 
@@ -148,7 +168,8 @@ def _materialize(
     findings: dict[str, quality.Finding],
 ) -> MaterializeResult:
     """Write the month slices unless a blocking check failed; per-partition row counts."""
-    blocking = {spec.name for spec in _checks("credit_usage_daily") if spec.blocking}
+    asset_name = {"day": "credit_usage_daily", "month": "credit_usage_periods"}[interval]
+    blocking = {spec.name for spec in _checks(asset_name) if spec.blocking}
     failed = sorted(name for name, f in findings.items() if name in blocking and not f.passed)
     if failed:
         context.log.error(
@@ -204,15 +225,39 @@ def credit_usage_daily(
         yield _check_result(name, finding)
 
 
+def period_requests(
+    orgs: list[Org], registry: pd.DataFrame, months: list[date], today: date
+) -> tuple[list[tuple[Org, date, date, date]], list[str]]:
+    """(org, partition month, period start, period end) for every subscription period that
+    starts in one of ``months`` and has begun by ``today``: exactly one period per request, so
+    each answer becomes one row whatever the API's month bucketing. Also the names of the
+    organizations whose anchor is unknown (they get calendar months)."""
+    rows = {str(r["organization_id"]): r for r in registry.to_dict("records")}
+    requests: list[tuple[Org, date, date, date]] = []
+    unknown: list[str] = []
+    for org in orgs:
+        row = rows.get(org.id, {})
+        learnt = row.get("period_anchor_day")
+        if learnt is None or pd.isna(learnt):
+            unknown.append(org.name)
+        anchor = organization_anchor(row)
+        for month in months:
+            for start, end in periods_starting_in(month.year, month.month, anchor):
+                if start <= today:
+                    requests.append((org, month, start, end))
+    return requests, unknown
+
+
 @asset(
     group_name=GROUP,
-    deps=[organizations],
+    deps=[organizations, credit_usage_daily],
     partitions_def=monthly_partitions,
     check_specs=_checks("credit_usage_periods"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
     description=(
-        "Credits per subscription period (`credit_usage` rows with interval 'month'); a period "
+        "Credits per subscription period (`credit_usage` rows with interval 'month'), one row "
+        "per organization, series and whole period (one API request per period); a period "
         "belongs to the partition of the month it starts in, anchored on the subscription day."
     ),
 )
@@ -221,24 +266,22 @@ def credit_usage_periods(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     months = months_of(context)
     today = now_utc().date()
-    registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
-    anchors = dict(zip(registry["organization_id"], registry["period_anchor_day"], strict=True))
-    requests = []
-    for org in current_organizations(warehouse):
-        anchor = anchors.get(org.id)
-        if anchor is None or pd.isna(anchor):
-            continue
-        for month in months:
-            start = anchored_date(month.year, month.month, int(anchor))
-            end = anchored_date(*shift_month(month.year, month.month, 1), int(anchor))
-            if start <= today:
-                requests.append((org, month, start, end))
+    store = ParquetStore(warehouse.root)
+    registry = store.read(ORGANIZATIONS)
+    orgs = current_organizations(warehouse)
+    requests, unknown = period_requests(orgs, registry, months, today)
+    for name in unknown:
+        context.log.warning(
+            f"organization {name}: subscription anchor day unknown; its periods are calendar months"
+        )
     frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)
     pulled = _concat(frames, "month")
+    daily = store.read(CREDIT_USAGE, "interval = 'day'")
     findings = {
         "projects_add_up": quality.balance(pulled),
         "no_negative_credits": quality.non_negative(pulled),
         "unique_keys": quality.unique_keys(pulled),
+        "period_reconciliation": reconcile_periods(pulled, daily, today),
     }
     yield _materialize(context, warehouse, "month", months, frames, stats, findings)
     for name, finding in findings.items():

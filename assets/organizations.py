@@ -13,7 +13,12 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from assets.materialize import table_metadata
 from pipelines.api_models import CreditUsage, OrganizationDetail
 from pipelines.extract import Org, fan_out
-from pipelines.normalize import organizations_frame, resource_usage_frame, users_frame
+from pipelines.normalize import (
+    organizations_frame,
+    resource_usage_frame,
+    unknown_anchor_names,
+    users_frame,
+)
 from pipelines.resources import UbiOpsApi, Warehouse
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
@@ -67,9 +72,15 @@ def organizations(
 
     current, stats = asyncio.run(pull())
     store = ParquetStore(warehouse.root)
+    seen_at = now_utc()
     with writer_lock(warehouse.root):
-        frame = organizations_frame(current, store.read(ORGANIZATIONS), now_utc())
+        frame = organizations_frame(current, store.read(ORGANIZATIONS), seen_at)
         store.replace_table(ORGANIZATIONS, frame)
+    for name in unknown_anchor_names(frame, seen_at):
+        context.log.warning(
+            f"organization {name}: subscription anchor day unknown (its usage answer has no "
+            "buckets yet); using calendar months for its periods"
+        )
     return MaterializeResult(metadata=table_metadata(ORGANIZATIONS, frame, stats))  # type: ignore[arg-type]
 
 

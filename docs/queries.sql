@@ -34,38 +34,51 @@ WHERE day > (SELECT max(day) FROM daily_usage_by_organization) - 14
 ORDER BY organization_name, day;
 
 -- name: period_over_period
--- question: How does the current period so far compare with the same days of the previous period?
--- columns: organization_name, current_period_start, current_to_date, previous_same_days, change_pct
+-- question: How do the complete days of the current period compare with the same number of first days of the previous period?
+-- columns: organization_name, current_period_start, complete_days, current_to_date, previous_same_days, change_pct
+-- (today is still filling up, so only complete days count; on a period's first day there is
+-- nothing to compare yet and change_pct is null; the previous period comes from the same
+-- subscription calendar: the period row that ends where the current one starts)
 WITH current_period AS (
     SELECT organization_id, organization_name, period_start
     FROM period_usage_by_organization
     WHERE is_current_period
 ),
+previous_period AS (
+    SELECT p.organization_id, p.period_start AS previous_start
+    FROM period_usage_by_organization AS p
+    JOIN current_period AS c
+      ON p.organization_id = c.organization_id AND p.period_end = c.period_start
+),
 windows AS (
-    SELECT c.organization_id, c.organization_name, c.period_start,
-           CAST(c.period_start - INTERVAL 1 MONTH AS DATE) AS previous_start,
-           CAST(date_diff('day', c.period_start, max(d.day)) AS INTEGER) AS elapsed_days
+    SELECT c.organization_id, c.organization_name, c.period_start, p.previous_start,
+           CAST(count(d.day) FILTER (WHERE d.day >= c.period_start AND NOT d.is_partial_day)
+                AS INTEGER) AS complete_days
     FROM current_period AS c
-    JOIN daily_usage_by_organization AS d USING (organization_id)
-    GROUP BY c.organization_id, c.organization_name, c.period_start
+    LEFT JOIN previous_period AS p USING (organization_id)
+    LEFT JOIN daily_usage_by_organization AS d USING (organization_id)
+    GROUP BY ALL
 ),
 sums AS (
-    SELECT w.organization_name, w.period_start,
-           sum(d.credits) FILTER (WHERE d.day >= w.period_start) AS current_to_date,
+    SELECT w.organization_name, w.period_start, w.complete_days,
+           coalesce(sum(d.credits) FILTER (
+               WHERE d.day >= w.period_start AND NOT d.is_partial_day
+           ), 0) AS current_to_date,
            sum(d.credits) FILTER (
-               WHERE d.day >= w.previous_start AND d.day <= w.previous_start + w.elapsed_days
+               WHERE d.day >= w.previous_start AND d.day < w.previous_start + w.complete_days
            ) AS previous_same_days
     FROM windows AS w
-    JOIN daily_usage_by_organization AS d USING (organization_id)
-    GROUP BY w.organization_name, w.period_start
+    LEFT JOIN daily_usage_by_organization AS d USING (organization_id)
+    GROUP BY ALL
 )
-SELECT organization_name, period_start AS current_period_start,
+SELECT organization_name, period_start AS current_period_start, complete_days,
        round(current_to_date, 2) AS current_to_date,
        round(previous_same_days, 2) AS previous_same_days,
-       round(100 * (current_to_date - previous_same_days) / nullif(previous_same_days, 0), 1)
-           AS change_pct
+       CASE WHEN complete_days > 0 THEN
+           round(100 * (current_to_date - previous_same_days) / nullif(previous_same_days, 0), 1)
+       END AS change_pct
 FROM sums
-ORDER BY change_pct DESC NULLS LAST;
+ORDER BY change_pct DESC NULLS LAST, organization_name;
 
 -- name: biggest_week_over_week_movers
 -- question: Which projects changed the most week over week (last 7 complete days vs the 7 before)?

@@ -418,7 +418,8 @@ def _add_generated_orgs(
     today, day0, n_days = state.today, state.day0, state.n_days
     subs = np.array(["free", "starter", "professional", "enterprise"])
     sub_idx = rng.choice(4, size=count, p=[0.35, 0.35, 0.2, 0.1])
-    anchors = rng.integers(1, 32, size=count)
+    rng.integers(1, 32, size=count)  # drawn to keep the random stream; anchors cycle instead
+    anchors = np.arange(count) % 31 + 1  # generated org i has anchor day i % 31 + 1: 31 cover all
     n_projects = rng.integers(1, 7, size=count)
     total = int(n_projects.sum())
     owner = np.repeat(np.arange(count), n_projects)

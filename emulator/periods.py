@@ -79,12 +79,16 @@ def period_index_start(anchor_start: date, k: int) -> date:
     return add_months(anchor_start, k, anchor_start.day)
 
 
-def buckets(start: date, end: date, interval: str, today: date) -> list[tuple[date, date]]:
+def buckets(
+    start: date, end: date, interval: str, today: date, anchor_day: int | None = None
+) -> list[tuple[date, date]]:
     """Buckets ``[(start, end), ...]`` covering ``[start, end)``, end exclusive.
 
     ``day``: one bucket per day. ``month``: buckets start at ``start`` and step one calendar
-    month anchored on ``start.day``; the last bucket is cut at ``end``. Buckets that start after
-    ``today`` (the day containing ``now``) are omitted.
+    month anchored on ``anchor_day`` (default ``start.day``: an explicit range is bucketed in
+    months counted from its start date, so ``Sep 30 -> Oct 31`` gives ``Sep 30 -> Oct 30`` and
+    ``Oct 30 -> Oct 31``); the last bucket is cut at ``end``. Buckets that start after ``today``
+    (the day containing ``now``) are omitted.
     """
     if interval not in INTERVALS:
         raise ValueError(f"unknown interval {interval!r}")
@@ -98,8 +102,13 @@ def buckets(start: date, end: date, interval: str, today: date) -> list[tuple[da
         return out
     k = 0
     current = start
+    anchor_start = start if anchor_day is None else start.replace(day=1)
     while current < end and current <= today:
-        nxt = min(period_index_start(start, k + 1), end)
+        if anchor_day is None:
+            step = period_index_start(start, k + 1)
+        else:
+            step = add_months(anchor_start, k + 1, anchor_day)
+        nxt = min(step, end)
         out.append((current, nxt))
         current = nxt
         k += 1

@@ -296,11 +296,14 @@ class State:
         with self.lock:
             org = self.visible_org(user, name)
             today = self.now().date()
+            anchor = None
             if start is None or end is None:
+                # the current subscription period: one month bucket from start to end
                 start, end = periods.current_period(today, org.anchor_day)
+                anchor = org.anchor_day
             if start >= end:
                 raise ApiError(400, "start_date must be before end_date.")
-            return self.usage_response(org, start, end, interval, today, deleted_key)
+            return self.usage_response(org, start, end, interval, today, deleted_key, anchor)
 
     def _bucket_sums(self, org: Organization, spans: list[tuple[date, date]]) -> np.ndarray:
         """Micro-credit sums per project row and bucket: shape ``[rows, len(spans)]``."""
@@ -323,9 +326,11 @@ class State:
         interval: str,
         today: date,
         deleted_key: str = "data_deleted_projects",
+        anchor_day: int | None = None,
     ) -> dict[str, Any]:
-        """Build the usage body for ``[start, end)`` (no permission check)."""
-        spans = periods.buckets(start, end, interval, today)
+        """Build the usage body for ``[start, end)`` (no permission check); month buckets step
+        on ``anchor_day`` (default: the start's day)."""
+        spans = periods.buckets(start, end, interval, today, anchor_day)
         sums = self._bucket_sums(org, spans)
         labels = [(periods.format_day(s), periods.format_day(e)) for s, e in spans]
         deleted_rows = [p.row for p in org.projects if p.deleted]

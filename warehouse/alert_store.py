@@ -7,6 +7,9 @@ Lifecycle of an alert (one row per stable key):
 ``open`` -> ``notified`` (first channel delivered the open event) -> ``resolved`` (condition no
 longer holds; a later re-crossing re-opens it with ``occurrence + 1``). ``superseded``: a higher
 threshold of the same rule, series and period fired; its pending messages are cancelled.
+``expired``: the alert's subscription period ended while it was active (credits reset): closed
+at the first sync after the period's end, without a ``resolved`` message; its undelivered
+messages are cancelled ("period ended").
 
 Outbox: one row per (alert key, occurrence, event ``open``|``resolved``, channel), unique on its
 ``idempotency_key``; status ``pending`` -> ``sending`` (claimed) -> ``delivered``, or back to
@@ -163,6 +166,7 @@ class SyncReport:
     superseded: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
     queued: int = 0
 
 
@@ -239,6 +243,10 @@ class AlertStore:
                 f"SELECT * FROM alerts WHERE status IN ({placeholders})", ACTIVE
             ).fetchall()
             for row in active:
+                if row["period_end"] is not None and row["period_end"] <= now_s:
+                    self._expire(db, row["alert_key"], now_s)
+                    report.expired.append(row["alert_key"])
+                    continue
                 if row["alert_key"] in by_key:
                     continue
                 if orgs is not None and row["organization_id"] not in orgs:
@@ -310,7 +318,7 @@ class AlertStore:
             )
             report.queued += self._queue(db, key, 1, "open", channels, now_s, bool(suppressed))
             (report.suppressed if suppressed else report.opened).append(key)
-        elif existing["status"] in ACTIVE:
+        elif existing["status"] in (*ACTIVE, "expired"):  # an expired alert stays expired
             db.execute(
                 f"UPDATE alerts SET {sets}, last_seen_at = :now, updated_at = :now"
                 " WHERE alert_key = :key",
@@ -339,6 +347,18 @@ class AlertStore:
                 db, key, occurrence, "open", channels, now_s, bool(suppressed)
             )
             report.reopened.append(key)
+
+    def _expire(self, db: sqlite3.Connection, key: str, now_s: str) -> None:
+        db.execute(
+            "UPDATE alerts SET status = 'expired', resolved_at = ?, updated_at = ?"
+            " WHERE alert_key = ?",
+            (now_s, now_s, key),
+        )
+        db.execute(
+            "UPDATE outbox SET status = 'cancelled', last_error = 'period ended'"
+            " WHERE alert_key = ? AND status = 'pending'",
+            (key,),
+        )
 
     def _supersede(self, db: sqlite3.Connection, key: str, now_s: str) -> None:
         db.execute(

@@ -101,9 +101,29 @@ QUOTA_STATUS = register(
             ("forecast_pct", F, "forecast_total / limit x 100."),
             ("days_of_data", I64, "Days of data behind the forecast."),
             ("daily_rate", F, "Current pace per day."),
-            ("days_until_limit", F, "Days until the limit is reached at the current pace."),
-            ("limit_date", TS, "Day the limit is reached at the current pace."),
-            ("status", S, "'ok', 'warning' or 'over' (see docs/alerts.md)."),
+            (
+                "days_until_limit",
+                F,
+                "Days until the limit is reached at the current pace; for credits only when "
+                "that is within the current period (credits reset at its end).",
+            ),
+            (
+                "limit_date",
+                TS,
+                "Day the limit is reached at the current pace; for credits only within the "
+                "current period, else null.",
+            ),
+            (
+                "limit_outlook",
+                S,
+                "'reached', 'reached this period' (limit_date set), 'not reached this period' "
+                "(credits), 'reached at this pace' / 'not in sight' (resources) or 'no limit'.",
+            ),
+            (
+                "status",
+                S,
+                "'ok', 'warning', 'forecast_exceeds', 'exceeded' or 'no_limit' (docs/alerts.md).",
+            ),
         ),
     )
 )
@@ -128,7 +148,12 @@ QUOTA_ALERTS = register(
             ("threshold", F, "Threshold crossed, in percent of the limit."),
             ("period_start", TS, "Subscription period the alert is about."),
             ("period_end", TS, "End of that period (exclusive)."),
-            ("status", S, "open, notified or resolved."),
+            (
+                "status",
+                S,
+                "open, notified, resolved, superseded, or expired (the period ended while the "
+                "alert was open: credits reset, the alert is closed without a message).",
+            ),
             ("occurrence", I64, "How many times this alert has opened (re-crossings)."),
             ("severity", S, "info, warning or critical."),
             ("value", F, "Measured value when last evaluated."),

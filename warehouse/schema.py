@@ -67,13 +67,15 @@ ORGANIZATIONS = Table(
         Column(
             "period_start",
             TS,
-            "Start of the current subscription period (UTC), as reported by the usage endpoint.",
+            "Start of the current subscription period (UTC), as reported by the usage endpoint "
+            "(the calendar month when the anchor day is unknown).",
         ),
         Column("period_end", TS, "End (exclusive) of the current subscription period (UTC)."),
         Column(
             "period_anchor_day",
             pa.int16(),
-            "Day of month subscription periods start on (29-31 clamp to short months' last day).",
+            "Day of month subscription periods start on (29-31 clamp to short months' last day); "
+            "null when it could not be learnt (no usage yet): periods are then calendar months.",
         ),
         Column("first_seen_at", TS, "When this pipeline first saw the organization (UTC)."),
         Column("last_seen_at", TS, "When this pipeline last saw the organization (UTC)."),

@@ -332,7 +332,10 @@ def _usage_against_budget(schema: Schema) -> str:
                  CASE WHEN {budget} IS NULL THEN 'no_budget'
                       WHEN {used} >= {budget} THEN 'exceeded'
                       WHEN {forecast} >= {budget} THEN 'forecast_exceeds'
-                      ELSE 'ok' END) AS status
+                      ELSE 'ok' END) AS status,
+        CAST({s.pick("limit_date", sql_type="TIMESTAMP")} AS DATE) AS limit_date,
+        {s.pick("limit_outlook")} AS limit_outlook,
+        CAST({s.pick("as_of", sql_type="TIMESTAMP")} AS DATE) AS as_of
     FROM quota_status AS t
     LEFT JOIN org_names AS o ON o.organization_id = CAST(t.organization_id AS VARCHAR)
     LEFT JOIN project_names AS p
@@ -358,6 +361,7 @@ def _open_alerts(schema: Schema) -> str:
         {a.pick("threshold", sql_type="DOUBLE")} AS threshold,
         {a.pick("status")} AS status,
         CAST({a.pick("period_start", sql_type="TIMESTAMP")} AS DATE) AS period_start,
+        CAST({a.pick("period_end", sql_type="TIMESTAMP")} AS DATE) AS period_end,
         {opened} AS opened_at,
         {a.pick("notified_at", sql_type="TIMESTAMP")} AS notified_at,
         {a.pick("value", sql_type="DOUBLE")} AS value,
@@ -581,14 +585,30 @@ VIEWS: tuple[View, ...] = (
                 "status",
                 "ok, warning, forecast_exceeds, exceeded or no_budget (as quota_status says).",
             ),
+            ViewColumn(
+                "limit_date",
+                "Day the budget is used up at the current pace, only when that falls within the "
+                "current period (credits reset at its end); null otherwise.",
+            ),
+            ViewColumn(
+                "limit_outlook",
+                "'reached', 'reached this period' (limit_date set), 'not reached this period' or "
+                "'no limit'.",
+            ),
+            ViewColumn(
+                "as_of",
+                "Last complete UTC day of data behind the row; the period is the one containing "
+                "the day after it (today).",
+            ),
         ),
         select=_usage_against_budget,
     ),
     View(
         name="open_alerts",
         description=(
-            "Quota alerts that are not resolved yet (status open or notified), newest first, "
-            "with the explanation a person would read."
+            "Quota alerts that are not resolved yet (status open or notified) in their "
+            "subscription period, newest first, with the explanation a person would read; alerts "
+            "of an ended period are closed as 'expired' and are not listed."
         ),
         requires=("quota_alerts", "organizations"),
         columns=(
@@ -602,6 +622,7 @@ VIEWS: tuple[View, ...] = (
             ViewColumn("threshold", "The rule's threshold that was crossed."),
             ViewColumn("status", "open (not delivered yet) or notified (delivered)."),
             ViewColumn("period_start", "Subscription period the alert belongs to."),
+            ViewColumn("period_end", "End (exclusive) of that period: the alert expires then."),
             ViewColumn("opened_at", "When the alert opened (UTC)."),
             ViewColumn("notified_at", "When it was first delivered (UTC); null if not yet."),
             ViewColumn("value", "Measured value when the alert last evaluated."),

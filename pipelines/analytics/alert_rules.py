@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.analytics.frames import daily_usage, text_or_none
+from pipelines.analytics.periods import anchor_from_period, previous_period
 from pipelines.quotas import QuotaConfig
 
 RULES: tuple[str, ...] = ("credit_actual", "credit_forecast", "resource_limit", "anomaly")
@@ -79,6 +80,7 @@ def _contributors(
     daily: pd.DataFrame | None,
     organization_id: str,
     period_start: pd.Timestamp,
+    period_end: pd.Timestamp,
     as_of: pd.Timestamp,
     top: int = 3,
 ) -> dict[str, Any]:
@@ -95,7 +97,8 @@ def _contributors(
     )
     tops = parts.groupby("label")["credits"].sum().sort_values(ascending=False).head(top)
     elapsed = as_of - period_start
-    prev_start = period_start - pd.DateOffset(months=1)
+    anchor = anchor_from_period(period_start, period_end)
+    prev_start = pd.Timestamp(previous_period(period_start, anchor)[0])
     org_rows = org[org["scope"] == "organization"]
     if org_rows.empty:
         org_rows = org
@@ -184,7 +187,13 @@ def evaluate_alerts(
             threshold = max(crossed)
             rule_id = rule if rule != "resource_limit" else f"{rule}.{metric}"
             details = (
-                _contributors(daily, row["organization_id"], row["period_start"], row["as_of"])
+                _contributors(
+                    daily,
+                    row["organization_id"],
+                    row["period_start"],
+                    row["period_end"],
+                    row["as_of"],
+                )
                 if metric == "credits" and not project_id
                 else {}
             )

@@ -1,9 +1,17 @@
-"""Subscription-period arithmetic: anchor day, month clamping, period containing a date.
+"""The subscription calendar: THE place that says which period contains day D for organization O.
 
 UbiOps resets credits every subscription period. Periods are months anchored on the
 subscription start day (anchor 20: the 20th to the 20th). Anchors 29-31 clamp to the last day
 of shorter months: anchor 31 gives ... Jan 31 -> Feb 28 (29 in leap years) -> Mar 31 -> Apr 30.
 A period is the half-open interval ``[start, end)`` of calendar dates (UTC midnight).
+
+Owns: the anchor arithmetic (:func:`period_containing`, :func:`periods_starting_in`, ...),
+learning an organization's anchor from the API's current-period answer (:func:`learn_anchor`),
+the anchor of an ``organizations`` row (:func:`organization_anchor`: the learnt
+``period_anchor_day``; calendar months, anchor 1, when it could not be learnt) and "the current
+period" of an evaluation (:func:`current_period`: the period containing *today*, the day after
+the last complete day of data). Every table, view, report section, CLI output and alert takes
+its periods from here.
 
 All functions accept ``datetime.date``, ``datetime.datetime`` or ``pandas.Timestamp``; the time
 of day is ignored. They return ``datetime.date``.
@@ -67,6 +75,32 @@ def period_containing(day: DateLike, anchor_day: int) -> tuple[date, date]:
     return start, anchored_date(y, m, anchor_day)
 
 
+CALENDAR_MONTHS = 1
+"""The anchor used for an organization whose anchor could not be learnt: calendar months."""
+
+
+def current_period(today: DateLike, anchor_day: int) -> tuple[date, date]:
+    """The current subscription period on ``today`` (the UTC day in progress).
+
+    Analytics run on complete days (``as_of`` = today - 1) but the period they report on is the
+    one containing *today*: on the first day of a period the new period is current, with nothing
+    used yet, and the ended period's alerts expire.
+    """
+    return period_containing(today, anchor_day)
+
+
+def today_after(as_of: DateLike) -> date:
+    """The day after the last complete day ``as_of``: the day whose period is current."""
+    return date.fromordinal(to_date(as_of).toordinal() + 1)
+
+
+def periods_starting_in(year: int, month: int, anchor_day: int) -> list[tuple[date, date]]:
+    """The subscription periods that start in a calendar month (always exactly one)."""
+    start = anchored_date(year, month, anchor_day)
+    ny, nm = shift_month(year, month, 1)
+    return [(start, anchored_date(ny, nm, anchor_day))]
+
+
 def previous_period(day: DateLike, anchor_day: int) -> tuple[date, date]:
     """The period just before the one containing ``day``."""
     start, _ = period_containing(day, anchor_day)
@@ -104,21 +138,61 @@ def anchor_from_period(period_start: DateLike, period_end: DateLike | None = Non
     return anchor
 
 
+def anchor_candidates(period_start: DateLike) -> list[int]:
+    """Every anchor day whose period could start on ``period_start`` (several only for a start
+    on the last day of a month shorter than 31 days: Feb 28 fits anchors 28-31 in 2023)."""
+    start = to_date(period_start)
+    if not is_last_day_of_month(start):
+        return [start.day]
+    return list(range(start.day, 32))
+
+
+def learn_anchor(
+    period_start: DateLike | None,
+    period_end: DateLike | None = None,
+    previous_anchor: int | None = None,
+) -> int | None:
+    """The anchor day told by the API's current period ``[start, end)``; None when unknown.
+
+    An unambiguous start gives the anchor. A clamped start (the last day of a short month) is
+    resolved by, in order: the end, when it is exactly one anchored month later for exactly one
+    candidate; the anchor learnt earlier, when it is a candidate; the end's day, when the end
+    fits a candidate; else the start's day.
+    """
+    if _missing(period_start):
+        return None
+    start = to_date(period_start)  # type: ignore[arg-type]
+    candidates = anchor_candidates(start)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not _missing(period_end):
+        end = to_date(period_end)  # type: ignore[arg-type]
+        fitting = [a for a in candidates if period_containing(start, a) == (start, end)]
+        if len(fitting) == 1:
+            return fitting[0]
+        if previous_anchor in fitting:
+            return previous_anchor
+    if previous_anchor in candidates:
+        return previous_anchor
+    return anchor_from_period(start, None if _missing(period_end) else period_end)  # type: ignore[arg-type]
+
+
 def _missing(value: Any) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def organization_anchor(row: Any) -> int:
-    """Anchor day of an ``organizations`` row: from period_start/end, else creation_date, else 1."""
+    """Anchor day of an ``organizations`` row: the learnt ``period_anchor_day``; without it, the
+    anchor of ``period_start``/``period_end``; calendar months (1) when nothing is known."""
     get = row.get if hasattr(row, "get") else lambda k, d=None: getattr(row, k, d)
+    learnt = get("period_anchor_day", None)
+    if not _missing(learnt):
+        return int(learnt)
     start = get("period_start", None)
     if not _missing(start):
         end = get("period_end", None)
         return anchor_from_period(start, None if _missing(end) else end)
-    created = get("creation_date", None)
-    if not _missing(created):
-        return to_date(created).day
-    return 1
+    return CALENDAR_MONTHS
 
 
 def anchors_by_organization(organizations: pd.DataFrame | None) -> dict[str, int]:

@@ -3,7 +3,11 @@
 One row per organization (and budgeted project) for credits and one row per organization and
 limited resource (the ``quota_status`` table). ``days_until_limit`` is the number of days from
 ``as_of`` until the limit is reached at the current pace (0 when already reached, NaN when the
-pace is zero or unknown); ``limit_date`` is that day. Credit pace = the forecast's daily rate
+pace is zero or unknown); ``limit_date`` is that day. Credits reset every subscription period, so
+for credits both are only set when the limit is reached within the current period; otherwise
+``limit_outlook`` says ``not reached this period`` (``reached`` when it already is, ``reached
+this period`` when ``limit_date`` is set, ``no limit`` without one; resources: ``not in sight``
+when the pace never gets there within ten years). Credit pace = the forecast's daily rate
 (mean-to-date when there is no forecast). Resource pace = the least-squares slope of the
 counts observed over the last 30 days (only growth counts).
 """
@@ -42,8 +46,10 @@ STATUS_COLUMNS: list[str] = [
     "daily_rate",
     "days_until_limit",
     "limit_date",
+    "limit_outlook",
     "status",
 ]
+NOT_THIS_PERIOD = "not reached this period"
 
 
 def _days_until(value: float, limit: float, rate: float) -> float:
@@ -107,6 +113,15 @@ def quota_status(
             rate = used / float(fc["days_elapsed"])
         days = _days_until(used, limit, rate) if limit is not None else math.nan
         as_of_day = pd.Timestamp(fc["as_of"])
+        period_end = pd.Timestamp(fc["period_end"])
+        if not math.isnan(days) and as_of_day + pd.Timedelta(days=days) >= period_end:
+            days = math.nan  # credits reset at the period's end: not reached this period
+        if limit is None:
+            outlook = "no limit"
+        elif used >= limit:
+            outlook = "reached"
+        else:
+            outlook = NOT_THIS_PERIOD if math.isnan(days) else "reached this period"
         rows.append(
             {
                 "organization_id": org_id,
@@ -130,6 +145,7 @@ def quota_status(
                 "daily_rate": rate,
                 "days_until_limit": days,
                 "limit_date": as_of_day + pd.Timedelta(days=days) if not math.isnan(days) else None,
+                "limit_outlook": outlook,
                 "status": _status(used, limit, forecast),
             }
         )
@@ -200,6 +216,13 @@ def _resource_rows(
                     "limit_date": observed.normalize() + pd.Timedelta(days=days)
                     if not math.isnan(days)
                     else None,
+                    "limit_outlook": "no limit"
+                    if limit is None
+                    else "reached"
+                    if value >= limit
+                    else "not in sight"
+                    if math.isnan(days)
+                    else "reached at this pace",
                     "status": _status(value, limit, math.nan),
                 }
             )

@@ -12,7 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     alerts = sub.add_parser("alerts", help="list open quota alerts, or test a channel")
     alerts.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
     alerts.add_argument("--quotas", help="quota/alert YAML (USAGE_QUOTAS)")
-    alerts.add_argument("--all", action="store_true", help="include resolved alerts")
+    alerts.add_argument(
+        "--all", action="store_true", help="include resolved, superseded and expired alerts"
+    )
     alerts.add_argument("--test-channel", metavar="NAME", help="send a test message via NAME")
     alerts.set_defaults(handler=handle_alerts)
 
@@ -53,11 +55,16 @@ def handle_alerts(args: argparse.Namespace) -> int:
     with AlertStore(path) as store:
         frame = store.alerts_frame()
     if not args.all and len(frame):
-        frame = frame[frame["status"] != "resolved"]
+        frame = frame[frame["status"].isin(["open", "notified"])]
     if frame.empty:
         print("no open alerts")
         return 0
-    shown = frame[["organization_name", "rule", "metric", "threshold", "status", "title"]]
+    frame = frame.assign(
+        period=frame["period_start"].dt.strftime("%Y-%m-%d")
+        + " -> "
+        + frame["period_end"].dt.strftime("%Y-%m-%d").fillna("?")
+    )
+    shown = frame[["organization_name", "rule", "metric", "threshold", "period", "status", "title"]]
     print(tabulate(shown, headers="keys", showindex=False, tablefmt="simple"))
     for row in frame.itertuples():
         print(f"- {row.title}: {row.explanation}")

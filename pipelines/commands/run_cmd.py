@@ -257,7 +257,7 @@ def _summarise_alerts(summary: RunSummary, warehouse: Path) -> None:
     try:
         rows = con.execute(
             "SELECT severity, rule, organization_name, title FROM quota_alerts "
-            "WHERE status NOT IN ('resolved') ORDER BY organization_name, rule"
+            "WHERE status IN ('open', 'notified') ORDER BY organization_name, rule"
         ).fetchall()
     except Exception:
         return

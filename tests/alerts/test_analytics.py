@@ -44,7 +44,7 @@ def test_forecast_weekday_seasonality() -> None:
     remaining = pd.date_range("2024-03-11", "2024-03-19", freq="D")
     expected = fc.used_so_far + sum(100.0 if d.weekday() < 5 else 10.0 for d in remaining)
     assert abs(fc.forecast_total - expected) / expected < 0.03
-    assert fc.method == "theil_sen_weekday"
+    assert fc.method == "trend"
     flat = fc.used_so_far + fc.days_remaining * noisy[-28:].mean()
     assert abs(flat - expected) > abs(fc.forecast_total - expected)
 

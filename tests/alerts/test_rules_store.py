@@ -80,12 +80,14 @@ def test_resolved_once_after_correction_and_new_period(store) -> None:
     assert deliver_pending(store, channels, NOW).delivered == 1
     alerts = store.alerts_frame().set_index("threshold")
     assert alerts.loc[80.0, "status"] == "resolved" and alerts.loc[50.0, "status"] == "open"
-    # the next period starts: the old period's alert resolves, its silent open stays silent
-    store.sync(evaluate(usage_until(60, 42), "2024-04-01"), ["log"], NOW + timedelta(days=21))
+    # the next period starts: the old period's open alert expires ("period ended"), silently
+    report = store.sync(
+        evaluate(usage_until(60, 42), "2024-04-01"), ["log"], NOW + timedelta(days=21)
+    )
+    assert report.expired == ["o1||credit_actual|50|2024-03-01"] and report.resolved == []
     rows = outbox(store)
-    # (its open was silent, so its resolution queues nothing)
     assert list(rows.status) == ["delivered", "suppressed", "delivered"]
-    assert store.alerts_frame().set_index("threshold").loc[50.0, "status"] == "resolved"
+    assert store.alerts_frame().set_index("threshold").loc[50.0, "status"] == "expired"
 
 
 def test_backfill_of_past_period_is_suppressed(store) -> None:
