@@ -100,9 +100,9 @@ def quota_alerts(context: AssetExecutionContext, warehouse: Warehouse) -> Materi
         store.replace_table(ALERT_OUTBOX, outbox_frame)
     opened = len(sync.opened) + len(sync.reopened)
     context.log.info(
-        f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.expired)} expired "
-        f"(period ended), {len(sync.suppressed)} suppressed (past periods); notifications: "
-        f"{report.delivered} delivered, {report.retried_later} to retry, {report.failed} failed"
+        f"alerts: {opened} opened, {len(sync.resolved)} resolved, {len(sync.expired)} expired, "
+        f"{len(sync.suppressed)} of past periods; notifications: {report.delivered} sent, "
+        f"{report.retried_later} to retry, {report.failed} failed"
         + (f" (channels down: {', '.join(report.channels_down)})" if report.channels_down else "")
     )
     open_now = (

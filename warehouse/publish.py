@@ -104,9 +104,7 @@ def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, in
 
 # Readers may only read the database: no file reads or writes outside it, no extension
 # downloads or autoloading, and settings locked so that SQL cannot turn any of this back on.
-# (`lock_configuration` is set after `TimeZone`, which is not known before the connection exists.)
 READONLY_CONFIG: dict[str, str | bool] = {
-    "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
@@ -115,7 +113,10 @@ READONLY_CONFIG: dict[str, str | bool] = {
 def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
     """A locked-down, read-only connection to the published database.
 
-    Raises `WarehouseError` (a user error) when nothing has been published yet.
+    The file is attached read-only to an in-memory database (so a reader with other settings in
+    the same process, e.g. an analyst's session, does not conflict), then external access is
+    disabled and the configuration locked: `COPY ... TO`, `read_csv(...)`, `ATTACH`, `INSTALL`
+    and `SET` fail. Raises `WarehouseError` (a user error) when nothing has been published yet.
     """
     from pipelines.errors import WarehouseError
 
@@ -124,7 +125,15 @@ def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
         raise WarehouseError(
             f"no warehouse at {path}: run `usage-etl run` first (or pass --warehouse)"
         )
-    con = duckdb.connect(str(path), read_only=True, config=dict(READONLY_CONFIG))
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET lock_configuration = true")
+    con = duckdb.connect(":memory:", config=dict(READONLY_CONFIG))
+    try:
+        literal = str(path).replace("'", "''")
+        con.execute(f"ATTACH '{literal}' AS usage (READ_ONLY)")
+        con.execute("USE usage")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
     return con
