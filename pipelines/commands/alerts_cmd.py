@@ -51,7 +51,9 @@ def handle_alerts(args: argparse.Namespace) -> int:
         return 0
     path = settings.warehouse_dir(args.warehouse) / "state" / "alerts.sqlite"
     if not path.exists():
-        raise FileNotFoundError(f"no alert state at {path}: run `usage-etl run` first")
+        from pipelines.errors import WarehouseError
+
+        raise WarehouseError(f"no alert state at {path}: run `usage-etl run` first")
     with AlertStore(path) as store:
         frame = store.alerts_frame()
     if not args.all and len(frame):
@@ -85,7 +87,9 @@ def handle_backtest(args: argparse.Namespace) -> int:
     store = ParquetStore(settings.warehouse_dir(args.warehouse))
     usage = store.read(CREDIT_USAGE, "interval = 'day'")
     if usage.empty:
-        raise FileNotFoundError("no credit usage in the warehouse: run `usage-etl run` first")
+        from pipelines.errors import WarehouseError
+
+        raise WarehouseError("no credit usage in the warehouse: run `usage-etl run` first")
     result = backtest_rule(usage, store.read(ORGANIZATIONS), config, args.rule, start, end)  # type: ignore[arg-type]
     days = (end - start).days + 1
     if result.empty:
