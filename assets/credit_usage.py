@@ -5,6 +5,11 @@ over a partition range pulls, for every current organization, each month of the 
 replaces exactly those month slices in the warehouse, all or nothing; re-running a range gives the
 same tables. The daily schedule re-pulls the current month (and the previous one in the first
 days of a month), so late corrections and project deletions land.
+
+A month slice is replaced per organization actually pulled: rows of organizations the token no
+longer sees stay. A stored slice that is missing or damaged (see `warehouse/manifest.py`), in or
+outside the run's range, is re-pulled and rewritten, and the run says so; one that held usage of
+organizations the token cannot see any more cannot be rebuilt and fails the run, naming the file.
 """
 
 import asyncio
@@ -101,6 +106,26 @@ def _check_result(name: str, finding: quality.Finding) -> AssetCheckResult:
     )
 
 
+def damaged_months(
+    context: AssetExecutionContext, warehouse: Warehouse, interval: str
+) -> list[date]:
+    """Months of `interval` whose stored slice is missing or damaged: this run re-pulls them."""
+    months = []
+    prefix = f"interval={interval}/month="
+    store = ParquetStore(warehouse.root)
+    for bad in store.check(CREDIT_USAGE).bad:
+        relative = bad.path.relative_to(store.table_dir(CREDIT_USAGE)).as_posix()
+        if not relative.startswith(prefix):
+            continue
+        try:
+            month = date.fromisoformat(relative.removeprefix(prefix).split("/")[0] + "-01")
+        except ValueError:
+            continue  # not a month slice: publishing refuses it, naming the file
+        context.log.warning(f"re-pulling {bad.describe()} from the API")
+        months.append(month)
+    return sorted(set(months))
+
+
 def _pull(
     ubiops: UbiOpsApi,
     requests: list[tuple[Org, date, date, date]],
@@ -146,16 +171,45 @@ def _concat(frames: dict[date, pd.DataFrame], interval: str) -> pd.DataFrame:
 
 
 def _write_slices(
-    warehouse: Warehouse, interval: str, months: list[date], frames: dict[date, pd.DataFrame]
-) -> None:
+    warehouse: Warehouse,
+    interval: str,
+    months: list[date],
+    frames: dict[date, pd.DataFrame],
+    requests: list[tuple[Org, date, date, date]],
+) -> pd.DataFrame:
+    """Replace the month slices, per organization pulled; returns the rows pulled."""
+    pulled: dict[date, set[str]] = {}
+    for org, month, _, _ in requests:
+        pulled.setdefault(month, set()).add(org.id)
     store = ParquetStore(warehouse.root)
     empty = credit_usage_frame([], interval, now_utc())
     with writer_lock(warehouse.root):
+        damaged = {b.path: b for b in store.check(CREDIT_USAGE).bad}
+        slices = []
         for month in months:
-            frame = frames.get(month, empty)
-            store.replace_partition(
-                CREDIT_USAGE, {"interval": interval, "month": f"{month:%Y-%m}"}, frame
-            )
+            partition = {"interval": interval, "month": f"{month:%Y-%m}"}
+            path = store.partition_path(CREDIT_USAGE, partition, "data.parquet")
+            orgs = pulled.get(month, set())
+            if path in damaged:
+                lost = damaged[path].organization_ids - orgs
+                if lost:
+                    raise RuntimeError(
+                        f"cannot repair {damaged[path].describe()}: it held usage of "
+                        f"organization(s) {', '.join(sorted(lost))} that this run did not pull "
+                        "(no longer visible to the token); restore the file from a backup, or "
+                        "remove those organizations on purpose with `usage-etl forget`"
+                    )
+                kept = empty
+            elif path.exists():
+                previous = store.read_file(CREDIT_USAGE, path)
+                kept = previous[~previous["organization_id"].isin(orgs)]
+            else:
+                kept = empty
+            parts = [f for f in (kept, frames.get(month, empty)) if not f.empty]
+            slices.append((partition, pd.concat(parts, ignore_index=True) if parts else empty))
+        store.replace_partitions(CREDIT_USAGE, slices)
+    loaded = [f for f in frames.values() if not f.empty]
+    return pd.concat(loaded, ignore_index=True) if loaded else empty
 
 
 def _materialize(
@@ -166,8 +220,11 @@ def _materialize(
     frames: dict[date, pd.DataFrame],
     stats: RequestStats,
     findings: dict[str, quality.Finding],
+    repair: list[date],
+    requests: list[tuple[Org, date, date, date]],
 ) -> MaterializeResult:
-    """Write the month slices unless a blocking check failed; per-partition row counts."""
+    """Write the month slices (and damaged ones being repaired) unless a blocking check failed;
+    each partition of the run gets its own row count."""
     asset_name = {"day": "credit_usage_daily", "month": "credit_usage_periods"}[interval]
     blocking = {spec.name for spec in _checks(asset_name) if spec.blocking}
     failed = sorted(name for name, f in findings.items() if name in blocking and not f.passed)
@@ -177,7 +234,7 @@ def _materialize(
             "its previous state and nothing downstream runs (no publish, no alerts)"
         )
     else:
-        _write_slices(warehouse, interval, months, frames)
+        _write_slices(warehouse, interval, months + repair, frames, requests)
     pulled = _concat(frames, interval)
     empty = pulled.iloc[0:0]
     per_partition = {f"{m:%Y-%m-%d}": frames.get(m, empty) for m in months}
@@ -204,8 +261,12 @@ def credit_usage_daily(
     months = months_of(context)
     orgs = current_organizations(warehouse)
     today = now_utc().date()
+    repair = [m for m in damaged_months(context, warehouse, "day") if m not in months]
     requests = [
-        (org, month, *month_bounds(month)) for month in months for org in orgs if month <= today
+        (org, month, *month_bounds(month))
+        for month in months + repair
+        for org in orgs
+        if month <= today
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
     frames, stats = _pull(ubiops, requests, "day", "credit usage (day)", context.log.info)
@@ -220,7 +281,7 @@ def credit_usage_daily(
         "unique_keys": quality.unique_keys(pulled),
         "complete_days": quality.complete_days(pulled, registry, first, end),
     }
-    yield _materialize(context, warehouse, "day", months, frames, stats, findings)
+    yield _materialize(context, warehouse, "day", months, frames, stats, findings, repair, requests)
     for name, finding in findings.items():
         yield _check_result(name, finding)
 
@@ -265,11 +326,12 @@ def credit_usage_periods(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     months = months_of(context)
+    repair = [m for m in damaged_months(context, warehouse, "month") if m not in months]
     today = now_utc().date()
     store = ParquetStore(warehouse.root)
     registry = store.read(ORGANIZATIONS)
     orgs = current_organizations(warehouse)
-    requests, unknown = period_requests(orgs, registry, months, today)
+    requests, unknown = period_requests(orgs, registry, months + repair, today)
     for name in unknown:
         context.log.warning(
             f"organization {name}: subscription anchor day unknown; its periods are calendar months"
@@ -283,6 +345,8 @@ def credit_usage_periods(
         "unique_keys": quality.unique_keys(pulled),
         "period_reconciliation": reconcile_periods(pulled, daily, today),
     }
-    yield _materialize(context, warehouse, "month", months, frames, stats, findings)
+    yield _materialize(
+        context, warehouse, "month", months, frames, stats, findings, repair, requests
+    )
     for name, finding in findings.items():
         yield _check_result(name, finding)

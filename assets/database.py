@@ -1,4 +1,8 @@
-"""The asset that publishes the analysts' DuckDB file from the Parquet files (atomic swap)."""
+"""The asset that publishes the analysts' DuckDB file from the Parquet files (atomic swap).
+
+Every slice is checked against its manifest first (`warehouse/publish.py`): a damaged one fails
+this step naming the file, and the previously published `usage.duckdb` stays.
+"""
 
 from dagster import (
     AssetExecutionContext,
@@ -32,7 +36,8 @@ PUBLISH_AFTER = [
     description=(
         "`usage.duckdb`: every warehouse table (with column comments) and the analyst views, "
         "rebuilt from Parquet into a new file and swapped in atomically, so open read-only "
-        "sessions keep a consistent snapshot and never block the run."
+        "sessions keep a consistent snapshot and never block the run. Only published when "
+        "every Parquet slice matches its manifest record."
     ),
 )
 def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:

@@ -6,8 +6,13 @@ rate limiting, rate-limit headers and injected faults to API requests.
 * API routes are served under both ``/v2.1`` and ``/v2`` (no trailing slashes).
 * ``Authorization: Token <T>`` (or ``Bearer <T>``) is required on every API route but
   ``/status``; missing or unknown tokens answer 401 ``{"error": ...}``.
-* ``/status`` (root and under both prefixes) and ``/_emulator/*`` need no token, are never
-  rate limited and never faulted. ``/_emulator/*`` is a loopback test tool, not part of the API.
+* ``/status`` (root and under both prefixes) needs no token; it and ``/_emulator/*`` are never
+  rate limited and never faulted.
+* ``/_emulator/*`` (fault injection, state changes, ground truth) is a test tool, not part of the
+  API: it exists only when the app is created with an ``admin_token`` (``usage-etl emulator
+  --admin-endpoints``; tests turn it on), and then every admin request needs
+  ``Authorization: Token <admin_token>`` (else 401). Without it the paths answer 404: the
+  emulator that ``usage-etl run`` embeds never has them.
 * Rate-limit headers are sent on every API response while limiting is on, omitted when off.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -99,8 +105,11 @@ async def status_endpoint(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def build_routes(state: State, faults: Faults) -> tuple[list[BaseRoute], list[BaseRoute]]:
-    """(API routes, admin routes) bound to ``state`` and ``faults``."""
+def build_routes(
+    state: State, faults: Faults, admin_token: str | None = None
+) -> tuple[list[BaseRoute], list[BaseRoute]]:
+    """(API routes, admin routes) bound to ``state`` and ``faults``; admin routes need
+    ``admin_token`` (none without it)."""
 
     def caller(request: Request) -> User:
         token = _token(request)
@@ -177,6 +186,14 @@ def build_routes(state: State, faults: Faults) -> tuple[list[BaseRoute], list[Ba
         ),
     ]
 
+    def admin(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+        async def guarded(request: Request) -> Response:
+            if admin_token is None or _token(request) != admin_token:
+                raise ApiError(401, "Admin endpoints need the emulator's token.")
+            return await endpoint(request)
+
+        return guarded
+
     async def admin_faults(request: Request) -> Response:
         if request.method == "POST":
             try:
@@ -221,17 +238,21 @@ def build_routes(state: State, faults: Faults) -> tuple[list[BaseRoute], list[Ba
     async def admin_scenario(request: Request) -> Response:
         return JSONResponse(scenario_document(state))
 
-    admin: list[BaseRoute] = [
-        Route("/faults", admin_faults, methods=["GET", "POST", "DELETE"]),
-        Route("/organizations/{name}/rename", admin_rename, methods=["POST"]),
-        Route(
-            "/organizations/{name}/projects/{pid}/delete", admin_delete_project, methods=["POST"]
-        ),
-        Route("/organizations/{name}/usage/today", admin_usage_today, methods=["POST"]),
-        Route("/totals", admin_totals, methods=["GET"]),
-        Route("/scenario", admin_scenario, methods=["GET"]),
-    ]
-    return api, admin
+    admin_routes: list[BaseRoute] = []
+    if admin_token is not None:
+        admin_routes = [
+            Route("/faults", admin(admin_faults), methods=["GET", "POST", "DELETE"]),
+            Route("/organizations/{name}/rename", admin(admin_rename), methods=["POST"]),
+            Route(
+                "/organizations/{name}/projects/{pid}/delete",
+                admin(admin_delete_project),
+                methods=["POST"],
+            ),
+            Route("/organizations/{name}/usage/today", admin(admin_usage_today), methods=["POST"]),
+            Route("/totals", admin(admin_totals), methods=["GET"]),
+            Route("/scenario", admin(admin_scenario), methods=["GET"]),
+        ]
+    return api, admin_routes
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -252,14 +273,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 class EmulatorApp:
     """Outer ASGI app: rate limits, headers and faults around the Starlette routes."""
 
-    def __init__(self, state: State, limiter: RateLimiter, faults: Faults) -> None:
+    def __init__(
+        self,
+        state: State,
+        limiter: RateLimiter,
+        faults: Faults,
+        admin_token: str | None = None,
+    ) -> None:
         self.state = state
         self.limiter = limiter
         self.faults = faults
-        api, admin = build_routes(state, faults)
+        api, admin = build_routes(state, faults, admin_token)
         routes: list[BaseRoute] = [Mount(prefix, routes=api) for prefix in API_PREFIXES]
         routes.append(Route("/status", status_endpoint, methods=["GET"]))
-        routes.append(Mount("/_emulator", routes=admin))
+        if admin:
+            routes.append(Mount("/_emulator", routes=admin))
         self.inner: ASGIApp = Starlette(
             routes=routes,
             exception_handlers={
@@ -370,7 +398,10 @@ async def _send_raw(
 
 
 def create_app(
-    state: State, rate_limit_per_minute: int = 300, faults: Faults | None = None
+    state: State,
+    rate_limit_per_minute: int = 300,
+    faults: Faults | None = None,
+    admin_token: str | None = None,
 ) -> EmulatorApp:
-    """The ASGI app for ``state``."""
-    return EmulatorApp(state, RateLimiter(rate_limit_per_minute), faults or Faults())
+    """The ASGI app for ``state``; ``/_emulator/*`` only with an ``admin_token`` (required)."""
+    return EmulatorApp(state, RateLimiter(rate_limit_per_minute), faults or Faults(), admin_token)

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests per minute per client IP, 0 = off (default 300)",
     )
     p.add_argument("--now", default=None, help="fixed clock, e.g. 2026-11-28T12:00:00Z")
+    p.add_argument(
+        "--admin-endpoints",
+        action="store_true",
+        help="serve /_emulator/* (faults, state changes; need the token); off by default",
+    )
     f = p.add_argument_group("fault injection (counts apply to the next N API requests)")
     f.add_argument("--fault-429", dest="burst_429", type=int, default=0)
     f.add_argument("--fault-5xx", dest="errors_5xx", type=int, default=0)
@@ -73,6 +78,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         rate_limit_per_minute=args.rate_limit,
         now=parse_iso_datetime(args.now) if args.now else None,
         faults=faults,
+        admin_endpoints=args.admin_endpoints,
     )
 
 
@@ -93,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"UbiOps emulator serving {len(server.state.orgs)} organizations", flush=True)
     print(f"UBIOPS_API_HOST={server.base_url}", flush=True)
     print(f"UBIOPS_API_TOKEN=Token {server.token}", flush=True)
-    print(f"(second user token: {OTHER_TOKEN}; admin: {server.root_url}/_emulator/scenario)")
+    print(f"(second user token: {OTHER_TOKEN})", flush=True)
+    if config.admin_endpoints:
+        print(f"admin endpoints (token required): {server.root_url}/_emulator/", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:

@@ -34,7 +34,9 @@ from emulator.state import State
 class EmulatorConfig:
     """What to serve. ``organizations=None``: the demo set; ``N``: N member organizations
     (demo ones first). ``now``: fixed clock (datetime or ISO string), ``None`` = real time.
-    ``rate_limit_per_minute=0`` turns rate limiting off. ``faults``: initial fault settings."""
+    ``rate_limit_per_minute=0`` turns rate limiting off. ``faults``: initial fault settings.
+    ``admin_endpoints``: serve ``/_emulator/*`` (requiring ``token``); off by default, and never
+    on in the emulator ``usage-etl run`` embeds. The Python controls below work either way."""
 
     seed: int = DEFAULT_SEED
     organizations: int | None = None
@@ -42,6 +44,7 @@ class EmulatorConfig:
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT
     now: datetime | str | None = None
     faults: FaultConfig | dict[str, Any] | None = None
+    admin_endpoints: bool = False
 
     def fixed_now(self) -> datetime | None:
         """``now`` as an aware UTC datetime (or ``None``)."""
@@ -71,7 +74,10 @@ class EmulatorServer:
         if self.config.faults is not None:
             self.faults.set(self.config.faults)
         self.app: EmulatorApp = create_app(
-            self.state, self.config.rate_limit_per_minute, self.faults
+            self.state,
+            self.config.rate_limit_per_minute,
+            self.faults,
+            admin_token=self.config.token if self.config.admin_endpoints else None,
         )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "verify_cmd",
     "dictionary_cmd",
     "prune_cmd",
+    "forget_cmd",
     "emulator_cmd",
 )
 
@@ -44,6 +45,7 @@ EXAMPLES = {
     "verify": "usage-etl verify --warehouse ./data",
     "dictionary": "usage-etl dictionary --out docs/data-dictionary.md",
     "prune": "usage-etl prune --keep-days 90 --dry-run",
+    "forget": "usage-etl forget --organization old-team --warehouse ./data",
     "emulator": "usage-etl emulator --port 8800 --organizations 50",
 }
 

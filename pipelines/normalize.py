@@ -40,7 +40,8 @@ def organizations_frame(
     `periods.learn_anchor`, with the anchor learnt by an earlier run settling a clamped start).
     An organization whose answer has no buckets (no usage yet) gets `period_anchor_day` null and
     the calendar month as its period (see `unknown_anchor_names`). Organizations no longer
-    visible keep their last row; `first_seen_at` survives renames because rows are keyed by id.
+    visible keep their last row, with `visible` false and `last_seen_at` telling when they were
+    last visible; `first_seen_at` survives renames because rows are keyed by id.
     """
     first_seen = dict(zip(previous["organization_id"], previous["first_seen_at"], strict=True))
     earlier = {
@@ -76,10 +77,12 @@ def organizations_frame(
                 "period_anchor_day": anchor,
                 "first_seen_at": first_seen.get(detail.id, seen_at),
                 "last_seen_at": seen_at,
+                "visible": True,
             }
         )
     fresh = pd.DataFrame(rows, columns=ORGANIZATIONS.column_names)
-    kept = previous[~previous["organization_id"].isin(fresh["organization_id"])]
+    kept = previous[~previous["organization_id"].isin(fresh["organization_id"])].copy()
+    kept["visible"] = False
     frames = [f for f in (kept, fresh) if not f.empty]
     if not frames:
         return fresh

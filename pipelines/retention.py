@@ -183,7 +183,10 @@ def prune_warehouse(
         if not plan.remove:
             return result
         result.removed_bytes = sum(p.stat().st_size for p in plan.remove)
+        manifest = ParquetStore(warehouse).manifest(RESOURCE_USAGE)
+        manifest.stage({}, removals=plan.remove)  # recorded first: a crash leaves no stray slice
         batch = _move_to_trash(warehouse, plan.remove)
+        manifest.commit(removed=plan.remove)
         result.published = publish(warehouse)
         shutil.rmtree(batch)
     return result

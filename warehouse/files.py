@@ -24,10 +24,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_path)`, then atomically move the result to `target`.
+def write_temporary(target: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp_path)` for a temporary file next to `target`, fsync it, return its path.
 
-    The temporary file is removed when `write` fails, so failures leave nothing behind.
+    The temporary file is removed when `write` fails. Move it into place with
+    `commit_temporary` (or delete it with `discard_temporary`).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
@@ -38,6 +39,29 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def commit_temporary(tmp: Path, target: Path) -> None:
+    """Atomically rename a temporary file of `write_temporary` over `target`, durably."""
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def discard_temporary(tmp: Path) -> None:
+    tmp.unlink(missing_ok=True)
+
+
+def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)`, then atomically move the result to `target`.
+
+    The temporary file is removed when `write` fails, so failures leave nothing behind.
+    """
+    tmp = write_temporary(target, write)
+    try:
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -7,7 +7,10 @@ Layout (readable by any engine; hive-style `key=value` directories where a table
 - `resource_usage`: `parquet/resource_usage/observed_date=<YYYY-MM-DD>/<stamp>.parquet`, one file
   per snapshot, appended.
 Partition values live in the directory names only (a column named like a partition key is taken
-out of the file and put back on read). Every file is written atomically (see `files.py`).
+out of the file and put back on read). Every file is written atomically (see `files.py`) and
+recorded in its table's manifest (`parquet/<table>/_manifest.json`, see `manifest.py`) in the same
+step: callers hold the warehouse `writer_lock` while writing. Reading a table whose older files
+lack a column added to the contract since gives nulls for it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.files import atomic_write
+from warehouse.files import commit_temporary, discard_temporary, write_temporary
+from warehouse.manifest import CheckResult, TableManifest, record_for
 from warehouse.schema import Table
 
 
@@ -64,6 +68,10 @@ def _cast(t: Table, arrow: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=t.arrow_schema())
 
 
+def _write_parquet(arrow: pa.Table, path: Path) -> None:
+    pq.write_table(arrow, path, compression="zstd")
+
+
 class ParquetStore:
     """Reads and writes the Parquet files of a warehouse directory."""
 
@@ -85,11 +93,44 @@ class ParquetStore:
             path = path / f"{key}={value}"
         return path / filename
 
+    def manifest(self, t: Table) -> TableManifest:
+        return TableManifest(self.table_dir(t), t.name)
+
+    def check(self, t: Table) -> CheckResult:
+        """The table's files against its manifest (read only; see `TableManifest.check`)."""
+        return self.manifest(t).check()
+
+    def write_files(self, t: Table, files: list[tuple[Path, pd.DataFrame]]) -> int:
+        """Replace (or create) several files of `t` as one recorded change; returns rows written.
+
+        Each file is written to a temporary file, the records are staged in the manifest, the
+        files are renamed into place, and the records committed (see `manifest.py`).
+        """
+        written: list[tuple[Path, Path]] = []
+        records = {}
+        rows = 0
+        try:
+            for target, frame in files:
+                arrow = to_arrow(t, frame)
+                stored = arrow.drop_columns([k for k in t.partition_by if k in arrow.column_names])
+                tmp = write_temporary(
+                    target, lambda path, table=stored: _write_parquet(table, path)
+                )
+                written.append((tmp, target))
+                records[target] = record_for(stored, tmp)
+                rows += arrow.num_rows
+            manifest = self.manifest(t)
+            manifest.stage(records)
+            for tmp, target in written:
+                commit_temporary(tmp, target)
+        finally:
+            for tmp, _ in written:
+                discard_temporary(tmp)
+        manifest.commit(written=[target for _, target in written])
+        return rows
+
     def _write(self, t: Table, frame: pd.DataFrame, target: Path) -> int:
-        arrow = to_arrow(t, frame)
-        stored = arrow.drop_columns([k for k in t.partition_by if k in arrow.column_names])
-        atomic_write(target, lambda tmp: pq.write_table(stored, tmp, compression="zstd"))
-        return arrow.num_rows
+        return self.write_files(t, [(target, frame)])
 
     def replace_table(self, t: Table, frame: pd.DataFrame) -> int:
         """Replace an unpartitioned table whole; returns the row count written."""
@@ -101,6 +142,13 @@ class ParquetStore:
         """Replace exactly one partition's file (an empty frame leaves an empty, loaded slice)."""
         return self._write(t, frame, self.partition_path(t, partition, "data.parquet"))
 
+    def replace_partitions(
+        self, t: Table, partitions: list[tuple[dict[str, str], pd.DataFrame]]
+    ) -> int:
+        """Replace several partitions' files as one recorded change."""
+        files = [(self.partition_path(t, p, "data.parquet"), f) for p, f in partitions]
+        return self.write_files(t, files)
+
     def append_file(
         self, t: Table, partition: dict[str, str], filename: str, frame: pd.DataFrame
     ) -> int:
@@ -109,6 +157,10 @@ class ParquetStore:
         if target.exists():
             raise SchemaError(f"table {t.name}: {target.name} exists already")
         return self._write(t, frame, target)
+
+    def read_file(self, t: Table, path: Path) -> pd.DataFrame:
+        """One file of `t` as a frame with the table's columns (partition values put back)."""
+        return self._read_sql(t, self._scan_files(t, [Path(path)]))
 
     def files(self, t: Table) -> list[Path]:
         directory = self.table_dir(t)
@@ -121,19 +173,36 @@ class ParquetStore:
         files = self.files(t)
         if not files:
             return None
+        return self._scan_files(t, files)
+
+    def _scan_files(self, t: Table, files: list[Path]) -> str:
         listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
         hive = "true" if t.partition_by else "false"
-        columns = ", ".join(f'"{c}"' for c in t.column_names)
+        present: set[str] = set(t.partition_by)
+        for path in files:
+            present.update(pq.read_schema(path).names)
+        columns = ", ".join(
+            f'"{c.name}"' if c.name in present else f'NULL AS "{c.name}"' for c in t.columns
+        )
         return (
             f"(SELECT {columns} FROM read_parquet([{listing}], hive_partitioning={hive}, "
             "union_by_name=true))"
         )
 
+    @staticmethod
+    def empty(t: Table) -> pd.DataFrame:
+        """A frame with the table's columns and no rows."""
+        return to_arrow(t, pd.DataFrame(columns=t.column_names)).to_pandas()
+
     def read(self, t: Table, where: str = "", params: list[object] | None = None) -> pd.DataFrame:
         """The table as a pandas frame (optionally filtered by a SQL `where` clause)."""
-        sql = self.scan_sql(t)
+        return self._read_sql(t, self.scan_sql(t), where, params)
+
+    def _read_sql(
+        self, t: Table, sql: str | None, where: str = "", params: list[object] | None = None
+    ) -> pd.DataFrame:
         if sql is None:
-            return to_arrow(t, pd.DataFrame(columns=t.column_names)).to_pandas()
+            return self.empty(t)
         query = f"SELECT * FROM {sql} AS t" + (f" WHERE {where}" if where else "")
         con = duckdb.connect()
         try:

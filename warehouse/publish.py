@@ -1,7 +1,10 @@
 """Publishing the analysts' DuckDB file, `<warehouse>/usage.duckdb`, atomically.
 
 The DuckDB file is rebuilt from the Parquet files (the source of truth) into a temporary file,
-checkpointed, closed, fsynced and renamed over `usage.duckdb`. Consequences:
+checkpointed, closed, fsynced and renamed over `usage.duckdb`. Before anything is built every
+slice is checked against its table's manifest (`manifest.py`): a missing, unreadable, unrecorded
+or changed slice stops the publish with an `IntegrityError` naming the files, and the previous
+`usage.duckdb` stays as it was. Consequences:
 - an analyst holding `usage.duckdb` open (read-only) keeps reading the previous, complete version
   and never blocks a run; the next connection sees the new one;
 - a crash at any instant leaves the previous file in place;
@@ -18,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from warehouse.files import atomic_write
+from warehouse.manifest import IntegrityError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import ALL_TABLES, Table
 from warehouse.views import create_views
@@ -73,11 +77,14 @@ def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, in
     views of `warehouse.views` are created for the tables that exist, each on its own after the
     tables are committed: a view that cannot be built is logged and skipped rather than failing
     the run. `views_sql=[]` publishes no views. Either way the file is only swapped in when
-    complete.
+    complete. Callers hold the warehouse `writer_lock` (the manifests are settled here).
     """
     warehouse = Path(warehouse)
     store = ParquetStore(warehouse)
     counts: dict[str, int] = {}
+    check = reconcile_warehouse(store.root)
+    if check.bad:
+        raise IntegrityError(check.bad, f"{warehouse / DATABASE_NAME} not published")
 
     def build(tmp: Path) -> None:
         con = duckdb.connect(str(tmp))

@@ -46,8 +46,9 @@ TS = pa.timestamp("us")
 ORGANIZATIONS = Table(
     name="organizations",
     description=(
-        "One row per organization the token can see, keyed by id (names can change by rename). "
-        "Replaced on every run; organizations that disappear keep their last row."
+        "One row per organization the pipeline has seen, keyed by id (names can change by "
+        "rename). Replaced on every run; an organization the token no longer sees keeps its "
+        "last row (visible false, last_seen_at when it was last visible) and its stored usage."
     ),
     key=("organization_id",),
     columns=(
@@ -78,7 +79,17 @@ ORGANIZATIONS = Table(
             "null when it could not be learnt (no usage yet): periods are then calendar months.",
         ),
         Column("first_seen_at", TS, "When this pipeline first saw the organization (UTC)."),
-        Column("last_seen_at", TS, "When this pipeline last saw the organization (UTC)."),
+        Column(
+            "last_seen_at",
+            TS,
+            "When the token last saw the organization (UTC): when it was last visible.",
+        ),
+        Column(
+            "visible",
+            pa.bool_(),
+            "Whether the token saw the organization in the latest run; false: no longer visible "
+            "(membership lost or token changed), its stored history is kept and not refreshed.",
+        ),
     ),
 )
 

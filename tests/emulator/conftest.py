@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 import ubiops
 
@@ -27,17 +28,25 @@ def make_api(base_url: str, token: str | None) -> ubiops.CoreApi:
 @pytest.fixture(scope="session")
 def shared_server() -> Iterator[EmulatorServer]:
     """A read-mostly server (demo set, fixed clock, no rate limit). Do not mutate it."""
-    with EmulatorServer(EmulatorConfig(now=NOW, rate_limit_per_minute=0)) as srv:
+    config = EmulatorConfig(now=NOW, rate_limit_per_minute=0, admin_endpoints=True)
+    with EmulatorServer(config) as srv:
         yield srv
 
 
 @pytest.fixture
 def server_factory() -> Iterator[Callable[..., EmulatorServer]]:
-    """Start fresh servers (stopped at test end): ``server_factory(rate_limit_per_minute=5)``."""
+    """Start fresh servers (stopped at test end): ``server_factory(rate_limit_per_minute=5)``.
+
+    Their admin endpoints (``/_emulator/*``) are on, behind the token: see ``admin_client``."""
     started: list[EmulatorServer] = []
 
     def factory(**overrides: object) -> EmulatorServer:
-        options: dict[str, object] = {"now": NOW, "rate_limit_per_minute": 0, **overrides}
+        options: dict[str, object] = {
+            "now": NOW,
+            "rate_limit_per_minute": 0,
+            "admin_endpoints": True,
+            **overrides,
+        }
         srv = EmulatorServer(EmulatorConfig(**options)).start()  # type: ignore[arg-type]
         started.append(srv)
         return srv
@@ -45,6 +54,15 @@ def server_factory() -> Iterator[Callable[..., EmulatorServer]]:
     yield factory
     for srv in started:
         srv.stop()
+
+
+def admin_client(srv: EmulatorServer) -> httpx.Client:
+    """An httpx client for ``srv``'s ``/_emulator/*`` endpoints, sending the token."""
+    return httpx.Client(
+        base_url=srv.root_url + "/_emulator",
+        headers={"Authorization": f"Token {srv.token}"},
+        timeout=10,
+    )
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from ubiops.exceptions import ApiException
 
+from tests.emulator.conftest import admin_client
+
 
 def _client(srv) -> httpx.Client:
     return httpx.Client(
@@ -40,7 +42,8 @@ def test_rate_limit_headers_and_429(server_factory) -> None:
     assert refused.headers["x-ratelimit-remaining"] == "0"
     # errors count and carry headers too; /status and /_emulator are never limited
     assert httpx.get(srv.root_url + "/v2.1/status").status_code == 200
-    assert httpx.get(srv.root_url + "/_emulator/faults").status_code == 200
+    with admin_client(srv) as admin:
+        assert admin.get("/faults").status_code == 200
     srv.reset_rate_limit()
     with _client(srv) as client:
         unauthorised = client.get("/organizations", headers={"Authorization": "Token nope"})
@@ -140,24 +143,29 @@ def test_deleted_projects_key_spelling_breaks_sdk(fresh_server, fresh_api) -> No
 
 def test_fault_admin_endpoint(fresh_server) -> None:
     root = fresh_server.root_url
-    state = httpx.post(root + "/_emulator/faults", json={"errors_5xx": 1, "slow_ms": 5}).json()
-    assert state["errors_5xx"] == 1 and state["slow_ms"] == 5
-    assert httpx.get(root + "/_emulator/faults").json() == state
-    bad = httpx.post(root + "/_emulator/faults", json={"explode": 1})
-    assert bad.status_code == 400 and "explode" in bad.json()["error"]
-    with _client(fresh_server) as client:
-        assert httpx.get(root + "/status").status_code == 200  # never faulted
-        assert client.get("/organizations").status_code == 500
-        assert client.get("/organizations").status_code == 200
-    fresh_server.set_faults(malformed_json=4)
-    reset = httpx.delete(root + "/_emulator/faults").json()
+    with admin_client(fresh_server) as admin:
+        state = admin.post("/faults", json={"errors_5xx": 1, "slow_ms": 5}).json()
+        assert state["errors_5xx"] == 1 and state["slow_ms"] == 5
+        assert admin.get("/faults").json() == state
+        bad = admin.post("/faults", json={"explode": 1})
+        assert bad.status_code == 400 and "explode" in bad.json()["error"]
+        with _client(fresh_server) as client:
+            assert httpx.get(root + "/status").status_code == 200  # never faulted
+            assert client.get("/organizations").status_code == 500
+            assert client.get("/organizations").status_code == 200
+        fresh_server.set_faults(malformed_json=4)
+        reset = admin.delete("/faults").json()
     assert reset["malformed_json"] == 0
     assert reset["deleted_projects_key"] == "data_deleted_projects"
 
 
 def test_admin_endpoints(fresh_server, fresh_api) -> None:
-    root = fresh_server.root_url + "/_emulator"
-    scenario = httpx.get(root + "/scenario").json()
+    with admin_client(fresh_server) as admin:
+        _exercise_admin_endpoints(fresh_server, fresh_api, admin)
+
+
+def _exercise_admin_endpoints(fresh_server, fresh_api, admin: httpx.Client) -> None:
+    scenario = admin.get("/scenario").json()
     names = [o["name"] for o in scenario["organizations"]]
     assert "blue-harbor" in names and "other-team" in names
     blue = next(o for o in scenario["organizations"] if o["name"] == "blue-harbor")
@@ -167,27 +175,23 @@ def test_admin_endpoints(fresh_server, fresh_api) -> None:
     }
     assert scenario["credit_budgets"]["starter"] == 5000
 
-    renamed = httpx.post(root + "/organizations/acme-analytics/rename", json={"new_name": "acme"})
+    renamed = admin.post("/organizations/acme-analytics/rename", json={"new_name": "acme"})
     assert renamed.status_code == 200 and renamed.json()["name"] == "acme"
-    clash = httpx.post(root + "/organizations/acme/rename", json={"new_name": "blue-harbor"})
+    clash = admin.post("/organizations/acme/rename", json={"new_name": "blue-harbor"})
     assert clash.status_code == 400
 
     project = fresh_api.organizations_usage_get("acme").data_projects[0]
-    url = f"{root}/organizations/acme/projects/{project.project_id}/delete"
-    assert httpx.post(url).json()["project_id"] == project.project_id
-    assert httpx.post(url).status_code == 400
-    assert httpx.post(f"{root}/organizations/acme/projects/nope/delete").status_code == 404
+    url = f"/organizations/acme/projects/{project.project_id}/delete"
+    assert admin.post(url).json()["project_id"] == project.project_id
+    assert admin.post(url).status_code == 400
+    assert admin.post("/organizations/acme/projects/nope/delete").status_code == 404
 
-    added = httpx.post(root + "/organizations/acme/usage/today", json={"credits": 10.0})
+    added = admin.post("/organizations/acme/usage/today", json={"credits": 10.0})
     assert added.status_code == 200
-    assert (
-        httpx.post(root + "/organizations/acme/usage/today", json={"credits": "x"}).status_code
-        == 400
-    )
+    assert admin.post("/organizations/acme/usage/today", json={"credits": "x"}).status_code == 400
 
-    totals = httpx.get(
-        root + "/totals",
-        params={"organization": "acme", "start": "2026-11-01", "end": "2026-12-01"},
+    totals = admin.get(
+        "/totals", params={"organization": "acme", "start": "2026-11-01", "end": "2026-12-01"}
     ).json()
     assert totals["days"] == 30
     assert totals == fresh_server.totals("acme", date(2026, 11, 1), date(2026, 12, 1))
@@ -195,13 +199,66 @@ def test_admin_endpoints(fresh_server, fresh_api) -> None:
     usage = fresh_api.organizations_usage_get("acme")
     assert usage.data_organization[0].value == pytest.approx(totals["organization_total"])
     assert usage.data_deleted_projects[0].value == pytest.approx(totals["deleted_projects"])
-    bad = httpx.get(root + "/totals", params={"organization": "acme", "start": "x", "end": "y"})
+    bad = admin.get("/totals", params={"organization": "acme", "start": "x", "end": "y"})
     assert bad.status_code == 400
-    missing = httpx.get(
-        root + "/totals",
-        params={"organization": "ghost", "start": "2026-01-01", "end": "2026-02-01"},
+    missing = admin.get(
+        "/totals", params={"organization": "ghost", "start": "2026-01-01", "end": "2026-02-01"}
     )
     assert missing.status_code == 404
+
+
+ADMIN_REQUESTS = [
+    ("GET", "/faults"),
+    ("POST", "/faults"),
+    ("DELETE", "/faults"),
+    ("POST", "/organizations/acme-analytics/rename"),
+    ("POST", "/organizations/acme-analytics/projects/x/delete"),
+    ("POST", "/organizations/acme-analytics/usage/today"),
+    ("GET", "/totals"),
+    ("GET", "/scenario"),
+]
+
+
+def test_admin_endpoints_do_not_exist_without_the_switch(server_factory) -> None:
+    srv = server_factory(admin_endpoints=False, faults={"errors_5xx": 0})
+    with admin_client(srv) as admin:  # even with the right token
+        for method, path in ADMIN_REQUESTS:
+            response = admin.request(method, path, json={"errors_5xx": 5})
+            assert response.status_code == 404, (method, path)
+    assert srv.fault_state()["errors_5xx"] == 0, "nothing was changed"
+    with _client(srv) as client:
+        assert client.get("/organizations").status_code == 200
+
+
+def test_admin_endpoints_need_the_token(fresh_server) -> None:
+    root = fresh_server.root_url + "/_emulator"
+    for headers in ({}, {"Authorization": "Token wrong"}, {"Authorization": "Token other-token"}):
+        for method, path in ADMIN_REQUESTS:
+            response = httpx.request(
+                method, root + path, json={"errors_5xx": 5}, headers=headers, timeout=10
+            )
+            assert response.status_code == 401, (method, path, headers)
+            assert "token" in response.json()["error"]
+    assert fresh_server.fault_state()["errors_5xx"] == 0, "nothing was changed"
+    with admin_client(fresh_server) as admin:
+        assert admin.post("/faults", json={"errors_5xx": 1}).status_code == 200
+
+
+def test_embedded_emulator_of_usage_etl_run_has_no_admin_endpoints(monkeypatch) -> None:
+    import os
+
+    from pipelines.commands.run_cmd import api_target
+
+    monkeypatch.delenv("UBIOPS_API_HOST", raising=False)
+    monkeypatch.delenv("UBIOPS_API_TOKEN", raising=False)
+    with api_target():
+        host = os.environ["UBIOPS_API_HOST"].removesuffix("/v2.1")
+        token = os.environ["UBIOPS_API_TOKEN"]
+        response = httpx.get(
+            host + "/_emulator/scenario", headers={"Authorization": f"Token {token}"}
+        )
+        assert response.status_code == 404
+        assert httpx.get(host + "/status").status_code == 200
 
 
 def test_concurrent_requests(shared_server) -> None:

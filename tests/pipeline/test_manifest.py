@@ -1,0 +1,156 @@
+"""The slice manifest without Dagster: crash states, adoption of old warehouses, verify codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.cli import main
+from tests.pipeline.conftest import garble
+from warehouse.files import commit_temporary, write_temporary
+from warehouse.manifest import MANIFEST_NAME, check_warehouse, reconcile_warehouse, record_for
+from warehouse.parquet_store import ParquetStore, to_arrow
+from warehouse.schema import CREDIT_USAGE
+
+T0 = datetime(2026, 10, 1)
+
+
+def usage(orgs: dict[str, float], interval: str = "day") -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "organization_id": org,
+                "organization_name": org,
+                "interval": interval,
+                "scope": "organization",
+                "start_date": T0,
+                "end_date": T0,
+                "credits": credits,
+                "loaded_at": T0,
+            }
+            for org, credits in orgs.items()
+        ]
+    )
+
+
+PARTITION = {"interval": "day", "month": "2026-10"}
+
+
+def store_with_slice(tmp_path: Path) -> ParquetStore:
+    store = ParquetStore(tmp_path)
+    store.replace_partition(CREDIT_USAGE, PARTITION, usage({"a": 1.5, "b": 2.0}))
+    return store
+
+
+def test_manifest_records_rows_credits_and_digest(tmp_path: Path) -> None:
+    store = store_with_slice(tmp_path)
+    manifest = json.loads((store.table_dir(CREDIT_USAGE) / MANIFEST_NAME).read_text())
+    entry = manifest["slices"]["interval=day/month=2026-10/data.parquet"]
+    assert entry["pending"] is None
+    assert entry["committed"]["rows"] == 2
+    assert entry["committed"]["organizations"]["b"] == {"rows": 1, "credits": 2.0}
+    assert len(entry["committed"]["sha256"]) == 64
+
+
+def _crash_after_stage(store: ParquetStore, frame: pd.DataFrame, rename: bool) -> None:
+    """A writer killed after staging its record (and, with `rename`, after the rename)."""
+    target = store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet")
+    arrow = to_arrow(CREDIT_USAGE, frame).drop_columns(["interval"])
+    import pyarrow.parquet as pq
+
+    tmp = write_temporary(target, lambda p: pq.write_table(arrow, p))
+    store.manifest(CREDIT_USAGE).stage({target: record_for(arrow, tmp)})
+    if rename:
+        commit_temporary(tmp, target)
+
+
+@pytest.mark.parametrize("renamed", [False, True], ids=["before-rename", "after-rename"])
+def test_kill_between_slice_and_manifest_is_never_a_false_alarm(
+    tmp_path: Path, renamed: bool
+) -> None:
+    store = store_with_slice(tmp_path)
+    _crash_after_stage(store, usage({"a": 9.0}), rename=renamed)
+    assert check_warehouse(store.root).bad == []
+    settled = reconcile_warehouse(store.root)
+    assert settled.bad == []
+    expected = 1 if renamed else 2
+    assert len(store.read(CREDIT_USAGE)) == expected
+    # once settled, the other version is no longer accepted
+    garble(store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet"))
+    assert [b.reason for b in check_warehouse(store.root).bad] == [
+        "content differs from its manifest record"
+    ]
+
+
+def test_damaged_missing_and_stray_slices_are_bad(tmp_path: Path) -> None:
+    store = store_with_slice(tmp_path)
+    path = store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet")
+    garble(path)
+    (bad,) = check_warehouse(store.root).bad
+    assert bad.path == path and bad.organization_ids == {"a", "b"}
+    path.unlink()
+    assert [b.reason for b in check_warehouse(store.root).bad] == ["missing"]
+    stray = path.parent / "extra.parquet"
+    stray.write_bytes(b"PAR1")
+    reasons = sorted(b.reason for b in check_warehouse(store.root).bad)
+    assert reasons == ["missing", "not in the manifest"]
+
+
+def test_a_warehouse_from_before_manifests_is_adopted_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = store_with_slice(tmp_path)
+    unreadable = store.partition_path(CREDIT_USAGE, {"interval": "day", "month": "2026-09"}, "x")
+    unreadable.parent.mkdir(parents=True)
+    (unreadable.parent / "data.parquet").write_bytes(b"not parquet at all")
+    (store.table_dir(CREDIT_USAGE) / MANIFEST_NAME).unlink()  # as written by an older version
+
+    status = main(["verify", "--warehouse", str(tmp_path)])
+    out = capsys.readouterr()
+    assert status == 1
+    assert "not yet recorded" in out.out and "month=2026-10" in out.out
+    assert "month=2026-09" in out.out and "unreadable" in out.out
+
+    settled = reconcile_warehouse(store.root)
+    assert [p.parent.name for p in settled.adopted] == ["month=2026-10"]
+    (unreadable.parent / "data.parquet").unlink()
+    assert main(["verify", "--warehouse", str(tmp_path)]) == 0
+    assert reconcile_warehouse(store.root).adopted == [], "adopted once only"
+
+
+def test_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--warehouse", str(tmp_path / "nothing")]) == 2
+    assert "no warehouse" in capsys.readouterr().err
+    store = store_with_slice(tmp_path)
+    assert main(["verify", "--warehouse", str(tmp_path)]) == 0
+    assert "all good" in capsys.readouterr().out
+    garble(store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet"))
+    assert main(["verify", "--warehouse", str(tmp_path)]) == 1
+    assert "month=2026-10/data.parquet" in capsys.readouterr().out
+
+
+def test_forget_rewrites_good_slices_and_unblocks_the_repair_of_damaged_ones(
+    tmp_path: Path,
+) -> None:
+    from warehouse.forget import forget_organization
+
+    store = store_with_slice(tmp_path)
+    other = {"interval": "day", "month": "2026-09"}
+    store.replace_partition(CREDIT_USAGE, other, usage({"a": 4.0, "c": 1.0}))
+    damaged = store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet")
+    garble(damaged)
+
+    result = forget_organization(tmp_path, "a")
+    assert result.rows_removed == {"credit_usage": 1}
+    assert result.damaged_records_amended == [damaged]
+    assert not result.published and str(damaged) in result.not_published
+    remaining = store.read_file(
+        CREDIT_USAGE, store.partition_path(CREDIT_USAGE, other, "x").parent / "data.parquet"
+    )
+    assert list(remaining.organization_id) == ["c"]
+    (bad,) = check_warehouse(store.root).bad
+    assert bad.path == damaged and bad.organization_ids == {"b"}

@@ -1,0 +1,136 @@
+"""Nothing wrong is ever published: damaged or missing slices are repaired or refused (issue 13)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+
+import pytest
+
+from pipelines.analytics.periods import shift_month
+from tests.pipeline.conftest import (
+    Pipeline,
+    credit_totals,
+    garble,
+    month_slice,
+    verify_exit,
+)
+from tests.pipeline.test_end_to_end import assert_matches_emulator
+from warehouse.manifest import IntegrityError
+from warehouse.publish import publish
+
+
+def months_back(p: Pipeline, n: int) -> date:
+    y, m = shift_month(p.start.year, p.start.month, -n)
+    return date(y, m, 1)
+
+
+def test_garbled_and_deleted_months_outside_the_run_are_repulled(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    older, oldest = months_back(pipeline, 1), months_back(pipeline, 2)
+    assert pipeline.run(start=oldest).success
+    clean = credit_totals(pipeline)
+    assert verify_exit(pipeline.warehouse, capsys)[0] == 0
+
+    garbled = month_slice(pipeline.warehouse, "day", older)
+    garble(garbled)
+    deleted = month_slice(pipeline.warehouse, "month", oldest)
+    shutil.rmtree(deleted.parent)
+    status, output = verify_exit(pipeline.warehouse, capsys)
+    assert status == 1
+    assert str(garbled) in output and str(deleted) in output
+
+    # the next run covers neither month (default range: previous + current month) ...
+    summary = pipeline.run()
+    assert summary.success, summary.lines()
+    log = capsys.readouterr().err
+    assert f"re-pulling {garbled}" in log and f"re-pulling {deleted}" in log
+    # ... yet re-pulls both, and publishes exactly the clean run's totals
+    assert credit_totals(pipeline).equals(clean)
+    assert garbled.exists() and deleted.exists()
+    assert verify_exit(pipeline.warehouse, capsys)[0] == 0
+    assert_matches_emulator(pipeline, oldest, pipeline.end + timedelta(days=1))
+
+    # a damaged slice that cannot be re-pulled (a resource snapshot) is never published
+    snapshot = next((pipeline.warehouse / "parquet" / "resource_usage").rglob("*.parquet"))
+    garble(snapshot)
+    before = (pipeline.warehouse / "usage.duckdb").read_bytes()
+    with pytest.raises(IntegrityError, match="not published") as error:
+        publish(pipeline.warehouse)
+    assert str(snapshot) in str(error.value)
+    assert (pipeline.warehouse / "usage.duckdb").read_bytes() == before
+
+
+def test_token_seeing_fewer_organizations_keeps_the_others_history(
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from emulator.demo import OTHER_TOKEN
+    from pipelines.cli import main
+
+    assert pipeline.run().success
+    before = credit_totals(pipeline)
+    demo_orgs = set(pipeline.query("select organization_name from organizations").organization_name)
+
+    monkeypatch.setenv("UBIOPS_API_TOKEN", OTHER_TOKEN)  # member of acme-analytics and other-team
+    capsys.readouterr()
+    summary = pipeline.run()
+    assert summary.success, summary.lines()
+    warning = next(
+        line for line in capsys.readouterr().err.splitlines() if "no longer visible" in line
+    )
+    orgs = pipeline.query("select * from organizations order by organization_name")
+    visible = set(orgs[orgs.visible].organization_name)
+    hidden = orgs[~orgs.visible]
+    assert visible == {"acme-analytics", "other-team"}
+    assert set(hidden.organization_name) == demo_orgs - visible
+    assert all(name in warning for name in hidden.organization_name)
+    assert (hidden.last_seen_at < orgs[orgs.visible].last_seen_at.min()).all()
+    # every usage row of the organizations this token cannot see is still there, unchanged
+    after = credit_totals(pipeline)
+    kept_ids = set(hidden.organization_id)
+    assert (
+        after[after.organization_id.isin(kept_ids)]
+        .reset_index(drop=True)
+        .equals(before[before.organization_id.isin(kept_ids)].reset_index(drop=True))
+    )
+    other_team = orgs[orgs.organization_name == "other-team"].organization_id.iloc[0]
+    assert (after.organization_id == other_team).any(), "the newly visible one was loaded"
+
+    # forgetting one on purpose removes its data everywhere, and only its data
+    gone = hidden.iloc[0]
+    status = main(["forget", "--organization", gone.organization_name])
+    assert status == 0
+    assert gone.organization_name in capsys.readouterr().out
+    for table in ("credit_usage", "organizations", "organization_users", "resource_usage"):
+        n = pipeline.query(
+            f"select count(*) as n from {table} where organization_id = ?", [gone.organization_id]
+        ).n[0]
+        assert n == 0, table
+    remaining = credit_totals(pipeline)
+    assert remaining.equals(
+        after[after.organization_id != gone.organization_id].reset_index(drop=True)
+    )
+    assert verify_exit(pipeline.warehouse, capsys)[0] == 0
+    assert main(["forget", "--organization", "no-such-org"]) == 2
+    assert "no-such-org" in capsys.readouterr().err
+
+
+def test_damaged_slice_holding_an_invisible_organization_fails_the_run_naming_it(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emulator.demo import OTHER_TOKEN
+
+    older = months_back(pipeline, 1)
+    assert pipeline.run(start=older).success
+    before = (pipeline.warehouse / "usage.duckdb").read_bytes()
+    damaged = month_slice(pipeline.warehouse, "day", older)
+    garble(damaged)
+    monkeypatch.setenv("UBIOPS_API_TOKEN", OTHER_TOKEN)
+    summary = pipeline.run()
+    assert not summary.success
+    assert summary.error is not None and str(damaged) in summary.error
+    assert "cannot repair" in summary.error
+    assert (pipeline.warehouse / "usage.duckdb").read_bytes() == before

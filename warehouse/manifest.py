@@ -1,0 +1,426 @@
+"""The storage layer's integrity record: which slices a table has, and what each must contain.
+
+A *slice* is one stored Parquet file of a table (`parquet/<table>/.../<name>.parquet`): a
+`credit_usage` month of one interval, one `resource_usage` snapshot, an unpartitioned table's
+`data.parquet`. Every table directory holds one manifest, `parquet/<table>/_manifest.json`
+(underscore-prefixed, so engines reading the directory ignore it), that records each slice by its
+path relative to the table directory:
+
+    {"format": 1, "table": "credit_usage", "slices": {
+       "interval=day/month=2026-10/data.parquet": {
+          "committed": {"rows": 1581, "bytes": 40213, "sha256": "…", "written_at": "…",
+                        "organizations": {"<organization_id>": {"rows": 310, "credits": 5120.5}}},
+          "pending": null, "removing": false}}}
+
+- `sha256` and `bytes` are the file digest: a slice is good when its file hashes to the recorded
+  digest. Any flipped byte, a truncated, missing or replaced file is caught.
+- `rows` and `organizations` (rows and, for tables with a `credits` column, the credit sum per
+  organization) are the content that matters. They say what a damaged slice held (which
+  organizations' data a repair must bring back) and are what an engine that rewrites files (a
+  later DuckLake backend, incremental publishing) compares instead of the digest.
+
+Writing (callers hold the warehouse `writer_lock`): the new file is written to a temporary file
+and fsynced; its record is *staged* (`pending`) in the manifest (atomic rewrite); the temporary
+file is renamed over the slice; then the record is *committed*. Removing a slice stages
+`removing` first. A crash between any two steps leaves a slice that matches either its committed
+or its pending record, or is absent with nothing committed, and `check` accepts exactly those
+(`reconcile` then writes the settled state). So a `kill -9` never makes a legitimate slice look
+bad, and a file matching neither record is never accepted.
+
+A file on disk that the manifest does not know is *unrecorded* (bad). A table directory without a
+manifest predates manifests: `reconcile` adopts its readable files once (recording their digest
+and content) and reports them; unreadable ones stay unrecorded, hence bad.
+
+Nothing here knows Dagster or the API; `ParquetStore` writes through it, `publish` refuses to
+publish a warehouse with a bad slice, `usage-etl verify` reports them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from warehouse.files import atomic_write
+
+MANIFEST_NAME = "_manifest.json"
+FORMAT = 1
+
+
+class ManifestError(RuntimeError):
+    """A manifest file cannot be read (names the file and what to do)."""
+
+
+class IntegrityError(RuntimeError):
+    """Stored slices are missing, unreadable or differ from their manifest record."""
+
+    def __init__(self, bad: list[BadSlice], doing: str) -> None:
+        self.bad = bad
+        listing = "; ".join(b.describe() for b in bad[:10])
+        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+        super().__init__(
+            f"{doing}: {len(bad)} damaged slice(s): {listing}{more}. A run re-pulls damaged "
+            "credit_usage months; restore other files from a backup, or remove an "
+            "organization's data on purpose with `usage-etl forget`"
+        )
+
+
+@dataclass(frozen=True)
+class OrganizationSums:
+    """What one organization contributes to a slice."""
+
+    rows: int
+    credits: float | None = None
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """The recorded identity and content of one slice file."""
+
+    rows: int
+    bytes: int
+    sha256: str
+    organizations: dict[str, OrganizationSums] = field(default_factory=dict)
+    written_at: str = ""
+    adopted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "written_at": self.written_at,
+            "organizations": {
+                k: {"rows": v.rows, "credits": v.credits} for k, v in self.organizations.items()
+            },
+        }
+        if self.adopted:
+            out["adopted"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SliceRecord:
+        return cls(
+            rows=int(data["rows"]),
+            bytes=int(data["bytes"]),
+            sha256=str(data["sha256"]),
+            organizations={
+                k: OrganizationSums(int(v["rows"]), v.get("credits"))
+                for k, v in data.get("organizations", {}).items()
+            },
+            written_at=str(data.get("written_at", "")),
+            adopted=bool(data.get("adopted", False)),
+        )
+
+
+@dataclass
+class Entry:
+    """One slice in the manifest: its committed record and an in-flight change, if any."""
+
+    committed: SliceRecord | None = None
+    pending: SliceRecord | None = None
+    removing: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "committed": self.committed.to_json() if self.committed else None,
+            "pending": self.pending.to_json() if self.pending else None,
+            "removing": self.removing,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Entry:
+        committed, pending = data.get("committed"), data.get("pending")
+        return cls(
+            SliceRecord.from_json(committed) if committed else None,
+            SliceRecord.from_json(pending) if pending else None,
+            bool(data.get("removing", False)),
+        )
+
+
+@dataclass(frozen=True)
+class BadSlice:
+    """A slice that must not be published, and why."""
+
+    table: str
+    path: Path
+    reason: str
+    record: SliceRecord | None = None
+
+    @property
+    def organization_ids(self) -> set[str]:
+        """The organizations the slice held when it was last good (empty if unknown)."""
+        return set(self.record.organizations) if self.record else set()
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+@dataclass
+class CheckResult:
+    """The outcome of checking one table's files against its manifest."""
+
+    table: str
+    good: dict[str, SliceRecord] = field(default_factory=dict)
+    bad: list[BadSlice] = field(default_factory=list)
+    unadopted: list[Path] = field(default_factory=list)
+    adopted: list[Path] = field(default_factory=list)
+    settled: bool = True
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of a file."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def content_sums(arrow: pa.Table) -> dict[str, OrganizationSums]:
+    """Rows (and credit sums, where the table has `credits`) per `organization_id`."""
+    if "organization_id" not in arrow.column_names or arrow.num_rows == 0:
+        return {}
+    aggregations = [("organization_id", "count")]
+    if "credits" in arrow.column_names:
+        aggregations.append(("credits", "sum"))
+    grouped = arrow.group_by("organization_id").aggregate(aggregations).to_pylist()
+    out = {}
+    for row in sorted(grouped, key=lambda r: str(r["organization_id"])):
+        credits = row.get("credits_sum")
+        out[str(row["organization_id"])] = OrganizationSums(
+            int(row["organization_id_count"]), None if credits is None else float(credits)
+        )
+    return out
+
+
+def record_for(arrow: pa.Table, path: Path, *, adopted: bool = False) -> SliceRecord:
+    """The record of `path`, a file just written from (or read as) `arrow`."""
+    size, digest = file_digest(path)
+    return SliceRecord(
+        rows=arrow.num_rows,
+        bytes=size,
+        sha256=digest,
+        organizations=content_sums(arrow),
+        written_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        adopted=adopted,
+    )
+
+
+def _readable_record(path: Path) -> SliceRecord | None:
+    """Read a whole Parquet file; its record, or None when it cannot be read."""
+    try:
+        arrow = pq.read_table(path)
+        if "credits" in arrow.column_names:
+            pc.sum(arrow.column("credits"))  # decode every page of the column that matters
+    except (OSError, pa.ArrowException, ValueError):
+        return None
+    return record_for(arrow, path, adopted=True)
+
+
+class TableManifest:
+    """The manifest of one table directory (`<table_dir>/_manifest.json`)."""
+
+    def __init__(self, table_dir: Path, table_name: str) -> None:
+        self.table_dir = Path(table_dir)
+        self.table = table_name
+        self.path = self.table_dir / MANIFEST_NAME
+
+    # ------------------------------------------------------------------ storage
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> dict[str, Entry]:
+        """The entries by relative path ({} when there is no manifest yet)."""
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
+            return {k: Entry.from_json(v) for k, v in data["slices"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ManifestError(
+                f"manifest {self.path} is unreadable ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from a backup, or "
+                "delete it to re-adopt the table's readable files"
+            ) from None
+
+    def save(self, entries: dict[str, Entry]) -> None:
+        body = {
+            "format": FORMAT,
+            "table": self.table,
+            "slices": {k: entries[k].to_json() for k in sorted(entries)},
+        }
+        text = json.dumps(body, indent=1, sort_keys=True)
+        atomic_write(self.path, lambda tmp: tmp.write_text(text))
+
+    def files(self) -> list[Path]:
+        if not self.table_dir.exists():
+            return []
+        return sorted(p for p in self.table_dir.rglob("*.parquet") if not p.name.startswith("."))
+
+    def relative(self, path: Path) -> str:
+        return Path(path).relative_to(self.table_dir).as_posix()
+
+    # ------------------------------------------------------------------ writing
+    def stage(self, records: dict[Path, SliceRecord], removals: Iterable[Path] = ()) -> None:
+        """Record what is about to be renamed into place (or removed); before the renames."""
+        entries = self._entries_for_writing()
+        for path, record in records.items():
+            entry = entries.setdefault(self.relative(path), Entry())
+            entry.pending, entry.removing = record, False
+        for path in removals:
+            entry = entries.setdefault(self.relative(path), Entry())
+            entry.pending, entry.removing = None, True
+        self.save(entries)
+
+    def commit(self, written: Iterable[Path] = (), removed: Iterable[Path] = ()) -> None:
+        """Settle staged changes whose renames (or removals) have happened."""
+        entries = self.load()
+        for path in written:
+            entry = entries.get(self.relative(path))
+            if entry is not None and entry.pending is not None:
+                entries[self.relative(path)] = Entry(committed=entry.pending)
+        for path in removed:
+            entries.pop(self.relative(path), None)
+        self.save(entries)
+
+    def amend_committed(self, path: Path, record: SliceRecord) -> None:
+        """Replace a slice's committed record without touching the file (see `forget.py`)."""
+        entries = self.load()
+        entries[self.relative(path)] = Entry(committed=record)
+        self.save(entries)
+
+    def _entries_for_writing(self) -> dict[str, Entry]:
+        """Current entries; a table without a manifest adopts its readable files first."""
+        if self.exists:
+            return self.load()
+        entries: dict[str, Entry] = {}
+        for path in self.files():
+            record = _readable_record(path)
+            if record is not None:
+                entries[self.relative(path)] = Entry(committed=record)
+        return entries
+
+    # ----------------------------------------------------------------- checking
+    def check(self) -> CheckResult:
+        """Compare the files with the manifest, changing nothing.
+
+        `good` maps each acceptable slice to the record it matches; files of a table without a
+        manifest are `unadopted` when readable, bad when not.
+        """
+        result = CheckResult(self.table)
+        if not self.exists:
+            for path in self.files():
+                record = _readable_record(path)
+                if record is None:
+                    result.bad.append(BadSlice(self.table, path, "unreadable"))
+                else:
+                    result.unadopted.append(path)
+                    result.good[self.relative(path)] = record
+            result.settled = not result.unadopted
+            return result
+        entries = self.load()
+        on_disk = {self.relative(p): p for p in self.files()}
+        for key, entry in sorted(entries.items()):
+            path = self.table_dir / key
+            if entry.pending is not None or entry.removing:
+                result.settled = False
+            if key not in on_disk:
+                if entry.removing or entry.committed is None:
+                    continue  # removed, or a write that never reached its rename
+                result.bad.append(BadSlice(self.table, path, "missing", entry.committed))
+                continue
+            size, digest = file_digest(path)
+            for record in (entry.committed, entry.pending):
+                if record is not None and (record.bytes, record.sha256) == (size, digest):
+                    result.good[key] = record
+                    break
+            else:
+                reason = "content differs from its manifest record"
+                result.bad.append(
+                    BadSlice(self.table, path, reason, entry.committed or entry.pending)
+                )
+        for key, path in sorted(on_disk.items()):
+            if key not in entries:
+                result.bad.append(BadSlice(self.table, path, "not in the manifest"))
+        return result
+
+    def reconcile(self) -> CheckResult:
+        """`check`, then write the settled state (callers hold the writer lock).
+
+        Adopts the readable files of a table without a manifest; resolves changes a crash left
+        half-done. Bad slices keep their committed record, so they stay bad until rewritten.
+        """
+        result = self.check()
+        if result.settled:
+            return result
+        old = self.load() if self.exists else {}
+        entries: dict[str, Entry] = {}
+        for key, record in result.good.items():
+            entries[key] = Entry(committed=record)
+        for bad in result.bad:
+            key = self.relative(bad.path)
+            if key in old and bad.record is not None:
+                entries[key] = Entry(committed=bad.record)
+        self.save(entries)
+        result.adopted, result.unadopted = result.unadopted, []
+        result.settled = True
+        return result
+
+
+@dataclass
+class WarehouseCheck:
+    """Check results of every table directory under `<warehouse>/parquet/`."""
+
+    tables: dict[str, CheckResult] = field(default_factory=dict)
+
+    @property
+    def bad(self) -> list[BadSlice]:
+        return [b for r in self.tables.values() for b in r.bad]
+
+    @property
+    def adopted(self) -> list[Path]:
+        return [p for r in self.tables.values() for p in r.adopted]
+
+    @property
+    def unadopted(self) -> list[Path]:
+        return [p for r in self.tables.values() for p in r.unadopted]
+
+    @property
+    def slices(self) -> int:
+        return sum(len(r.good) + len(r.bad) for r in self.tables.values())
+
+
+def table_manifests(parquet_root: Path) -> list[TableManifest]:
+    """One manifest per table directory (every directory directly under `parquet/`)."""
+    root = Path(parquet_root)
+    if not root.exists():
+        return []
+    return [
+        TableManifest(d, d.name)
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith((".", "_"))
+    ]
+
+
+def check_warehouse(parquet_root: Path) -> WarehouseCheck:
+    """Check every table, changing nothing (safe while a run writes)."""
+    return WarehouseCheck({m.table: m.check() for m in table_manifests(parquet_root)})
+
+
+def reconcile_warehouse(parquet_root: Path) -> WarehouseCheck:
+    """Check every table and settle its manifest (adoption, half-done changes); under the lock."""
+    return WarehouseCheck({m.table: m.reconcile() for m in table_manifests(parquet_root)})
