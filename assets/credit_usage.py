@@ -22,15 +22,14 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    BackfillPolicy,
     MaterializeResult,
     MonthlyPartitionsDefinition,
     asset,
 )
 
-from assets.materialize import table_metadata
+from assets.materialize import partition_metadata
 from assets.organizations import current_organizations, now_utc, organizations
-from pipelines import quality
+from pipelines import quality, settings
 from pipelines.analytics.periods import organization_anchor, periods_starting_in, shift_month
 from pipelines.analytics.reconcile import reconcile_periods
 from pipelines.extract import Org, fan_out
@@ -42,7 +41,7 @@ from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS
 
 GROUP = "ubiops_usage"
-PARTITIONS_START = "2024-01-01"
+PARTITIONS_START = settings.partitions_start()  # USAGE_PARTITIONS_START
 monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1)
 
 
@@ -62,6 +61,7 @@ def _checks(asset_name: str) -> list[AssetCheckSpec]:
         AssetCheckSpec(
             "projects_add_up",
             asset=asset_name,
+            blocking=True,
             description="Per organization and bucket, projects + deleted projects = total.",
         ),
         AssetCheckSpec("no_negative_credits", asset=asset_name, description="credits >= 0."),
@@ -89,6 +89,7 @@ def _checks(asset_name: str) -> list[AssetCheckSpec]:
             AssetCheckSpec(
                 "complete_days",
                 asset=asset_name,
+                blocking=True,
                 description="Every day of the loaded range is present for every organization.",
             )
         )
@@ -160,6 +161,15 @@ def _pull(
     return frames, stats
 
 
+def _concat(frames: dict[date, pd.DataFrame], interval: str) -> pd.DataFrame:
+    loaded = [f for f in frames.values() if not f.empty]
+    return (
+        pd.concat(loaded, ignore_index=True)
+        if loaded
+        else credit_usage_frame([], interval, now_utc())
+    )
+
+
 def _write_slices(
     warehouse: Warehouse,
     interval: str,
@@ -202,11 +212,41 @@ def _write_slices(
     return pd.concat(loaded, ignore_index=True) if loaded else empty
 
 
+def _materialize(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    interval: str,
+    months: list[date],
+    frames: dict[date, pd.DataFrame],
+    stats: RequestStats,
+    findings: dict[str, quality.Finding],
+    repair: list[date],
+    requests: list[tuple[Org, date, date, date]],
+) -> MaterializeResult:
+    """Write the month slices (and damaged ones being repaired) unless a blocking check failed;
+    each partition of the run gets its own row count."""
+    asset_name = {"day": "credit_usage_daily", "month": "credit_usage_periods"}[interval]
+    blocking = {spec.name for spec in _checks(asset_name) if spec.blocking}
+    failed = sorted(name for name, f in findings.items() if name in blocking and not f.passed)
+    if failed:
+        context.log.error(
+            f"not written: blocking check(s) {', '.join(failed)} failed; the warehouse keeps "
+            "its previous state and nothing downstream runs (no publish, no alerts)"
+        )
+    else:
+        _write_slices(warehouse, interval, months + repair, frames, requests)
+    pulled = _concat(frames, interval)
+    empty = pulled.iloc[0:0]
+    per_partition = {f"{m:%Y-%m-%d}": frames.get(m, empty) for m in months}
+    metadata = partition_metadata(context, CREDIT_USAGE, pulled, per_partition, stats)
+    metadata["written"] = not failed
+    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+
+
 @asset(
     group_name=GROUP,
     deps=[organizations],
     partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     check_specs=_checks("credit_usage_daily"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
@@ -230,17 +270,20 @@ def credit_usage_daily(
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
     frames, stats = _pull(ubiops, requests, "day", "credit usage (day)", context.log.info)
-    loaded = _write_slices(warehouse, "day", months + repair, frames, requests)
-    yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
-
+    pulled = _concat(frames, "day")
     registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
     registry = registry[registry["organization_id"].isin([o.id for o in orgs])]
     first = months[0]
     end = min(month_bounds(months[-1])[1], today + timedelta(days=1))
-    yield _check_result("projects_add_up", quality.balance(loaded))
-    yield _check_result("no_negative_credits", quality.non_negative(loaded))
-    yield _check_result("unique_keys", quality.unique_keys(loaded))
-    yield _check_result("complete_days", quality.complete_days(loaded, registry, first, end))
+    findings = {
+        "projects_add_up": quality.balance(pulled),
+        "no_negative_credits": quality.non_negative(pulled),
+        "unique_keys": quality.unique_keys(pulled),
+        "complete_days": quality.complete_days(pulled, registry, first, end),
+    }
+    yield _materialize(context, warehouse, "day", months, frames, stats, findings, repair, requests)
+    for name, finding in findings.items():
+        yield _check_result(name, finding)
 
 
 def period_requests(
@@ -270,7 +313,6 @@ def period_requests(
     group_name=GROUP,
     deps=[organizations, credit_usage_daily],
     partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     check_specs=_checks("credit_usage_periods"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
@@ -295,10 +337,16 @@ def credit_usage_periods(
             f"organization {name}: subscription anchor day unknown; its periods are calendar months"
         )
     frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)
-    loaded = _write_slices(warehouse, "month", months + repair, frames, requests)
-    yield MaterializeResult(metadata=table_metadata(CREDIT_USAGE, loaded, stats))  # type: ignore[arg-type]
-    yield _check_result("projects_add_up", quality.balance(loaded))
-    yield _check_result("no_negative_credits", quality.non_negative(loaded))
-    yield _check_result("unique_keys", quality.unique_keys(loaded))
+    pulled = _concat(frames, "month")
     daily = store.read(CREDIT_USAGE, "interval = 'day'")
-    yield _check_result("period_reconciliation", reconcile_periods(loaded, daily, today))
+    findings = {
+        "projects_add_up": quality.balance(pulled),
+        "no_negative_credits": quality.non_negative(pulled),
+        "unique_keys": quality.unique_keys(pulled),
+        "period_reconciliation": reconcile_periods(pulled, daily, today),
+    }
+    yield _materialize(
+        context, warehouse, "month", months, frames, stats, findings, repair, requests
+    )
+    for name, finding in findings.items():
+        yield _check_result(name, finding)

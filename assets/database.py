@@ -4,25 +4,28 @@ Every slice is checked against its manifest first (`warehouse/publish.py`): a da
 this step naming the file, and the previously published `usage.duckdb` stays.
 """
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    load_assets_from_modules,
+)
 
-from assets.analytics import project_usage_trends, quota_alerts
-from assets.credit_usage import credit_usage_daily, credit_usage_periods
-from assets.organizations import organization_users, organizations, resource_usage
+from assets import analytics, credit_usage
+from assets import organizations as registry
 from pipelines.resources import Warehouse
 from warehouse.files import remove_stale_temporaries, writer_lock
 from warehouse.lake import LakeConfig
 from warehouse.lake_sync import publish_up
 from warehouse.publish import DATABASE_NAME, publish
 
+# Publishing waits for every asset of the modules that write warehouse tables (loaded from the
+# modules, so a new asset there is waited for without editing this file).
 PUBLISH_AFTER = [
-    organizations,
-    organization_users,
-    resource_usage,
-    credit_usage_daily,
-    credit_usage_periods,
-    project_usage_trends,
-    quota_alerts,
+    key
+    for loaded in load_assets_from_modules([registry, credit_usage, analytics])
+    for key in loaded.keys  # type: ignore[union-attr]
 ]
 
 
@@ -49,7 +52,7 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
         counts = publish(warehouse.root)
         synced = publish_up(warehouse.root, lake) if lake is not None else None
     path = warehouse.root / DATABASE_NAME
-    context.log.info("published %s: %s", path, counts)
+    context.log.info(f"published {path}: {len(counts)} tables, {sum(counts.values()):,} rows")
     metadata: dict[str, object] = {f"rows/{name}": n for name, n in counts.items()}
     if synced is not None:
         context.log.info(f"lake: {synced.line()}")

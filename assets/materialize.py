@@ -1,12 +1,24 @@
 """What every extraction asset reports to Dagster: row counts, schema, a preview, API stats.
 
-Kept in one place so that every table's materialization looks alike in the UI.
+Kept in one place so that every table's materialization looks alike in the UI. A partitioned
+asset materialized over a range gets one materialization per partition: `partition_metadata`
+gives each its own `dagster/row_count` (that partition's rows), while the API statistics of the
+run are recorded once, on the first partition of the range, so that adding them up over events
+gives the requests actually sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
-from dagster import MarkdownMetadataValue, MetadataValue, TableColumn, TableSchema
+from dagster import (
+    AssetExecutionContext,
+    MarkdownMetadataValue,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+)
 
 from pipelines.ubiops_client import RequestStats
 from warehouse.schema import Table
@@ -30,6 +42,29 @@ def table_metadata(
     return metadata
 
 
+def partition_metadata(
+    context: AssetExecutionContext,
+    t: Table,
+    frame: pd.DataFrame,
+    per_partition: Mapping[str, pd.DataFrame],
+    stats: RequestStats | None = None,
+) -> dict[str, object]:
+    """Metadata for a partition-range materialization; each partition gets its own row count.
+
+    Returns what every partition's event shares (schema); sets, per partition, its row count and
+    preview, and the API statistics on the first partition only (they describe the whole run).
+    """
+    shared = table_metadata(t, frame)
+    for key in ("dagster/row_count", "preview", "organizations"):
+        shared.pop(key, None)
+    for index, (partition, part) in enumerate(per_partition.items()):
+        own = table_metadata(t, part, stats if index == 0 else None)
+        own.pop("dagster/column_schema", None)
+        own["range_rows"] = len(frame)
+        context.add_asset_metadata(own, partition_key=partition)
+    return shared
+
+
 def _preview(frame: pd.DataFrame, rows: int) -> str:
     if frame.empty:
         return "_no rows_"
@@ -41,4 +76,4 @@ def _preview(frame: pd.DataFrame, rows: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MetadataValue", "table_metadata"]
+__all__ = ["MetadataValue", "partition_metadata", "table_metadata"]

@@ -1,6 +1,6 @@
 -- Ready-made analyst queries for the usage warehouse (DuckDB, `<warehouse>/usage.duckdb`).
 --
--- Run one with:  usage-etl query "$(sed -n '/-- name: top_projects_this_period/,/;$/p' docs/queries.sql)"
+-- Run one with:  usage-etl query --name top_projects_this_period   (usage-etl query --list lists them)
 -- or open the database read-only in any DuckDB client and paste it. Every query below is run
 -- against a demo warehouse by tests/analyst/test_analyst_queries.py, which also checks the
 -- columns listed in each `-- columns:` line. All days are UTC days. Views and tables are

@@ -1,46 +1,60 @@
-"""The Dagster code location: assets, checks, the job, the schedule and the resources.
+"""The Dagster code location: assets, checks, the job, the schedule, the sensor and the resources.
 
-`workspace.yaml` loads this module, so `dagster dev` shows exactly what `usage-etl run` runs.
+Loaded the same way by `dg` (`[tool.dg]` in pyproject.toml: `dg dev`, `dg check defs`,
+`dg list defs`, `dg launch`), by `dagster dev -w workspace.yaml` and by `usage-etl run`, so all
+three show and run exactly the same graph.
+
+Assets and their checks are found by loading the `assets` package (every module in it), not from a
+hand-kept list; the partitioned credit-usage assets get a single-run backfill policy, so a backfill
+of a month range is one run that pulls the range (and replaces its slices) in one go. Anything in
+the `dg` defs folder (`pipelines/defs/`) is merged in. Every job runs in one process (the assets
+share the warehouse writer lock and gain nothing from a process per step), including the
+implicit asset job behind `dg launch --assets ...` and the UI's "Materialize".
 """
 
 from __future__ import annotations
 
-from dagster import Definitions, define_asset_job, in_process_executor
+from pathlib import Path
 
-from assets.alert_delivery import alert_delivery
-from assets.analytics import project_usage_trends, quota_alerts
-from assets.credit_usage import credit_usage_daily, credit_usage_periods
-from assets.database import usage_database
-from assets.organizations import organization_users, organizations, resource_usage
-from assets.report import usage_report
+from dagster import (
+    AssetSelection,
+    BackfillPolicy,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+    load_asset_checks_from_package_module,
+    load_assets_from_package_module,
+    load_from_defs_folder,
+)
+
+import assets as asset_package
+from pipelines.console import short_console_logger
 from pipelines.resources import UbiOpsApi, Warehouse
 from pipelines.schedules import daily_refresh_schedule
 from pipelines.sensors import usage_etl_failure_notifier
 
-ALL_ASSETS = [
-    organizations,
-    organization_users,
-    resource_usage,
-    credit_usage_daily,
-    credit_usage_periods,
-    project_usage_trends,
-    quota_alerts,
-    usage_database,
-    alert_delivery,
-    usage_report,
-]
+ALL_ASSETS = load_assets_from_package_module(
+    asset_package, backfill_policy=BackfillPolicy.single_run()
+)
+ALL_CHECKS = load_asset_checks_from_package_module(asset_package)
 
 usage_etl_job = define_asset_job(
     "usage_etl",
-    selection=ALL_ASSETS,
+    selection=AssetSelection.all(),
     executor_def=in_process_executor,
     description="Pull everything the Organizations API offers about usage, then publish.",
 )
 
-defs = Definitions(
-    assets=ALL_ASSETS,
-    jobs=[usage_etl_job],
-    schedules=[daily_refresh_schedule(usage_etl_job)],
-    sensors=[usage_etl_failure_notifier],
-    resources={"ubiops": UbiOpsApi(), "warehouse": Warehouse()},
+defs = Definitions.merge(
+    Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[usage_etl_job],
+        schedules=[daily_refresh_schedule(usage_etl_job)],
+        sensors=[usage_etl_failure_notifier],
+        resources={"ubiops": UbiOpsApi(), "warehouse": Warehouse()},
+        loggers={"console": short_console_logger},
+        executor=in_process_executor,
+    ),
+    load_from_defs_folder(path_within_project=Path(__file__).parent),
 )

@@ -43,6 +43,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from pipelines.errors import ConfigError
+
 QUOTAS_ENV = "USAGE_QUOTAS"
 DEFAULT_QUOTAS_PATH = Path(__file__).resolve().parent.parent / "quotas.example.yaml"
 RESOURCE_NAMES: tuple[str, ...] = (
@@ -58,7 +60,7 @@ RESOURCE_NAMES: tuple[str, ...] = (
 _SECRET_HINTS = ("secret", "password", "url", "token")
 
 
-class QuotaConfigError(ValueError):
+class QuotaConfigError(ConfigError, ValueError):
     """The quota file is missing, unreadable or invalid (message is a single line)."""
 
 

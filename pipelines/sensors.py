@@ -1,15 +1,20 @@
 """Run-failure notification: a failed pipeline run is announced on the log channel and, when
-configured, the webhook/Slack channels of the quota configuration (as a test-style message)."""
+configured, the webhook/Slack channels of the quota configuration (as a test-style message).
+
+The sensor runs by default (`DefaultSensorStatus.RUNNING`): wherever a Dagster daemon runs
+(`dg dev`, `dagster dev`, production), failures are announced without turning anything on.
+"""
 
 import logging
 
-from dagster import RunFailureSensorContext, run_failure_sensor
+from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
 log = logging.getLogger("pipelines.notify")
 
 
 @run_failure_sensor(
     name="usage_etl_failure_notifier",
+    default_status=DefaultSensorStatus.RUNNING,
     description="Tells the configured channels when a usage_etl run fails.",
 )
 def usage_etl_failure_notifier(context: RunFailureSensorContext) -> None:

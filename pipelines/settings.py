@@ -1,11 +1,16 @@
 """Where the pipeline's settings come from: command-line values, then environment, then defaults.
 
-Environment contract (see DESIGN.md and the README):
+Environment contract (docs/data-contract.md and the README):
 - `UBIOPS_API_TOKEN`: `Token xxx` or bare `xxx` (secret: never logged);
 - `UBIOPS_API_HOST`: default `https://api.ubiops.com/v2.1`;
 - `USAGE_WAREHOUSE`: the warehouse directory, default `./data`;
 - `DAGSTER_HOME`: the Dagster instance, default `<warehouse>/dagster`;
-- `USAGE_QUOTAS`: the quota/alert configuration file.
+- `USAGE_QUOTAS`: the quota/alert configuration file;
+- `USAGE_PARTITIONS_START`: the first month with organization data (the first monthly partition),
+  default `2025-08-01`.
+
+Everything here is cheap to import (no Dagster, no pandas): the command line imports it before
+parsing arguments.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipelines.errors import ConfigError, WarehouseError
 
 DEFAULT_HOST = "https://api.ubiops.com/v2.1"
 DEFAULT_WAREHOUSE = "./data"
+PARTITIONS_START_ENV = "USAGE_PARTITIONS_START"
+DEFAULT_PARTITIONS_START = "2025-08-01"
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """A setting is missing or malformed; the message names it."""
 
 
@@ -28,10 +39,57 @@ def warehouse_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(value).expanduser().resolve()
 
 
+def writable_warehouse(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The warehouse directory, checked up front: created if missing, and writable.
+
+    Checked by doing (a probe file is created and removed), so it holds for root and for
+    read-only file systems alike.
+    """
+    path = warehouse_dir(explicit)
+    if path.exists() and not path.is_dir():
+        raise WarehouseError(f"warehouse {path}: is a file; expected a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise WarehouseError(f"warehouse {path}: {existing} is a file; expected a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise WarehouseError(
+            f"warehouse {path}: cannot write there ({exc.strerror}); expected a writable directory"
+        ) from None
+    return path
+
+
+def partitions_start() -> str:
+    """First day of the first monthly partition (`USAGE_PARTITIONS_START`, YYYY-MM-01)."""
+    text = os.environ.get(PARTITIONS_START_ENV, "").strip() or DEFAULT_PARTITIONS_START
+    try:
+        first = date.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(
+            f"{PARTITIONS_START_ENV}={text!r}: expected the first day of a month, YYYY-MM-01"
+        ) from None
+    if first.day != 1:
+        raise SettingsError(
+            f"{PARTITIONS_START_ENV}={text!r}: expected the first day of a month, YYYY-MM-01"
+        )
+    return first.isoformat()
+
+
 def api_host(explicit: str | None = None) -> str:
     host = (explicit or os.environ.get("UBIOPS_API_HOST") or DEFAULT_HOST).strip().rstrip("/")
-    if not host.startswith(("http://", "https://")):
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(f"UBIOPS_API_HOST={host!r}: expected an http(s) URL")
+    try:
+        parts.port  # noqa: B018 - validates the port number
+    except ValueError:
+        raise SettingsError(f"UBIOPS_API_HOST={host!r}: the port is not a number") from None
     return host
 
 

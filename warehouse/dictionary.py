@@ -88,7 +88,7 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> list[Relation]:
 
 
 def read_warehouse(warehouse: Path) -> list[Relation]:
-    """The catalog of `<warehouse>/usage.duckdb` (FileNotFoundError before the first run)."""
+    """The catalog of `<warehouse>/usage.duckdb` (WarehouseError before the first run)."""
     con = connect_readonly(warehouse)
     try:
         return read_catalog(con)

@@ -36,6 +36,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from pipelines.errors import ConfigError
 from warehouse.schema import Table
 
 CATALOG_ALIAS = "usage"
@@ -70,8 +71,9 @@ class LakeError(Exception):
     """Something about the lake is wrong; the message names it and holds no secret."""
 
 
-class LakeConfigError(LakeError):
-    """The lake's configuration is malformed or points at something unusable."""
+class LakeConfigError(LakeError, ConfigError):
+    """The lake's configuration is malformed or points at something unusable (a user error:
+    `usage-etl` reports it as one line, exit 2, before any API request)."""
 
 
 class LakeConflictError(LakeError):

@@ -111,21 +111,59 @@ def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, in
     return counts
 
 
-def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the published database (FileNotFoundError before any run).
+# Readers may only read the database: no file reads or writes outside it, no extension
+# downloads or autoloading, and settings locked so that SQL cannot turn any of this back on.
+READONLY_CONFIG: dict[str, str | bool] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
-    In lake mode (`USAGE_LAKE_CATALOG` / `USAGE_LAKE_DATA` set) it is the shared lake, attached
-    read-only, with the analyst views available; no local warehouse is needed then."""
+
+def _connect_lake_readonly(lake: LakeConfig) -> duckdb.DuckDBPyConnection:
+    con = lake_connect(lake, read_only=True)
+    try:
+        ensure_views(con)
+        literal = lake.data_path.replace("'", "''")
+        con.execute(f"SET allowed_directories = ['{literal}']")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """A locked-down, read-only connection to the published database.
+
+    The file is attached read-only to an in-memory database (so a reader with other settings in
+    the same process, e.g. an analyst's session, does not conflict), then external access is
+    disabled and the configuration locked: `COPY ... TO`, `read_csv(...)`, `ATTACH`, `INSTALL`
+    and `SET` fail. Raises `WarehouseError` (a user error) when nothing has been published yet.
+
+    In lake mode (`USAGE_LAKE_CATALOG` / `USAGE_LAKE_DATA` set) it is the shared lake instead,
+    attached read-only with the analyst views available (no local warehouse is needed), and
+    locked down the same way except that the lake's data path stays readable.
+    """
+    from pipelines.errors import WarehouseError
+
     lake = LakeConfig.from_env()
     if lake is not None:
-        con = lake_connect(lake, read_only=True)
-        ensure_views(con)
-        return con
+        return _connect_lake_readonly(lake)
     path = Path(warehouse) / DATABASE_NAME
     if not path.exists():
-        raise FileNotFoundError(
+        raise WarehouseError(
             f"no warehouse at {path}: run `usage-etl run` first (or pass --warehouse)"
         )
-    con = duckdb.connect(str(path), read_only=True)
-    con.execute("SET TimeZone='UTC'")
+    con = duckdb.connect(":memory:", config=dict(READONLY_CONFIG))
+    try:
+        literal = str(path).replace("'", "''")
+        con.execute(f"ATTACH '{literal}' AS usage (READ_ONLY)")
+        con.execute("USE usage")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
     return con

@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from tabulate import tabulate
-
 from pipelines import settings
 
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -227,6 +225,8 @@ def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
+    from tabulate import tabulate
+
     return [
         line.rstrip() for line in tabulate(rows, headers="keys", tablefmt="simple").splitlines()
     ]
@@ -263,6 +263,8 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
 
 
 def handle_backtest(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
     from pipelines.analytics.evaluate import backtest_rule
     from pipelines.commands.run_cmd import parse_day
     from warehouse.parquet_store import ParquetStore
@@ -274,7 +276,9 @@ def handle_backtest(args: argparse.Namespace) -> int:
     store = ParquetStore(settings.warehouse_dir(args.warehouse))
     usage = store.read(CREDIT_USAGE, "interval = 'day'")
     if usage.empty:
-        raise FileNotFoundError("no credit usage in the warehouse: run `usage-etl run` first")
+        from pipelines.errors import WarehouseError
+
+        raise WarehouseError("no credit usage in the warehouse: run `usage-etl run` first")
     result = backtest_rule(usage, store.read(ORGANIZATIONS), config, args.rule, start, end)  # type: ignore[arg-type]
     days = (end - start).days + 1
     if result.empty:

@@ -54,7 +54,9 @@ def generate_markdown(warehouse: Path | None, demo: bool) -> tuple[str, list[str
 
 def handle(args: argparse.Namespace) -> int:
     if args.check and not args.out:
-        raise ValueError("--check: expected --out FILE to compare with")
+        from pipelines.errors import InputError
+
+        raise InputError("--check: expected --out FILE to compare with")
     text, missing = generate_markdown(args.warehouse, args.demo)
     for name in missing:
         print(f"usage-etl dictionary: no description for {name}", file=sys.stderr)

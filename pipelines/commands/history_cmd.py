@@ -39,11 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from pipelines.errors import InputError
     from warehouse.lake import LakeConfig, totals_history
     from warehouse.publish import connect_readonly
 
     if not PERIOD.match(args.period):
-        raise ValueError(f"--period {args.period!r}: expected a month as YYYY-MM")
+        raise InputError(f"--period {args.period!r}: expected a month as YYYY-MM")
     lake = LakeConfig.from_env()
     con = connect_readonly(settings.warehouse_dir(args.warehouse))
     try:
@@ -53,7 +54,7 @@ def handle(args: argparse.Namespace) -> int:
             [args.organization, args.organization],
         ).fetchone()
         if found is None:
-            raise ValueError(
+            raise InputError(
                 f"--organization {args.organization!r}: no such organization in the warehouse"
             )
         org_id, org_name = str(found[0]), str(found[1])
@@ -64,7 +65,7 @@ def handle(args: argparse.Namespace) -> int:
             [org_id, args.period],
         ).fetchone()
         if period is None:
-            raise ValueError(
+            raise InputError(
                 f"--period {args.period}: no subscription period of {org_name} starts in that "
                 "month in the warehouse"
             )

@@ -11,7 +11,10 @@ import argparse
 import os
 import sys
 
-from pipelines import retention, settings
+from pipelines import settings
+from pipelines.errors import InputError, WarehouseError
+
+MAX_KEEP_DAYS = 36_500  # a hundred years: "keep everything", still a valid date arithmetic
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,11 +49,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if args.keep_days < 0:
-        raise ValueError(f"--keep-days {args.keep_days}: expected 0 or more days")
+    if not 0 <= args.keep_days <= MAX_KEEP_DAYS:
+        raise InputError(f"--keep-days {args.keep_days}: expected 0 to {MAX_KEEP_DAYS:,} days")
     warehouse = settings.warehouse_dir(args.warehouse)
-    if not (warehouse / "parquet").exists():
-        raise FileNotFoundError(f"no warehouse at {warehouse}: nothing to prune")
+    if warehouse.exists() and not warehouse.is_dir():
+        raise WarehouseError(f"warehouse {warehouse}: is a file; expected a directory")
+    if not (warehouse / "parquet").is_dir():
+        raise WarehouseError(f"no warehouse at {warehouse}: nothing to prune")
+    if not args.dry_run:
+        settings.writable_warehouse(warehouse)
+
+    from pipelines import retention
+
     result = retention.prune_warehouse(warehouse, args.keep_days, dry_run=args.dry_run)
     if args.dagster_history:
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home(warehouse))

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from pipelines import settings
-from pipelines.analytics.periods import shift_month as add_months
+from pipelines.errors import InputError
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+TOP_ALERTS = 10
 
 
 def parse_day(flag: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{flag} {value!r}: expected a date as YYYY-MM-DD") from None
+        raise InputError(f"{flag} {value!r}: expected a date as YYYY-MM-DD") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,35 +51,62 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 @dataclass
+class AlertLine:
+    severity: str
+    rule: str
+    organization: str
+    title: str
+
+
+@dataclass
 class RunSummary:
     success: bool
     seconds: float
+    run_id: str = ""
     rows: dict[str, int] = field(default_factory=dict)
     organizations: int = 0
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     failed_checks: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
     error: str | None = None
     open_alerts: int = 0
+    alerts_by_rule: dict[str, int] = field(default_factory=dict)
+    top_alerts: list[AlertLine] = field(default_factory=list)
     report: str = ""
 
     def lines(self) -> list[str]:
-        status = "succeeded" if self.success and not self.failed_checks else "FAILED"
+        ok = self.success and not self.failed_checks
+        status = "succeeded" if ok else "FAILED"
+        name = f"run {self.run_id[:8]}" if self.run_id else "run"
         out = [
-            f"run {status} in {self.seconds:.1f}s: {self.organizations} organizations, "
-            f"{self.requests} API requests, {self.retries} retries, "
-            f"{self.rate_limited} rate-limited",
+            f"{name} {status} in {self.seconds:.1f}s: {self.organizations} organizations, "
+            f"{self.requests} API requests sent ({self.retries} of them retries, "
+            f"{self.rate_limited} answered 429)",
         ]
-        if self.rows:
-            out.append("rows: " + ", ".join(f"{k}={v}" for k, v in self.rows.items()))
-        out.append(f"open alerts: {self.open_alerts} (usage-etl alerts lists them)")
-        if self.report:
-            out.append(f"report: {self.report}")
+        if self.blocked:
+            out.append(
+                f"blocked by failed check(s) {', '.join(self.blocked)}: nothing was written or "
+                "published (the warehouse is as before) and no alert was sent"
+            )
         for check in self.failed_checks:
             out.append(f"failed check: {check}")
         if self.error:
             out.append(f"error: {self.error}")
+        if self.rows:
+            out.append("rows: " + ", ".join(f"{k} {v:,}" for k, v in self.rows.items()))
+        if ok or self.open_alerts:
+            by_rule = ", ".join(f"{rule} {n}" for rule, n in sorted(self.alerts_by_rule.items()))
+            out.append(f"open alerts: {self.open_alerts}" + (f" ({by_rule})" if by_rule else ""))
+            width = max((len(a.severity) for a in self.top_alerts), default=0)
+            out.extend(f"  {a.severity.ljust(width)}  {a.title}" for a in self.top_alerts)
+            if self.open_alerts > len(self.top_alerts):
+                out.append(f"  ... {self.open_alerts - len(self.top_alerts)} more")
+            if self.open_alerts:
+                out.append("  usage-etl alerts lists every alert with its explanation")
+        if self.report:
+            out.append(f"report: {self.report}")
         return out
 
 
@@ -82,18 +115,21 @@ def month_range(start: date, end: date) -> tuple[str, str]:
 
 
 def resolve_range(start_text: str | None, end_text: str | None, today: date) -> tuple[date, date]:
-    from assets.credit_usage import PARTITIONS_START
-
-    py, pm = add_months(today.year, today.month, -1)
-    start = parse_day("--start", start_text) if start_text else date(py, pm, 1)
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    start = parse_day("--start", start_text) if start_text else date(year, month, 1)
     end = parse_day("--end", end_text) if end_text else today
     if end < start:
-        raise ValueError(f"--end {end} is before --start {start}")
-    earliest = date.fromisoformat(PARTITIONS_START)
+        raise InputError(f"--end {end} is before --start {start}")
+    earliest = date.fromisoformat(settings.partitions_start())
     if start < earliest:
-        raise ValueError(f"--start {start}: expected a date on or after {earliest}")
+        if start_text:
+            raise InputError(
+                f"--start {start}: expected a date on or after {earliest} "
+                f"(the first partition; {settings.PARTITIONS_START_ENV} moves it)"
+            )
+        start = earliest
     if end > today:
-        raise ValueError(f"--end {end}: expected a date no later than today ({today})")
+        raise InputError(f"--end {end}: expected a date no later than today ({today})")
     return start, end
 
 
@@ -135,67 +171,174 @@ def execute(start: date, end: date, log_level: str = "INFO") -> RunSummary:
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
-    summary = RunSummary(success=result.success, seconds=time.monotonic() - began)
-    for event in result.get_asset_materialization_events():
-        mat = event.materialization
-        if mat is None:
-            continue
-        meta = {k: v.value for k, v in mat.metadata.items()}
-        summary.requests += int(meta.get("api_requests", 0) or 0)
-        summary.retries += int(meta.get("api_retries", 0) or 0)
-        summary.rate_limited += int(meta.get("api_rate_limited_429", 0) or 0)
-        if mat.asset_key.to_user_string() == "organizations":
-            summary.organizations = int(meta.get("organizations", 0) or 0)
-        if mat.asset_key.to_user_string() == "quota_alerts":
-            summary.open_alerts = int(meta.get("dagster/row_count", 0) or 0)
-        if mat.asset_key.to_user_string() == "usage_report":
-            summary.report = str(meta.get("path", ""))
-        if mat.asset_key.to_user_string() == "usage_database":
-            summary.rows = {
-                k.removeprefix("rows/"): int(v) for k, v in meta.items() if k.startswith("rows/")
-            }
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            key = evaluation.asset_check_key
-            summary.failed_checks.append(f"{key.asset_key.to_user_string()}:{key.name}")
+    summary = RunSummary(
+        success=result.success, seconds=time.monotonic() - began, run_id=result.run_id
+    )
+    _count_requests(summary, result)
+    _collect_checks(summary, result)
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data is not None:
-                err = event.step_failure_data.error
-                cause = err.cause if err is not None and err.cause is not None else err
-                message = cause.message.strip().splitlines()[-1] if cause else "step failed"
-                summary.error = f"{event.step_key}: {message}"
-                break
+        summary.error = _first_failure(result)
+    if summary.success and "usage_database" in _materialized(result):
+        _summarise_alerts(summary, settings.warehouse_dir())
     return summary
 
 
 def check_lake() -> None:
     """In lake mode, prove the catalog answers and the data path takes a write (exit 2 if not)."""
-    from warehouse.lake import LakeConfig, LakeConfigError, check
+    from warehouse.lake import LakeConfig, check
+
+    lake = LakeConfig.from_env()
+    if lake is not None:
+        check(lake)
+        print(f"usage-etl: publishing to the shared lake: {lake.redacted()}", file=sys.stderr)
+
+
+def _materialized(result: object) -> set[str]:
+    return {
+        e.materialization.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()  # type: ignore[attr-defined]
+        if e.materialization is not None
+    }
+
+
+def _count_requests(summary: RunSummary, result: object) -> None:
+    """API statistics per asset (each asset has its own client), counted once per asset.
+
+    A range run records one materialization per partition; the statistics describe the whole
+    step, so the largest value per asset is the step's count (never a sum over partitions).
+    """
+    per_asset: dict[str, dict[str, int]] = {}
+    for event in result.get_asset_materialization_events():  # type: ignore[attr-defined]
+        mat = event.materialization
+        if mat is None:
+            continue
+        name = mat.asset_key.to_user_string()
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        seen = per_asset.setdefault(name, {})
+        for key in ("api_requests", "api_retries", "api_rate_limited_429"):
+            seen[key] = max(seen.get(key, 0), int(meta.get(key, 0) or 0))
+        if name == "organizations":
+            summary.organizations = int(meta.get("organizations", 0) or 0)
+        if name == "usage_report":
+            summary.report = str(meta.get("path", ""))
+        if name == "usage_database":
+            summary.rows = {
+                k.removeprefix("rows/"): int(v) for k, v in meta.items() if k.startswith("rows/")
+            }
+    summary.requests = sum(s["api_requests"] for s in per_asset.values())
+    summary.retries = sum(s["api_retries"] for s in per_asset.values())
+    summary.rate_limited = sum(s["api_rate_limited_429"] for s in per_asset.values())
+
+
+def _collect_checks(summary: RunSummary, result: object) -> None:
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    blocking = {key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    for evaluation in result.get_asset_check_evaluations():  # type: ignore[attr-defined]
+        if evaluation.passed:
+            continue
+        key = evaluation.asset_check_key
+        label = f"{key.asset_key.to_user_string()}:{key.name}"
+        detail = (evaluation.description or "").strip().splitlines()
+        summary.failed_checks.append(label + (f" ({detail[0]})" if detail else ""))
+        if key in blocking:
+            summary.blocked.append(label)
+
+
+def _first_failure(result: object) -> str | None:
+    for event in result.all_events:  # type: ignore[attr-defined]
+        if event.is_step_failure and event.step_failure_data is not None:
+            err = event.step_failure_data.error
+            cause = err.cause if err is not None and err.cause is not None else err
+            message = cause.message.strip().splitlines()[-1] if cause else "step failed"
+            return f"{event.step_key}: {message}"
+    return "the run failed before any step ran"
+
+
+def _summarise_alerts(summary: RunSummary, warehouse: Path) -> None:
+    """Open alerts by rule and the most severe ten, from the database just published."""
+    from warehouse.publish import connect_readonly
 
     try:
-        lake = LakeConfig.from_env()
-        if lake is not None:
-            check(lake)
-            print(f"usage-etl: publishing to the shared lake: {lake.redacted()}", file=sys.stderr)
-    except LakeConfigError as exc:
-        raise ValueError(str(exc)) from None
+        con = connect_readonly(warehouse)
+    except Exception:  # the summary is best effort; the run result does not depend on it
+        return
+    try:
+        rows = con.execute(
+            "SELECT severity, rule, organization_name, title FROM quota_alerts "
+            "WHERE status IN ('open', 'notified') ORDER BY organization_name, rule"
+        ).fetchall()
+    except Exception:
+        return
+    finally:
+        con.close()
+    alerts = [AlertLine(str(s), str(r), str(o), str(t)) for s, r, o, t in rows]
+    summary.open_alerts = len(alerts)
+    summary.alerts_by_rule = dict(Counter(a.rule for a in alerts))
+    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 3), a.organization, a.rule))
+    summary.top_alerts = alerts[:TOP_ALERTS]
 
 
-def handle(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def quiet_library_logs(warehouse: Path, verbose: bool) -> Iterator[Path]:
+    """Keep the terminal to one line per event: per-alert log-channel lines go to a file.
+
+    The `log` notification channel writes every alert through Python logging
+    (`pipelines.notify`); a run's summary lists the alerts instead, so on the command line those
+    records go to `<warehouse>/state/notifications.log`. Client retry warnings are counted in the
+    summary. `--verbose` shows both on stderr as well.
+    """
+    path = warehouse / "state" / "notifications.log"
+    notify = logging.getLogger("pipelines.notify")
+    client = logging.getLogger("pipelines.ubiops_client")
+    saved = (notify.propagate, notify.level, client.level)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    notify.addHandler(handler)
+    if notify.level == logging.NOTSET or notify.level > logging.INFO:
+        notify.setLevel(logging.INFO)
+    if not verbose:
+        notify.propagate = False
+        client.setLevel(logging.ERROR)
+    try:
+        yield path
+    finally:
+        notify.removeHandler(handler)
+        handler.close()
+        notify.propagate, _, _ = saved
+        notify.setLevel(saved[1])
+        client.setLevel(saved[2])
+
+
+def preflight(warehouse_arg: str | None, quotas: str | None) -> Path:
+    """Every check that can fail before a run starts (exit 2): paths, quota file, API target."""
+    from pipelines import preflight as checks
     from pipelines.notify.validation import validate_channels
     from pipelines.quotas import load_quotas
 
-    warehouse = settings.warehouse_dir(args.warehouse)
-    os.environ["USAGE_WAREHOUSE"] = str(warehouse)
-    if args.quotas:
-        os.environ["USAGE_QUOTAS"] = str(args.quotas)
-    validate_channels(load_quotas())  # a bad quota file or channel: rejected before any run
-    check_lake()  # so is a lake that cannot be reached or written
+    warehouse = settings.writable_warehouse(warehouse_arg)
+    if quotas:
+        os.environ["USAGE_QUOTAS"] = str(quotas)
+    validate_channels(load_quotas())  # a bad quota file or channel is exit 2 here
+    check_lake()  # so is a shared lake that cannot be reached or written
+    if not settings.should_embed_emulator():
+        host = settings.api_host()
+        token = settings.api_token()
+        checks.check_api(host, token)
+    return warehouse
+
+
+def handle(args: argparse.Namespace) -> int:
+    from pipelines.console import verbose
+
     today = datetime.now(UTC).date()
     start, end = resolve_range(args.start, args.end, today)
+    warehouse = preflight(args.warehouse, args.quotas)
+    os.environ["USAGE_WAREHOUSE"] = str(warehouse)
     print(f"usage-etl: loading {start} .. {end} into {warehouse}", file=sys.stderr)
-    with api_target():
+    with api_target(), quiet_library_logs(warehouse, verbose()):
         summary = execute(start, end)
     for line in summary.lines():
         print(line)

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from pipelines import settings
+from pipelines.errors import WarehouseError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def handle(args: argparse.Namespace) -> int:
     warehouse = settings.warehouse_dir(args.warehouse)
     root = warehouse / "parquet"
     if not root.is_dir():
-        raise FileNotFoundError(f"no warehouse at {warehouse}: expected a parquet/ directory")
+        raise WarehouseError(f"no warehouse at {warehouse}: expected a parquet/ directory")
     try:
         check = check_warehouse(root)
     except ManifestError as exc:

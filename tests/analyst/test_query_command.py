@@ -18,10 +18,10 @@ SQL = "select organization_name, credits from period_usage_by_organization order
 def test_table_output_is_readable(demo_warehouse: Path, capsys) -> None:
     assert main(["query", "--warehouse", str(demo_warehouse), SQL]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["organization_name", "credits"]
-    assert set(out[1]) <= {"-", " "}
-    assert any(line.startswith("acme-analytics") for line in out)
-    assert out[-1].endswith("rows)")
+    assert out[1].strip("│ ").split() == ["organization_name", "│", "credits"]
+    assert out[2].strip("│ ").split() == ["varchar", "│", "double"]
+    assert any(line.startswith("│ acme-analytics") for line in out)
+    assert out[-1].endswith(" rows")
 
 
 def test_csv_to_stdout(demo_warehouse: Path, capsys) -> None:

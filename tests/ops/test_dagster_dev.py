@@ -1,10 +1,14 @@
-"""`dagster dev` on the repository's `workspace.yaml`: the code location loads and the UI shows it.
+"""`dg` from the project root (`[tool.dg]` in pyproject.toml) and `workspace.yaml`: the code
+location loads, the UI shows it, `dg launch` runs a partition range, and nothing warns.
 
-One `dagster dev` process (webserver and daemon) runs for the module, in its own process group,
-with a throwaway `DAGSTER_HOME` and the emulator as the API. The GraphQL API must list every asset
-of `pipelines.definitions.defs` with its description, group, owners and checks, and the schedule;
-a real headless Chromium must render the asset graph with every asset's name (a screenshot is
-kept under `tests/artifacts/`). The definitions must also pass `dagster definitions validate`.
+One `dg dev` process (webserver and daemon) runs for the module, in its own process group, with a
+throwaway `DAGSTER_HOME` and the emulator as the API. The GraphQL API must list every asset of
+`pipelines.definitions.defs` with its description, group, owners and checks, the schedule (off
+until turned on) and the failure sensor (running by default); a real headless Chromium must
+render the asset graph with every asset's name (a screenshot is kept under `tests/artifacts/`).
+`dg check defs`, `dg list defs` and `dagster definitions validate -w workspace.yaml` must pass
+without a Supersession or Beta warning, and `dg launch --assets ... --partition-range ...` must
+load two months from the emulator in one run.
 """
 
 from __future__ import annotations
@@ -43,6 +47,44 @@ CHROMIUM_ARGS = [
 START_DEADLINE = 180.0
 # `nux` off: the first-visit "join the community" dialog would cover the graph.
 INSTANCE_CONFIG = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+LOCATION = "ubiops_usage"
+WARNINGS = ("SupersessionWarning", "BetaWarning", "PreviewWarning", "DeprecationWarning")
+
+
+def dg_env(home: Path, warehouse: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user who activated `.venv` (what `dg` expects) with a fresh home."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("UBIOPS_", "USAGE_", "DAGSTER_"))
+    }
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "USAGE_WAREHOUSE": str(warehouse),
+            "VIRTUAL_ENV": str(BIN.parent),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            **extra,
+        }
+    )
+    return env
+
+
+def dg(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "dg"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def assert_no_framework_warnings(text: str) -> None:
+    found = [w for w in WARNINGS if w in text]
+    assert not found, f"{found} in:\n{text[-3000:]}"
+
 
 GRAPHQL_QUERY = """
 query UsageDefinitions {
@@ -71,6 +113,10 @@ query UsageDefinitions {
           executionTimezone
           pipelineName
           scheduleState { status }
+        }
+        sensors {
+          name
+          sensorState { status }
         }
       }
     }
@@ -160,26 +206,15 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     port = free_port()
     log = base / "dagster-dev.log"
     with start_emulator() as server:
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "USAGE_WAREHOUSE": str(base / "warehouse"),
-            "UBIOPS_API_HOST": server.base_url,
-            "UBIOPS_API_TOKEN": server.token,
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        env = dg_env(
+            home,
+            base / "warehouse",
+            UBIOPS_API_HOST=server.base_url,
+            UBIOPS_API_TOKEN=server.token,
+        )
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [
-                    str(BIN / "dagster"),
-                    "dev",
-                    "-w",
-                    "workspace.yaml",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                ],
+                [str(BIN / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)],
                 cwd=REPO,
                 env=env,
                 stdout=out,
@@ -236,7 +271,7 @@ def test_graphql_lists_every_asset_check_and_the_schedule(dagster_dev: DagsterDe
     repositories = data["repositoriesOrError"]["nodes"]
     assert len(repositories) == 1
     repo = repositories[0]
-    assert repo["location"]["name"] == "pipelines.definitions"
+    assert repo["location"]["name"] == LOCATION
     assert "usage_etl" in {job["name"] for job in repo["jobs"]}
     schedules = {s["name"]: s for s in repo["schedules"]}
     refresh = schedules["daily_usage_refresh"]
@@ -244,6 +279,9 @@ def test_graphql_lists_every_asset_check_and_the_schedule(dagster_dev: DagsterDe
     assert refresh["cronSchedule"] == "15 6 * * *"
     assert refresh["executionTimezone"] == "UTC"
     assert refresh["scheduleState"]["status"] == "STOPPED", "must be turned on deliberately"
+    sensors = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
+    assert sensors == {"usage_etl_failure_notifier": "RUNNING"}
+    assert_no_framework_warnings(dagster_dev.log_tail())
 
 
 def test_ui_renders_the_asset_graph_in_chromium(dagster_dev: DagsterDev) -> None:
@@ -308,3 +346,70 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    # (this command itself is superseded by `dg check defs`, and says so: that is its only note)
+    warnings = [w for w in WARNINGS if w in done.stdout + done.stderr]
+    assert warnings in ([], ["SupersessionWarning"]), done.stderr
+    assert "Use 'dg check defs' instead" in done.stderr or not warnings
+
+
+def test_dg_check_and_list_defs(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_CONFIG)
+    env = dg_env(home, tmp_path / "wh")
+    checked = dg("check", "defs", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    assert_no_framework_warnings(checked.stdout + checked.stderr)
+    listed = dg("list", "defs", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    payload = json.loads(listed.stdout)
+    keys = {a["asset_key"] for a in payload["assets"]}
+    assert keys == set(_expected_assets())
+    assert {j["name"] for j in payload["jobs"]} >= {"usage_etl"}
+    assert {s["name"] for s in payload["sensors"]} == {"usage_etl_failure_notifier"}
+    checks = {c["key"] for c in payload["asset_checks"]}
+    assert {"credit_usage_daily:projects_add_up", "credit_usage_daily:complete_days"} <= checks
+
+
+def test_dg_launch_loads_a_partition_range_in_one_run(tmp_path: Path) -> None:
+    """The whole job over two months, then two assets re-pulled over the same range."""
+    import duckdb
+    from dagster import DagsterInstance
+
+    from pipelines.analytics.periods import shift_month
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_CONFIG)
+    warehouse = tmp_path / "wh"
+    with start_emulator() as server:
+        now = server.state.now().date()
+        year, month = shift_month(now.year, now.month, -1)
+        first, last = f"{year}-{month:02d}-01", f"{now.year}-{now.month:02d}-01"
+        span = f"{first}...{last}"
+        api = {"UBIOPS_API_HOST": server.base_url, "UBIOPS_API_TOKEN": server.token}
+        env = dg_env(home, warehouse, **api)
+        whole = dg("launch", "--job", "usage_etl", "--partition-range", span, env=env)
+        assert whole.returncode == 0, (whole.stdout + whole.stderr)[-4000:]
+        assets = "credit_usage_daily,credit_usage_periods"
+        again = dg("launch", "--assets", assets, "--partition-range", span, env=env)
+        assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    for done in (whole, again):
+        assert_no_framework_warnings(done.stdout + done.stderr)
+    con = duckdb.connect(str(warehouse / "usage.duckdb"), read_only=True)
+    try:
+        months = con.execute(
+            "SELECT DISTINCT strftime(start_date, '%Y-%m-01') FROM credit_usage "
+            "WHERE interval = 'day' ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [m[0] for m in months] == [first, last]
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        runs = instance.get_runs()
+        assert len(runs) == 2, "one run per launch for the whole range (single-run backfills)"
+        assert all(run.is_success for run in runs)
+    finally:
+        instance.dispose()

@@ -1,0 +1,84 @@
+"""How a run talks to the terminal: one short line per event, tracebacks only when asked.
+
+`short_console_logger` is the code location's `console` logger (used by `usage-etl run`, `dg
+launch` and runs started from the UI alike). A line is `HH:MM:SS <run id, 8 chars> <step>:
+<message>`; Dagster's own step failures, which carry a full stack trace, are shown as their last
+line only, unless `USAGE_ETL_VERBOSE` is set (`usage-etl --verbose`). The full trace is always in
+Dagster's event log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import datetime
+
+from dagster import Field, InitLoggerContext, logger
+
+VERBOSE_ENV = "USAGE_ETL_VERBOSE"
+_META = "dagster_meta"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def short_error(text: str) -> str:
+    """The last meaningful line of an error text (the exception line of a trace)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "failed"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (tests capture it; pipes close)."""
+
+    _usage_etl = True
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+class ShortFormatter(logging.Formatter):
+    """`22:06:43 7fe7efda credit_usage_daily: 12/12 done` instead of Dagster's long format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        meta = getattr(record, _META, None) or {}
+        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        run_id = (meta.get("run_id") or "")[:8]
+        step = meta.get("step_key") or meta.get("job_name") or "run"
+        message = meta.get("orig_message", record.getMessage())
+        event = meta.get("dagster_event")
+        error = getattr(getattr(event, "event_specific_data", None), "error", None)
+        if error is not None:
+            cause = error.cause or error
+            detail = cause.to_string() if verbose() else short_error(cause.message)
+            message = f"{message} {detail}" if verbose() else f"failed: {detail}"
+        elif not verbose():
+            message = message.strip().splitlines()[0] if message.strip() else message
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname} "
+        return f"{stamp} {run_id} {step}: {level}{message}".rstrip()
+
+
+@logger(
+    config_schema={
+        "log_level": Field(str, is_required=False, default_value="INFO"),
+        "name": Field(str, is_required=False, default_value="usage_etl"),
+    },
+    description="One short line per event on stderr (full traces with USAGE_ETL_VERBOSE=1).",
+)
+def short_console_logger(init_context: InitLoggerContext) -> logging.Logger:
+    level = logging.getLevelName(str(init_context.logger_config["log_level"]).upper())
+    out = logging.getLogger(f"{init_context.logger_config['name']}.console")
+    out.setLevel(level if isinstance(level, int) else logging.INFO)
+    out.propagate = False
+    if not any(getattr(h, "_usage_etl", False) for h in out.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(ShortFormatter())
+        out.addHandler(handler)
+    return out

@@ -1,0 +1,160 @@
+"""`usage-etl` as a user meets it: help, version, one-line errors, exit codes, quiet pipes.
+
+Exit 2 means bad input or configuration found before anything started (no Dagster run, no API
+request); exit 1 a failure afterwards; no traceback without `--verbose`.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import cli
+from tests.cli.conftest import (
+    REPO,
+    USAGE_ETL,
+    assert_one_line_error,
+    clean_env,
+    usage_etl,
+)
+
+COMMANDS = ("run", "query", "alerts", "backtest", "report", "dictionary", "prune", "emulator")
+HEAVY = ("dagster", "pandas", "duckdb", "pyarrow", "numpy", "httpx")
+
+
+def test_help_lists_every_command_with_a_description() -> None:
+    done = usage_etl("--help")
+    assert done.code == 0 and done.err == ""
+    for command in COMMANDS:
+        line = next((x for x in done.out.splitlines() if x.strip().startswith(command)), "")
+        assert len(line.split()) > 2, f"{command} has no description in --help:\n{done.out}"
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "emulator"])
+def test_every_command_help_has_a_description_and_an_example(command: str) -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._subparsers._group_actions)  # type: ignore[union-attr]
+    text = sub.choices[command].format_help()
+    assert "example: usage-etl " + command in text, text
+    description = text.split("\n\n")[1]
+    assert description.strip() and not description.lstrip().startswith(("-", "positional")), text
+
+
+def test_parsing_imports_nothing_heavy() -> None:
+    """What keeps `--help` fast (bench/cli.py measures the time)."""
+    code = (
+        "import sys; from pipelines.cli import build_parser; build_parser().format_help(); "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_version() -> None:
+    done = usage_etl("--version")
+    assert done.code == 0
+    assert done.out.strip().startswith("usage-etl 0.")
+
+
+def test_missing_token_with_a_host_is_exit_2_before_any_run(tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh"
+    env = clean_env(UBIOPS_API_HOST="https://api.example.invalid/v2.1")
+    done = usage_etl("run", "--warehouse", str(warehouse), env=env)
+    assert_one_line_error(done, 2, "UBIOPS_API_TOKEN")
+    assert not (warehouse / "dagster").exists(), "no Dagster run may start"
+
+
+def test_bad_host_is_exit_2(tmp_path: Path) -> None:
+    env = clean_env(UBIOPS_API_HOST="ftp://api.ubiops.com", UBIOPS_API_TOKEN="x")
+    done = usage_etl("run", "--warehouse", str(tmp_path / "wh"), env=env)
+    assert_one_line_error(done, 2, "UBIOPS_API_HOST", "http(s)")
+
+
+def test_unreachable_host_is_exit_2_after_a_short_try(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = clean_env(UBIOPS_API_HOST=f"http://127.0.0.1:{port}/v2.1", UBIOPS_API_TOKEN="secret-1")
+    done = usage_etl("run", "--warehouse", str(tmp_path / "wh"), env=env, timeout=60)
+    assert_one_line_error(done, 2, f"127.0.0.1:{port}", "cannot connect")
+    assert "secret-1" not in done.err
+    assert not (tmp_path / "wh" / "dagster").exists()
+
+
+def test_bad_quota_file_is_exit_2(tmp_path: Path) -> None:
+    quotas = tmp_path / "quotas.yaml"
+    quotas.write_text("organizations: [1, 2\n")
+    done = usage_etl("run", "--warehouse", str(tmp_path / "wh"), "--quotas", str(quotas))
+    assert_one_line_error(done, 2, "quotas.yaml")
+
+
+def test_warehouse_that_is_a_file_is_exit_2(tmp_path: Path) -> None:
+    target = tmp_path / "not-a-dir"
+    target.write_text("x")
+    for args in (
+        ("run", "--warehouse", str(target)),
+        ("run", "--warehouse", str(target / "below")),
+        ("prune", "--keep-days", "3", "--warehouse", str(target)),
+    ):
+        assert_one_line_error(usage_etl(*args), 2, "is a file")
+    assert target.read_text() == "x"
+
+
+def test_unwritable_warehouse_parent_is_exit_2() -> None:
+    done = usage_etl("run", "--warehouse", "/proc/usage-warehouse")
+    assert_one_line_error(done, 2, "/proc/usage-warehouse", "cannot write")
+
+
+def test_prune_with_an_absurd_retention_is_exit_2(empty_warehouse: Path) -> None:
+    done = usage_etl("prune", "--keep-days", "100000000", "--warehouse", str(empty_warehouse))
+    assert_one_line_error(done, 2, "--keep-days 100000000", "expected 0 to")
+
+
+def test_bad_date_is_exit_2() -> None:
+    assert_one_line_error(usage_etl("run", "--start", "2026-13-01"), 2, "--start", "YYYY-MM-DD")
+
+
+def test_argument_errors_go_to_stderr_with_exit_2() -> None:
+    done = usage_etl("query", "--format", "xml", "select 1")
+    assert done.code == 2 and done.out == "" and "invalid choice" in done.err
+
+
+def test_only_the_projects_own_errors_are_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unexpected ValueError is a failure (exit 1, one line), not "bad input"."""
+    from pipelines.commands import query_cmd
+
+    def broken(args: object) -> int:
+        raise ValueError("bug deep inside\nsecond line")
+
+    monkeypatch.setattr(query_cmd, "handle", broken)
+    assert cli.main(["query", "select 1"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "usage-etl query: ValueError: bug deep inside (--verbose shows the traceback)"
+    )
+    assert cli.main(["--verbose", "query", "select 1"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_piping_into_head_ends_quietly(empty_warehouse: Path) -> None:
+    for fmt in ("table", "csv", "json"):
+        done = subprocess.run(
+            f"'{USAGE_ETL}' query --format {fmt} --max-rows 100000 --warehouse "
+            f"'{empty_warehouse}' 'select range as n from range(200000)' | head -n 2",
+            shell=True,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.stderr == "", done.stderr
+        assert len(done.stdout.splitlines()) == 2

@@ -1,0 +1,175 @@
+"""What a run tells its user, against the emulator on loopback: short lines, counts that add up,
+blocking checks that keep the warehouse as it was.
+
+- the summary's request count is the number of requests the API received (retries included and
+  also counted on their own), and each monthly partition's `dagster/row_count` is its own rows;
+- `usage-etl run` prints one short line per event (8-character run id, no reprs, no warnings),
+  the alerts as counts by rule plus the ten most severe, and a failure as one line (exit 1);
+- a failed blocking check (`projects_add_up`) leaves Parquet, DuckDB and the alert state as they
+  were, sends nothing, and the summary says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from pipelines.analytics.periods import shift_month
+from pipelines.commands.run_cmd import execute
+from tests.cli.conftest import clean_env, usage_etl
+from tests.pipeline.conftest import start_emulator
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class CountingApp:
+    """ASGI wrapper around the emulator that counts the API requests it receives."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.count = 0
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v2.1/"):
+            with self._lock:
+                self.count += 1
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, CountingApp]]:
+    server = start_emulator()
+    counter = CountingApp(server.app)
+    server.app = counter
+    with server:
+        monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
+        monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
+        monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "warehouse"))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+        yield server, counter
+
+
+def _range() -> tuple[date, date]:
+    today = datetime.now(UTC).date()
+    year, month = shift_month(today.year, today.month, -1)
+    return date(year, month, 1), today
+
+
+def test_request_count_and_row_counts_add_up(counted: tuple[Any, CountingApp], tmp_path: Path):
+    server, counter = counted
+    server.set_faults(errors_5xx=3)
+    start, end = _range()
+    summary = execute(start, end, log_level="WARNING")
+    assert summary.success, summary.lines()
+    assert summary.requests == counter.count, "the summary counts every request sent, once"
+    assert summary.retries == 3
+    assert f"{counter.count} API requests sent (3 of them retries" in summary.lines()[0]
+
+    warehouse = tmp_path / "warehouse"
+    with DagsterInstance.get() as instance:
+        for asset, interval in (("credit_usage_daily", "day"), ("credit_usage_periods", "month")):
+            records = instance.fetch_materializations(AssetKey(asset), limit=10).records
+            by_partition = {
+                r.event_log_entry.asset_materialization.partition: r.event_log_entry.asset_materialization  # noqa: E501
+                for r in records
+            }
+            assert len(by_partition) == 2, by_partition.keys()
+            for partition, mat in by_partition.items():
+                folder = warehouse / "parquet" / "credit_usage" / f"interval={interval}"
+                files = list((folder / f"month={partition[:7]}").glob("*.parquet"))
+                rows = sum(pq.read_metadata(f).num_rows for f in files)
+                assert mat.metadata["dagster/row_count"].value == rows, (asset, partition)
+
+
+def _fingerprint(warehouse: Path) -> dict[str, str]:
+    """Digest of the published database, the usage slices, derived tables and alert state.
+
+    (The registry assets that run before the checks, organizations, users and resource
+    snapshots, refresh their own Parquet files with the correct current state; that is not
+    published until a run succeeds.)
+    """
+    registry = ("organizations", "organization_users", "resource_usage")
+    out = {}
+    for path in sorted(warehouse.rglob("*")):
+        name = str(path.relative_to(warehouse))
+        if name.startswith(tuple(f"parquet/{t}/" for t in registry)):
+            continue
+        if path.is_file() and path.suffix in (".parquet", ".duckdb", ".sqlite"):
+            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def test_blocking_check_keeps_the_warehouse_and_sends_nothing(
+    counted: tuple[Any, CountingApp], tmp_path: Path
+) -> None:
+    server, _ = counted
+    start, end = _range()
+    assert execute(start, end, log_level="WARNING").success
+    warehouse = tmp_path / "warehouse"
+    before = _fingerprint(warehouse)
+    assert any(name.endswith("alerts.sqlite") for name in before)
+    assert "usage.duckdb" in before and any("credit_usage" in name for name in before)
+
+    honest = server.state.usage
+
+    def inconsistent(*args: Any, **kwargs: Any) -> dict:
+        body = honest(*args, **kwargs)
+        total = body.get("data_organization")
+        if total:  # the organization total no longer equals its projects' sum
+            total[0]["value"] = float(total[0]["value"]) + 123.0
+        return body
+
+    server.state.usage = inconsistent
+    summary = execute(start, end, log_level="WARNING")
+    assert not (summary.success and not summary.failed_checks)
+    assert any(b.endswith(":projects_add_up") for b in summary.blocked), summary.lines()
+    text = "\n".join(summary.lines())
+    assert "blocked by failed check(s)" in text and "no alert was sent" in text
+    assert _fingerprint(warehouse) == before, "a blocked run must change nothing stored"
+
+
+def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse"
+    with start_emulator() as server:
+        env = clean_env(
+            UBIOPS_API_HOST=server.base_url,
+            UBIOPS_API_TOKEN=server.token,
+            DAGSTER_HOME=str(tmp_path / "dagster"),
+        )
+        done = usage_etl("run", "--warehouse", str(warehouse), env=env)
+        assert done.code == 0, done.err
+        for line in done.err.splitlines():
+            assert len(line) <= 160, line
+            assert not UUID.search(line), f"full run id in {line!r}"
+            assert "Report(" not in line and "{'" not in line, line
+            assert "Warning" not in line, line
+        assert "Traceback" not in done.err
+        run_id = re.search(r"^run ([0-9a-f]{8}) succeeded", done.out, re.M)
+        assert run_id, done.out
+        assert any(f" {run_id[1]} organizations:" in line for line in done.err.splitlines())
+        alerts = re.search(r"^open alerts: (\d+) \((.+)\)$", done.out, re.M)
+        assert alerts, done.out
+        by_rule = dict(part.rsplit(" ", 1) for part in alerts[2].split(", "))
+        assert sum(int(n) for n in by_rule.values()) == int(alerts[1])
+        listed = [x for x in done.out.splitlines() if re.match(r"  (critical|warning|info) ", x)]
+        assert 0 < len(listed) <= 10
+        assert "usage-etl alerts lists every alert" in done.out
+
+        server.set_faults(deleted_projects_key="data_removed_projects")
+        failed = usage_etl("run", "--warehouse", str(warehouse), env=env)
+        assert failed.code == 1
+        assert "Traceback" not in failed.err + failed.out
+        assert re.search(r"^run [0-9a-f]{8} FAILED", failed.out, re.M), failed.out
+        error = [x for x in failed.out.splitlines() if x.startswith("error: ")]
+        assert len(error) == 1 and "data_deleted_projects" in error[0], failed.out
+        assert len(failed.err.splitlines()) < 20, failed.err
