@@ -95,6 +95,9 @@ def _alerts(args: argparse.Namespace) -> int:
     warehouse = settings.warehouse_dir(args.warehouse)
     path = state_path(warehouse)
     if not path.exists() and not (warehouse / "parquet" / "quota_alerts").exists():
+        listed = _list_from_lake(args)
+        if listed is not None:
+            return listed
         raise _Failed(f"no alert state at {path}: run `usage-etl run` first")
     with open_state(warehouse) as state:
         if state.recovered:
@@ -103,6 +106,29 @@ def _alerts(args: argparse.Namespace) -> int:
             return _deliver(args, config, warehouse, state.store)
         alerts = state.store.alerts_frame()
         outbox = state.store.outbox_frame()
+    _emit(_listing(alerts, outbox, show_all=args.all))
+    return 0
+
+
+def _list_from_lake(args: argparse.Namespace) -> int | None:
+    """On a machine with no local warehouse but the shared lake configured, list the alerts as
+    the last run published them there (read-only: delivery stays with the writers)."""
+    from warehouse.lake import LakeConfig
+    from warehouse.publish import connect_readonly
+
+    if LakeConfig.from_env() is None:
+        return None
+    if args.retry or args.resend or args.all_failed:
+        raise _Failed(
+            "--retry/--resend/--all-failed deliver from a writer's warehouse; this machine only "
+            "reads the shared lake (pass --warehouse of a writer)"
+        )
+    con = connect_readonly(settings.warehouse_dir(args.warehouse))
+    try:
+        alerts = con.execute("SELECT * FROM quota_alerts").df()
+        outbox = con.execute("SELECT * FROM alert_outbox").df()
+    finally:
+        con.close()
     _emit(_listing(alerts, outbox, show_all=args.all))
     return 0
 

@@ -153,6 +153,9 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
     assert lines[-2].count("+1,234.50") == 2  # the period row and the daily rows, alike
 
     assert_lake_keeps_the_contract(team.lake)
+    alerts = team.run("analyst-laptop", "alerts")
+    assert alerts.returncode == 0, alerts.stderr
+    assert "open alerts" in alerts.stdout.splitlines()[0]
     views = team.run("analyst-laptop", "query", "select count(*) from usage_against_budget")
     assert views.returncode == 0, views.stderr
     report = team.run("analyst-laptop", "report", "--out", str(team.tmp / "report"))
