@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.errors import InputError
 from pipelines.report import data, pages
 from warehouse.files import fsync_dir
 from warehouse.publish import connect_readonly
@@ -133,12 +134,12 @@ def write_report(warehouse: Path, out: Path | None = None) -> Path:
     returns the path of its `index.html`."""
     target = Path(out) if out is not None else Path(warehouse) / REPORT_DIR
     if target.suffix.lower() in (".html", ".htm"):
-        raise ValueError(
+        raise InputError(
             f"report output {target} looks like a file: the report is a directory "
             "(index.html plus one page per organization); pass a directory"
         )
     if target.exists() and not _is_report_dir(target):
-        raise ValueError(
+        raise InputError(
             f"report output {target} exists and is not a report directory (expected an empty "
             "directory or one holding index.html, alerts.html and organizations/ only); "
             "it is left as it is"

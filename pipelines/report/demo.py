@@ -8,7 +8,7 @@ the report at a long range). The emulator's clock is frozen at the moment of the
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 EMULATOR_MONTHS = 15  # the emulator's demo data cover 15 months ending on its "today"
@@ -69,9 +69,13 @@ def build_long_demo_warehouse(root: Path, *, months: int = 24, seed: int = 11) -
     if months <= EMULATOR_MONTHS - 1:
         _run(root, warehouse, now, date(first_year, first_month, 1), today, seed)
         return warehouse
-    back = months - (EMULATOR_MONTHS - 1)  # the first run's clock: this many months ago
+    back = months - (EMULATOR_MONTHS - 1)  # the second run's first month: this many months ago
     split_year, split_month = add_months(today.year, today.month, -back)
-    earlier = now.replace(year=split_year, month=split_month, day=min(today.day, 28))
-    _run(root, warehouse, earlier, date(first_year, first_month, 1), earlier.date(), seed)
-    _run(root, warehouse, now, date(split_year, split_month, 1), today, seed)
+    split = date(split_year, split_month, 1)
+    # The first run's emulator clock stands at the split month's first midnight, so every day of
+    # the months it loads is complete (a blocking check refuses a month with missing days).
+    earlier = datetime(split_year, split_month, 1, tzinfo=UTC)
+    first = date(first_year, first_month, 1)
+    _run(root, warehouse, earlier, first, split - timedelta(days=1), seed)
+    _run(root, warehouse, now, split, today, seed)
     return warehouse
