@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.emulator_process import emulator_process  # noqa: E402
 from pipelines.analytics.periods import shift_month as add_months  # noqa: E402
 from pipelines.extract import fan_out  # noqa: E402
 from pipelines.ubiops_client import UbiOpsClient  # noqa: E402
@@ -35,27 +35,9 @@ from pipelines.ubiops_client import UbiOpsClient  # noqa: E402
 
 @contextmanager
 def emulator(orgs: int, rate_limit: int, now: str) -> Iterator[tuple[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0", "--organizations", str(orgs),
-         "--rate-limit", str(rate_limit), "--now", now],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    host = token = ""
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (host and token):
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("emulator exited before it was ready")
-            if line.startswith("UBIOPS_API_HOST="):
-                host = line.split("=", 1)[1].strip()
-            elif line.startswith("UBIOPS_API_TOKEN="):
-                token = line.split("=", 1)[1].strip()
-        yield host, token
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """The emulator in its own process (see bench/emulator_process.py): (host, token)."""
+    with emulator_process(orgs, now, rate_limit) as env:
+        yield env["UBIOPS_API_HOST"], env["UBIOPS_API_TOKEN"]
 
 
 def month_requests(names: list[str], months: int, today: date) -> list[tuple[str, date, date]]:

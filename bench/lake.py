@@ -25,8 +25,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,35 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.emulator_process import emulator_process  # noqa: E402
 from tests.services.postgres import fresh_database, postgres_cluster  # noqa: E402
 from tests.services.s3 import s3_server  # noqa: E402
 
 USAGE_ETL = [sys.executable, "-m", "pipelines.cli"]
 VIEWS = ("usage_against_budget", "period_usage_by_organization", "daily_usage_by_organization")
-
-
-@contextmanager
-def emulator(orgs: int, now: str) -> Iterator[dict[str, str]]:
-    proc = subprocess.Popen(
-        [*USAGE_ETL, "emulator", "--port", "0", "--organizations", str(orgs),
-         "--rate-limit", "0", "--now", now],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    found: dict[str, str] = {}
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(found) < 2:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("emulator exited before it was ready")
-            for key in ("UBIOPS_API_HOST", "UBIOPS_API_TOKEN"):
-                if line.startswith(key + "="):
-                    found[key] = line.split("=", 1)[1].strip()
-        yield found
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @dataclass
@@ -134,7 +109,7 @@ def main() -> int:
     rows: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="usage-lake-bench-") as tmp,
-        emulator(args.orgs, now.isoformat().replace("+00:00", "Z")) as api,
+        emulator_process(args.orgs, now.isoformat().replace("+00:00", "Z")) as api,
         postgres_cluster(user="lake", password=uuid.uuid4().hex) as pg,
         s3_server() as s3,
     ):

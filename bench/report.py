@@ -33,6 +33,7 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.emulator_process import emulator_process  # noqa: E402
 from pipelines.report import write_report  # noqa: E402
 
 BASELINE_COMMIT = "2996399a4e96bf5a8be9b5036e392ea5d2987809"  # the single-file report
@@ -41,29 +42,9 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/
 
 @contextmanager
 def emulator(orgs: int, now: str) -> Iterator[tuple[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0", "--organizations", str(orgs),
-         "--rate-limit", "0", "--now", now],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    host = token = ""
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (host and token):
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("emulator exited before it was ready")
-            if line.startswith("UBIOPS_API_HOST="):
-                host = line.split("=", 1)[1].strip()
-            elif line.startswith("UBIOPS_API_TOKEN="):
-                token = line.split("=", 1)[1].strip()
-        if not (host and token):
-            raise RuntimeError("emulator did not print its address within 120 s")
-        yield host, token
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """The emulator in its own process (see bench/emulator_process.py): (host, token)."""
+    with emulator_process(orgs, now) as env:
+        yield env["UBIOPS_API_HOST"], env["UBIOPS_API_TOKEN"]
 
 
 def run_pipeline(orgs: int, root: Path) -> Path:

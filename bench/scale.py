@@ -26,41 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.emulator_process import emulator_process  # noqa: E402
+
 USAGE_ETL = ROOT / ".venv" / "bin" / "usage-etl"
-
-
-@contextmanager
-def emulator(orgs: int, now: str) -> Iterator[dict[str, str]]:
-    """An emulator process on loopback; yields the environment that points a run at it."""
-    proc = subprocess.Popen(
-        [str(USAGE_ETL), "emulator", "--port", "0", "--organizations", str(orgs),
-         "--rate-limit", "0", "--now", now],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    found: dict[str, str] = {}
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(found) < 2:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("emulator exited before it was ready")
-            for key in ("UBIOPS_API_HOST", "UBIOPS_API_TOKEN"):
-                if line.startswith(key + "="):
-                    found[key] = line.split("=", 1)[1].strip()
-        if len(found) < 2:
-            raise RuntimeError("emulator did not say where it serves within 120 s")
-        yield found
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @dataclass
@@ -123,7 +98,7 @@ def main() -> int:
     results: list[Measured] = []
     with (
         tempfile.TemporaryDirectory(prefix="usage-scale-") as tmp,
-        emulator(args.orgs, now.isoformat().replace("+00:00", "Z")) as target,
+        emulator_process(args.orgs, now.isoformat().replace("+00:00", "Z")) as target,
     ):
         env = {
             **os.environ,

@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.errors import ConfigError
-from warehouse.schema import Table
+from warehouse.schema import Table, sql_type
 
 CATALOG_ALIAS = "usage"
 EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
@@ -430,26 +430,6 @@ def write_transaction(
 def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
     with contextlib.suppress(duckdb.Error):  # after a failed COMMIT it is already gone
         con.execute("ROLLBACK")
-
-
-_DUCKDB_TYPES: list[tuple[Callable[[pa.DataType], bool], str]] = [
-    (pa.types.is_string, "VARCHAR"),
-    (pa.types.is_large_string, "VARCHAR"),
-    (pa.types.is_boolean, "BOOLEAN"),
-    (pa.types.is_float64, "DOUBLE"),
-    (pa.types.is_int64, "BIGINT"),
-    (pa.types.is_int32, "INTEGER"),
-    (pa.types.is_int16, "SMALLINT"),
-    (pa.types.is_date32, "DATE"),
-    (pa.types.is_timestamp, "TIMESTAMP"),
-]
-
-
-def sql_type(arrow_type: pa.DataType) -> str:
-    for predicate, name in _DUCKDB_TYPES:
-        if predicate(arrow_type):
-            return name
-    raise TypeError(f"no DuckDB type for Arrow type {arrow_type}")
 
 
 def _ident(name: str) -> str:

@@ -18,36 +18,16 @@ import os
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from warehouse.files import atomic_write
 from warehouse.lake import LakeConfig
 from warehouse.lake import connect as lake_connect
 from warehouse.manifest import IntegrityError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import ALL_TABLES, Table
+from warehouse.schema import ALL_TABLES, Table, sql_type
 from warehouse.views import create_views, ensure_views
 
 DATABASE_NAME = "usage.duckdb"
-
-_DUCKDB_TYPES: list[tuple[object, str]] = [
-    (pa.types.is_string, "VARCHAR"),
-    (pa.types.is_large_string, "VARCHAR"),
-    (pa.types.is_boolean, "BOOLEAN"),
-    (pa.types.is_float64, "DOUBLE"),
-    (pa.types.is_int64, "BIGINT"),
-    (pa.types.is_int32, "INTEGER"),
-    (pa.types.is_int16, "SMALLINT"),
-    (pa.types.is_date32, "DATE"),
-    (pa.types.is_timestamp, "TIMESTAMP"),
-]
-
-
-def duckdb_type(arrow_type: pa.DataType) -> str:
-    for predicate, name in _DUCKDB_TYPES:
-        if predicate(arrow_type):  # type: ignore[operator]
-            return name
-    raise TypeError(f"no DuckDB type for Arrow type {arrow_type}")
 
 
 def _quote(text: str) -> str:
@@ -57,7 +37,7 @@ def _quote(text: str) -> str:
 def create_table(con: duckdb.DuckDBPyConnection, t: Table, source_sql: str | None) -> int:
     """Create `t` in `con` with its documented columns and fill it from `source_sql`."""
     columns = ", ".join(
-        f'"{c.name}" {duckdb_type(c.type)}{"" if c.nullable else " NOT NULL"}' for c in t.columns
+        f'"{c.name}" {sql_type(c.type)}{"" if c.nullable else " NOT NULL"}' for c in t.columns
     )
     con.execute(f'CREATE TABLE "{t.name}" ({columns})')
     con.execute(f'COMMENT ON TABLE "{t.name}" IS {_quote(t.description)}')

@@ -7,9 +7,30 @@ generated from the descriptions here (a test fails when a column has none).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+
+_SQL_TYPES: list[tuple[Callable[[pa.DataType], bool], str]] = [
+    (pa.types.is_string, "VARCHAR"),
+    (pa.types.is_large_string, "VARCHAR"),
+    (pa.types.is_boolean, "BOOLEAN"),
+    (pa.types.is_float64, "DOUBLE"),
+    (pa.types.is_int64, "BIGINT"),
+    (pa.types.is_int32, "INTEGER"),
+    (pa.types.is_int16, "SMALLINT"),
+    (pa.types.is_date32, "DATE"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+]
+
+
+def sql_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB (and DuckLake) SQL type a contract column's Arrow type is stored as."""
+    for predicate, name in _SQL_TYPES:
+        if predicate(arrow_type):
+            return name
+    raise TypeError(f"no DuckDB type for Arrow type {arrow_type}")
 
 
 @dataclass(frozen=True)
