@@ -314,9 +314,9 @@ def load_history(con: duckdb.DuckDBPyConnection) -> History:
             HAVING sum(credits) > 0
         )
         SELECT l.organization_id,
-               CASE WHEN l.line = 'deleted_projects' THEN '{DELETED_KEY}'
+               CASE WHEN l.line = 'deleted_projects' THEN $deleted_key
                     WHEN r.rank <= {TOP_PROJECTS} THEN l.project_id
-                    ELSE '{OTHER_KEY}' END AS key,
+                    ELSE $other_key END AS key,
                any_value(r.name) AS name,
                min(r.rank) AS rank,
                greatest(CAST(date_trunc('{grain}', l.day) AS DATE), DATE '{first}') AS bucket,
@@ -324,7 +324,8 @@ def load_history(con: duckdb.DuckDBPyConnection) -> History:
         FROM lines AS l
         LEFT JOIN ranked AS r USING (organization_id, project_id)
         GROUP BY ALL
-        """
+        """,
+        {"deleted_key": DELETED_KEY, "other_key": OTHER_KEY},
     ).fetchall()
     values: dict[str, dict[str, list[float]]] = defaultdict(dict)
     meta: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
