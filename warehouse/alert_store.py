@@ -168,6 +168,19 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
+# The alerts table's timestamp columns (stored as ISO text in SQLite).
+_ALERT_TIME_COLUMNS = (
+    "period_start",
+    "period_end",
+    "first_seen_at",
+    "last_seen_at",
+    "opened_at",
+    "notified_at",
+    "resolved_at",
+    "updated_at",
+)
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     """A claimed outbox row: what a channel must send."""
@@ -617,19 +630,7 @@ class AlertStore:
         ids). Returns (alerts, messages) restored; refuses a store that holds alerts."""
         if not self.is_empty():
             raise RuntimeError(f"{self.path}: refusing to restore over existing alert state")
-        time_cols = {
-            "period_start",
-            "period_end",
-            "first_seen_at",
-            "last_seen_at",
-            "opened_at",
-            "notified_at",
-            "resolved_at",
-            "updated_at",
-            "created_at",
-            "claimed_at",
-            "delivered_at",
-        }
+        time_cols = {*_ALERT_TIME_COLUMNS, "created_at", "claimed_at", "delivered_at"}
 
         def value(column: str, raw: Any) -> Any:
             if column in time_cols:
@@ -668,16 +669,7 @@ class AlertStore:
     def alerts_frame(self) -> pd.DataFrame:
         """The ``quota_alerts`` table."""
         df = pd.read_sql_query("SELECT * FROM alerts ORDER BY first_seen_at, alert_key", self._conn)
-        for col in (
-            "period_start",
-            "period_end",
-            "first_seen_at",
-            "last_seen_at",
-            "opened_at",
-            "notified_at",
-            "resolved_at",
-            "updated_at",
-        ):
+        for col in _ALERT_TIME_COLUMNS:
             df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
         df["notify_resolved"] = df["notify_resolved"].astype(bool)
         df["suppressed"] = df["suppressed"].astype(bool)

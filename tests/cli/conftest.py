@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.report.demo import build_demo_warehouse
 from warehouse.publish import publish
 
 USAGE_ETL = Path(sys.executable).parent / "usage-etl"
@@ -70,14 +69,4 @@ def empty_warehouse(tmp_path: Path) -> Path:
     warehouse = tmp_path / "warehouse"
     warehouse.mkdir()
     publish(warehouse)
-    return warehouse
-
-
-@pytest.fixture(scope="session")
-def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo warehouse of one real pipeline run (shared with tests/analyst and tests/report)."""
-    root = tmp_path_factory.getbasetemp() / "demo-warehouse"
-    warehouse = root / "warehouse"
-    if not (warehouse / "usage.duckdb").exists():
-        build_demo_warehouse(root)
     return warehouse

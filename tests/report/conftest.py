@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.report.demo import build_demo_warehouse, build_long_demo_warehouse
+from pipelines.report.demo import build_long_demo_warehouse
 
 HOSTILE_NAME = '<script>alert("x")</script> & <b>co</b>'
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -45,18 +45,6 @@ def in_thread(build: Callable[[], Path]) -> Path:
     running in the main thread once a browser is open, and the pipeline calls asyncio.run()."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(build).result()
-
-
-@pytest.fixture(scope="session")
-def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two months (previous + current) of the emulator's demo organizations, one real run.
-
-    Shared with tests/analyst when both run in one session (same base temp directory)."""
-    root = tmp_path_factory.getbasetemp() / "demo-warehouse"
-    warehouse = root / "warehouse"
-    if not (warehouse / "usage.duckdb").exists():
-        in_thread(lambda: build_demo_warehouse(root))
-    return warehouse
 
 
 @pytest.fixture(scope="session")
