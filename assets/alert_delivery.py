@@ -16,8 +16,7 @@ from assets.analytics import quota_alerts
 from assets.database import usage_database
 from pipelines.notify.delivery import deliver_configured
 from pipelines.notify.state import open_state, publish_state, record_tables
-from pipelines.quotas import load_quotas
-from pipelines.resources import Warehouse
+from pipelines.resources import Alerting, Warehouse
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import ORGANIZATION_USERS
 
@@ -33,8 +32,10 @@ from warehouse.schema import ORGANIZATION_USERS
         "messages pending and retries them with backoff on later runs."
     ),
 )
-def alert_delivery(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    config = load_quotas()
+def alert_delivery(
+    context: AssetExecutionContext, warehouse: Warehouse, alerting: Alerting
+) -> MaterializeResult:
+    config = alerting.config()
     users = ParquetStore(warehouse.root).read(ORGANIZATION_USERS)
     with open_state(warehouse.root) as state:
         report = deliver_configured(state.store, config, users)

@@ -30,8 +30,7 @@ from pipelines.analytics.evaluate import compute_alerts
 from pipelines.analytics.trends import project_usage_trends as compute_trends
 from pipelines.notify.routing import alert_routes
 from pipelines.notify.state import open_state, record_tables
-from pipelines.quotas import load_quotas
-from pipelines.resources import Warehouse
+from pipelines.resources import Alerting, Warehouse
 from warehouse.derived_schema import (
     PROJECT_USAGE_TRENDS,
     QUOTA_ALERTS,
@@ -142,9 +141,9 @@ def check_evaluation(
     ),
 )
 def quota_alerts(
-    context: AssetExecutionContext, warehouse: Warehouse
+    context: AssetExecutionContext, warehouse: Warehouse, alerting: Alerting
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
-    config = load_quotas()
+    config = alerting.config()
     store = ParquetStore(warehouse.root)
     orgs = store.read(ORGANIZATIONS)
     current = orgs[orgs["last_seen_at"] == orgs["last_seen_at"].max()] if len(orgs) else orgs

@@ -16,7 +16,6 @@ from assets import analytics, credit_usage
 from assets import organizations as registry
 from pipelines.resources import Warehouse
 from warehouse.files import remove_stale_temporaries, writer_lock
-from warehouse.lake import LakeConfig
 from warehouse.lake_sync import publish_up
 from warehouse.publish import DATABASE_NAME, publish
 
@@ -44,7 +43,7 @@ PUBLISH_AFTER = [
     ),
 )
 def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    lake = LakeConfig.from_env()
+    lake = warehouse.lake_config()
     with writer_lock(warehouse.root):
         stale = remove_stale_temporaries(warehouse.root)
         if stale:

@@ -10,6 +10,10 @@ of a month range is one run that pulls the range (and replaces its slices) in on
 the `dg` defs folder (`pipelines/defs/`) is merged in. Every job runs in one process (the assets
 share the warehouse writer lock and gain nothing from a process per step), including the
 implicit asset job behind `dg launch --assets ...` and the UI's "Materialize".
+
+The resources (pipelines/resources.py) are built from the environment when the code location
+loads: plain settings as values, secrets as `EnvVar`s resolved only inside a run. `usage-etl run`
+executes the same job with its flags as resource overrides.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dagster import (
 
 import assets as asset_package
 from pipelines.console import short_console_logger
-from pipelines.resources import UbiOpsApi, Warehouse
+from pipelines.resources import resources_from_env
 from pipelines.schedules import daily_refresh_schedule
 from pipelines.sensors import usage_etl_failure_notifier
 
@@ -52,7 +56,7 @@ defs = Definitions.merge(
         jobs=[usage_etl_job],
         schedules=[daily_refresh_schedule(usage_etl_job)],
         sensors=[usage_etl_failure_notifier],
-        resources={"ubiops": UbiOpsApi(), "warehouse": Warehouse()},
+        resources=resources_from_env(),
         loggers={"console": short_console_logger},
         executor=in_process_executor,
     ),

@@ -9,6 +9,8 @@ import logging
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
+from pipelines.resources import Alerting
+
 log = logging.getLogger("pipelines.notify")
 
 
@@ -17,15 +19,14 @@ log = logging.getLogger("pipelines.notify")
     default_status=DefaultSensorStatus.RUNNING,
     description="Tells the configured channels when a usage_etl run fails.",
 )
-def usage_etl_failure_notifier(context: RunFailureSensorContext) -> None:
+def usage_etl_failure_notifier(context: RunFailureSensorContext, alerting: Alerting) -> None:
     from pipelines.notify.channels import DeliveryError
     from pipelines.notify.delivery import send_test_message
-    from pipelines.quotas import load_quotas
 
     run = context.dagster_run
     message = context.failure_event.message or "run failed"
     log.error("usage-etl run %s (%s) failed: %s", run.run_id, run.job_name, message)
-    config = load_quotas()
+    config = alerting.config()
     for channel in config.channels.enabled():
         if channel in ("webhook", "slack"):
             try:

@@ -10,14 +10,14 @@ Environment contract (docs/data-contract.md and the README):
   default `2025-08-01`.
 
 Everything here is cheap to import (no Dagster, no pandas): the command line imports it before
-parsing arguments.
+parsing arguments. Inside a run the settings are Dagster resources (pipelines/resources.py), built
+from the same variables; the validators here (`checked_host`, `checked_token`) serve both. Nothing
+here writes the environment: the command line passes its flags to a run as resource overrides.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -82,7 +82,13 @@ def partitions_start() -> str:
 
 
 def api_host(explicit: str | None = None) -> str:
-    host = (explicit or os.environ.get("UBIOPS_API_HOST") or DEFAULT_HOST).strip().rstrip("/")
+    """The API host: `explicit`, else `UBIOPS_API_HOST`, else the real API; validated."""
+    return checked_host(explicit or os.environ.get("UBIOPS_API_HOST") or DEFAULT_HOST)
+
+
+def checked_host(host: str) -> str:
+    """`host` without a trailing slash, or a `SettingsError` saying what is wrong with it."""
+    host = host.strip().rstrip("/")
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(f"UBIOPS_API_HOST={host!r}: expected an http(s) URL")
@@ -94,14 +100,22 @@ def api_host(explicit: str | None = None) -> str:
 
 
 def api_token(explicit: str | None = None) -> str:
-    token = explicit or os.environ.get("UBIOPS_API_TOKEN")
+    """The API token: `explicit`, else `UBIOPS_API_TOKEN`; a `SettingsError` when neither."""
+    return checked_token(explicit or os.environ.get("UBIOPS_API_TOKEN"))
+
+
+def checked_token(token: str | None) -> str:
+    """`token`, or a `SettingsError` (that never echoes it) when it is missing or blank."""
     if not token or not token.strip():
         raise SettingsError("UBIOPS_API_TOKEN is not set: expected `Token <key>` or a bare key")
     return token
 
 
-def dagster_home(warehouse: Path) -> Path:
-    home = Path(os.environ.get("DAGSTER_HOME") or warehouse / "dagster").expanduser().resolve()
+def dagster_home(warehouse: Path, explicit: Path | None = None) -> Path:
+    """The Dagster instance directory (`explicit`, else `DAGSTER_HOME`, else `<warehouse>/dagster`),
+    created with a local `dagster.yaml` when it has none."""
+    chosen = explicit or os.environ.get("DAGSTER_HOME") or warehouse / "dagster"
+    home = Path(chosen).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -120,18 +134,3 @@ telemetry:
 def should_embed_emulator() -> bool:
     """With neither a token nor a host configured, the bundled emulator stands in for the API."""
     return not os.environ.get("UBIOPS_API_TOKEN") and not os.environ.get("UBIOPS_API_HOST")
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of a block, then restore them exactly."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -34,7 +34,6 @@ from pipelines.pacing import RatePacer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "https://api.ubiops.com/v2.1"
 T = TypeVar("T")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -133,12 +132,19 @@ def resolve_range(start_text: str | None, end_text: str | None, today: date) -> 
     return start, end
 
 
+Overrides = dict[str, dict[str, object]]
+
+
 @contextlib.contextmanager
-def api_target() -> Iterator[None]:
-    """Point the pipeline at the real API, or at a freshly started bundled emulator."""
+def api_target() -> Iterator[dict[str, object]]:
+    """Point the pipeline at the real API, or at a freshly started bundled emulator.
+
+    Yields the `ubiops` resource overrides: none for the real API (host and token come from the
+    environment, the token as an `EnvVar`), the emulator's address and its public demo token
+    otherwise."""
     if not settings.should_embed_emulator():
         print(f"usage-etl: using the UbiOps API at {settings.api_host()}", file=sys.stderr)
-        yield
+        yield {}
         return
     from emulator.server import EmulatorConfig, EmulatorServer
 
@@ -148,28 +154,36 @@ def api_target() -> Iterator[None]:
             f"emulator with demo data at {server.base_url}",
             file=sys.stderr,
         )
-        target = {"UBIOPS_API_HOST": server.base_url, "UBIOPS_API_TOKEN": server.token}
-        with settings.environment(target):
-            yield
+        yield {"host": server.base_url, "token": server.token}
 
 
-def execute(start: date, end: date, log_level: str = "INFO") -> RunSummary:
-    """Run the `usage_etl` job on the persistent instance; the environment names the target."""
+def execute(
+    start: date,
+    end: date,
+    log_level: str = "INFO",
+    overrides: Overrides | None = None,
+    dagster_home: Path | None = None,
+) -> RunSummary:
+    """Run the `usage_etl` job on the persistent instance (`dagster_home`, else `DAGSTER_HOME`,
+    else `<warehouse>/dagster`) with the resources of the environment, `overrides` on top."""
     from dagster import DagsterInstance
 
     from pipelines.definitions import defs
+    from pipelines.resources import resources_from_env
     from pipelines.schedules import range_tags
 
-    home = settings.dagster_home(settings.warehouse_dir())
-    os.environ["DAGSTER_HOME"] = str(home)
+    resources = resources_from_env(overrides)
+    warehouse = resources["warehouse"].root  # type: ignore[attr-defined]
+    home = settings.dagster_home(warehouse, dagster_home)
     first, last = month_range(start, end)
     began = time.monotonic()
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         result = defs.resolve_job_def("usage_etl").execute_in_process(
             instance=instance,
             tags=range_tags(first, last),
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            resources=resources,
         )
     summary = RunSummary(
         success=result.success, seconds=time.monotonic() - began, run_id=result.run_id
@@ -179,15 +193,16 @@ def execute(start: date, end: date, log_level: str = "INFO") -> RunSummary:
     if not result.success:
         summary.error = _first_failure(result)
     if summary.success and "usage_database" in _materialized(result):
-        _summarise_alerts(summary, settings.warehouse_dir())
+        _summarise_alerts(summary, warehouse)
     return summary
 
 
-def check_lake() -> None:
+def check_lake(overrides: Overrides) -> None:
     """In lake mode, prove the catalog answers and the data path takes a write (exit 2 if not)."""
-    from warehouse.lake import LakeConfig, check
+    from pipelines.resources import Lake
+    from warehouse.lake import check
 
-    lake = LakeConfig.from_env()
+    lake = Lake.from_env(**overrides.get("lake", {})).config()  # type: ignore[attr-defined]
     if lake is not None:
         check(lake)
         print(f"usage-etl: publishing to the shared lake: {lake.redacted()}", file=sys.stderr)
@@ -312,17 +327,26 @@ def quiet_library_logs(warehouse: Path, verbose: bool) -> Iterator[Path]:
         client.setLevel(saved[2])
 
 
-def preflight(warehouse_arg: str | None, quotas: str | None) -> Path:
+def run_overrides(args: argparse.Namespace) -> Overrides:
+    """The command's flags as resource overrides (pipelines/resources.py): one entry per flag,
+    None for a flag not given (the environment or the default applies)."""
+    return {
+        "warehouse": {"path": args.warehouse},
+        "alerting": {"quotas": args.quotas},
+    }
+
+
+def preflight(
+    warehouse_arg: str | None, quotas: str | None, overrides: Overrides | None = None
+) -> Path:
     """Every check that can fail before a run starts (exit 2): paths, quota file, API target."""
     from pipelines import preflight as checks
     from pipelines.notify.validation import validate_channels
     from pipelines.quotas import load_quotas
 
     warehouse = settings.writable_warehouse(warehouse_arg)
-    if quotas:
-        os.environ["USAGE_QUOTAS"] = str(quotas)
-    validate_channels(load_quotas())  # a bad quota file or channel is exit 2 here
-    check_lake()  # so is a shared lake that cannot be reached or written
+    validate_channels(load_quotas(quotas))  # a bad quota file or channel is exit 2 here
+    check_lake(overrides or {})  # so is a shared lake that cannot be reached or written
     if not settings.should_embed_emulator():
         host = settings.api_host()
         token = settings.api_token()
@@ -335,11 +359,12 @@ def handle(args: argparse.Namespace) -> int:
 
     today = datetime.now(UTC).date()
     start, end = resolve_range(args.start, args.end, today)
-    warehouse = preflight(args.warehouse, args.quotas)
-    os.environ["USAGE_WAREHOUSE"] = str(warehouse)
+    overrides = run_overrides(args)
+    warehouse = preflight(args.warehouse, args.quotas, overrides)
+    overrides["warehouse"]["path"] = str(warehouse)
     print(f"usage-etl: loading {start} .. {end} into {warehouse}", file=sys.stderr)
-    with api_target(), quiet_library_logs(warehouse, verbose()):
-        summary = execute(start, end)
+    with api_target() as api, quiet_library_logs(warehouse, verbose()):
+        summary = execute(start, end, overrides={**overrides, "ubiops": api})
     for line in summary.lines():
         print(line)
     if summary.success and not summary.failed_checks:

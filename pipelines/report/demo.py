@@ -17,18 +17,16 @@ EMULATOR_MONTHS = 15  # the emulator's demo data cover 15 months ending on its "
 def _run(root: Path, warehouse: Path, now: datetime, start: date, end: date, seed: int) -> None:
     from emulator.server import EmulatorConfig, EmulatorServer
     from pipelines.commands.run_cmd import execute
-    from pipelines.settings import environment
 
     config = EmulatorConfig(seed=seed, rate_limit_per_minute=0, now=now)
     with EmulatorServer(config, host="127.0.0.1", port=0) as server:
-        env = {
-            "UBIOPS_API_HOST": server.base_url,
-            "UBIOPS_API_TOKEN": server.token,
-            "USAGE_WAREHOUSE": str(warehouse),
-            "DAGSTER_HOME": str(root / "dagster"),
+        overrides: dict[str, dict[str, object]] = {
+            "ubiops": {"host": server.base_url, "token": server.token},
+            "warehouse": {"path": str(warehouse)},
         }
-        with environment(env):
-            summary = execute(start, end, log_level="WARNING")
+        summary = execute(
+            start, end, log_level="WARNING", overrides=overrides, dagster_home=root / "dagster"
+        )
     if not summary.success:
         raise RuntimeError("demo pipeline run failed: " + "; ".join(summary.lines()))
 

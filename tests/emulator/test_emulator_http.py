@@ -245,15 +245,13 @@ def test_admin_endpoints_need_the_token(fresh_server) -> None:
 
 
 def test_embedded_emulator_of_usage_etl_run_has_no_admin_endpoints(monkeypatch) -> None:
-    import os
-
     from pipelines.commands.run_cmd import api_target
 
     monkeypatch.delenv("UBIOPS_API_HOST", raising=False)
     monkeypatch.delenv("UBIOPS_API_TOKEN", raising=False)
-    with api_target():
-        host = os.environ["UBIOPS_API_HOST"].removesuffix("/v2.1")
-        token = os.environ["UBIOPS_API_TOKEN"]
+    with api_target() as api:
+        host = str(api["host"]).removesuffix("/v2.1")
+        token = api["token"]
         response = httpx.get(
             host + "/_emulator/scenario", headers={"Authorization": f"Token {token}"}
         )
