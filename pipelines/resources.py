@@ -1,8 +1,8 @@
 """Dagster resources: every setting a run reads, as `ConfigurableResource` fields.
 
 - `UbiOpsApi` (`ubiops`): the API host and token, and the client's limits; makes `UbiOpsClient`s.
-- `Warehouse` (`warehouse`): the warehouse directory, its alert state file and the shared lake.
-- `Lake` (`lake`, also nested in `warehouse`): where the shared DuckLake is, if anywhere.
+- `Warehouse` (`warehouse`): the warehouse directory, its alert state file and where the shared
+  lake is, if anywhere (`lake_catalog`, `lake_data`, the S3 settings).
 - `Alerting` (`alerting`): the quota/alert file (rules, budgets, notification channels).
 
 Each resource declares, once, which environment variable backs each field (`ENVIRONMENT`).
@@ -15,9 +15,9 @@ its flags as overrides of the same fields (pipelines/commands/run_cmd.py), never
 
 Adding a setting: a field with its default on the resource, one `ENVIRONMENT` entry naming the
 variable (`secret=True` for anything that must not be shown), and, for a command-line flag, one
-override in the command (`resources_from_env({"lake": {"data": args.lake_data}})`). Secrets come
-from the environment only: a literal value passed as an override would be stored in the job
-snapshot.
+override in `run_overrides` of the command (`"warehouse": {"lake_data": args.lake_data}`).
+Secrets come from the environment only: a literal value passed as an override would be stored
+in the job snapshot.
 
 Settings that shape the definitions themselves (the first monthly partition,
 `USAGE_PARTITIONS_START`) are not resources: they are read when the definitions load
@@ -30,7 +30,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field
@@ -76,7 +76,7 @@ class EnvResource(ConfigurableResource):
     ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> EnvResource:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
         """The resource from `environ` (default `os.environ`); non-None `overrides` win."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -116,12 +116,17 @@ class UbiOpsApi(EnvResource):
         )
 
 
-class Lake(EnvResource):
-    """Where the shared lake is (`warehouse/lake.py`); no catalog and no data path: no lake."""
+class Warehouse(EnvResource):
+    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`) and its alert state.
+
+    In lake mode (`lake_catalog` and `lake_data` set) the directory is this writer's working
+    copy of the shared lake: when a run starts, the slices other writers committed since are
+    fetched into it (see `warehouse/lake_sync.py`)."""
 
     ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {
-        "catalog": FromEnv.var("USAGE_LAKE_CATALOG", secret=True),
-        "data": FromEnv.var("USAGE_LAKE_DATA"),
+        "path": FromEnv.var("USAGE_WAREHOUSE"),
+        "lake_catalog": FromEnv.var("USAGE_LAKE_CATALOG", secret=True),
+        "lake_data": FromEnv.var("USAGE_LAKE_DATA"),
         "s3_endpoint": FromEnv.var("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
         "s3_key_id": FromEnv.var("AWS_ACCESS_KEY_ID", secret=True),
         "s3_secret": FromEnv.var("AWS_SECRET_ACCESS_KEY", secret=True),
@@ -129,46 +134,20 @@ class Lake(EnvResource):
         "s3_session_token": FromEnv.var("AWS_SESSION_TOKEN", secret=True),
     }
 
-    catalog: str | None = Field(
+    path: str = Field(default=settings.DEFAULT_WAREHOUSE, description="Warehouse directory.")
+    lake_catalog: str | None = Field(
         default=None,
-        description="PostgreSQL catalog (EnvVar USAGE_LAKE_CATALOG: may hold a password).",
+        description="Shared lake's PostgreSQL catalog (EnvVar USAGE_LAKE_CATALOG: may hold a "
+        "password); with lake_data set, the warehouse publishes to the lake.",
     )
-    data: str | None = Field(default=None, description="s3:// URL or directory (USAGE_LAKE_DATA).")
+    lake_data: str | None = Field(
+        default=None, description="Shared lake's data: s3:// URL or directory (USAGE_LAKE_DATA)."
+    )
     s3_endpoint: str | None = Field(default=None, description="S3 endpoint (AWS_ENDPOINT_URL_S3).")
     s3_key_id: str | None = Field(default=None, description="EnvVar AWS_ACCESS_KEY_ID.")
     s3_secret: str | None = Field(default=None, description="EnvVar AWS_SECRET_ACCESS_KEY.")
     s3_region: str | None = Field(default=None, description="S3 region (AWS_REGION).")
     s3_session_token: str | None = Field(default=None, description="EnvVar AWS_SESSION_TOKEN.")
-
-    def config(self) -> LakeConfig | None:
-        """The parsed lake configuration (None without a lake); errors name the variable."""
-        from warehouse.lake import LakeConfig
-
-        values = {
-            "USAGE_LAKE_CATALOG": self.catalog,
-            "USAGE_LAKE_DATA": self.data,
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": self.s3_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.s3_secret,
-            "AWS_REGION": self.s3_region,
-            "AWS_SESSION_TOKEN": self.s3_session_token,
-        }
-        return LakeConfig.from_env(
-            {k: v for k, v in ((k, resolved(v)) for k, v in values.items()) if v}
-        )
-
-
-class Warehouse(EnvResource):
-    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`) and its alert state.
-
-    In lake mode (`lake` configured) the directory is this writer's working copy of the shared
-    lake: when a run starts, the slices other writers committed since are fetched into it (see
-    `warehouse/lake_sync.py`)."""
-
-    ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {"path": FromEnv.var("USAGE_WAREHOUSE")}
-
-    path: str = Field(default=settings.DEFAULT_WAREHOUSE, description="Warehouse directory.")
-    lake: Lake = Field(description="The shared lake this warehouse publishes to, if any.")
 
     @property
     def root(self) -> Path:
@@ -182,7 +161,20 @@ class Warehouse(EnvResource):
         return state_path(self.root)
 
     def lake_config(self) -> LakeConfig | None:
-        return self.lake.config()
+        """The shared lake (`warehouse/lake.py`), None without one; errors name the variable."""
+        from warehouse.lake import LakeConfig
+
+        values = {
+            "USAGE_LAKE_CATALOG": self.lake_catalog,
+            "USAGE_LAKE_DATA": self.lake_data,
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.s3_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret,
+            "AWS_REGION": self.s3_region,
+            "AWS_SESSION_TOKEN": self.s3_session_token,
+        }
+        present = {name: resolved(value) for name, value in values.items()}
+        return LakeConfig.from_env({name: value for name, value in present.items() if value})
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from warehouse.files import writer_lock
@@ -216,6 +208,13 @@ class Alerting(EnvResource):
         return load_quotas(self.quotas or DEFAULT_QUOTAS_PATH)
 
 
+RESOURCES: dict[str, type[EnvResource]] = {
+    "ubiops": UbiOpsApi,
+    "warehouse": Warehouse,
+    "alerting": Alerting,
+}
+
+
 def resources_from_env(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -223,10 +222,4 @@ def resources_from_env(
     """Every resource of the code location, from the environment, with per-resource field
     `overrides` (`{"warehouse": {"path": ...}}`; None values are ignored) on top."""
     given = overrides or {}
-    lake = Lake.from_env(environ, **given.get("lake", {}))
-    return {
-        "ubiops": UbiOpsApi.from_env(environ, **given.get("ubiops", {})),
-        "lake": lake,
-        "warehouse": Warehouse.from_env(environ, lake=lake, **given.get("warehouse", {})),
-        "alerting": Alerting.from_env(environ, **given.get("alerting", {})),
-    }
+    return {key: kind.from_env(environ, **given.get(key, {})) for key, kind in RESOURCES.items()}

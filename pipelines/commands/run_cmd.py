@@ -169,11 +169,12 @@ def execute(
     from dagster import DagsterInstance
 
     from pipelines.definitions import defs
-    from pipelines.resources import resources_from_env
+    from pipelines.resources import Warehouse, resources_from_env
     from pipelines.schedules import range_tags
 
     resources = resources_from_env(overrides)
-    warehouse = resources["warehouse"].root  # type: ignore[attr-defined]
+    assert isinstance(resources["warehouse"], Warehouse)
+    warehouse = resources["warehouse"].root
     home = settings.dagster_home(warehouse, dagster_home)
     first, last = month_range(start, end)
     began = time.monotonic()
@@ -199,10 +200,10 @@ def execute(
 
 def check_lake(overrides: Overrides) -> None:
     """In lake mode, prove the catalog answers and the data path takes a write (exit 2 if not)."""
-    from pipelines.resources import Lake
+    from pipelines.resources import Warehouse
     from warehouse.lake import check
 
-    lake = Lake.from_env(**overrides.get("lake", {})).config()  # type: ignore[attr-defined]
+    lake = Warehouse.from_env(**overrides.get("warehouse", {})).lake_config()
     if lake is not None:
         check(lake)
         print(f"usage-etl: publishing to the shared lake: {lake.redacted()}", file=sys.stderr)

@@ -29,15 +29,15 @@ def test_secrets_become_env_vars_and_plain_settings_values() -> None:
         "AWS_DEFAULT_REGION": "eu-west-1",
     }
     resources = resources_from_env(environ=environ)
-    api, warehouse, lake = resources["ubiops"], resources["warehouse"], resources["lake"]
+    api, warehouse = resources["ubiops"], resources["warehouse"]
     assert isinstance(api, UbiOpsApi)
     assert api.host == "https://api.example.test/v2.1"
-    assert isinstance(api.token, EnvVar) and str(api.token) == "UBIOPS_API_TOKEN"
+    assert isinstance(api.token, EnvVar) and api.token.env_var_name == "UBIOPS_API_TOKEN"
     assert warehouse.path == "/srv/usage"  # type: ignore[attr-defined]
     assert resources["alerting"].quotas == "/etc/usage/quotas.yaml"  # type: ignore[attr-defined]
-    assert isinstance(lake.catalog, EnvVar)  # type: ignore[attr-defined]
-    assert isinstance(lake.s3_secret, EnvVar)  # type: ignore[attr-defined]
-    assert lake.s3_region == "eu-west-1"  # type: ignore[attr-defined]
+    assert isinstance(warehouse.lake_catalog, EnvVar)  # type: ignore[attr-defined]
+    assert isinstance(warehouse.s3_secret, EnvVar)  # type: ignore[attr-defined]
+    assert warehouse.s3_region == "eu-west-1"  # type: ignore[attr-defined]
     shown = repr(resources)
     for secret in ("s3cr3t-api", "pw-9c1", "aws-s3cr3t"):
         assert secret not in shown
