@@ -44,19 +44,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pipelines.errors import ConfigError
+from warehouse.schema import RESOURCE_NAMES
 
 QUOTAS_ENV = "USAGE_QUOTAS"
 DEFAULT_QUOTAS_PATH = Path(__file__).resolve().parent.parent / "quotas.example.yaml"
-RESOURCE_NAMES: tuple[str, ...] = (
-    "projects",
-    "users",
-    "deployments",
-    "deployment_versions",
-    "pipelines",
-    "pipeline_versions",
-    "buckets",
-    "environments",
-)
 _SECRET_HINTS = ("secret", "password", "url", "token")
 
 

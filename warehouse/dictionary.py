@@ -26,8 +26,8 @@ HEADER = """\
      and documents the published database), or from an existing warehouse with
        usage-etl dictionary --warehouse DIR --out docs/data-dictionary.md
      `tests/analyst/test_data_dictionary.py` fails when this file is out of date or when a table,
-     view or column has no description. Descriptions live in `warehouse/schema.py` (tables) and
-     `warehouse/views.py` (views). -->
+     view or column has no description. Descriptions live in `warehouse/schema.py` and
+     `warehouse/derived_schema.py` (tables) and `warehouse/views/*.sql` (views). -->
 
 Everything below is read from the live catalog of `<warehouse>/usage.duckdb`
 (`duckdb_tables()`, `duckdb_views()`, `duckdb_columns()`), so it is what an analyst gets.

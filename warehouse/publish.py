@@ -9,7 +9,7 @@ or changed slice stops the publish with an `IntegrityError` naming the files, an
   and never blocks a run; the next connection sees the new one;
 - a crash at any instant leaves the previous file in place;
 - tables carry column comments from `schema.py`, so `duckdb_columns()` documents itself;
-- the analyst views of `views.py` (with their comments) are added for the tables that exist.
+- the analyst views of `views/*.sql` (with their comments) are added for the tables that exist.
 """
 
 from __future__ import annotations

@@ -184,6 +184,12 @@ CREDIT_USAGE = Table(
     ),
 )
 
+# The resources the API counts: every count column of `resource_usage`, in its order (quota
+# limits, the resource views and the report name resources by these).
+RESOURCE_NAMES: tuple[str, ...] = tuple(
+    c.name for c in RESOURCE_USAGE.columns if c.name not in RESOURCE_USAGE.key
+)
+
 FACT_TABLES: tuple[Table, ...] = (ORGANIZATIONS, ORGANIZATION_USERS, RESOURCE_USAGE, CREDIT_USAGE)
 
 

@@ -22,7 +22,8 @@ import duckdb
 
 from pipelines.report.charts import Bucket
 from pipelines.report.formatting import as_date, finite, fmt_number, fmt_pct
-from warehouse.views import DELETED_PROJECTS_LABEL, RESOURCES, ensure_views, live_tables
+from warehouse.schema import RESOURCE_NAMES
+from warehouse.views import DELETED_PROJECTS_LABEL, ensure_views, live_tables
 
 TOP_PROJECTS = 5
 OTHER_LABEL = "Other projects"
@@ -169,7 +170,7 @@ def _explain(r: dict[str, Any]) -> tuple[str, str]:
     metric = r.get("metric")
     if not metric and rule.startswith("resource_limit"):
         key = str(r.get("alert_key") or "")
-        metric = next((res for res in RESOURCES if f"resource_limit.{res}" in key), None)
+        metric = next((res for res in RESOURCE_NAMES if f"resource_limit.{res}" in key), None)
     value, limit = finite(r.get("value")), finite(r.get("limit_value"))
     threshold, forecast = finite(r.get("threshold")), finite(r.get("forecast"))
     detail = str(r.get("explanation") or "").strip()
@@ -397,7 +398,7 @@ def load_resources(
     con: duckdb.DuckDBPyConnection,
 ) -> dict[str, list[tuple[str, float, float | None]]]:
     """The latest count (and limit, when known) of every resource per organization."""
-    order = {name: i for i, name in enumerate(RESOURCES)}
+    order = {name: i for i, name in enumerate(RESOURCE_NAMES)}
     out: dict[str, list[tuple[str, float, float | None]]] = defaultdict(list)
     for oid, resource, count, limit in con.execute(
         "SELECT organization_id, resource, "

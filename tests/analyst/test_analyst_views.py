@@ -1,5 +1,5 @@
-"""The analyst views build over derived tables in either planned spelling, and skip cleanly
-when those tables are absent."""
+"""The analyst views (one SQL file each, warehouse/views/) build over the tables the pipeline
+publishes with exactly their documented columns, and skip cleanly when tables are absent."""
 
 from __future__ import annotations
 
@@ -11,59 +11,20 @@ import pytest
 
 from warehouse import views
 
-ORGS = "SELECT organization_id, organization_name, period_start, period_end FROM organizations"
-PLANNED = [
-    f"""CREATE TABLE quota_status AS SELECT organization_id, CAST(NULL AS VARCHAR) AS project_id,
-        period_start, period_end, 1000.0 AS used_so_far, 5000.0 AS budget,
-        6000.0 AS forecast_total, 5500.0 AS forecast_low, 6500.0 AS forecast_high,
-        3.0 AS days_until_budget FROM ({ORGS})""",
-    f"""CREATE TABLE quota_alerts AS SELECT 'k-' || organization_id AS alert_key, organization_id,
-        CAST(NULL AS VARCHAR) AS project_id, 'credit_forecast' AS rule, 1.0 AS threshold,
-        period_start, 'open' AS status, CAST(now() AS TIMESTAMP) AS opened_at,
-        CAST(NULL AS TIMESTAMP) AS notified_at, CAST(NULL AS TIMESTAMP) AS resolved_at,
-        1.0 AS value, 2.0 AS limit_value, 3.0 AS forecast, 'why' AS explanation FROM ({ORGS})""",
-    """CREATE TABLE project_usage_trends AS SELECT organization_id, scope, project_id,
-        project_name, start_date AS day, credits, credits AS rolling_7d, credits AS rolling_30d,
-        0.1 AS wow_change, 0.5 AS share_of_org, 1 AS rank, false AS is_new, false AS is_dormant
-        FROM credit_usage WHERE interval = 'day'""",
-]
-CURRENT = [  # the spelling of pipelines/analytics and warehouse/alert_store at the time of writing
-    f"""CREATE TABLE quota_status AS
-        SELECT organization_id, organization_name, 'organization' AS scope,
-               CAST(NULL AS VARCHAR) AS project_id, CAST(NULL AS VARCHAR) AS project_name,
-               'credits' AS metric, CAST(now() AS TIMESTAMP) AS as_of, period_start, period_end,
-               1000.0 AS value, 5000.0 AS "limit", 6000.0 AS forecast_total,
-               5500.0 AS forecast_low, 6500.0 AS forecast_high, 3.0 AS days_until_limit,
-               'forecast_exceeds' AS status FROM ({ORGS})
-        UNION ALL
-        SELECT organization_id, organization_name, 'organization', NULL, NULL, 'projects',
-               CAST(now() AS TIMESTAMP), period_start, period_end, 5, 25, NULL, NULL, NULL,
-               NULL, 'ok' FROM ({ORGS})""",
-    f"""CREATE TABLE quota_alerts AS SELECT 'k-' || organization_id AS alert_key, organization_id,
-        organization_name, '' AS project_id, CAST(NULL AS VARCHAR) AS project_name,
-        'credit_forecast' AS rule, 'warning' AS severity, 1.0 AS threshold, period_start,
-        'notified' AS status, CAST(now() AS TIMESTAMP) AS opened_at,
-        CAST(now() AS TIMESTAMP) AS notified_at, CAST(NULL AS TIMESTAMP) AS resolved_at,
-        1.0 AS value, 2.0 AS "limit", 3.0 AS forecast, 'why' AS explanation FROM ({ORGS})""",
-    """CREATE TABLE project_usage_trends AS SELECT organization_id, organization_name, scope,
-        project_id, project_name, start_date AS date, credits, credits AS mean_7d,
-        credits AS mean_30d, 0.1 AS wow_change, 0.5 AS share_of_org, 1 AS rank_in_org,
-        false AS is_new, false AS is_dormant FROM credit_usage WHERE interval = 'day'""",
-]
 
-
-@pytest.mark.parametrize("ddl", [PLANNED, CURRENT], ids=["planned", "current"])
-def test_derived_views_build_in_both_spellings(demo_warehouse: Path, tmp_path: Path, ddl) -> None:
+def test_every_view_builds_over_the_published_tables(demo_warehouse: Path, tmp_path: Path) -> None:
+    """Each view file's query reads the tables as the pipeline writes them and yields exactly
+    its documented columns."""
     path = tmp_path / "usage.duckdb"
     shutil.copy(demo_warehouse / "usage.duckdb", path)
     con = duckdb.connect(str(path))
     try:
-        from warehouse.derived_schema import DERIVED_TABLES
-
-        for table in DERIVED_TABLES:  # replaced by the stand-ins below
-            con.execute(f'DROP TABLE IF EXISTS "{table.name}"')
-        for statement in ddl:
-            con.execute(statement)
+        for v in views.VIEWS:
+            con.execute(f'DROP VIEW IF EXISTS "{v.name}"')
+            query_columns = [
+                d[0] for d in con.execute(f"SELECT * FROM ({v.query}) LIMIT 0").description
+            ]
+            assert query_columns == v.column_names, v.name
         made = views.create_views(con, strict=True)
         assert set(made) == {v.name for v in views.VIEWS}
         for v in views.VIEWS:
@@ -71,21 +32,45 @@ def test_derived_views_build_in_both_spellings(demo_warehouse: Path, tmp_path: P
             assert list(frame.columns) == v.column_names, v.name
             assert len(frame) > 0, v.name
         budget = con.execute(
-            "SELECT DISTINCT budget, used_so_far FROM usage_against_budget"
-        ).fetchall()
-        assert budget == [(5000.0, 1000.0)]
-        assert (
-            con.execute("SELECT count(*) FROM open_alerts WHERE project_id IS NULL").fetchone()[0]
-            == 6
-        )
-        if ddl is CURRENT:
-            limits = con.execute(
-                "SELECT DISTINCT resource_limit FROM resource_counts_over_time "
-                "WHERE resource = 'projects'"
-            ).fetchall()
-            assert limits == [(25.0,)]
+            "SELECT count(*) FROM usage_against_budget AS b JOIN quota_status AS s "
+            "ON s.organization_id = b.organization_id AND s.metric = 'credits' "
+            "AND coalesce(s.project_id, '') = coalesce(b.project_id, '') "
+            "AND s.scope = b.scope AND s.value = b.used_so_far "
+            'AND s."limit" IS NOT DISTINCT FROM b.budget'
+        ).fetchone()[0]
+        assert budget == con.execute("SELECT count(*) FROM usage_against_budget").fetchone()[0]
+        limits = con.execute(
+            "SELECT count(*) FROM resource_counts_over_time WHERE resource_limit IS NOT NULL"
+        ).fetchone()[0]
+        assert limits > 0, "resource limits come from quota_status when it exists"
     finally:
         con.close()
+
+
+def test_resource_view_without_quota_status_has_no_limits(
+    demo_warehouse: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "usage.duckdb"
+    shutil.copy(demo_warehouse / "usage.duckdb", path)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("DROP VIEW IF EXISTS resource_counts_over_time")
+        con.execute("DROP VIEW IF EXISTS usage_against_budget")
+        con.execute("DROP TABLE quota_status")
+        assert "resource_counts_over_time" in views.create_views(con, strict=True)
+        rows, limited = con.execute(
+            "SELECT count(*), count(resource_limit) FROM resource_counts_over_time"
+        ).fetchone()
+        assert rows > 0 and limited == 0
+    finally:
+        con.close()
+
+
+def test_a_malformed_view_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "broken_view.sql"
+    bad.write_text("-- A view.\n--\n-- requires: organizations\n-- no colon here\nSELECT 1\n")
+    with pytest.raises(views.ViewFileError, match=r"broken_view\.sql line 4"):
+        views.parse_view(bad)
 
 
 def test_only_base_views_without_derived_tables() -> None:

@@ -1,0 +1,66 @@
+-- Credits per project per subscription period; deleted projects are one line of their own.
+--
+-- requires: credit_usage, organizations
+--
+-- organization_id: Organization id (UUID); the stable key.
+-- organization_name: Current organization name (follows renames).
+-- line: 'project' for a live project, 'deleted_projects' for the organization's deleted projects
+--     (all of them together, as the API reports them).
+-- project_id: Project id; null on the deleted-projects line.
+-- project_name: Latest known project name; 'Deleted projects' on the deleted-projects line.
+-- period_start: First day of the subscription period (UTC).
+-- period_end: Day after the last day of the subscription period (UTC).
+-- is_current_period: Whether the period contains the current UTC time.
+-- credits: Credits consumed by the line in the period.
+-- share_of_organization: This line's credits / the organization's credits in the same bucket
+--     (0..1; null when the organization used nothing).
+
+WITH org_names AS (
+    SELECT organization_id, organization_name FROM organizations
+),
+project_names AS (
+    -- the latest name of every project
+    SELECT organization_id, project_id, arg_max(project_name, start_date) AS project_name
+    FROM credit_usage
+    WHERE scope = 'project'
+    GROUP BY organization_id, project_id
+),
+series AS (
+    -- project and deleted-projects lines, with current names
+    SELECT
+        c.organization_id,
+        coalesce(o.organization_name, c.organization_name) AS organization_name,
+        c.scope AS line,
+        c.project_id,
+        CASE WHEN c.scope = 'deleted_projects' THEN 'Deleted projects'
+             ELSE coalesce(p.project_name, c.project_name) END AS project_name,
+        c.start_date,
+        c.end_date,
+        c.credits
+    FROM credit_usage AS c
+    LEFT JOIN org_names AS o USING (organization_id)
+    LEFT JOIN project_names AS p
+        ON p.organization_id = c.organization_id AND p.project_id = c.project_id
+    WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
+),
+totals AS (
+    SELECT organization_id, start_date, credits AS organization_credits
+    FROM credit_usage
+    WHERE interval = 'month' AND scope = 'organization'
+)
+SELECT
+    s.organization_id,
+    s.organization_name,
+    s.line,
+    s.project_id,
+    s.project_name,
+    CAST(s.start_date AS DATE) AS period_start,
+    CAST(s.end_date AS DATE) AS period_end,
+    s.start_date <= (get_current_timestamp() AT TIME ZONE 'UTC')
+        AND (get_current_timestamp() AT TIME ZONE 'UTC') < s.end_date AS is_current_period,
+    s.credits,
+    CASE WHEN t.organization_credits > 0 THEN s.credits / t.organization_credits END
+        AS share_of_organization
+FROM series AS s
+LEFT JOIN totals AS t USING (organization_id, start_date)
+ORDER BY s.organization_name, period_start, s.credits DESC
