@@ -12,7 +12,6 @@ the files of a warehouse written before manifests existed) and reports damaged s
 """
 
 import asyncio
-from datetime import UTC, datetime
 
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
@@ -30,13 +29,9 @@ from pipelines.resources import UbiOpsApi, Warehouse
 from warehouse.files import writer_lock
 from warehouse.manifest import ManifestError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE, Table
+from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE, Table, now_utc
 
 GROUP = "ubiops_registry"
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def current_organizations(warehouse: Warehouse) -> list[Org]:

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from pipelines.analytics.periods import shift_month as add_months  # noqa: E402
+from pipelines.analytics.periods import shift_month  # noqa: E402
 from pipelines.extract import fan_out  # noqa: E402
 from pipelines.ubiops_client import UbiOpsClient  # noqa: E402
 
@@ -43,8 +43,8 @@ def emulator(orgs: int, rate_limit: int, now: str) -> Iterator[tuple[str, str]]:
 def month_requests(names: list[str], months: int, today: date) -> list[tuple[str, date, date]]:
     out = []
     for back in range(months, 0, -1):
-        y, m = add_months(today.year, today.month, -back + 1)
-        ny, nm = add_months(y, m, 1)
+        y, m = shift_month(today.year, today.month, -back + 1)
+        ny, nm = shift_month(y, m, 1)
         out += [(name, date(y, m, 1), date(ny, nm, 1)) for name in names]
     return out
 

@@ -41,11 +41,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from warehouse.schema import now_utc
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -133,11 +135,6 @@ _ALERT_FIELDS = (
     "explanation",
     "details",
 )
-
-
-def utc_now() -> datetime:
-    """The current time, naive UTC."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _ts(value: Any) -> str | None:
@@ -270,7 +267,7 @@ class AlertStore:
         part of them (None = everything). Alerts first recorded after their period ended
         (backfills) get ``suppressed`` outbox rows. One transaction.
         """
-        now_s = _ts(now or utc_now())
+        now_s = _ts(now or now_utc())
         assert now_s is not None
         report = SyncReport()
         records = candidates.to_dict("records") if not candidates.empty else []
@@ -509,7 +506,7 @@ class AlertStore:
         names = list(channels)
         if not names:
             return None
-        now_dt = pd.Timestamp(_ts(now or utc_now())).to_pydatetime()
+        now_dt = pd.Timestamp(_ts(now or now_utc())).to_pydatetime()
         now_s = _ts(now_dt)
         stale = _ts(now_dt - self.lease)
         due = "1" if ignore_backoff else "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
@@ -543,7 +540,7 @@ class AlertStore:
 
     def mark_delivered(self, item: OutboxItem, now: datetime | None = None) -> None:
         """Record a successful send (and the alert as notified for an open event)."""
-        now_s = _ts(now or utc_now())
+        now_s = _ts(now or now_utc())
         with self._tx() as db:
             db.execute(
                 "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL,"

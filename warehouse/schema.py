@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -63,6 +64,12 @@ class Table:
 
 # All timestamps are naive and mean UTC (DuckDB TIMESTAMP), so every engine reads them alike.
 TS = pa.timestamp("us")
+
+
+def now_utc() -> datetime:
+    """The current time as the warehouse stores times: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
 
 ORGANIZATIONS = Table(
     name="organizations",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipelines.analytics.periods import to_date
+
 SCOPES: tuple[str, ...] = ("organization", "project", "deleted_projects")
 DAILY_COLUMNS: list[str] = [
     "organization_id",
@@ -40,10 +42,7 @@ def to_naive_utc(values: pd.Series) -> pd.Series:
 
 def to_day(value: object) -> pd.Timestamp:
     """A scalar date-like value as a naive UTC midnight timestamp."""
-    ts = pd.Timestamp(value)  # type: ignore[arg-type]
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.normalize()
+    return pd.Timestamp(to_date(value))  # type: ignore[arg-type]
 
 
 def daily_usage(credit_usage: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,8 @@ from pipelines.notify.channels import (
 )
 from pipelines.notify.redact import REDACT, scrub
 from pipelines.quotas import ChannelsConfig, DeliverySettings, QuotaConfig
-from warehouse.alert_store import AlertStore, OutboxItem, utc_now
+from warehouse.alert_store import AlertStore, OutboxItem
+from warehouse.schema import now_utc
 
 logger = logging.getLogger("pipelines.notify")
 
@@ -97,7 +98,7 @@ def deliver_pending(
         try:
             _send(available[item.channel], item)
         except DeliveryError as exc:
-            retry_at = (now or utc_now()) + timedelta(seconds=settings.backoff(item.attempts))
+            retry_at = (now or now_utc()) + timedelta(seconds=settings.backoff(item.attempts))
             status = store.mark_failed(
                 item,
                 str(exc),
@@ -115,7 +116,7 @@ def deliver_pending(
             available.pop(item.channel)
             logger.warning("channel %s is failing, retried on a later run: %s", item.channel, exc)
             continue
-        store.mark_delivered(item, now or utc_now())
+        store.mark_delivered(item, now or now_utc())
         report.delivered += 1
     report.pending = store.pending_count()
     return report
@@ -149,7 +150,7 @@ def send_test_message(
     if channel_name not in channels:
         known = ", ".join(channels) or "none"
         raise DeliveryError(f"{channel_name}: channel is not configured (configured: {known})")
-    now = utc_now()
+    now = now_utc()
     key = f"{organization_id}||test|0|{now:%Y-%m-%d}"
     idem = f"{key}#{int(now.timestamp())}:test:{channel_name}"
     item = OutboxItem(

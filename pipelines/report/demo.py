@@ -36,13 +36,13 @@ def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
 
     Raises RuntimeError naming the failure when the run does not succeed.
     """
-    from pipelines.analytics.periods import shift_month as add_months
+    from pipelines.analytics.periods import shift_month
 
     root = Path(root)
     warehouse = root / "warehouse"
     now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
-    year, month = add_months(today.year, today.month, -1)
+    year, month = shift_month(today.year, today.month, -1)
     _run(root, warehouse, now, date(year, month, 1), today, seed)
     return warehouse
 
@@ -55,7 +55,7 @@ def build_long_demo_warehouse(root: Path, *, months: int = 24, seed: int = 11) -
     one at the real time, loading the rest up to today (the same seed gives the same
     organizations and projects; the months of each part come from one consistent data set).
     """
-    from pipelines.analytics.periods import shift_month as add_months
+    from pipelines.analytics.periods import shift_month
 
     if not 1 <= months <= 2 * (EMULATOR_MONTHS - 1):
         raise ValueError(f"months must be 1..{2 * (EMULATOR_MONTHS - 1)}, got {months}")
@@ -63,12 +63,12 @@ def build_long_demo_warehouse(root: Path, *, months: int = 24, seed: int = 11) -
     warehouse = root / "warehouse"
     now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
-    first_year, first_month = add_months(today.year, today.month, -(months - 1))
+    first_year, first_month = shift_month(today.year, today.month, -(months - 1))
     if months <= EMULATOR_MONTHS - 1:
         _run(root, warehouse, now, date(first_year, first_month, 1), today, seed)
         return warehouse
     back = months - (EMULATOR_MONTHS - 1)  # the second run's first month: this many months ago
-    split_year, split_month = add_months(today.year, today.month, -back)
+    split_year, split_month = shift_month(today.year, today.month, -back)
     split = date(split_year, split_month, 1)
     # The first run's emulator clock stands at the split month's first midnight, so every day of
     # the months it loads is complete (a blocking check refuses a month with missing days).

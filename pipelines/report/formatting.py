@@ -9,9 +9,11 @@ precision that depends only on the magnitude. Percentages go through `fmt_pct`, 
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pandas as pd
+
+from pipelines.analytics.periods import to_date
 
 MISSING = "\u2013"  # an en dash
 
@@ -33,11 +35,7 @@ def as_date(value: object) -> date | None:
         return None
     if isinstance(value, float) and math.isnan(value):
         return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return pd.Timestamp(value).date()  # type: ignore[arg-type]
+    return to_date(value)  # type: ignore[arg-type]
 
 
 def fmt_number(value: object) -> str:

@@ -16,7 +16,8 @@ from pipelines.analytics.evaluate import compute_alerts
 from pipelines.cli import main
 from pipelines.notify.state import state_path
 from pipelines.quotas import parse_quotas
-from warehouse.alert_store import AlertStore, utc_now
+from warehouse.alert_store import AlertStore
+from warehouse.schema import now_utc
 
 from .conftest import WEBHOOK_SECRET, free_port, usage_frame
 
@@ -67,7 +68,7 @@ def make_state(warehouse: Path, channels: list[str]) -> None:
     ).candidates
     assert {"credit_actual", "resource_limit"} <= set(candidates.rule)
     with AlertStore(state_path(warehouse)) as store:
-        store.sync(candidates, channels, utc_now().replace(year=2024, month=3, day=11))
+        store.sync(candidates, channels, now_utc().replace(year=2024, month=3, day=11))
 
 
 def quota_file(tmp_path: Path, channels: dict) -> Path:

@@ -11,10 +11,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines.analytics.periods import current_period
+from pipelines.analytics.periods import current_period, shift_month
 from pipelines.cli import main
 from pipelines.commands.run_cmd import execute
-from tests.pipeline.conftest import add_months, start_emulator
+from tests.pipeline.conftest import start_emulator
 
 
 def query(warehouse: Path, sql: str) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def test_current_period_is_the_same_everywhere(
         monkeypatch.setenv("USAGE_WAREHOUSE", str(warehouse))
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
         today = datetime.now(UTC).date()
-        py, pm = add_months(today.year, today.month, -1)
+        py, pm = shift_month(today.year, today.month, -1)
         summary = execute(date(py, pm, 1), today, log_level="WARNING")
         truth = {o.id: o.anchor_day for o in server.state.orgs.values()}
     assert summary.success

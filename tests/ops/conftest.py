@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.analytics.periods import shift_month as add_months
+from pipelines.analytics.periods import shift_month
 from tests.pipeline.conftest import start_emulator
 from tests.services.postgres import (
     Postgres,
@@ -63,5 +63,5 @@ def emulator_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Em
             monkeypatch.setenv(key, value)
         (tmp_path / "dagster").mkdir()
         today = datetime.now(UTC).date()
-        py, pm = add_months(today.year, today.month, -1)
+        py, pm = shift_month(today.year, today.month, -1)
         yield EmulatorEnv(tmp_path / "warehouse", tmp_path / "dagster", env, date(py, pm, 1), today)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from emulator.server import EmulatorConfig, EmulatorServer
-from pipelines.analytics.periods import shift_month as add_months
+from pipelines.analytics.periods import shift_month
 from pipelines.commands.run_cmd import RunSummary, execute
 
 
@@ -58,7 +58,7 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
         monkeypatch.setenv("USAGE_WAREHOUSE", str(warehouse))
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
         today = datetime.now(UTC).date()
-        py, pm = add_months(today.year, today.month, -1)
+        py, pm = shift_month(today.year, today.month, -1)
         yield Pipeline(warehouse, server, date(py, pm, 1), today)
 
 
