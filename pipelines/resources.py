@@ -1,7 +1,7 @@
 """Dagster resources: every setting a run reads, as `ConfigurableResource` fields.
 
 - `UbiOpsApi` (`ubiops`): the API host and token, and the client's limits; makes `UbiOpsClient`s.
-- `Warehouse` (`warehouse`): the warehouse directory, its alert state file and where the shared
+- `Warehouse` (`warehouse`): the warehouse directory and where the shared
   lake is, if anywhere (`lake_catalog`, `lake_data`, the S3 settings).
 - `Alerting` (`alerting`): the quota/alert file (rules, budgets, notification channels).
 
@@ -117,7 +117,7 @@ class UbiOpsApi(EnvResource):
 
 
 class Warehouse(EnvResource):
-    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`) and its alert state.
+    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`) and the shared lake.
 
     In lake mode (`lake_catalog` and `lake_data` set) the directory is this writer's working
     copy of the shared lake: when a run starts, the slices other writers committed since are
@@ -152,13 +152,6 @@ class Warehouse(EnvResource):
     @property
     def root(self) -> Path:
         return settings.warehouse_dir(self.path)
-
-    @property
-    def alert_state(self) -> Path:
-        """The alert state file (lifecycle and notification outbox) of this warehouse."""
-        from pipelines.notify.state import state_path
-
-        return state_path(self.root)
 
     def lake_config(self) -> LakeConfig | None:
         """The shared lake (`warehouse/lake.py`), None without one; errors name the variable."""

@@ -54,6 +54,19 @@ class Table:
     key: tuple[str, ...] = ()
     partition_by: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        unknown = [k for k in self.key if k not in names]
+        if doubled or unknown:
+            raise ValueError(
+                f"table {self.name}: "
+                + "; ".join(
+                    ([f"columns declared twice: {', '.join(doubled)}"] if doubled else [])
+                    + ([f"key columns not declared: {', '.join(unknown)}"] if unknown else [])
+                )
+            )
+
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
