@@ -36,7 +36,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.errors import ConfigError
+from pipelines.errors import LakeConfigError, LakeConflictError, LakeError
 from warehouse.schema import Table, sql_type
 
 CATALOG_ALIAS = "usage"
@@ -65,19 +65,6 @@ _LIBPQ_KEYWORDS = {
 }
 
 T = TypeVar("T")
-
-
-class LakeError(Exception):
-    """Something about the lake is wrong; the message names it and holds no secret."""
-
-
-class LakeConfigError(LakeError, ConfigError):
-    """The lake's configuration is malformed or points at something unusable (a user error:
-    `usage-etl` reports it as one line, exit 2, before any API request)."""
-
-
-class LakeConflictError(LakeError):
-    """Another writer kept committing conflicting changes; the lake is unchanged by this one."""
 
 
 @dataclass(frozen=True)
