@@ -233,6 +233,8 @@ def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
             lines.append(f"{i}. {r.get('title') or r['alert_key']}")
             if r.get("explanation"):
                 lines.append(f"   {r['explanation']}")
+            if isinstance(r.get("restatement"), str) and r["restatement"]:
+                lines.append(f"   {r['restatement']}")
     lines.extend(_undelivered(outbox, alerts))
     return lines
 

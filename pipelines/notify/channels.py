@@ -63,6 +63,8 @@ def render_text(item: OutboxItem) -> str:
         )
     if alert.get("explanation"):
         lines.append(alert["explanation"])
+    if alert.get("restatement"):
+        lines.append(alert["restatement"])
     org = alert["organization_id"]
     name = alert.get("organization_name")
     lines.append(
@@ -159,6 +161,10 @@ class SlackChannel:
         if alert.get("explanation"):
             blocks.append(
                 {"type": "section", "text": {"type": "mrkdwn", "text": alert["explanation"]}}
+            )
+        if alert.get("restatement"):
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": alert["restatement"]}}
             )
         blocks.append(
             {
