@@ -40,6 +40,9 @@ from pipelines.errors import LakeConfigError, LakeConflictError, LakeError
 from warehouse.schema import Table, sql_type
 
 CATALOG_ALIAS = "usage"
+# How messages name the two settings (the environment variable, or the equivalent flag).
+CATALOG_SETTING = "USAGE_LAKE_CATALOG (--lake-catalog)"
+DATA_SETTING = "USAGE_LAKE_DATA (--lake-data)"
 EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
 _PACKAGES = {
     "ducklake": "duckdb_extension_ducklake",
@@ -112,12 +115,12 @@ class LakeConfig:
             return None
         if not catalog:
             raise LakeConfigError(
-                "USAGE_LAKE_DATA is set but USAGE_LAKE_CATALOG is not: expected a PostgreSQL "
+                f"{DATA_SETTING} is set but {CATALOG_SETTING} is not: expected a PostgreSQL "
                 "connection string for the lake's catalog"
             )
         if not data:
             raise LakeConfigError(
-                "USAGE_LAKE_CATALOG is set but USAGE_LAKE_DATA is not: expected an s3:// URL or "
+                f"{CATALOG_SETTING} is set but {DATA_SETTING} is not: expected an s3:// URL or "
                 "a directory for the lake's data files"
             )
         endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
@@ -144,8 +147,8 @@ def _conninfo(text: str) -> dict[str, str]:
         eq = text.find("=", i)
         if eq < 0:
             raise LakeConfigError(
-                "USAGE_LAKE_CATALOG: expected `key=value` pairs such as `dbname=lake host=db` "
-                f"or a postgresql:// URL; `{text[i:].split()[0]}` has no `=`"
+                f"{CATALOG_SETTING}: expected `key=value` pairs such as `dbname=lake host=db` "
+                f"or a postgresql:// URL; word {len(out) + 1} has no `=`"
             )
         key = text[i:eq].strip()
         i = eq + 1
@@ -158,7 +161,7 @@ def _conninfo(text: str) -> dict[str, str]:
                 value_chars.append(text[i])
                 i += 1
             if i >= n:
-                raise LakeConfigError(f"USAGE_LAKE_CATALOG: unterminated quote in the {key} value")
+                raise LakeConfigError(f"{CATALOG_SETTING}: unterminated quote in the {key} value")
             i += 1
             value = "".join(value_chars)
         else:
@@ -191,7 +194,7 @@ def parse_catalog(text: str) -> str:
             port = url.port
         except ValueError:
             raise LakeConfigError(
-                "USAGE_LAKE_CATALOG: the URL's port is not a number; expected "
+                f"{CATALOG_SETTING}: the URL's port is not a number; expected "
                 "postgresql://user:password@host:port/database"
             ) from None
         if port:
@@ -205,13 +208,13 @@ def parse_catalog(text: str) -> str:
         for key, value in parse_qsl(url.query):
             if key not in _LIBPQ_KEYWORDS:
                 raise LakeConfigError(
-                    f"USAGE_LAKE_CATALOG: unknown connection parameter {key!r} in the URL"
+                    f"{CATALOG_SETTING}: unknown connection parameter {key!r} in the URL"
                 )
             parts[key] = value
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         raise LakeConfigError(
-            f"USAGE_LAKE_CATALOG: scheme {scheme!r} is not PostgreSQL; expected "
+            f"{CATALOG_SETTING}: scheme {scheme!r} is not PostgreSQL; expected "
             "postgresql://user:password@host:port/database or `dbname=... host=...`"
         )
     else:
@@ -219,12 +222,12 @@ def parse_catalog(text: str) -> str:
         unknown = sorted(set(parts) - _LIBPQ_KEYWORDS)
         if unknown:
             raise LakeConfigError(
-                f"USAGE_LAKE_CATALOG: unknown connection parameter(s) {', '.join(unknown)}; "
+                f"{CATALOG_SETTING}: unknown connection parameter(s) {', '.join(unknown)}; "
                 "expected libpq keywords such as dbname, host, port, user, password"
             )
     if not parts.get("dbname"):
         raise LakeConfigError(
-            "USAGE_LAKE_CATALOG: no database named; expected postgresql://host/DATABASE or "
+            f"{CATALOG_SETTING}: no database named; expected postgresql://host/DATABASE or "
             "`dbname=DATABASE host=...`"
         )
     return " ".join(f"{k}={_quote_value(v)}" for k, v in parts.items())
@@ -237,16 +240,16 @@ def parse_data_path(text: str) -> str:
         url = urlsplit(text)
         if not url.netloc:
             raise LakeConfigError(
-                f"USAGE_LAKE_DATA={text!r}: no bucket; expected s3://BUCKET/optional/prefix"
+                f"{DATA_SETTING} {text!r}: no bucket; expected s3://BUCKET/optional/prefix"
             )
         return text if text.endswith("/") else text + "/"
     if "://" in text:
         raise LakeConfigError(
-            f"USAGE_LAKE_DATA={text!r}: expected an s3:// URL or a local directory"
+            f"{DATA_SETTING} {text!r}: expected an s3:// URL or a local directory"
         )
     path = Path(text).expanduser().resolve()
     if path.exists() and not path.is_dir():
-        raise LakeConfigError(f"USAGE_LAKE_DATA={text!r}: is a file; expected a directory")
+        raise LakeConfigError(f"{DATA_SETTING} {text!r}: is a file; expected a directory")
     return str(path) + os.sep
 
 
