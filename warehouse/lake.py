@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import random
 import time
@@ -68,6 +69,7 @@ _LIBPQ_KEYWORDS = {
 }
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,32 @@ def connect(config: LakeConfig, read_only: bool = False) -> duckdb.DuckDBPyConne
     return con
 
 
+def lake_summary(config: LakeConfig) -> str:
+    """One line: the lake (redacted), its current snapshot and how many slices it records."""
+    con = connect(config, read_only=True)
+    try:
+        snapshot = con.execute(
+            f"SELECT max(snapshot_id), max(snapshot_time) FROM "
+            f"ducklake_snapshots({_sql_text(CATALOG_ALIAS)})"
+        ).fetchone()
+        has_meta = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = "
+            "'meta' AND table_name = 'slices'",
+            [CATALOG_ALIAS],
+        ).fetchone()
+        slices = (
+            con.execute("SELECT count(*) FROM meta.slices").fetchone()
+            if has_meta and has_meta[0]
+            else (0,)
+        )
+    finally:
+        con.close()
+    sid, when = snapshot if snapshot else (None, None)
+    at = f"snapshot {sid} of {when:%Y-%m-%d %H:%M:%S} UTC" if sid is not None else "no snapshot"
+    count = int(slices[0]) if slices else 0
+    return f"shared lake answers: {config.redacted()}; {at}; {count} slices recorded"
+
+
 def _initialization_race(exc: BaseException) -> bool:
     text = str(exc)
     return "Failed to initialize DuckLake" in text and (
@@ -525,6 +553,42 @@ class LakeTables:
         columns = ", ".join(_ident(c.name) for c in t.columns)
         sql = f"SELECT {columns} FROM {_ident(t.name)}" + (f" WHERE {where}" if where else "")
         return self.con.execute(sql, params or []).df()
+
+
+VIEW_COLUMNS_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta.view_columns (view_name VARCHAR NOT NULL, column_name "
+    "VARCHAR NOT NULL, position INTEGER NOT NULL, description VARCHAR NOT NULL)"
+)
+
+
+def create_lake_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """(Re)create the analyst views in the lake, inside the caller's transaction.
+
+    DuckLake keeps a comment on a view but not on a view's columns (`COMMENT ON COLUMN` on a
+    view fails with "Cannot comment on columns for entry ... it is not a table"), so each view
+    gets its comment and its columns' descriptions go to `meta.view_columns` (view, column,
+    position, description), replaced in the same transaction. Returns the views made."""
+    from warehouse import views
+
+    tables = views.live_tables(con)
+    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    con.execute(VIEW_COLUMNS_DDL)
+    con.execute("DELETE FROM meta.view_columns")
+    made: list[str] = []
+    for v in views.applicable_views(tables):
+        select = views.select_sql(v, tables.keys(), tables)
+        try:
+            con.execute(f"CREATE OR REPLACE VIEW {_ident(v.name)} AS {select}")
+        except duckdb.BinderException as exc:  # as when publishing locally: skip, say so
+            log.warning("lake view %s skipped: %s", v.name, str(exc).splitlines()[0])
+            continue
+        con.execute(f"COMMENT ON VIEW {_ident(v.name)} IS {_sql_text(v.description)}")
+        con.executemany(
+            "INSERT INTO meta.view_columns VALUES (?, ?, ?, ?)",
+            [[v.name, c.name, i, c.description] for i, c in enumerate(v.columns, start=1)],
+        )
+        made.append(v.name)
+    return made
 
 
 @dataclass(frozen=True)

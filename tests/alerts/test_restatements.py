@@ -8,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 
 from pipelines.restatements import check_restatements
-from warehouse.alert_store import LoadedTotal
+from warehouse.alert_store import AlertStore, LoadedTotal
 
 
 def status_row(limit: float, value: float, as_of: str = "2026-11-20") -> pd.DataFrame:
@@ -79,3 +79,63 @@ def test_a_restatement_within_the_same_band_is_not_noted() -> None:
     found = check_restatements(status_row(2000, 960, "2026-11-19"), daily_rows(per_day),
                                PREVIOUS, [50, 80, 100])  # fmt: skip
     assert found.restatements == []
+
+
+def candidate(threshold: float) -> pd.DataFrame:
+    group = "o1||credit_actual|2026-11-01"
+    return pd.DataFrame(
+        [
+            {
+                "alert_key": f"o1||credit_actual|{threshold:g}|2026-11-01",
+                "alert_group": group,
+                "organization_id": "o1",
+                "organization_name": "acme",
+                "project_id": "",
+                "project_name": None,
+                "rule": "credit_actual",
+                "metric": "credits",
+                "threshold": threshold,
+                "period_start": pd.Timestamp("2026-11-01"),
+                "period_end": pd.Timestamp("2026-12-01"),
+                "value": 1050.0,
+                "limit": 1000.0,
+                "forecast": None,
+                "severity": "critical",
+                "title": f"acme has reached {threshold:g}% of its credits limit",
+                "explanation": "top projects: p1 1,050",
+                "details": "{}",
+                "notify_resolved": True,
+            }
+        ]
+    )
+
+
+def test_the_store_puts_the_note_on_the_alert_and_its_messages(tmp_path) -> None:
+    from pipelines.notify.channels import render_text
+    from warehouse.alert_store import OutboxItem
+
+    note = "restated on 2026-11-20 06:00 UTC: period total moved from 950.00 to 1,050.00 credits"
+    now = pd.Timestamp("2026-11-20 06:00").to_pydatetime()
+    group = "o1||credit_actual|2026-11-01"
+    totals = [LoadedTotal("o1", "2026-11-01", "2026-11-19", 1050.0, "2026-11-20 06:00:00")]
+    with AlertStore(tmp_path / "alerts.sqlite") as store:
+        store.sync(candidate(100), ["log"], now, notes={group: note}, totals=totals)
+        assert store.loaded_totals() == {("o1", "2026-11-01"): totals[0]}
+        alerts = store.alerts_frame()
+        assert alerts["restatement"].tolist() == [note]
+        claimed = store.claim_next(["log"], now)
+        assert isinstance(claimed, OutboxItem)
+        assert claimed.payload["alert"]["restatement"] == note
+        assert note in render_text(claimed).splitlines()
+        store.mark_delivered(claimed, now)
+
+        # restated back down: the resolved message carries the new note
+        down = "restated on 2026-11-21 06:00 UTC: period total moved from 1,050.00 to 990.00"
+        later = now + timedelta(days=1)
+        store.sync(candidate(100).iloc[0:0], ["log"], later, notes={group: down})
+        resolved = store.claim_next(["log"], later)
+        assert resolved is not None and resolved.event == "resolved"
+        assert resolved.payload["alert"]["restatement"] == down
+        # a later load without a restatement keeps the note on the alert
+        store.sync(candidate(100).iloc[0:0], ["log"], later + timedelta(days=1))
+        assert store.alerts_frame()["restatement"].tolist() == [down]

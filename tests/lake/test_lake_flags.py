@@ -57,6 +57,10 @@ def test_lake_flags_work_like_the_environment_and_never_show_the_password(
     assert "publishing to the shared lake" in run.stderr
     assert password not in run.stdout + run.stderr
     assert files_containing(tmp_path / "writer", password) == []
+    verify = cli(writer, "verify", *flags)
+    assert verify.returncode == 0, verify.stderr
+    assert "shared lake answers" in verify.stdout and "slices recorded" in verify.stdout
+    assert password not in verify.stdout + verify.stderr
 
     # another machine, no local warehouse: the flags alone find the lake
     reader = {**base, "USAGE_WAREHOUSE": str(tmp_path / "reader" / "warehouse")}
