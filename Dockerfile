@@ -13,8 +13,8 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 WORKDIR /opt/ubiops-usage
 
 # Dependencies first (cached while only the code changes), exactly as uv.lock pins them. Without
-# the dev group and without the optional `emulator` extra: production runs talk to the real API
-# (`usage-etl emulator` here says in one line what to install).
+# the dev group and without the optional `emulator` extra: production runs talk to the real API.
+# (starlette and uvicorn still arrive as dependencies of dagster-webserver, not of the project.)
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
