@@ -27,15 +27,19 @@ What the previous load saw comes from:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+import duckdb
 import pandas as pd
 
+from pipelines.errors import LakeError
 from warehouse.alert_store import AlertStore, LoadedTotal, utc_now
 
+log = logging.getLogger(__name__)
 RULE = "credit_actual"
 EPSILON = 0.005  # credits: below half a cent a total has not changed
 
@@ -250,7 +254,12 @@ def check_load(
     """The restatements of this load against the previous one (the lake's snapshot when a lake
     is configured, else the totals the alert state remembered): pass `.notes()` and `.totals`
     to `AlertStore.sync`."""
-    previous = previous_from_lake(status)
+    try:
+        previous = previous_from_lake(status)
+    except (LakeError, duckdb.Error) as exc:  # a note is not worth failing the alerts over
+        log.warning("restatement check: the lake did not answer (%s); comparing with the "
+                    "totals this warehouse remembered", exc)  # fmt: skip
+        previous = None
     if previous is None:
         previous = store.loaded_totals()
     return check_restatements(status, daily, previous, thresholds, now)
