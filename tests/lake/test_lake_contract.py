@@ -24,7 +24,7 @@ from tests.services.s3 import S3Server
 from warehouse import views
 from warehouse.dictionary import Relation, read_catalog, undocumented
 from warehouse.lake import LakeConfig
-from warehouse.lake_sync import publish_up
+from warehouse.lake_sync import SNAPSHOT_KEY, publish_up
 from warehouse.publish import connect_readonly
 from warehouse.schema import ALL_TABLES
 
@@ -36,8 +36,6 @@ BASE_VIEWS = {
     "top_movers",
     "resource_counts_over_time",
 }
-# In the lake a table's slice keys are ordinary, documented columns after the contract's.
-SLICE_KEYS = {"month", "snapshot"}
 NUMERIC = ("DOUBLE", "BIGINT", "INTEGER", "HUGEINT")
 
 
@@ -140,14 +138,16 @@ def test_view_columns_match_the_registry(catalog: duckdb.DuckDBPyConnection) -> 
 
 def test_tables_keep_the_contract(catalog: duckdb.DuckDBPyConnection) -> None:
     """Every contract table is there with the contract's columns in order, their nullability
-    (keys NOT NULL) and descriptions; the lake adds only its documented slice keys."""
+    (keys NOT NULL) and descriptions; the lake adds only its slice keys (partition values and
+    the snapshot file), as ordinary documented columns after the contract's."""
     published = {n: r for n, r in relations(catalog).items() if r.kind == "table"}
     for t in ALL_TABLES:
         assert t.name in published, f"{t.name} is not published"
         columns = published[t.name].columns
         contract = [(c.name, c.nullable, c.description) for c in t.columns]
         assert [(c.name, c.nullable, c.description) for c in columns[: len(contract)]] == contract
-        assert {c.name for c in columns[len(contract) :]} <= SLICE_KEYS, t.name
+        slice_keys = {k for k in t.partition_by if k not in t.column_names} | {SNAPSHOT_KEY}
+        assert {c.name for c in columns[len(contract) :]} <= slice_keys, t.name
         assert published[t.name].description == t.description
 
 
