@@ -43,16 +43,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipelines.errors import ConfigError
+from pipelines.errors import QuotaConfigError
 from warehouse.schema import RESOURCE_NAMES
 
 QUOTAS_ENV = "USAGE_QUOTAS"
 DEFAULT_QUOTAS_PATH = Path(__file__).resolve().parent.parent / "quotas.example.yaml"
 _SECRET_HINTS = ("secret", "password", "url", "token")
-
-
-class QuotaConfigError(ConfigError, ValueError):
-    """The quota file is missing, unreadable or invalid (message is a single line)."""
 
 
 def _number(

@@ -39,6 +39,17 @@ def test_resource_names_are_the_count_columns_of_resource_usage() -> None:
     assert quotas.RESOURCE_NAMES is RESOURCE_NAMES
 
 
+def test_the_resource_view_unpivots_exactly_the_contract_resources(demo_warehouse: Path) -> None:
+    con = duckdb.connect(str(demo_warehouse / "usage.duckdb"), read_only=True)
+    try:
+        shown = con.execute(
+            "SELECT DISTINCT resource FROM resource_counts_over_time ORDER BY resource"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [r for (r,) in shown] == sorted(RESOURCE_NAMES)
+
+
 def test_a_table_with_a_doubled_column_or_an_undeclared_key_is_refused() -> None:
     column = Column("a", pa.string(), "A.")
     with pytest.raises(ValueError, match="table t: columns declared twice: a"):

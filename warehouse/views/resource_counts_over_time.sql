@@ -17,9 +17,11 @@ WITH org_names AS (
     SELECT organization_id, organization_name FROM organizations
 ),
 counts AS (
-    -- one row per resource (every count column of resource_usage); null counts are left out
+    -- one row per resource: the count columns of resource_usage (warehouse/schema.py
+    -- RESOURCE_NAMES, in their order); null counts are left out
     UNPIVOT resource_usage
-    ON COLUMNS(* EXCLUDE (organization_id, observed_at))
+    ON projects, users, deployments, deployment_versions, pipelines, pipeline_versions, buckets,
+       environments
     INTO NAME resource VALUE resource_count
 ),
 limits AS (
