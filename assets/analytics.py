@@ -26,8 +26,10 @@ from dagster import (
 from assets.credit_usage import credit_usage_daily
 from assets.materialize import table_metadata
 from assets.organizations import now_utc, organization_users, organizations, resource_usage
+from pipelines.analytics.derived_slices import describe as describe_refresh
+from pipelines.analytics.derived_slices import refresh_trends
 from pipelines.analytics.evaluate import compute_alerts
-from pipelines.analytics.trends import project_usage_trends as compute_trends
+from pipelines.analytics.periods import anchors_by_organization
 from pipelines.notify.routing import alert_routes
 from pipelines.notify.state import open_state, record_tables
 from pipelines.quotas import load_quotas
@@ -53,17 +55,23 @@ GROUP = "usage_insights"
     description=(
         "Per project and organization, daily: credits, 7/30-day means, week-over-week and "
         "period-over-period change, share, rank, new and dormant flags. Table "
-        "`project_usage_trends`."
+        "`project_usage_trends`, stored by month: computed in DuckDB SQL over the Parquet "
+        "files, recomputing only the months whose inputs changed."
     ),
 )
 def project_usage_trends(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     store = ParquetStore(warehouse.root)
-    usage = store.read(CREDIT_USAGE, "interval = 'day'")
-    frame = compute_trends(usage, store.read(ORGANIZATIONS))
-    with writer_lock(warehouse.root):
-        store.replace_table(PROJECT_USAGE_TRENDS, frame)
-    context.log.info(f"trends: {len(frame)} rows")
-    return MaterializeResult(metadata=table_metadata(PROJECT_USAGE_TRENDS, frame))  # type: ignore[arg-type]
+    refresh = refresh_trends(warehouse.root, anchors_by_organization(store.read(ORGANIZATIONS)))
+    context.log.info(
+        f"trends: {len(refresh.recomputed)} of {len(refresh.months)} months recomputed "
+        f"({', '.join(refresh.recomputed) or 'none'}), {refresh.rows_written} rows written"
+    )
+    preview = refresh.preview if refresh.preview is not None else store.empty(PROJECT_USAGE_TRENDS)
+    metadata = table_metadata(PROJECT_USAGE_TRENDS, preview)
+    metadata["dagster/row_count"] = refresh.rows_written
+    metadata.pop("organizations", None)
+    metadata.update(describe_refresh(refresh))
+    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
 
 
 ALERT_CHECKS = {
