@@ -30,6 +30,7 @@ from pipelines.analytics.derived_slices import describe as describe_refresh
 from pipelines.analytics.derived_slices import refresh_trends
 from pipelines.analytics.evaluate import compute_alerts
 from pipelines.analytics.periods import anchors_by_organization
+from pipelines.analytics.usage_window import load_resource_window, load_usage_window, window_days
 from pipelines.notify.routing import alert_routes
 from pipelines.notify.state import open_state, record_tables
 from pipelines.quotas import load_quotas
@@ -42,7 +43,7 @@ from warehouse.derived_schema import (
 )
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE
+from warehouse.schema import ORGANIZATIONS
 
 GROUP = "usage_insights"
 
@@ -156,15 +157,19 @@ def quota_alerts(
     store = ParquetStore(warehouse.root)
     orgs = store.read(ORGANIZATIONS)
     current = orgs[orgs["last_seen_at"] == orgs["last_seen_at"].max()] if len(orgs) else orgs
-    usage = store.read(CREDIT_USAGE, "interval = 'day'")
     as_of = now_utc().date() - timedelta(days=1)  # the last complete UTC day
+    resources_as_of = now_utc().date()
+    window = load_usage_window(store, as_of, window_days(config))
+    resources = load_resource_window(store, resources_as_of)
     evaluation = compute_alerts(
-        usage,
+        window.daily,
         current,
         config,
-        store.read(RESOURCE_USAGE),
+        resources.observations,
         as_of=as_of,
-        resources_as_of=now_utc().date(),
+        resources_as_of=resources_as_of,
+        first_days=window.first_days,
+        observation_counts=resources.counts,
     )
     checks = check_evaluation(
         evaluation.candidates, evaluation.forecasts, set(orgs["organization_id"].astype(str))

@@ -22,7 +22,9 @@ KEY = ["organization_id", "date", "scope", "project_id"]
 ANCHORS = [1, 20, 31, 15, 28, None]
 
 
-def synthetic_usage(seed: int = 3, organizations: int = 4) -> pd.DataFrame:
+def synthetic_usage(
+    seed: int = 3, organizations: int = 4, length: tuple[int, int] = (80, 150)
+) -> pd.DataFrame:
     """credit_usage day rows: organizations starting on different days, projects starting and
     stopping (dormant, new), missing days, zero days, a deleted-projects line starting late, a
     rename near the end."""
@@ -31,7 +33,7 @@ def synthetic_usage(seed: int = 3, organizations: int = 4) -> pd.DataFrame:
     for o in range(organizations):
         org = f"org{o}"
         start = pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(rng.integers(0, 40)))
-        ndays = int(rng.integers(80, 150))
+        ndays = int(rng.integers(*length))
         days = pd.date_range(start, periods=ndays, freq="D", unit="us")
         spans = {
             f"p{o}{k}": (int(rng.integers(0, ndays // 2)), int(rng.integers(ndays // 2, ndays + 1)))
