@@ -69,8 +69,10 @@ def project_usage_trends(context: AssetExecutionContext, warehouse: Warehouse) -
     )
     preview = refresh.preview if refresh.preview is not None else store.empty(PROJECT_USAGE_TRENDS)
     metadata = table_metadata(PROJECT_USAGE_TRENDS, preview)
-    metadata["dagster/row_count"] = refresh.rows_written
-    metadata.pop("organizations", None)
+    # the whole table's rows and organizations, from the manifest records of its month slices
+    records = [e.committed for e in store.manifest(PROJECT_USAGE_TRENDS).load().values()]
+    metadata["dagster/row_count"] = sum(r.rows for r in records if r is not None)
+    metadata["organizations"] = len({o for r in records if r is not None for o in r.organizations})
     metadata.update(describe_refresh(refresh))
     return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
 

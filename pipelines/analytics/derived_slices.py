@@ -43,6 +43,7 @@ from pipelines.analytics.trends import (
     ORG_LAST_TABLE,
     SERIES_TABLE,
     connect,
+    has_organization_rows,
     lookback_start,
     parquet_daily_view,
     prepare_series,
@@ -171,8 +172,11 @@ def fingerprint(
     context: str | None,
     new_days: int,
     dormant_days: int,
+    organization_rows: bool = True,
 ) -> str:
-    """The fingerprint of a month: what its rows are computed from (see module doc)."""
+    """The fingerprint of a month: what its rows are computed from (see module doc).
+    ``organization_rows``: whether the data have organization totals at all (else shares are
+    taken of the sum of the parts)."""
     start, _ = month_bounds(key)
     needed = []
     for back in range(-2, 1):
@@ -184,6 +188,7 @@ def fingerprint(
         "dormant_days": dormant_days,
         "sources": needed,
         "context": context,
+        "organization_rows": organization_rows,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -252,14 +257,17 @@ def refresh_trends(
     try:
         months: list[str] = []
         contexts: dict[str, str] = {}
+        organization_rows = True
         if source_sql is not None:
             parquet_daily_view(con, source_sql)
             prepare_series(con, anchors)
             months = _months(con)
             contexts = _context_hashes(con, months)
+            organization_rows = has_organization_rows(con)
         result.months = months
         wanted = {
-            k: fingerprint(k, sources, contexts.get(k), new_days, dormant_days) for k in months
+            k: fingerprint(k, sources, contexts.get(k), new_days, dormant_days, organization_rows)
+            for k in months
         }
         recorded = record.load()
         committed = {

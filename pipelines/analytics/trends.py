@@ -124,8 +124,12 @@ def prepare_series(con: duckdb.DuckDBPyConnection, anchors: dict[str, int] | Non
     con.unregister("trend_anchor_frame")
 
 
-def month_start(day: date) -> date:
-    return date(day.year, day.month, 1)
+def has_organization_rows(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the data have organization totals at all (:func:`prepare_series` first)."""
+    row = con.execute(
+        f"SELECT count(*) FROM {SERIES_TABLE} WHERE scope = 'organization'"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def lookback_start(first_output_day: date) -> date:
@@ -185,12 +189,9 @@ def trends_between(
     :func:`lookback_start` on. Needs :func:`prepare_series` on the same view first."""
     first = lookback_start(start)
     _calendar(con, first, end)
-    organization_rows = f"SELECT count(*) FROM {SERIES_TABLE} WHERE scope = 'organization'"
-    row = con.execute(organization_rows).fetchone()
-    has_org_rows = bool(row and row[0])
     # the organization total a share is taken of: the organization rows; only data with none
     # at all (in-memory frames of projects alone) adds up the parts
-    org_total = "org_credits" if has_org_rows else "parts_credits"
+    org_total = "org_credits" if has_organization_rows(con) else "parts_credits"
     series = "organization_id, scope, pkey"
     query = f"""
     WITH dense AS (
