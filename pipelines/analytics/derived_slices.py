@@ -42,7 +42,7 @@ from pipelines.analytics.trends import (
     NEW_DAYS,
     ORG_LAST_TABLE,
     SERIES_TABLE,
-    connect,
+    derived_connection,
     has_organization_rows,
     lookback_start,
     parquet_daily_view,
@@ -253,8 +253,7 @@ def refresh_trends(
     record = DerivedRecord(table_dir)
     sources = _source_digests(store)  # before reading data: a later change only re-triggers
     source_sql = store.scan_sql(CREDIT_USAGE)
-    con = connect()
-    try:
+    with derived_connection() as con:
         months: list[str] = []
         contexts: dict[str, str] = {}
         organization_rows = True
@@ -270,11 +269,7 @@ def refresh_trends(
             for k in months
         }
         recorded = record.load()
-        committed = {
-            name: entry.committed.sha256
-            for name, entry in store.manifest(PROJECT_USAGE_TRENDS).load().items()
-            if entry.committed is not None
-        }
+        committed = _committed_digests(store)
         stale = [
             k
             for k in months
@@ -308,8 +303,6 @@ def refresh_trends(
                 record.save(current)
         with writer_lock(warehouse):
             result.removed = _remove_outdated(store, record, set(months))
-    finally:
-        con.close()
     return result
 
 

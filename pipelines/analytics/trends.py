@@ -19,6 +19,9 @@ which months to recompute.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import duckdb
@@ -47,13 +50,19 @@ ORG_LAST_TABLE = "trend_org_last"
 ANCHOR_TABLE = "trend_anchor"
 
 
-def connect(memory_limit: str = "512MB") -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for the derived computations (UTC, bounded memory:
-    DuckDB spills to disk beyond the limit instead of growing)."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone='UTC'")
-    con.execute(f"SET memory_limit='{memory_limit}'")
-    return con
+@contextmanager
+def derived_connection(memory_limit: str = "512MB") -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection for the derived computations: UTC, bounded memory (beyond
+    the limit DuckDB spills to a temporary directory of its own, removed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="usage-derived-") as spill:
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone='UTC'")
+            con.execute(f"SET memory_limit='{memory_limit}'")
+            con.execute("SET temp_directory=?", [spill])
+            yield con
+        finally:
+            con.close()
 
 
 def parquet_daily_view(con: duckdb.DuckDBPyConnection, credit_usage_sql: str) -> None:
@@ -316,8 +325,7 @@ def project_usage_trends(
     - ``is_new``: first day with usage is within the last ``new_days`` days.
     - ``is_dormant``: had usage, none in the last ``dormant_days`` days.
     """
-    con = connect()
-    try:
+    with derived_connection() as con:
         frame_daily_view(con, credit_usage_daily)
         prepare_series(con, anchors_by_organization(organizations))
         row = con.execute(
@@ -329,5 +337,3 @@ def project_usage_trends(
         return trends_between(
             con, first, last + timedelta(days=1), new_days=new_days, dormant_days=dormant_days
         )
-    finally:
-        con.close()

@@ -25,7 +25,7 @@ import pandas as pd
 from pipelines.analytics.forecast import history_days_needed
 from pipelines.analytics.frames import DAILY_COLUMNS, to_day
 from pipelines.analytics.quota_status import RESOURCE_WINDOW_DAYS
-from pipelines.analytics.trends import DAILY_VIEW, connect, parquet_daily_view
+from pipelines.analytics.trends import DAILY_VIEW, derived_connection, parquet_daily_view
 from pipelines.quotas import QuotaConfig
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE, RESOURCE_USAGE
@@ -59,12 +59,9 @@ def load_usage_window(store: ParquetStore, as_of: object, days: int) -> UsageWin
     start = end - timedelta(days=days - 1)
     if source is None:
         return UsageWindow(_empty_daily())
-    con = connect()
-    try:
+    with derived_connection() as con:
         parquet_daily_view(con, source)
         return _window(con, start, end)
-    finally:
-        con.close()
 
 
 def _window(con: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp) -> UsageWindow:
@@ -156,8 +153,7 @@ def load_resource_window(store: ParquetStore, as_of: object) -> ResourceWindow:
     if source is None:
         return ResourceWindow(store.empty(RESOURCE_USAGE))
     end = to_day(as_of) + timedelta(days=1)
-    con = connect()
-    try:
+    with derived_connection() as con:
         con.execute(
             f"CREATE TEMP VIEW observed AS SELECT * FROM {source} AS r "
             f"WHERE r.observed_at < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
@@ -177,6 +173,4 @@ def load_resource_window(store: ParquetStore, as_of: object) -> ResourceWindow:
             """
         ).to_arrow_table()
         frame = arrow.cast(RESOURCE_USAGE.arrow_schema()).to_pandas()
-    finally:
-        con.close()
     return ResourceWindow(frame, {str(k): int(v) for k, v in counts.items()})
