@@ -17,7 +17,8 @@ history (tests/derive/test_evaluation_window.py compares them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -27,7 +28,7 @@ from pipelines.analytics.frames import DAILY_COLUMNS, to_day
 from pipelines.analytics.quota_status import RESOURCE_WINDOW_DAYS
 from pipelines.analytics.trends import DAILY_VIEW, derived_connection, parquet_daily_view
 from pipelines.quotas import QuotaConfig
-from warehouse.parquet_store import ParquetStore
+from warehouse.parquet_store import ParquetStore, to_arrow
 from warehouse.schema import CREDIT_USAGE, RESOURCE_USAGE
 
 PERIODS_DAYS = 2 * 31 + 2
@@ -148,7 +149,59 @@ class ResourceWindow:
 
 def load_resource_window(store: ParquetStore, as_of: object) -> ResourceWindow:
     """Each organization's observations made before the end of ``as_of`` within
-    :data:`RESOURCE_WINDOW_DAYS` of its latest one, and its number of observations."""
+    :data:`RESOURCE_WINDOW_DAYS` of its latest one, and its number of observations.
+
+    The table's manifest says which organizations each daily snapshot file holds and how many
+    rows: the counts and each organization's latest day come from it, and only the files of the
+    days within the window of some organization are read. A table without a manifest (written
+    before manifests existed) is read whole."""
+    manifest = store.manifest(RESOURCE_USAGE)
+    if not manifest.exists:
+        return _resource_window_scanning(store, as_of)
+    last_day = to_day(as_of).date()
+    counts: dict[str, int] = {}
+    latest: dict[str, date] = {}
+    files: dict[date, list[Path]] = {}
+    for name, entry in manifest.load().items():
+        record = entry.committed
+        folder = name.split("/")[0]
+        if record is None or not folder.startswith("observed_date="):
+            continue
+        day = date.fromisoformat(folder.removeprefix("observed_date="))
+        if day > last_day:
+            continue
+        files.setdefault(day, []).append(store.table_dir(RESOURCE_USAGE) / name)
+        for organization, sums in record.organizations.items():
+            counts[organization] = counts.get(organization, 0) + sums.rows
+            latest[organization] = max(latest.get(organization, day), day)
+    wanted_days: set[date] = set()
+    for day in set(latest.values()):
+        wanted_days.update(day - timedelta(days=back) for back in range(RESOURCE_WINDOW_DAYS + 2))
+    paths = [p for day in sorted(wanted_days & set(files)) for p in files[day]]
+    if not paths:
+        return ResourceWindow(store.empty(RESOURCE_USAGE), counts)
+    listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    end = to_day(as_of) + timedelta(days=1)
+    with derived_connection() as con:
+        frame = con.execute(
+            f"""
+            WITH observed AS (
+                SELECT * EXCLUDE (observed_date)
+                FROM read_parquet([{listing}], hive_partitioning = true, union_by_name = true)
+                WHERE observed_at < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'
+            )
+            SELECT o.* FROM observed AS o
+            JOIN (SELECT organization_id, max(observed_at) AS latest FROM observed GROUP BY 1)
+                AS l USING (organization_id)
+            WHERE o.observed_at >= l.latest - INTERVAL {RESOURCE_WINDOW_DAYS} DAY
+            ORDER BY o.organization_id, o.observed_at
+            """
+        ).df()
+    return ResourceWindow(to_arrow(RESOURCE_USAGE, frame).to_pandas(), counts)
+
+
+def _resource_window_scanning(store: ParquetStore, as_of: object) -> ResourceWindow:
+    """:func:`load_resource_window` reading every snapshot (a table without a manifest)."""
     source = store.scan_sql(RESOURCE_USAGE)
     if source is None:
         return ResourceWindow(store.empty(RESOURCE_USAGE))

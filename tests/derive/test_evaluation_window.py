@@ -166,3 +166,18 @@ def test_evaluation_on_the_window_equals_the_whole_history(
         last = whole.anomalies[whole.anomalies["date"] == whole.anomalies["date"].max()]
         mine = windowed.anomalies[windowed.anomalies["date"] == windowed.anomalies["date"].max()]
         pd.testing.assert_frame_equal(mine.reset_index(drop=True), last.reset_index(drop=True))
+
+
+def test_resource_window_without_a_manifest_reads_every_snapshot(tmp_path: Path) -> None:
+    observed = resources(long_usage().head(2000))
+    store = ParquetStore(tmp_path)
+    with writer_lock(tmp_path):
+        for day, part in observed.groupby(observed["observed_at"].dt.strftime("%Y-%m-%d")):
+            store.append_file(RESOURCE_USAGE, {"observed_date": day}, "snapshot.parquet", part)
+    as_of = observed["observed_at"].max() - timedelta(days=3)
+    with_manifest = load_resource_window(store, as_of)
+    store.manifest(RESOURCE_USAGE).path.unlink()
+    scanned = load_resource_window(store, as_of)
+    assert with_manifest.counts == scanned.counts and with_manifest.counts
+    assert 0 < len(scanned.observations) < len(observed)
+    pd.testing.assert_frame_equal(with_manifest.observations, scanned.observations)
