@@ -56,7 +56,7 @@ from warehouse.schema import CREDIT_USAGE
 
 ALGORITHM = "project_usage_trends/sql-1"
 RECORD_NAME = "_derived_from.json"
-BATCH_MONTHS = 3
+BATCH_MONTHS = 6
 """Consecutive months computed by one query (each query also reads the two months before)."""
 
 

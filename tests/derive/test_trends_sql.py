@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.analytics import derived_slices
 from pipelines.analytics.derived_slices import RECORD_NAME, refresh_trends
 from pipelines.analytics.periods import anchors_by_organization
 from pipelines.analytics.trends import TREND_COLUMNS, project_usage_trends
@@ -147,8 +148,9 @@ def warehouse(tmp_path: Path) -> Path:
 
 
 def test_stored_months_equal_the_reference_and_an_unchanged_run_recomputes_nothing(
-    warehouse: Path,
+    warehouse: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(derived_slices, "BATCH_MONTHS", 2)  # several queries, each 2 months
     usage = synthetic_usage()
     anchors = anchors_by_organization(organizations_frame(usage))
     first = refresh_trends(warehouse, anchors)
