@@ -1,6 +1,8 @@
 """Derived assets: project usage trends, and the evaluation of forecasts, quota status and alerts.
 
-`quota_alerts` evaluates the quota rules on the whole warehouse as of the last complete day,
+`project_usage_trends` recomputes, in DuckDB SQL, only the months whose inputs changed
+(`pipelines.analytics.derived_slices`). `quota_alerts` evaluates the quota rules as of the last
+complete day on the days they look at (`pipelines.analytics.usage_window`, read in SQL),
 checks the result (blocking checks: unique keys, known organizations, finite values, ordered
 forecast bounds) and only then records the alerts in the durable alert state
 (`<warehouse>/state/alerts.sqlite`, queuing one message per routed channel) and writes the four

@@ -1,4 +1,5 @@
-"""Input normalization shared by the analytics modules (credit usage, organizations).
+"""Input normalization shared by the analytics modules (credit usage, organizations) and the
+zero-filled per-series frame (`dense_series_frame`, used by the anomaly scores).
 
 Convention for every analytics frame: times are **naive UTC** ``datetime64[us]`` (tz-aware input
 is converted to UTC and made naive); a day is identified by its UTC midnight in a ``date``
