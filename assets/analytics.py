@@ -187,8 +187,10 @@ def quota_alerts(
         return
 
     with open_state(warehouse.root) as state:
+        # the window holds every day of the current periods, as `credit_usage` day rows
+        day_rows = window.daily.rename(columns={"date": "start_date"})
         restated = check_load(
-            state.store, evaluation.status, usage, config.rules.credit_actual_thresholds
+            state.store, evaluation.status, day_rows, config.rules.credit_actual_thresholds
         )
         sync = state.store.sync(
             evaluation.candidates,
