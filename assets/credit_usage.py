@@ -368,14 +368,14 @@ def plan_periods(
             date.fromordinal(d) in have for d in range(key.start.toordinal(), stop.toordinal())
         )
         if not complete:
-            ask(key, "days not all loaded")
+            ask(key, "days missing")
             continue
         plan.derived.append(key)
         closed = key.end <= today
         if closed and (key.org.id, key.start) not in checked_after_close:
-            ask(key, "closed, to reconcile")
+            ask(key, "closed")
         elif not closed and key.org.id in reread:
-            ask(key, "current, details re-read")
+            ask(key, "details re-read")
     return plan
 
 
@@ -423,8 +423,7 @@ def credit_usage_periods(
     )
     why = ", ".join(f"{n} {r}" for r, n in sorted(plan.reasons.items())) or "none"
     context.log.info(
-        f"credit usage (period): {len(plan.derived)} periods summed from their days, "
-        f"{len(plan.requested)} asked for ({why})"
+        f"periods: {len(plan.derived)} summed from days, {len(plan.requested)} asked ({why})"
     )
     answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info)
     asked = _concat(answers, "month")

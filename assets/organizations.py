@@ -117,10 +117,9 @@ def plan_details(
             anchor.append(Org(item.id, item.name))
         elif anchor_unknown(row):
             anchor.append(Org(item.id, item.name))
-    kept = len(items) - len(due)
     why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none due"
     context.log.info(
-        f"organization details: re-reading {len(due)} ({why}); {kept} kept as stored; "
+        f"details: re-read {len(due)} ({why}), kept {len(items) - len(due)}; "
         f"current period asked for {len(anchor)}"
     )
     return due, anchor
@@ -267,7 +266,7 @@ def organization_users(
     orgs = current_organizations(warehouse)
     stored = previous_rows(context, ParquetStore(warehouse.root), ORGANIZATION_USERS)
     due = users_due(warehouse, orgs, stored)
-    context.log.info(f"organization users: re-reading {len(due)} of {len(orgs)} organizations")
+    context.log.info(f"members: re-read for {len(due)} of {len(orgs)} organizations")
     return run_per_organization(context, ubiops, warehouse, USERS, due)
 
 

@@ -126,14 +126,14 @@ def details_due(
     for a known id), or when older than the maximum age (a changed subscription is not visible
     in the list, so the age bounds how long a change can go unseen)."""
     if stored is None:
-        return "new organization"
+        return "new"
     if stored.get("organization_name") != item.name:
         return "renamed"
     refreshed = stored.get("details_refreshed_at")
     if refreshed is None or pd.isna(refreshed):
         return "never read"
     if (seen_at - pd.Timestamp(refreshed).to_pydatetime()).total_seconds() >= max_age_days * 86400:
-        return f"older than {max_age_days} days"
+        return f"over {max_age_days} days old"
     return None
 
 

@@ -27,12 +27,12 @@ ITEM = OrganizationItem(id="o-1", name="acme")
 @pytest.mark.parametrize(
     ("stored", "expected"),
     [
-        (None, "new organization"),
+        (None, "new"),
         ({"organization_name": "old-acme", "details_refreshed_at": NOW}, "renamed"),
         ({"organization_name": "acme", "details_refreshed_at": None}, "never read"),
         (
             {"organization_name": "acme", "details_refreshed_at": datetime(2026, 11, 13, 6, 15)},
-            "older than 7 days",
+            "over 7 days old",
         ),
         ({"organization_name": "acme", "details_refreshed_at": datetime(2026, 11, 14)}, None),
     ],
