@@ -11,6 +11,11 @@ out of the file and put back on read). Every file is written atomically (see `fi
 recorded in its table's manifest (`parquet/<table>/_manifest.json`, see `manifest.py`) in the same
 step: callers hold the warehouse `writer_lock` while writing. Reading a table whose older files
 lack a column added to the contract since gives nulls for it.
+
+Where a partition key is not a column, `PARTITION_EXPRESSIONS` says how it follows from a row
+(`month` is the calendar month of `start_date`); `partition_predicate` turns a partition's values
+into the SQL condition that finds its rows in an engine that holds rows without their file names
+(the published DuckDB file, updated by partition in `publish.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,28 @@ import pyarrow.parquet as pq
 from warehouse.files import commit_temporary, discard_temporary, write_temporary
 from warehouse.manifest import CheckResult, TableManifest, record_for
 from warehouse.schema import Table
+
+# How a partition key that is not a column follows from a row of its table.
+PARTITION_EXPRESSIONS: dict[tuple[str, str], str] = {
+    ("credit_usage", "month"): "strftime(\"start_date\", '%Y-%m')",
+    ("resource_usage", "observed_date"): "strftime(\"observed_at\", '%Y-%m-%d')",
+}
+
+
+def partition_predicate(t: Table, values: dict[str, str]) -> tuple[str, list[str]] | None:
+    """`(SQL condition, parameters)` selecting the rows of one partition of `t`, or None when a
+    partition key neither is a column nor has a `PARTITION_EXPRESSIONS` entry."""
+    if set(values) != set(t.partition_by):
+        return None
+    terms = []
+    for key in t.partition_by:
+        if key in t.column_names:
+            terms.append(f'"{key}" = ?')
+        elif (t.name, key) in PARTITION_EXPRESSIONS:
+            terms.append(f"{PARTITION_EXPRESSIONS[(t.name, key)]} = ?")
+        else:
+            return None
+    return " AND ".join(terms), [values[k] for k in t.partition_by]
 
 
 class SchemaError(ValueError):
@@ -160,7 +187,7 @@ class ParquetStore:
 
     def read_file(self, t: Table, path: Path) -> pd.DataFrame:
         """One file of `t` as a frame with the table's columns (partition values put back)."""
-        return self._read_sql(t, self._scan_files(t, [Path(path)]))
+        return self._read_sql(t, self.scan_files_sql(t, [Path(path)]))
 
     def files(self, t: Table) -> list[Path]:
         directory = self.table_dir(t)
@@ -173,9 +200,10 @@ class ParquetStore:
         files = self.files(t)
         if not files:
             return None
-        return self._scan_files(t, files)
+        return self.scan_files_sql(t, files)
 
-    def _scan_files(self, t: Table, files: list[Path]) -> str:
+    def scan_files_sql(self, t: Table, files: list[Path]) -> str:
+        """A DuckDB table expression over some files of `t` (the table's columns, in order)."""
         listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
         hive = "true" if t.partition_by else "false"
         present: set[str] = set(t.partition_by)
