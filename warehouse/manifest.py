@@ -35,13 +35,14 @@ What checking costs. A *full* check hashes every file (`usage-etl verify`, the f
 a warehouse, `forget`). A *quick* check (what a run does, several times) hashes only files that
 changed since they were last hashed: each table directory keeps a cache of digests,
 `parquet/<table>/_digests.json`, keyed by the file's identity and change stamps (device, inode,
-size, mtime and ctime in ns). A cached digest is used only when all of these are unchanged, the
-file's stamps are older than its hashing by at least `RACY_SECONDS` (a write in the same clock
-tick as the hashing could otherwise keep the stamps: git's "racy clean" rule) and the hashing is
-younger than `REHASH_AFTER` (so a file is re-read at least weekly). Any write, rename over,
-`touch` or `utime` changes ctime, so a quick check misses only damage no write made (the disk
-corrupting bytes in place): `usage-etl verify` and the weekly re-hash find that. The cache is
-only ever a shortcut: losing or garbling it costs one full hash, never a wrong answer.
+size, mtime and ctime in ns). A cached digest is trusted only when all of these are unchanged,
+the file's stamps are older than its hashing by at least `RACY_SECONDS` (a write in the same
+clock tick as the hashing could otherwise keep the stamps: git's "racy clean" rule) and the
+hashing is younger than `REHASH_AFTER` (so a file is re-read at least weekly); and it can only
+find a slice good: a slice is called bad only on a fresh hash. Any write, rename over, `touch` or
+`utime` changes ctime, so a quick check misses only damage no write made (the disk corrupting
+bytes in place): `usage-etl verify` and the weekly re-hash find that. The cache is only ever a
+shortcut: losing or garbling it costs a re-hash, never a false alarm.
 
 Nothing here knows Dagster or the API; `ParquetStore` writes through it, `publish` refuses to
 publish a warehouse with a bad slice, `usage-etl verify` reports them.
@@ -440,11 +441,12 @@ class TableManifest:
                     continue  # removed, or a write that never reached its rename
                 result.bad.append(BadSlice(self.table, path, "missing", entry.committed))
                 continue
-            size, digest = cache.digest(path, key, full=full)
-            for record in (entry.committed, entry.pending):
-                if record is not None and (record.bytes, record.sha256) == (size, digest):
-                    result.good[key] = record
-                    break
+            records = [r for r in (entry.committed, entry.pending) if r is not None]
+            match = self._matching(cache.digest(path, key, full=full), records)
+            if match is None and not full:  # only a fresh hash may call a slice bad
+                match = self._matching(cache.digest(path, key, full=True), records)
+            if match is not None:
+                result.good[key] = match
             else:
                 reason = "content differs from its manifest record"
                 result.bad.append(
@@ -456,6 +458,10 @@ class TableManifest:
         cache.save(on_disk)
         result.hashed, result.reused = cache.hashed, cache.reused
         return result
+
+    @staticmethod
+    def _matching(found: tuple[int, str], records: list[SliceRecord]) -> SliceRecord | None:
+        return next((r for r in records if (r.bytes, r.sha256) == found), None)
 
     def reconcile(self, *, full: bool = False) -> CheckResult:
         """`check`, then write the settled state (callers hold the writer lock).

@@ -31,6 +31,7 @@ Consequences, for both paths:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -225,7 +226,14 @@ def _finish(con: duckdb.DuckDBPyConnection, views_sql: list[str] | None) -> None
         con.execute(statement)
     con.execute("COMMIT")
     if views_sql is None:
-        create_views(con, strict=False)
+        try:  # all views in one transaction (one commit instead of one per statement) ...
+            con.execute("BEGIN")
+            create_views(con, strict=True)
+            con.execute("COMMIT")
+        except duckdb.Error:  # ... unless one fails: then each on its own, skipping failures
+            with contextlib.suppress(duckdb.Error):  # (a failed COMMIT leaves no transaction)
+                con.execute("ROLLBACK")
+            create_views(con, strict=False)
     con.execute("CHECKPOINT")
 
 
