@@ -233,8 +233,9 @@ class DigestCache:
             if data.get("format") == FORMAT and isinstance(data.get("files"), dict):
                 self.entries = data["files"]
 
-    def digest(self, path: Path, key: str, *, full: bool) -> tuple[int, str]:
-        """(size, sha256) of `path`, from the cache when quick checking allows it."""
+    def digest(self, path: Path, key: str, *, full: bool) -> tuple[tuple[int, str], bool]:
+        """((size, sha256) of `path`, whether it came from the cache): from the cache when
+        quick checking allows it."""
         try:
             before = os.stat(path)
         except OSError:
@@ -247,7 +248,7 @@ class DigestCache:
             and self._fresh(cached, before)
         ):
             self.reused += 1
-            return int(cached["stamp"][2]), str(cached["sha256"])
+            return (int(cached["stamp"][2]), str(cached["sha256"])), True
         started = time.time_ns()
         size, sha = file_digest(path)
         self.hashed += 1
@@ -255,7 +256,7 @@ class DigestCache:
         if before is not None and _stamp(before) == _stamp(after):  # not changed while hashing
             self.entries[key] = {"stamp": _stamp(after), "sha256": sha, "hashed_at_ns": started}
             self._changed = True
-        return size, sha
+        return (size, sha), False
 
     @staticmethod
     def _fresh(cached: dict[str, Any], stat: os.stat_result) -> bool:
@@ -442,9 +443,10 @@ class TableManifest:
                 result.bad.append(BadSlice(self.table, path, "missing", entry.committed))
                 continue
             records = [r for r in (entry.committed, entry.pending) if r is not None]
-            match = self._matching(cache.digest(path, key, full=full), records)
-            if match is None and not full:  # only a fresh hash may call a slice bad
-                match = self._matching(cache.digest(path, key, full=True), records)
+            found, cached = cache.digest(path, key, full=full)
+            match = self._matching(found, records)
+            if match is None and cached:  # only a fresh hash may call a slice bad
+                match = self._matching(cache.digest(path, key, full=True)[0], records)
             if match is not None:
                 result.good[key] = match
             else:
