@@ -18,7 +18,9 @@ Two ways to build the new file, and the run log says which one was taken:
 - **full rebuild**: every table created from all its Parquet files. Taken when there is no
   previous file, its recorded state is missing or unreadable, a table's contract (columns, types,
   comments) or the DuckDB version changed, a write-ahead log lies next to it (someone wrote to
-  it), or the incremental result fails its row-count checks.
+  it), more than half of the file is free space (replaced rows free blocks that later publishes
+  reuse: the file settles below twice its rebuilt size; this keeps it there), or the incremental
+  result fails its row-count checks.
 Either way the views of `views.py` are dropped and created anew and the tables carry column
 comments from `schema.py`, so both paths give the same tables, rows, views and comments (row
 order aside, which SQL does not promise).
@@ -354,6 +356,17 @@ def _update(
     return replaced
 
 
+def _check_free_space(con: duckdb.DuckDBPyConnection) -> None:
+    """Replaced rows free blocks that later publishes reuse; should more than half of the file
+    ever be free space, it is rebuilt to compact it."""
+    row = con.execute("SELECT used_blocks, free_blocks FROM pragma_database_size()").fetchone()
+    if row and int(row[1]) > max(int(row[0]), 64):
+        raise StateUnusable(
+            f"{int(row[1])} of {int(row[0]) + int(row[1])} blocks are free space: rebuilt to "
+            "compact the file"
+        )
+
+
 def _build_incremental(
     tmp: Path,
     previous: Path,
@@ -372,6 +385,7 @@ def _build_incremental(
     try:
         con.execute("SET TimeZone='UTC'")
         published = _read_state(con)
+        _check_free_space(con)
         con.execute("BEGIN")
         replaced = _update(con, store, published, wanted)
         _drop_views(con)
