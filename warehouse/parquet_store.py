@@ -20,6 +20,7 @@ into the SQL condition that finds its rows in an engine that holds rows without 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -31,27 +32,48 @@ from warehouse.files import commit_temporary, discard_temporary, write_temporary
 from warehouse.manifest import CheckResult, TableManifest, record_for
 from warehouse.schema import Table
 
-# How a partition key that is not a column follows from a row of its table.
-PARTITION_EXPRESSIONS: dict[tuple[str, str], str] = {
-    ("credit_usage", "month"): "strftime(\"start_date\", '%Y-%m')",
-    ("resource_usage", "observed_date"): "strftime(\"observed_at\", '%Y-%m-%d')",
+# How a partition key that is not a column follows from a row of its table: the timestamp
+# column whose calendar month (or day) the key's value is.
+PARTITION_EXPRESSIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("credit_usage", "month"): ("start_date", "month"),
+    ("resource_usage", "observed_date"): ("observed_at", "day"),
 }
 
 
-def partition_predicate(t: Table, values: dict[str, str]) -> tuple[str, list[str]] | None:
+def _period(value: str, unit: str) -> tuple[datetime, datetime] | None:
+    """[start, end) of the calendar month `YYYY-MM` or day `YYYY-MM-DD`; None if malformed."""
+    try:
+        if unit == "month":
+            start = datetime.strptime(value, "%Y-%m")
+            y, m = (start.year, start.month + 1) if start.month < 12 else (start.year + 1, 1)
+            return start, datetime(y, m, 1)
+        start = datetime.strptime(value, "%Y-%m-%d")
+        return start, start + timedelta(days=1)
+    except ValueError:
+        return None
+
+
+def partition_predicate(t: Table, values: dict[str, str]) -> tuple[str, list[object]] | None:
     """`(SQL condition, parameters)` selecting the rows of one partition of `t`, or None when a
-    partition key neither is a column nor has a `PARTITION_EXPRESSIONS` entry."""
+    partition key neither is a column nor has a `PARTITION_EXPRESSIONS` entry. Month and day
+    keys become ranges of their timestamp column, which an engine answers from its min/max
+    statistics instead of evaluating every row."""
     if set(values) != set(t.partition_by):
         return None
-    terms = []
+    terms: list[str] = []
+    params: list[object] = []
     for key in t.partition_by:
         if key in t.column_names:
             terms.append(f'"{key}" = ?')
-        elif (t.name, key) in PARTITION_EXPRESSIONS:
-            terms.append(f"{PARTITION_EXPRESSIONS[(t.name, key)]} = ?")
-        else:
+            params.append(values[key])
+            continue
+        column, unit = PARTITION_EXPRESSIONS.get((t.name, key), ("", ""))
+        bounds = _period(values[key], unit) if column in t.column_names else None
+        if bounds is None:
             return None
-    return " AND ".join(terms), [values[k] for k in t.partition_by]
+        terms.append(f'"{column}" >= ? AND "{column}" < ?')
+        params.extend(bounds)
+    return " AND ".join(terms), params
 
 
 class SchemaError(ValueError):

@@ -88,7 +88,7 @@ def _insert(con: duckdb.DuckDBPyConnection, t: Table, source_sql: str) -> None:
     con.execute(f'INSERT INTO "{t.name}" ({names}) SELECT {names} FROM {source_sql}')
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[str] | None = None) -> int:
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
     row = con.execute(sql, params or []).fetchone()
     return int(row[0]) if row else 0
 
@@ -213,6 +213,12 @@ def _read_state(con: duckdb.DuckDBPyConnection) -> Published:
 
 
 # ------------------------------------------------------------------ building a new file
+def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    """UTC, and no progress bar on the run's stderr for a long INSERT."""
+    con.execute("SET TimeZone='UTC'")
+    con.execute("SET enable_progress_bar = false")
+
+
 def _drop_views(con: duckdb.DuckDBPyConnection) -> None:
     names = con.execute(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
@@ -252,7 +258,7 @@ def _build_full(
     counts: dict[str, int] = {}
     con = duckdb.connect(str(tmp))
     try:
-        con.execute("SET TimeZone='UTC'")
+        _configure(con)
         con.execute("BEGIN")
         for t in ALL_TABLES:
             counts[t.name] = create_table(con, t, store.scan_sql(t))
@@ -307,16 +313,20 @@ def _replace_unit(
     con: duckdb.DuckDBPyConnection,
     store: ParquetStore,
     t: Table,
-    where: tuple[str, list[str]],
+    where: tuple[str, list[object]],
     new: dict[str, tuple[str, int]],
     label: str,
 ) -> None:
     """DELETE the unit's rows and INSERT them from its slice files; its row count must match."""
     condition, params = where
-    con.execute(f'DELETE FROM "{t.name}" WHERE {condition}', params)
     files = [store.table_dir(t) / k for k in sorted(new)]
-    if files:
-        _insert(con, t, store.scan_files_sql(t, files))
+    if condition == "TRUE":  # the whole table: dropped and created anew frees its blocks at once
+        con.execute(f'DROP TABLE "{t.name}"')
+        create_table(con, t, store.scan_files_sql(t, files) if files else None)
+    else:
+        con.execute(f'DELETE FROM "{t.name}" WHERE {condition}', params)
+        if files:
+            _insert(con, t, store.scan_files_sql(t, files))
     expected = sum(n for _, n in new.values())
     held = _count(con, f'SELECT count(*) FROM "{t.name}" WHERE {condition}', params)
     if held != expected:
@@ -342,7 +352,9 @@ def _update(
         for unit, values in sorted(_units(t, set(old) | set(new)).items()):
             if _in_unit(t, old, unit) == _in_unit(t, new, unit):
                 continue
-            where = ("TRUE", []) if values is None else partition_predicate(t, values)
+            where: tuple[str, list[object]] | None = (
+                ("TRUE", []) if values is None else partition_predicate(t, values)
+            )
             assert where is not None  # _units only keeps partitions with a predicate
             slices = {k: new[k] for k in _in_unit(t, new, unit)}
             label = f"{t.name}/{unit}" if unit else t.name
@@ -383,7 +395,7 @@ def _build_incremental(
     except duckdb.Error as exc:
         raise StateUnusable(f"previous file unreadable ({str(exc).splitlines()[0]})") from None
     try:
-        con.execute("SET TimeZone='UTC'")
+        _configure(con)
         published = _read_state(con)
         _check_free_space(con)
         con.execute("BEGIN")
