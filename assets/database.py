@@ -58,9 +58,16 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
     path = warehouse.root / DATABASE_NAME
     counts = published.rows
     context.log.info(f"published {path}: {published.line()}")
+    if published.incremental:
+        replaced = ", ".join(published.replaced) or "nothing changed"
+        context.log.info(f"replaced: {replaced[:140]}{'...' if len(replaced) > 140 else ''}")
+    else:
+        context.log.info(f"rebuilt whole because: {published.reason[:130]}")
+    context.log.info(f"integrity check: {published.files_hashed} changed file(s) hashed")
     metadata: dict[str, object] = {f"rows/{name}": n for name, n in counts.items()}
     metadata["publish_mode"] = "incremental" if published.incremental else "full rebuild"
-    metadata["partitions_replaced"] = len(published.replaced)
+    metadata["partitions_replaced"] = ", ".join(published.replaced) or "-"
+    metadata["rebuild_reason"] = published.reason or "-"
     metadata["files_hashed"] = published.files_hashed
     if synced is not None:
         context.log.info(f"lake: {synced.line()}")

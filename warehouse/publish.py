@@ -114,16 +114,11 @@ class PublishResult:
     files_hashed: int = 0
 
     def line(self) -> str:
+        """One short line: which path, how much (the reason for a rebuild: `reason`)."""
         rows = f"{len(self.rows)} tables, {sum(self.rows.values()):,} rows"
-        hashed = f"; {self.files_hashed} changed file(s) hashed"
         if self.incremental:
-            what = ", ".join(self.replaced[:8]) + (" ..." if len(self.replaced) > 8 else "")
-            return (
-                f"incremental publish: {len(self.replaced)} partition(s) replaced"
-                + (f" ({what})" if what else "")
-                + f"; {rows}{hashed}"
-            )
-        return f"full rebuild ({self.reason}); {rows}{hashed}"
+            return f"by slice, {len(self.replaced)} partition(s) replaced; {rows}"
+        return f"rebuilt whole; {rows}"
 
 
 class StateUnusable(Exception):

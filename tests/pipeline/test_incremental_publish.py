@@ -190,7 +190,7 @@ def test_one_month_change_is_published_by_slice_and_equals_a_full_rebuild(
         "project_usage_trends",
         "resource_usage/observed_date=2026-10-21",
     ]
-    assert "incremental publish: 4 partition(s) replaced" in result.line()
+    assert result.line() == "by slice, 4 partition(s) replaced; 9 tables, 770 rows"
     published = contents(root_of(store) / DATABASE_NAME)
     assert published == full_rebuild_of(root_of(store), tmp_path)
     assert published["main.credit_usage"] != [], "the comparison compares rows"
@@ -282,7 +282,7 @@ def test_a_damaged_recorded_state_falls_back_to_a_full_rebuild(
     result = publish_database(root_of(store))
     assert not result.incremental
     assert reason in result.reason
-    assert result.line().startswith("full rebuild (")
+    assert result.line().startswith("rebuilt whole; ")
     assert contents(path) == full_rebuild_of(root_of(store), tmp_path)
     assert not list(path.parent.glob(".*.tmp")), "the abandoned copy was removed"
 
@@ -454,6 +454,7 @@ def test_kill_9_at_every_step_of_an_incremental_publish(
     assert killed == STEPS, "every step was reached and killed"
     assert contents(path) == expected_new, "killed after the rename: the new file, whole"
     assert remove_stale_temporaries(root) > 0, "the killed publishes left temporaries"
+    assert not list(root.glob(".*.tmp*")), "their copies and write-ahead logs are cleaned up"
     result = publish_database(root)
     assert result.incremental, result.reason
     assert contents(path) == expected_new
