@@ -57,7 +57,7 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
         synced = publish_up(warehouse.root, lake) if lake is not None else None
     path = warehouse.root / DATABASE_NAME
     counts = published.rows
-    context.log.info(f"published {path}: {published.line()}")
+    context.log.info(f"published {DATABASE_NAME}: {published.line()}")
     if published.incremental:
         replaced = ", ".join(published.replaced) or "nothing changed"
         context.log.info(f"replaced: {replaced[:140]}{'...' if len(replaced) > 140 else ''}")

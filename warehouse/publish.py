@@ -44,7 +44,12 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.files import atomic_write, commit_temporary, write_temporary
+from warehouse.files import (
+    atomic_write,
+    commit_temporary,
+    discard_temporary,
+    write_temporary,
+)
 from warehouse.lake import LakeConfig
 from warehouse.lake import connect as lake_connect
 from warehouse.manifest import IntegrityError, SliceRecord, reconcile_warehouse
@@ -437,7 +442,10 @@ def publish_database(
             reason = str(exc)
             log.warning("%s cannot be updated by slice, rebuilding it: %s", target, reason)
         else:
-            commit_temporary(tmp, target)
+            try:
+                commit_temporary(tmp, target)
+            finally:
+                discard_temporary(tmp)  # gone once renamed; removed if the rename failed
             rows = {t.name: sum(n for _, n in wanted[t.name].values()) for t in ALL_TABLES}
             return PublishResult(rows, True, "", replaced, check.hashed)
     counts: dict[str, int] = {}
