@@ -32,6 +32,7 @@ from pipelines.notify.routing import alert_routes
 from pipelines.notify.state import open_state, record_tables
 from pipelines.quotas import load_quotas
 from pipelines.resources import Warehouse
+from pipelines.restatements import check_load
 from warehouse.derived_schema import (
     PROJECT_USAGE_TRENDS,
     QUOTA_ALERTS,
@@ -169,10 +170,15 @@ def quota_alerts(
         return
 
     with open_state(warehouse.root) as state:
+        restated = check_load(
+            state.store, evaluation.status, usage, config.rules.credit_actual_thresholds
+        )
         sync = state.store.sync(
             evaluation.candidates,
             alert_routes(config, current),
             evaluated_organizations=list(current["organization_id"]),
+            notes=restated.notes(),
+            totals=restated.totals,
         )
         alert_frame = state.store.alerts_frame()
         pending = state.store.pending_count()
@@ -200,6 +206,7 @@ def quota_alerts(
             "suppressed": len(sync.suppressed),
             "queued_notifications": sync.queued,
             "pending_notifications": pending,
+            "restatements_across_thresholds": len(restated.restatements),
         }
     )
     if state.recovered:

@@ -22,16 +22,12 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.errors import ConfigError, WarehouseError
+from pipelines.errors import SettingsError, WarehouseError
 
 DEFAULT_HOST = "https://api.ubiops.com/v2.1"
 DEFAULT_WAREHOUSE = "./data"
 PARTITIONS_START_ENV = "USAGE_PARTITIONS_START"
 DEFAULT_PARTITIONS_START = "2025-08-01"
-
-
-class SettingsError(ConfigError):
-    """A setting is missing or malformed; the message names it."""
 
 
 def warehouse_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -170,6 +170,13 @@ QUOTA_ALERTS = register(
             ("notified_at", TS, "When the first channel delivered it."),
             ("resolved_at", TS, "When it resolved."),
             ("updated_at", TS, "Last change."),
+            (
+                "restatement",
+                S,
+                "Set when a load restated days already loaded so that the period total moved "
+                "across a threshold: 'restated on <time>: period total moved from X to Y "
+                "credits (threshold Z ...)'; null otherwise.",
+            ),
         ),
     )
 )

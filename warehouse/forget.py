@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.errors import InputError
 from warehouse.files import writer_lock
 from warehouse.manifest import IntegrityError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore
@@ -41,7 +42,7 @@ def resolve_organization(warehouse: Path, name_or_id: str) -> tuple[str, str]:
     ]
     if match.empty:
         known = ", ".join(sorted(organizations["organization_name"])) or "none"
-        raise ValueError(
+        raise InputError(
             f"--organization {name_or_id!r}: no such organization in the warehouse "
             f"(expected a name or id; known: {known})"
         )

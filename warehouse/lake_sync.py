@@ -40,11 +40,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.files import atomic_write
-from warehouse.lake import LakeConfig, LakeTables, connect, write_transaction
+from warehouse.lake import (
+    LakeConfig,
+    LakeTables,
+    connect,
+    create_lake_views,
+    write_transaction,
+)
 from warehouse.manifest import file_digest
 from warehouse.parquet_store import ParquetStore, to_arrow
 from warehouse.schema import ALL_TABLES, Table
-from warehouse.views import create_views
 
 STATE_FILE = Path("state") / "lake-sync.json"
 SLICES_DDL = (
@@ -288,7 +293,7 @@ def publish_up(
                     "INSERT INTO meta.slices VALUES (?, ?, ?, ?, ?, ?)",
                     [local.table.name, local.name, local.digest, arrow.num_rows, now, host],
                 )
-            create_views(c, strict=False)  # the analyst views, for any DuckDB client attaching
+            create_lake_views(c)  # the analyst views, for any DuckDB client attaching
             for t, name in gone:
                 lake.delete_in_transaction(c, t, _parse_name(name))
                 c.execute(

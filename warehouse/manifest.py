@@ -65,6 +65,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.errors import IntegrityError as IntegrityError  # re-exported for importers
+from pipelines.errors import ManifestError
 from warehouse.files import atomic_write
 
 MANIFEST_NAME = "_manifest.json"
@@ -72,24 +74,6 @@ DIGESTS_NAME = "_digests.json"
 FORMAT = 1
 RACY_SECONDS = 2.0
 REHASH_AFTER = 7 * 24 * 3600.0
-
-
-class ManifestError(RuntimeError):
-    """A manifest file cannot be read (names the file and what to do)."""
-
-
-class IntegrityError(RuntimeError):
-    """Stored slices are missing, unreadable or differ from their manifest record."""
-
-    def __init__(self, bad: list[BadSlice], doing: str) -> None:
-        self.bad = bad
-        listing = "; ".join(b.describe() for b in bad[:10])
-        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
-        super().__init__(
-            f"{doing}: {len(bad)} damaged slice(s): {listing}{more}. A run re-pulls damaged "
-            "credit_usage months; restore other files from a backup, or remove an "
-            "organization's data on purpose with `usage-etl forget`"
-        )
 
 
 @dataclass(frozen=True)

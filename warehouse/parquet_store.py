@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.errors import SchemaError
 from warehouse.files import commit_temporary, discard_temporary, write_temporary
 from warehouse.manifest import CheckResult, TableManifest, record_for
 from warehouse.schema import Table
@@ -74,10 +75,6 @@ def partition_predicate(t: Table, values: dict[str, str]) -> tuple[str, list[obj
         terms.append(f'"{column}" >= ? AND "{column}" < ?')
         params.extend(bounds)
     return " AND ".join(terms), params
-
-
-class SchemaError(ValueError):
-    """A frame does not fit its table's contract."""
 
 
 def to_arrow(t: Table, frame: pd.DataFrame) -> pa.Table:

@@ -140,6 +140,11 @@ def api_target() -> Iterator[None]:
         print(f"usage-etl: using the UbiOps API at {settings.api_host()}", file=sys.stderr)
         yield
         return
+    from pipelines.optional import require_emulator
+
+    require_emulator(
+        "UBIOPS_API_HOST and UBIOPS_API_TOKEN are not set, so the run uses the bundled API emulator"
+    )
     from emulator.server import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(), host="127.0.0.1", port=0) as server:
