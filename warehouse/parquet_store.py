@@ -38,6 +38,7 @@ from warehouse.schema import Table
 PARTITION_EXPRESSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("credit_usage", "month"): ("start_date", "month"),
     ("resource_usage", "observed_date"): ("observed_at", "day"),
+    ("project_usage_trends", "month"): ("date", "month"),
 }
 
 
