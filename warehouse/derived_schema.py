@@ -33,6 +33,7 @@ PROJECT_USAGE_TRENDS = register(
             "Daily credits per organization, project and deleted projects with rolling means, "
             "week-over-week and period-over-period change, share of the organization and rank."
         ),
+        partition_by=("month",),
         columns=_cols(
             *_SERIES,
             ("date", TS, "The day (UTC)."),

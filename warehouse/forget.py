@@ -60,7 +60,7 @@ def forget_organization(warehouse: Path, organization_id: str, name: str = "") -
     store = ParquetStore(warehouse)
     result = ForgetResult(organization_id, name)
     with writer_lock(warehouse):
-        check = reconcile_warehouse(store.root)
+        check = reconcile_warehouse(store.root, full=True)
         for table_name, table_check in check.tables.items():
             t = _table(table_name)
             if t is None or "organization_id" not in t.column_names:

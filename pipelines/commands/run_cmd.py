@@ -82,7 +82,12 @@ class RunSummary:
         out = [
             f"{name} {status} in {self.seconds:.1f}s: {self.organizations} organizations, "
             f"{self.requests} API requests sent ({self.retries} of them retries, "
-            f"{self.rate_limited} answered 429)",
+            f"{self.rate_limited} answered 429"
+            + (
+                f"; {self.requests / self.organizations:.2f} per organization)"
+                if self.organizations
+                else ")"
+            ),
         ]
         if self.blocked:
             out.append(
