@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from pipelines.analytics.periods import current_period
+from pipelines.analytics.periods import shift_month as add_months
 from pipelines.cli import main
 from pipelines.commands.run_cmd import execute
-from tests.pipeline.conftest import add_months, start_emulator
+from tests.services.emulator import start_emulator
 
 
 def query(warehouse: Path, sql: str) -> pd.DataFrame:

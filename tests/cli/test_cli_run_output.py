@@ -25,8 +25,8 @@ from dagster import AssetKey, DagsterInstance
 
 from pipelines.analytics.periods import shift_month
 from pipelines.commands.run_cmd import execute
-from tests.cli.conftest import clean_env, usage_etl
-from tests.pipeline.conftest import start_emulator
+from tests.services.cli import clean_env, usage_etl
+from tests.services.emulator import start_emulator
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -19,7 +19,7 @@ import pytest
 from pipelines import retention
 from pipelines.cli import main
 from pipelines.commands.run_cmd import execute
-from tests.ops.conftest import EmulatorEnv
+from tests.services.emulator import EmulatorEnv
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.publish import DATABASE_NAME, publish

@@ -13,8 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_end_to_end import assert_matches_emulator
+from tests.services.emulator import Pipeline, assert_matches_emulator
 
 
 def wait_for(predicate: object, timeout: float, what: str) -> None:

@@ -7,8 +7,7 @@ from datetime import timedelta
 import pytest
 
 from pipelines.commands.run_cmd import execute
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_end_to_end import assert_matches_emulator
+from tests.services.emulator import Pipeline, assert_matches_emulator
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from tests.pipeline.conftest import Pipeline
+from tests.services.emulator import Pipeline
 
 
 def test_demo_raises_alerts_once(pipeline: Pipeline) -> None:

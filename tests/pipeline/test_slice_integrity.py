@@ -8,14 +8,8 @@ from datetime import date, timedelta
 import pytest
 
 from pipelines.analytics.periods import shift_month
-from tests.pipeline.conftest import (
-    Pipeline,
-    credit_totals,
-    garble,
-    month_slice,
-    verify_exit,
-)
-from tests.pipeline.test_end_to_end import assert_matches_emulator
+from tests.services.emulator import Pipeline, assert_matches_emulator
+from tests.services.warehouse_files import credit_totals, garble, month_slice, verify_exit
 from warehouse.manifest import IntegrityError
 from warehouse.publish import publish
 
