@@ -6,8 +6,9 @@
   the session and the processes it starts;
 - warehouses made by real pipeline runs, built once and shared read-only: `demo_warehouse` (the
   previous and the current month) and `long_warehouse` (24 months); `demo_warehouse_copy` for a
-  test that writes into one. Under pytest-xdist the workers share one build (a file lock
-  in the session's common temporary directory), so the suite pays for each build once;
+  test that writes into one; `pipeline_after_demo_run` for a test about a later run. Under
+  pytest-xdist the workers share one build (a file lock in the session's common temporary
+  directory), so the suite pays for each build once;
 - `pipeline` and `emulator_env`: a loopback emulator and an isolated warehouse for one test;
 - `postgres_server` / `postgres`: one PostgreSQL cluster for the session, a database per test;
 - `clock`: a fake monotonic clock and `asyncio.sleep` for unit tests of the client and pacer.
@@ -20,6 +21,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -36,10 +38,24 @@ from tests.services.postgres import Postgres, fresh_database, postgres_cluster
 # ---- warehouses built once per session -----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DemoBuild:
+    """The session's demo run: its directory (`warehouse/`, `dagster/`) and the emulator clock
+    it loaded from (seed 11; the same seed and clock make an emulator in the same state)."""
+
+    root: Path
+    now: datetime
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse"
+
+
 def shared_build(
-    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
 ) -> Path:
-    """`build(root)` run once for the whole session (all xdist workers), in a thread of its own.
+    """`build(root)` run once for the whole session (all xdist workers), in a thread of its own;
+    returns `root`.
 
     The thread: the pipeline calls asyncio.run(), which cannot run where a browser test keeps an
     event loop. The lock and the marker file: the first worker builds, the others wait for it
@@ -55,18 +71,30 @@ def shared_build(
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
             with ThreadPoolExecutor(max_workers=1) as pool:
-                warehouse = pool.submit(build, root).result()
-            done.write_text(str(warehouse))
-    return Path(done.read_text())
+                pool.submit(build, root).result()
+            done.touch()
+    return root
 
 
 @pytest.fixture(scope="session")
-def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two months (previous + current) of the emulator's demo organizations: one real run,
-    shared read-only by the analyst, CLI and report tests (use `demo_warehouse_copy` to write)."""
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    """Two months (previous + current) of the emulator's demo organizations: one real run of
+    the whole pipeline, shared by every test that only reads its result."""
     from pipelines.report.demo import build_demo_warehouse
 
-    return shared_build(tmp_path_factory, "demo", build_demo_warehouse)
+    def build(root: Path) -> None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        build_demo_warehouse(root, now=now)
+        (root / "NOW").write_text(now.isoformat())
+
+    root = shared_build(tmp_path_factory, "demo", build)
+    return DemoBuild(root, datetime.fromisoformat((root / "NOW").read_text()))
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(demo_build: DemoBuild) -> Path:
+    """The demo run's warehouse, read-only (use `demo_warehouse_copy` to write)."""
+    return demo_build.warehouse
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +102,10 @@ def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 months of the demo organizations (two real runs: the emulator serves 15 months)."""
     from pipelines.report.demo import build_long_demo_warehouse
 
-    return shared_build(
+    root = shared_build(
         tmp_path_factory, "long", lambda root: build_long_demo_warehouse(root, months=24)
     )
+    return root / "warehouse"
 
 
 @pytest.fixture
@@ -100,6 +129,25 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
         monkeypatch.setenv("USAGE_WAREHOUSE", str(warehouse))
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
         start, end = default_range(datetime.now(UTC).date())
+        yield Pipeline(warehouse, server, start, end)
+
+
+@pytest.fixture
+def pipeline_after_demo_run(
+    demo_build: DemoBuild, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pipeline]:
+    """A `pipeline` whose first run (the default range) is done: a private copy of the session's
+    demo run (warehouse and Dagster home) and an emulator in the state it loaded from. For tests
+    about what a later run does; the first run itself is tested in tests/pipeline."""
+    warehouse = tmp_path / "warehouse"
+    shutil.copytree(demo_build.warehouse, warehouse, ignore=shutil.ignore_patterns("*.lock"))
+    shutil.copytree(demo_build.root / "dagster", tmp_path / "dagster")
+    with start_emulator(now=demo_build.now) as server:
+        monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
+        monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
+        monkeypatch.setenv("USAGE_WAREHOUSE", str(warehouse))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+        start, end = default_range(demo_build.now.date())
         yield Pipeline(warehouse, server, start, end)
 
 
