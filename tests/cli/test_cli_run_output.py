@@ -26,7 +26,7 @@ from dagster import AssetKey, DagsterInstance
 from pipelines.analytics.periods import shift_month
 from pipelines.commands.run_cmd import execute
 from tests.services.cli import clean_env, usage_etl
-from tests.services.emulator import start_emulator
+from tests.services.emulator import Pipeline, start_emulator
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -110,12 +110,11 @@ def _fingerprint(warehouse: Path) -> dict[str, str]:
 
 
 def test_blocking_check_keeps_the_warehouse_and_sends_nothing(
-    counted: tuple[Any, CountingApp], tmp_path: Path
+    pipeline_after_demo_run: Pipeline,
 ) -> None:
-    server, _ = counted
-    start, end = _range()
-    assert execute(start, end, log_level="WARNING").success
-    warehouse = tmp_path / "warehouse"
+    # the first, successful run is the session's demo run (a private copy of it)
+    server, warehouse = pipeline_after_demo_run.server, pipeline_after_demo_run.warehouse
+    start, end = pipeline_after_demo_run.start, pipeline_after_demo_run.end
     before = _fingerprint(warehouse)
     assert any(name.endswith("alerts.sqlite") for name in before)
     assert "usage.duckdb" in before and any("credit_usage" in name for name in before)
