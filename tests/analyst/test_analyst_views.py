@@ -57,6 +57,13 @@ def test_views_over_the_real_derived_tables_agree_with_them(demo_warehouse: Path
             """SELECT alert_key, rule FROM quota_alerts
                WHERE status IN ('open', 'notified') ORDER BY ALL""",
         )
+        org_wide = query(con, "SELECT alert_key FROM open_alerts WHERE project_id IS NULL")
+        assert org_wide, "the demo raises organization-wide alerts"
+        assert sorted(org_wide) == query(
+            con,
+            """SELECT alert_key FROM quota_alerts WHERE status IN ('open', 'notified')
+                 AND coalesce(project_id, '') = '' ORDER BY ALL""",
+        ), "an organization-wide alert has a null project_id"
         # resource_counts_over_time: the resource limits quota_status knows
         limits = dict(
             query(
