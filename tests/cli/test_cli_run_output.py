@@ -148,7 +148,8 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
         done = usage_etl("run", "--warehouse", str(warehouse), env=env)
         assert done.code == 0, done.err
         for line in done.err.splitlines():
-            assert len(line) <= 160, line
+            # the warehouse path is the user's (and longer under pytest-xdist); the rest is short
+            assert len(line.replace(str(warehouse), "<warehouse>")) <= 160, line
             assert not UUID.search(line), f"full run id in {line!r}"
             assert "Report(" not in line and "{'" not in line, line
             assert "Warning" not in line, line
