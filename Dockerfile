@@ -12,7 +12,9 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 
 WORKDIR /opt/ubiops-usage
 
-# Dependencies first (cached while only the code changes), exactly as uv.lock pins them.
+# Dependencies first (cached while only the code changes), exactly as uv.lock pins them. Without
+# the dev group and without the optional `emulator` extra: production runs talk to the real API.
+# (starlette and uvicorn still arrive as dependencies of dagster-webserver, not of the project.)
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 

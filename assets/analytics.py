@@ -1,6 +1,8 @@
 """Derived assets: project usage trends, and the evaluation of forecasts, quota status and alerts.
 
-`quota_alerts` evaluates the quota rules on the whole warehouse as of the last complete day,
+`project_usage_trends` recomputes, in DuckDB SQL, only the months whose inputs changed
+(`pipelines.analytics.derived_slices`). `quota_alerts` evaluates the quota rules as of the last
+complete day on the days they look at (`pipelines.analytics.usage_window`, read in SQL),
 checks the result (blocking checks: unique keys, known organizations, finite values, ordered
 forecast bounds) and only then records the alerts in the durable alert state
 (`<warehouse>/state/alerts.sqlite`, queuing one message per routed channel) and writes the four
@@ -26,12 +28,16 @@ from dagster import (
 from assets.credit_usage import credit_usage_daily
 from assets.materialize import table_metadata
 from assets.organizations import now_utc, organization_users, organizations, resource_usage
+from pipelines.analytics.derived_slices import describe as describe_refresh
+from pipelines.analytics.derived_slices import refresh_trends
 from pipelines.analytics.evaluate import compute_alerts
-from pipelines.analytics.trends import project_usage_trends as compute_trends
+from pipelines.analytics.periods import anchors_by_organization
+from pipelines.analytics.usage_window import load_resource_window, load_usage_window, window_days
 from pipelines.notify.routing import alert_routes
 from pipelines.notify.state import open_state, record_tables
 from pipelines.quotas import load_quotas
 from pipelines.resources import Warehouse
+from pipelines.restatements import check_load
 from warehouse.derived_schema import (
     PROJECT_USAGE_TRENDS,
     QUOTA_ALERTS,
@@ -40,7 +46,7 @@ from warehouse.derived_schema import (
 )
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE
+from warehouse.schema import ORGANIZATIONS
 
 GROUP = "usage_insights"
 
@@ -53,17 +59,25 @@ GROUP = "usage_insights"
     description=(
         "Per project and organization, daily: credits, 7/30-day means, week-over-week and "
         "period-over-period change, share, rank, new and dormant flags. Table "
-        "`project_usage_trends`."
+        "`project_usage_trends`, stored by month: computed in DuckDB SQL over the Parquet "
+        "files, recomputing only the months whose inputs changed."
     ),
 )
 def project_usage_trends(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     store = ParquetStore(warehouse.root)
-    usage = store.read(CREDIT_USAGE, "interval = 'day'")
-    frame = compute_trends(usage, store.read(ORGANIZATIONS))
-    with writer_lock(warehouse.root):
-        store.replace_table(PROJECT_USAGE_TRENDS, frame)
-    context.log.info(f"trends: {len(frame)} rows")
-    return MaterializeResult(metadata=table_metadata(PROJECT_USAGE_TRENDS, frame))  # type: ignore[arg-type]
+    refresh = refresh_trends(warehouse.root, anchors_by_organization(store.read(ORGANIZATIONS)))
+    context.log.info(
+        f"trends: {len(refresh.recomputed)} of {len(refresh.months)} months recomputed "
+        f"({', '.join(refresh.recomputed) or 'none'}), {refresh.rows_written} rows written"
+    )
+    preview = refresh.preview if refresh.preview is not None else store.empty(PROJECT_USAGE_TRENDS)
+    metadata = table_metadata(PROJECT_USAGE_TRENDS, preview)
+    # the whole table's rows and organizations, from the manifest records of its month slices
+    records = [e.committed for e in store.manifest(PROJECT_USAGE_TRENDS).load().values()]
+    metadata["dagster/row_count"] = sum(r.rows for r in records if r is not None)
+    metadata["organizations"] = len({o for r in records if r is not None for o in r.organizations})
+    metadata.update(describe_refresh(refresh))
+    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
 
 
 ALERT_CHECKS = {
@@ -148,15 +162,19 @@ def quota_alerts(
     store = ParquetStore(warehouse.root)
     orgs = store.read(ORGANIZATIONS)
     current = orgs[orgs["last_seen_at"] == orgs["last_seen_at"].max()] if len(orgs) else orgs
-    usage = store.read(CREDIT_USAGE, "interval = 'day'")
     as_of = now_utc().date() - timedelta(days=1)  # the last complete UTC day
+    resources_as_of = now_utc().date()
+    window = load_usage_window(store, as_of, window_days(config))
+    resources = load_resource_window(store, resources_as_of)
     evaluation = compute_alerts(
-        usage,
+        window.daily,
         current,
         config,
-        store.read(RESOURCE_USAGE),
+        resources.observations,
         as_of=as_of,
-        resources_as_of=now_utc().date(),
+        resources_as_of=resources_as_of,
+        first_days=window.first_days,
+        observation_counts=resources.counts,
     )
     checks = check_evaluation(
         evaluation.candidates, evaluation.forecasts, set(orgs["organization_id"].astype(str))
@@ -169,10 +187,17 @@ def quota_alerts(
         return
 
     with open_state(warehouse.root) as state:
+        # the window holds every day of the current periods, as `credit_usage` day rows
+        day_rows = window.daily.rename(columns={"date": "start_date"})
+        restated = check_load(
+            state.store, evaluation.status, day_rows, config.rules.credit_actual_thresholds
+        )
         sync = state.store.sync(
             evaluation.candidates,
             alert_routes(config, current),
             evaluated_organizations=list(current["organization_id"]),
+            notes=restated.notes(),
+            totals=restated.totals,
         )
         alert_frame = state.store.alerts_frame()
         pending = state.store.pending_count()
@@ -200,6 +225,7 @@ def quota_alerts(
             "suppressed": len(sync.suppressed),
             "queued_notifications": sync.queued,
             "pending_notifications": pending,
+            "restatements_across_thresholds": len(restated.restatements),
         }
     )
     if state.recovered:

@@ -12,8 +12,8 @@ outside the run's range, is re-pulled and rewritten, and the run says so; one th
 organizations the token cannot see any more cannot be rebuilt and fails the run, naming the file.
 """
 
-import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pandas as pd
@@ -32,8 +32,9 @@ from assets.organizations import current_organizations, now_utc, organizations
 from pipelines import quality, settings
 from pipelines.analytics.periods import organization_anchor, periods_starting_in, shift_month
 from pipelines.analytics.reconcile import reconcile_periods
-from pipelines.extract import Org, fan_out
-from pipelines.normalize import credit_period_frame, credit_usage_frame
+from pipelines.endpoints import DAILY_USAGE, PERIOD_USAGE, Endpoint, MonthKey, PeriodKey, pull
+from pipelines.extract import Org, ProgressFn
+from pipelines.normalize import credit_period_frame, credit_period_from_days, credit_usage_frame
 from pipelines.resources import UbiOpsApi, Warehouse
 from pipelines.ubiops_client import RequestStats
 from warehouse.files import writer_lock
@@ -128,37 +129,18 @@ def damaged_months(
 
 def _pull(
     ubiops: UbiOpsApi,
-    requests: list[tuple[Org, date, date, date]],
-    interval: str,
-    label: str,
-    progress: object,
+    endpoint: Endpoint,
+    keys: list[MonthKey] | list[PeriodKey],
+    progress: ProgressFn,
 ) -> tuple[dict[date, pd.DataFrame], RequestStats]:
-    """Fetch every (org, partition month, start, end) and build one frame per partition month."""
-
-    async def run() -> tuple[list, RequestStats]:
-        async with ubiops.client() as client:
-            found = await fan_out(
-                client,
-                requests,
-                lambda r: client.credit_usage(r[0].name, interval, r[2], r[3]),
-                label=label,
-                progress=progress,  # type: ignore[arg-type]
-            )
-            return found, client.stats
-
-    found, stats = asyncio.run(run())
+    """Fetch every key of a month-sliced endpoint and build one frame per partition month."""
+    (found,), stats = pull(ubiops.client, [(endpoint, keys)], progress)
+    assert endpoint.normalize is not None, endpoint.name
     loaded_at = now_utc()
     by_month: dict[date, list] = {}
-    for (org, month, start, end), usage in found:
-        by_month.setdefault(month, []).append((org.id, org.name, start, end, usage))
-    if interval == "month":  # one row per requested subscription period
-        frames = {m: credit_period_frame(r, loaded_at) for m, r in by_month.items()}
-    else:
-        frames = {
-            m: credit_usage_frame([(o, n, u) for o, n, _, _, u in r], interval, loaded_at)
-            for m, r in by_month.items()
-        }
-    return frames, stats
+    for key, answer in found:
+        by_month.setdefault(key.month, []).append((key, answer))
+    return {m: endpoint.normalize(f, loaded_at) for m, f in by_month.items()}, stats
 
 
 def _concat(frames: dict[date, pd.DataFrame], interval: str) -> pd.DataFrame:
@@ -175,12 +157,12 @@ def _write_slices(
     interval: str,
     months: list[date],
     frames: dict[date, pd.DataFrame],
-    requests: list[tuple[Org, date, date, date]],
+    requests: list[MonthKey] | list[PeriodKey],
 ) -> pd.DataFrame:
     """Replace the month slices, per organization pulled; returns the rows pulled."""
     pulled: dict[date, set[str]] = {}
-    for org, month, _, _ in requests:
-        pulled.setdefault(month, set()).add(org.id)
+    for key in requests:
+        pulled.setdefault(key.month, set()).add(key.org.id)
     store = ParquetStore(warehouse.root)
     empty = credit_usage_frame([], interval, now_utc())
     with writer_lock(warehouse.root):
@@ -221,7 +203,7 @@ def _materialize(
     stats: RequestStats,
     findings: dict[str, quality.Finding],
     repair: list[date],
-    requests: list[tuple[Org, date, date, date]],
+    requests: list[MonthKey] | list[PeriodKey],
 ) -> MaterializeResult:
     """Write the month slices (and damaged ones being repaired) unless a blocking check failed;
     each partition of the run gets its own row count."""
@@ -263,13 +245,13 @@ def credit_usage_daily(
     today = now_utc().date()
     repair = [m for m in damaged_months(context, warehouse, "day") if m not in months]
     requests = [
-        (org, month, *month_bounds(month))
+        MonthKey(org, month, *month_bounds(month))
         for month in months + repair
         for org in orgs
         if month <= today
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
-    frames, stats = _pull(ubiops, requests, "day", "credit usage (day)", context.log.info)
+    frames, stats = _pull(ubiops, DAILY_USAGE, requests, context.log.info)
     pulled = _concat(frames, "day")
     registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
     registry = registry[registry["organization_id"].isin([o.id for o in orgs])]
@@ -309,6 +291,94 @@ def period_requests(
     return requests, unknown
 
 
+@dataclass
+class PeriodPlan:
+    """What a run does for each subscription period in its range (the request budget).
+
+    `derived`: periods whose days are all loaded: their row is the sum of their days.
+    `requested`: periods the API is asked for: to reconcile (a closed period not checked since
+    it closed; the current period of an organization whose details were re-read in this run,
+    which happens on a new organization, a rename and at most every USAGE_DETAILS_MAX_AGE_DAYS)
+    or because their days are not all loaded (then the API's answer is the row).
+    """
+
+    derived: list[PeriodKey]
+    requested: list[PeriodKey]
+    reasons: dict[str, int]
+
+    @property
+    def all(self) -> list[PeriodKey]:
+        return self.derived + [k for k in self.requested if k not in set(self.derived)]
+
+
+def _month_files(store: ParquetStore, interval: str, first: date, last: date) -> list[pd.DataFrame]:
+    """The stored `credit_usage` slices of `interval` for the months first..last (readable
+    ones: a damaged slice is re-pulled, never read)."""
+    damaged = {b.path for b in store.check(CREDIT_USAGE).bad}
+    frames = []
+    month = date(first.year, first.month, 1)
+    while month <= last:
+        partition = {"interval": interval, "month": f"{month:%Y-%m}"}
+        path = store.partition_path(CREDIT_USAGE, partition, "data.parquet")
+        if path.exists() and path not in damaged:
+            frames.append(store.read_file(CREDIT_USAGE, path))
+        month = month_bounds(month)[1]
+    return frames
+
+
+def stored_rows(store: ParquetStore, interval: str, first: date, last: date) -> pd.DataFrame:
+    frames = [f for f in _month_files(store, interval, first, last) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else store.empty(CREDIT_USAGE)
+
+
+def plan_periods(
+    candidates: list[PeriodKey],
+    daily: pd.DataFrame,
+    stored_periods: pd.DataFrame,
+    reread: set[str],
+    today: date,
+) -> PeriodPlan:
+    """Split the periods of a run into those summed from their days and those asked for."""
+    totals = daily[daily["scope"] == "organization"]
+    days: dict[str, set[date]] = {}
+    for org_id, day in zip(totals["organization_id"], totals["start_date"], strict=True):
+        days.setdefault(str(org_id), set()).add(pd.Timestamp(day).date())
+    org_rows = stored_periods[stored_periods["scope"] == "organization"]
+    checked_after_close = {
+        (str(o), pd.Timestamp(s).date())
+        for o, s, e, at in zip(
+            org_rows["organization_id"],
+            org_rows["start_date"],
+            org_rows["end_date"],
+            org_rows["loaded_at"],
+            strict=True,
+        )
+        if pd.Timestamp(at) >= pd.Timestamp(e)
+    }
+    plan = PeriodPlan([], [], {})
+
+    def ask(key: PeriodKey, reason: str) -> None:
+        plan.requested.append(key)
+        plan.reasons[reason] = plan.reasons.get(reason, 0) + 1
+
+    for key in candidates:
+        stop = min(key.end, today + timedelta(days=1))
+        have = days.get(key.org.id, set())
+        complete = all(
+            date.fromordinal(d) in have for d in range(key.start.toordinal(), stop.toordinal())
+        )
+        if not complete:
+            ask(key, "days missing")
+            continue
+        plan.derived.append(key)
+        closed = key.end <= today
+        if closed and (key.org.id, key.start) not in checked_after_close:
+            ask(key, "closed")
+        elif not closed and key.org.id in reread:
+            ask(key, "details re-read")
+    return plan
+
+
 @asset(
     group_name=GROUP,
     deps=[organizations, credit_usage_daily],
@@ -318,8 +388,11 @@ def period_requests(
     kinds={"python", "parquet"},
     description=(
         "Credits per subscription period (`credit_usage` rows with interval 'month'), one row "
-        "per organization, series and whole period (one API request per period); a period "
-        "belongs to the partition of the month it starts in, anchored on the subscription day."
+        "per organization, series and whole period: the sum of the period's days when they are "
+        "all loaded, else the API's answer for exactly that period; the API is asked for a "
+        "period also to reconcile it with its days (once after it closed, and the current one "
+        "when the organization's details are re-read). A period belongs to the partition of "
+        "the month it starts in, anchored on the subscription day."
     ),
 )
 def credit_usage_periods(
@@ -336,17 +409,76 @@ def credit_usage_periods(
         context.log.warning(
             f"organization {name}: subscription anchor day unknown; its periods are calendar months"
         )
-    frames, stats = _pull(ubiops, requests, "month", "credit usage (period)", context.log.info)
+    candidates = [PeriodKey(*r) for r in requests]
+    first = min((k.start for k in candidates), default=today)
+    last = max((k.end for k in candidates), default=today)
+    daily = stored_rows(store, "day", first, last)
+    daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
+    plan = plan_periods(
+        candidates,
+        daily,
+        stored_rows(store, "month", min(months + repair), max(months + repair)),
+        reread_organizations(registry),
+        today,
+    )
+    why = ", ".join(f"{n} {r}" for r, n in sorted(plan.reasons.items())) or "none"
+    context.log.info(
+        f"periods: {len(plan.derived)} summed from days, {len(plan.requested)} asked ({why})"
+    )
+    answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info)
+    asked = _concat(answers, "month")
+    frames = _frames_to_write(plan, answers, daily)
     pulled = _concat(frames, "month")
-    daily = store.read(CREDIT_USAGE, "interval = 'day'")
     findings = {
-        "projects_add_up": quality.balance(pulled),
-        "no_negative_credits": quality.non_negative(pulled),
+        "projects_add_up": quality.balance(pd.concat([pulled, asked], ignore_index=True)),
+        "no_negative_credits": quality.non_negative(pd.concat([pulled, asked], ignore_index=True)),
         "unique_keys": quality.unique_keys(pulled),
-        "period_reconciliation": reconcile_periods(pulled, daily, today),
+        "period_reconciliation": reconcile_periods(asked, daily, today),
     }
     yield _materialize(
-        context, warehouse, "month", months, frames, stats, findings, repair, requests
+        context, warehouse, "month", months, frames, stats, findings, repair, plan.all
     )
     for name, finding in findings.items():
         yield _check_result(name, finding)
+
+
+def reread_organizations(registry: pd.DataFrame) -> set[str]:
+    """Ids of the organizations whose details the latest `organizations` run re-read."""
+    if registry.empty:
+        return set()
+    fresh = registry["details_refreshed_at"].notna() & (
+        registry["details_refreshed_at"] == registry["last_seen_at"]
+    )
+    return {str(o) for o in registry.loc[fresh, "organization_id"]}
+
+
+def _frames_to_write(
+    plan: PeriodPlan, answers: dict[date, pd.DataFrame], daily: pd.DataFrame
+) -> dict[date, pd.DataFrame]:
+    """Per partition month: the derived rows, and the API's rows for periods not derivable."""
+    loaded_at = now_utc()
+    derived_keys = {(k.org.id, k.start) for k in plan.derived}
+    by_month: dict[date, list[PeriodKey]] = {}
+    for key in plan.derived:
+        by_month.setdefault(key.month, []).append(key)
+    frames: dict[date, pd.DataFrame] = {}
+    for month in {k.month for k in plan.all}:
+        derived = credit_period_from_days(
+            [(k.org.id, k.org.name, k.start, k.end) for k in by_month.get(month, [])],
+            daily,
+            loaded_at,
+        )
+        asked = answers.get(month)
+        parts = [derived]
+        if asked is not None and not asked.empty:
+            starts = asked["start_date"].map(lambda v: pd.Timestamp(v).date())
+            keep = [
+                (o, s) not in derived_keys
+                for o, s in zip(asked["organization_id"], starts, strict=True)
+            ]
+            parts.append(asked[keep])
+        parts = [p for p in parts if not p.empty]
+        frames[month] = (
+            pd.concat(parts, ignore_index=True) if parts else credit_period_frame([], loaded_at)
+        )
+    return frames

@@ -1,7 +1,9 @@
 """The asset that publishes the analysts' DuckDB file from the Parquet files (atomic swap).
 
 Every slice is checked against its manifest first (`warehouse/publish.py`): a damaged one fails
-this step naming the file, and the previously published `usage.duckdb` stays.
+this step naming the file, and the previously published `usage.duckdb` stays. The file is updated
+by slice (only the partitions this run changed) or, when it cannot be, rebuilt whole; the run log
+says which and why.
 """
 
 from dagster import (
@@ -18,7 +20,7 @@ from pipelines.resources import Warehouse
 from warehouse.files import remove_stale_temporaries, writer_lock
 from warehouse.lake import LakeConfig
 from warehouse.lake_sync import publish_up
-from warehouse.publish import DATABASE_NAME, publish
+from warehouse.publish import DATABASE_NAME, publish_database
 
 # Publishing waits for every asset of the modules that write warehouse tables (loaded from the
 # modules, so a new asset there is waited for without editing this file).
@@ -37,9 +39,11 @@ PUBLISH_AFTER = [
     pool="warehouse_writer",
     description=(
         "`usage.duckdb`: every warehouse table (with column comments) and the analyst views, "
-        "rebuilt from Parquet into a new file and swapped in atomically, so open read-only "
-        "sessions keep a consistent snapshot and never block the run. Only published when "
-        "every Parquet slice matches its manifest record. In lake mode the slices this run "
+        "built as a new file (a copy of the previous one with only the changed partitions "
+        "replaced, or rebuilt from Parquet when it cannot be) and swapped in atomically, so "
+        "open read-only sessions keep a consistent snapshot and never block the run. Only "
+        "published when every Parquet slice matches its manifest record. In lake mode the "
+        "slices this run "
         "changed are also committed to the shared DuckLake as one snapshot."
     ),
 )
@@ -49,11 +53,22 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
         stale = remove_stale_temporaries(warehouse.root)
         if stale:
             context.log.info(f"removed {stale} temporary files left by an interrupted run")
-        counts = publish(warehouse.root)
+        published = publish_database(warehouse.root)
         synced = publish_up(warehouse.root, lake) if lake is not None else None
     path = warehouse.root / DATABASE_NAME
-    context.log.info(f"published {path}: {len(counts)} tables, {sum(counts.values()):,} rows")
+    counts = published.rows
+    context.log.info(f"published {DATABASE_NAME}: {published.line()}")
+    if published.incremental:
+        replaced = ", ".join(published.replaced) or "nothing changed"
+        context.log.info(f"replaced: {replaced[:140]}{'...' if len(replaced) > 140 else ''}")
+    else:
+        context.log.info(f"rebuilt whole because: {published.reason[:130]}")
+    context.log.info(f"integrity check: {published.files_hashed} changed file(s) hashed")
     metadata: dict[str, object] = {f"rows/{name}": n for name, n in counts.items()}
+    metadata["publish_mode"] = "incremental" if published.incremental else "full rebuild"
+    metadata["partitions_replaced"] = ", ".join(published.replaced) or "-"
+    metadata["rebuild_reason"] = published.reason or "-"
+    metadata["files_hashed"] = published.files_hashed
     if synced is not None:
         context.log.info(f"lake: {synced.line()}")
         metadata["lake"] = lake.redacted() if lake is not None else "-"

@@ -2,7 +2,10 @@
 
 These are not partitioned: each run reads the current state. `organizations` also learns each
 organization's current subscription period (from the usage endpoint without dates), which the
-credit-usage assets need to ask for subscription periods.
+credit-usage assets need to ask for subscription periods. The request budget: the list is read
+every run, resources every run; details, members and the anchor only when they can have changed
+(a new organization, a rename, or older than `USAGE_DETAILS_MAX_AGE_DAYS`), see
+`pipelines/endpoints.py`.
 
 Partial visibility is not deletion: an organization the token no longer sees keeps its row
 (`visible` false, `last_seen_at` when it was last visible), its members and its stored usage,
@@ -18,19 +21,30 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from assets.materialize import table_metadata
-from pipelines.api_models import CreditUsage, OrganizationDetail
-from pipelines.extract import Org, fan_out
+from pipelines import settings
+from pipelines.api_models import OrganizationItem
+from pipelines.endpoints import (
+    CURRENT_PERIOD,
+    ORGANIZATION_DETAILS,
+    RESOURCES,
+    USERS,
+    Endpoint,
+    WriteMode,
+    pull,
+)
+from pipelines.extract import Org
 from pipelines.normalize import (
+    anchor_unknown,
+    details_due,
     organizations_frame,
-    resource_usage_frame,
     unknown_anchor_names,
-    users_frame,
 )
 from pipelines.resources import UbiOpsApi, Warehouse
+from pipelines.ubiops_client import RequestStats
 from warehouse.files import writer_lock
 from warehouse.manifest import ManifestError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE, Table
+from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS, Table
 
 GROUP = "ubiops_registry"
 
@@ -83,40 +97,68 @@ def settle_manifests(context: AssetExecutionContext, warehouse: Warehouse) -> No
         context.log.warning(f"damaged slice: {bad.describe()}")
 
 
+def plan_details(
+    context: AssetExecutionContext, items: list[OrganizationItem], previous: pd.DataFrame
+) -> tuple[list[Org], list[Org]]:
+    """Which listed organizations get their details re-read, and which their current period
+    (the anchor day); every other organization keeps what is stored (the request budget)."""
+    stored = {str(r["organization_id"]): r for r in previous.to_dict("records")}
+    max_age = settings.details_max_age_days()
+    now = now_utc()
+    due: list[Org] = []
+    anchor: list[Org] = []
+    reasons: dict[str, int] = {}
+    for item in items:
+        row = stored.get(item.id)
+        reason = details_due(item, row, now, max_age)
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + 1
+            due.append(Org(item.id, item.name))
+            anchor.append(Org(item.id, item.name))
+        elif anchor_unknown(row):
+            anchor.append(Org(item.id, item.name))
+    why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none due"
+    context.log.info(
+        f"details: re-read {len(due)} ({why}), kept {len(items) - len(due)}; "
+        f"current period asked for {len(anchor)}"
+    )
+    return due, anchor
+
+
 @asset(
     group_name=GROUP,
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
     description=(
         "Organizations the token can see (list + details + current subscription period), "
-        "keyed by id. Table `organizations`."
+        "keyed by id; details and the anchor are re-read only for a new organization, a rename "
+        "or after USAGE_DETAILS_MAX_AGE_DAYS. Table `organizations`."
     ),
 )
 def organizations(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
 ) -> MaterializeResult:
-    async def pull() -> tuple[list[tuple[OrganizationDetail, CreditUsage]], object]:
-        async with ubiops.client() as client:
-            items = await client.list_organizations()
-            names = [item.name for item in items]
-
-            async def details(name: str) -> tuple[OrganizationDetail, CreditUsage]:
-                detail = await client.get_organization(name)
-                period = await client.credit_usage(name, interval="month")
-                return detail, period
-
-            pairs = await fan_out(
-                client, names, details, label="organizations", progress=context.log.info
-            )
-            return [pair for _, pair in pairs], client.stats
-
-    current, stats = asyncio.run(pull())
     store = ParquetStore(warehouse.root)
+
+    async def listing() -> tuple[list[OrganizationItem], RequestStats]:
+        async with ubiops.client() as client:
+            return await client.list_organizations(), client.stats
+
+    items, list_stats = asyncio.run(listing())
+    due, anchor = plan_details(context, items, previous_rows(context, store, ORGANIZATIONS))
+    (details, periods), stats = pull(
+        ubiops.client, [(ORGANIZATION_DETAILS, due), (CURRENT_PERIOD, anchor)], context.log.info
+    )
+    stats = merged_stats(list_stats, stats)
+    period_of = {org.id: answer for org, answer in periods}
+    current = [(detail, period_of[org.id]) for org, detail in details]
+    reread = {org.id for org in due}
+    carried = [(i, period_of.get(i.id)) for i in items if i.id not in reread]
     seen_at = now_utc()
     with writer_lock(warehouse.root):
         settle_manifests(context, warehouse)
         previous = previous_rows(context, store, ORGANIZATIONS)
-        frame = organizations_frame(current, previous, seen_at)
+        frame = organizations_frame(current, previous, seen_at, carried)
         store.replace_table(ORGANIZATIONS, frame)
     for name in unknown_anchor_names(frame, seen_at):
         context.log.warning(
@@ -125,18 +167,86 @@ def organizations(
         )
     hidden = frame[~frame["visible"].fillna(False).astype(bool)]
     if len(hidden):
-        listing = ", ".join(
+        listing_text = ", ".join(
             f"{row.organization_name} ({row.organization_id}, last visible {row.last_seen_at})"
             for row in hidden.itertuples()
         )
         context.log.warning(
             f"{len(hidden)} organization(s) no longer visible to the token keep their stored "
-            f"history and are not refreshed: {listing}. Remove one on purpose with "
+            f"history and are not refreshed: {listing_text}. Remove one on purpose with "
             "`usage-etl forget --organization NAME|ID`"
         )
     metadata = table_metadata(ORGANIZATIONS, frame, stats)
     metadata["organizations"] = len(frame) - len(hidden)
     metadata["not_visible"] = ", ".join(hidden["organization_name"]) or "-"
+    metadata["details_reread"] = len(due)
+    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+
+
+def merged_stats(*parts: RequestStats) -> RequestStats:
+    """The request statistics of several clients, added up."""
+    total = RequestStats()
+    for part in parts:
+        total.requests += part.requests
+        total.retries += part.retries
+        total.rate_limited += part.rate_limited
+        total.failures += part.failures
+        for status, n in part.by_status.items():
+            total.by_status[status] = total.by_status.get(status, 0) + n
+    return total
+
+
+def users_due(warehouse: Warehouse, orgs: list[Org], stored_users: pd.DataFrame) -> list[Org]:
+    """Organizations whose members must be re-read: details re-read after their members were
+    last loaded (new organization, rename, maximum age), or no members stored."""
+    registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
+    refreshed = dict(
+        zip(registry["organization_id"], registry["details_refreshed_at"], strict=True)
+    )
+    loaded = stored_users.groupby("organization_id")["loaded_at"].max().to_dict()
+    due = []
+    for org in orgs:
+        at, last = refreshed.get(org.id), loaded.get(org.id)
+        if at is None or pd.isna(at) or last is None or pd.isna(last) or last < at:
+            due.append(org)
+    return due
+
+
+def run_per_organization(
+    context: AssetExecutionContext,
+    ubiops: UbiOpsApi,
+    warehouse: Warehouse,
+    endpoint: Endpoint,
+    orgs: list[Org],
+) -> MaterializeResult:
+    """The generic runner of a per-organization endpoint: pull, normalize, write by its mode."""
+    (found,), stats = pull(ubiops.client, [(endpoint, orgs)], context.log.info)
+    assert endpoint.normalize is not None, endpoint.name
+    loaded_at = now_utc()
+    fresh = endpoint.normalize(found, loaded_at)
+    store = ParquetStore(warehouse.root)
+    table = endpoint.table
+    with writer_lock(warehouse.root):
+        if endpoint.write is WriteMode.APPEND_SNAPSHOT:
+            store.append_file(
+                table,
+                {"observed_date": loaded_at.date().isoformat()},
+                f"snapshot-{loaded_at:%Y%m%dT%H%M%S%f}.parquet",
+                fresh,
+            )
+            frame = fresh
+        elif endpoint.write is WriteMode.REPLACE_PER_ORGANIZATION:
+            # the pulled organizations' rows replaced; those not pulled (not due, or no longer
+            # visible) are kept
+            previous = previous_rows(context, store, table)
+            kept = previous[~previous["organization_id"].isin([o.id for o in orgs])]
+            parts = [f for f in (kept, fresh) if not f.empty]
+            frame = pd.concat(parts, ignore_index=True) if parts else fresh
+            store.replace_table(table, frame)
+        else:
+            raise ValueError(f"{endpoint.name}: write mode {endpoint.write.name} is not per-org")
+    metadata = table_metadata(table, frame, stats)
+    metadata["organizations_pulled"] = len(orgs)
     return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
 
 
@@ -145,35 +255,19 @@ def organizations(
     deps=[organizations],
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
-    description="Members of every organization, with their admin flag. Table `organization_users`.",
+    description=(
+        "Members of every organization, with their admin flag; re-read when the organization's "
+        "details are. Table `organization_users`."
+    ),
 )
 def organization_users(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
 ) -> MaterializeResult:
     orgs = current_organizations(warehouse)
-
-    async def pull() -> tuple[list, object]:
-        async with ubiops.client() as client:
-            found = await fan_out(
-                client,
-                orgs,
-                lambda org: client.list_users(org.name),
-                label="organization users",
-                progress=context.log.info,
-            )
-            return [(org.id, users) for org, users in found], client.stats
-
-    users, stats = asyncio.run(pull())
-    fresh = users_frame(users, now_utc())
-    store = ParquetStore(warehouse.root)
-    with writer_lock(warehouse.root):
-        # replaced per organization pulled: members of organizations no longer visible are kept
-        previous = previous_rows(context, store, ORGANIZATION_USERS)
-        kept = previous[~previous["organization_id"].isin([o.id for o in orgs])]
-        parts = [f for f in (kept, fresh) if not f.empty]
-        frame = pd.concat(parts, ignore_index=True) if parts else fresh
-        store.replace_table(ORGANIZATION_USERS, frame)
-    return MaterializeResult(metadata=table_metadata(ORGANIZATION_USERS, frame, stats))  # type: ignore[arg-type]
+    stored = previous_rows(context, ParquetStore(warehouse.root), ORGANIZATION_USERS)
+    due = users_due(warehouse, orgs, stored)
+    context.log.info(f"members: re-read for {len(due)} of {len(orgs)} organizations")
+    return run_per_organization(context, ubiops, warehouse, USERS, due)
 
 
 @asset(
@@ -190,26 +284,4 @@ def resource_usage(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
 ) -> MaterializeResult:
     orgs = current_organizations(warehouse)
-
-    async def pull() -> tuple[list, object]:
-        async with ubiops.client() as client:
-            found = await fan_out(
-                client,
-                orgs,
-                lambda org: client.resource_usage(org.name),
-                label="resource usage",
-                progress=context.log.info,
-            )
-            return [(org.id, usage) for org, usage in found], client.stats
-
-    usage, stats = asyncio.run(pull())
-    observed_at = now_utc()
-    frame = resource_usage_frame(usage, observed_at)
-    with writer_lock(warehouse.root):
-        ParquetStore(warehouse.root).append_file(
-            RESOURCE_USAGE,
-            {"observed_date": observed_at.date().isoformat()},
-            f"snapshot-{observed_at:%Y%m%dT%H%M%S%f}.parquet",
-            frame,
-        )
-    return MaterializeResult(metadata=table_metadata(RESOURCE_USAGE, frame, stats))  # type: ignore[arg-type]
+    return run_per_organization(context, ubiops, warehouse, RESOURCES, orgs)

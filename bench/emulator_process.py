@@ -14,11 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def emulator_process(orgs: int, now: str, rate_limit: int = 0) -> Iterator[dict[str, str]]:
-    """Yield `{"UBIOPS_API_HOST": ..., "UBIOPS_API_TOKEN": ...}` for a running emulator."""
+def emulator_process(
+    orgs: int, now: str, rate_limit: int = 0, history_months: int | None = None
+) -> Iterator[dict[str, str]]:
+    """Yield `{"UBIOPS_API_HOST": ..., "UBIOPS_API_TOKEN": ...}` for a running emulator serving
+    `orgs` organizations and `history_months` months of usage (None: the emulator's default)."""
+    history = [] if history_months is None else ["--history-months", str(history_months)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "emulator", "--port", "0", "--organizations", str(orgs),
-         "--rate-limit", str(rate_limit), "--now", now],
+         "--rate-limit", str(rate_limit), "--now", now, *history],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     found: dict[str, str] = {}

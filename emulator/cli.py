@@ -17,6 +17,7 @@ from emulator.faults import DEFAULT_DELETED_KEY, FaultConfig
 from emulator.periods import parse_iso_datetime
 from emulator.ratelimit import DEFAULT_RATE_LIMIT
 from emulator.server import EmulatorConfig, EmulatorServer
+from emulator.state import DEFAULT_HISTORY_MONTHS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_RATE_LIMIT,
         help="requests per minute per client IP, 0 = off (default 300)",
+    )
+    p.add_argument(
+        "--history-months",
+        type=int,
+        default=DEFAULT_HISTORY_MONTHS,
+        help=f"months of daily usage served, ending today (default {DEFAULT_HISTORY_MONTHS})",
     )
     p.add_argument("--now", default=None, help="fixed clock, e.g. 2026-11-28T12:00:00Z")
     p.add_argument(
@@ -62,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """Build an ``EmulatorConfig`` from parsed arguments."""
+    if args.history_months < 1:
+        raise ValueError(f"--history-months: expected at least 1, got {args.history_months}")
     faults = FaultConfig(
         burst_429=args.burst_429,
         errors_5xx=args.errors_5xx,
@@ -79,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         now=parse_iso_datetime(args.now) if args.now else None,
         faults=faults,
         admin_endpoints=args.admin_endpoints,
+        history_months=args.history_months,
     )
 
 

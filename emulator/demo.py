@@ -1,7 +1,8 @@
 """The deterministic demo data set (and its scaled-up variant) loaded into a ``State``.
 
 Owns the scenario: which organizations exist, their subscriptions and anchor days, their
-projects, users and 15 months of daily credit usage ending today (relative to ``now``). Usage is
+projects, users and ``history_months`` (default 15) months of daily credit usage ending today
+(relative to ``now``). Usage is
 generated with numpy, vectorised over all projects at once (weekly seasonality, trends, noise,
 one-day spikes, project creation and deletion), so 5,000 organizations take seconds.
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from emulator import periods
 from emulator.model import MICRO, Membership, Organization, Project, User
-from emulator.state import State, data_window
+from emulator.state import DEFAULT_HISTORY_MONTHS, State, data_window
 
 DEFAULT_SEED: int = 7
 DEFAULT_TOKEN: str = "demo-token"
@@ -277,11 +278,15 @@ def build_state(
     organizations: int | None = None,
     now: datetime | None = None,
     token: str = DEFAULT_TOKEN,
+    history_months: int = DEFAULT_HISTORY_MONTHS,
 ) -> State:
     """Build the world: the demo organizations, or ``organizations`` member organizations
-    (the demo ones first, then generated ``org-NNNNNN``), plus ``other-team``."""
+    (the demo ones first, then generated ``org-NNNNNN``), plus ``other-team``, with
+    ``history_months`` months of daily usage ending today."""
+    if history_months < 1:
+        raise ValueError(f"history months: expected at least 1, got {history_months}")
     clock = (now or datetime.now(UTC)).astimezone(UTC)
-    day0, today = data_window(clock)
+    day0, today = data_window(clock, history_months)
     state = State(now, seed, day0, today)
     today_fraction = (clock - periods.midnight(today)).total_seconds() / 86400.0
     new_id = _Ids(seed)
@@ -297,11 +302,28 @@ def build_state(
     member_specs = [s for s in DEMO_ORGS if s.member][:wanted_demo]
     specs = [*member_specs, *[s for s in DEMO_ORGS if not s.member]]
     for i, spec in enumerate(specs):
-        _add_demo_org(state, spec, i, rng, new_id, demo_user, other_user, today_fraction, clock)
+        _add_demo_org(
+            state,
+            spec,
+            i,
+            rng,
+            new_id,
+            demo_user,
+            other_user,
+            today_fraction,
+            clock,
+            history_months,
+        )
 
     if organizations is not None and organizations > n_member_demo:
         _add_generated_orgs(
-            state, organizations - n_member_demo, rng, new_id, demo_user, today_fraction
+            state,
+            organizations - n_member_demo,
+            rng,
+            new_id,
+            demo_user,
+            today_fraction,
+            history_months,
         )
     state.scenario = SCENARIO
     return state
@@ -317,9 +339,10 @@ def _add_demo_org(
     other_user: User,
     today_fraction: float,
     clock: datetime,
+    history_months: int,
 ) -> None:
     today, day0, n_days = state.today, state.day0, state.n_days
-    sub_start = _subscription_start(today, spec.anchor_day, 16 + index)
+    sub_start = _subscription_start(today, spec.anchor_day, history_months + 1 + index)
     n = len(spec.projects)
     weights = np.array([p.weight for p in spec.projects])
     start = np.array([max(0, n_days - 1 - p.created_days_ago) for p in spec.projects])
@@ -414,6 +437,7 @@ def _add_generated_orgs(
     new_id: _Ids,
     demo_user: User,
     today_fraction: float,
+    history_months: int,
 ) -> None:
     today, day0, n_days = state.today, state.day0, state.n_days
     subs = np.array(["free", "starter", "professional", "enterprise"])
@@ -441,7 +465,7 @@ def _add_generated_orgs(
     width = len(str(count + 6))
     for i in range(count):
         anchor = int(anchors[i])
-        sub_start = _subscription_start(today, anchor, 16 + i % 12)
+        sub_start = _subscription_start(today, anchor, history_months + 1 + i % 12)
         sub = str(subs[sub_idx[i]])
         lo, hi = int(offsets[i]), int(offsets[i + 1])
         org = Organization(

@@ -27,7 +27,7 @@ from emulator.app import EmulatorApp, create_app
 from emulator.demo import DEFAULT_SEED, DEFAULT_TOKEN, build_state, scenario_document
 from emulator.faults import FaultConfig, Faults
 from emulator.ratelimit import DEFAULT_RATE_LIMIT
-from emulator.state import State
+from emulator.state import DEFAULT_HISTORY_MONTHS, State
 
 
 @dataclass
@@ -35,6 +35,7 @@ class EmulatorConfig:
     """What to serve. ``organizations=None``: the demo set; ``N``: N member organizations
     (demo ones first). ``now``: fixed clock (datetime or ISO string), ``None`` = real time.
     ``rate_limit_per_minute=0`` turns rate limiting off. ``faults``: initial fault settings.
+    ``history_months``: months of daily usage served, ending today (default 15).
     ``admin_endpoints``: serve ``/_emulator/*`` (requiring ``token``); off by default, and never
     on in the emulator ``usage-etl run`` embeds. The Python controls below work either way."""
 
@@ -45,6 +46,7 @@ class EmulatorConfig:
     now: datetime | str | None = None
     faults: FaultConfig | dict[str, Any] | None = None
     admin_endpoints: bool = False
+    history_months: int = DEFAULT_HISTORY_MONTHS
 
     def fixed_now(self) -> datetime | None:
         """``now`` as an aware UTC datetime (or ``None``)."""
@@ -69,6 +71,7 @@ class EmulatorServer:
             organizations=self.config.organizations,
             now=self.config.fixed_now(),
             token=self.config.token,
+            history_months=self.config.history_months,
         )
         self.faults = Faults()
         if self.config.faults is not None:

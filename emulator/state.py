@@ -497,7 +497,11 @@ class State:
             }
 
 
-def data_window(now: datetime, months: int = 15) -> tuple[date, date]:
+DEFAULT_HISTORY_MONTHS = 15
+"""Months of daily usage the data set holds, ending today."""
+
+
+def data_window(now: datetime, months: int = DEFAULT_HISTORY_MONTHS) -> tuple[date, date]:
     """First and last day of the data set ending today (relative to ``now``)."""
     today = now.astimezone(UTC).date()
     return periods.add_months(today, -months) - timedelta(days=1), today

@@ -36,6 +36,12 @@ COMMAND_MODULES = (
     "emulator_cmd",
 )
 
+# Commands that read or write the shared lake take `--lake-catalog` / `--lake-data`, the same as
+# USAGE_LAKE_CATALOG / USAGE_LAKE_DATA (the flags win). The environment is the better place for
+# a catalog password: other users of the machine can read a command line (`ps`).
+LAKE_COMMANDS = ("run", "query", "report", "alerts", "history", "verify")
+LAKE_FLAGS = {"lake_catalog": "USAGE_LAKE_CATALOG", "lake_data": "USAGE_LAKE_DATA"}
+
 # One example per command, shown at the end of its --help.
 EXAMPLES = {
     "run": "usage-etl run --start 2026-10-01 --end 2026-11-28 --warehouse ./data",
@@ -106,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.description = help_text
         if name in EXAMPLES and command.epilog is None:
             command.epilog = f"example: {EXAMPLES[name]}"
+        if name in LAKE_COMMANDS:
+            _add_lake_flags(command)
         if name != "emulator" and "--verbose" not in command._option_string_actions:
             command.add_argument(
                 "-v",
@@ -115,6 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
                 help="show tracebacks and full Dagster messages",
             )
     return parser
+
+
+def _add_lake_flags(command: argparse.ArgumentParser) -> None:
+    lake = command.add_argument_group(
+        "shared lake (instead of the environment; prefer the environment for a password)"
+    )
+    lake.add_argument(
+        "--lake-catalog",
+        metavar="CONNINFO",
+        default=argparse.SUPPRESS,
+        help="the lake's PostgreSQL catalog: postgresql://user@host:5432/db or 'dbname=... "
+        "host=...' (USAGE_LAKE_CATALOG)",
+    )
+    lake.add_argument(
+        "--lake-data",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="where the lake's data files live: s3://bucket/prefix or a directory "
+        "(USAGE_LAKE_DATA)",
+    )
+
+
+def _apply_lake_flags(args: argparse.Namespace) -> None:
+    """Make `--lake-catalog` / `--lake-data` what every part of the run reads: this process's
+    USAGE_LAKE_* variables (never printed, logged or stored; see `LakeConfig.redacted`)."""
+    for attribute, variable in LAKE_FLAGS.items():
+        value = getattr(args, attribute, None)
+        if value is not None:
+            os.environ[variable] = value
+            setattr(args, attribute, "***")  # the Namespace may be shown by a traceback
 
 
 def _one_line(exc: BaseException) -> str:
@@ -139,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[VERBOSE_ENV] = "1"
     from pipelines.errors import UsageEtlError
 
+    _apply_lake_flags(args)
     try:
         code = int(args.handler(args))
         sys.stdout.flush()

@@ -14,6 +14,7 @@ from pipelines.analytics.periods import CALENDAR_MONTHS, current_period, learn_a
 from pipelines.api_models import (
     CreditUsage,
     OrganizationDetail,
+    OrganizationItem,
     OrganizationUser,
     ResourceUsage,
 )
@@ -32,54 +33,69 @@ def organizations_frame(
     current: Iterable[tuple[OrganizationDetail, CreditUsage]],
     previous: pd.DataFrame,
     seen_at: datetime,
+    carried: Iterable[tuple[OrganizationItem, CreditUsage | None]] = (),
 ) -> pd.DataFrame:
     """This run's organizations merged with earlier ones.
 
-    `current` pairs each organization's details with its current-period usage response (whose
-    bucket dates tell the subscription period; the anchor is learnt by
-    `periods.learn_anchor`, with the anchor learnt by an earlier run settling a clamped start).
-    An organization whose answer has no buckets (no usage yet) gets `period_anchor_day` null and
-    the calendar month as its period (see `unknown_anchor_names`). Organizations no longer
-    visible keep their last row, with `visible` false and `last_seen_at` telling when they were
-    last visible; `first_seen_at` survives renames because rows are keyed by id.
+    `current` pairs each organization whose details were read in this run with its
+    current-period usage response (whose bucket dates tell the subscription period; the anchor
+    is learnt by `periods.learn_anchor`, with the anchor learnt by an earlier run settling a
+    clamped start); their `details_refreshed_at` becomes ``seen_at``. `carried` are the
+    organizations the list shows whose details were not re-read (unchanged name, details younger
+    than the maximum age): their stored details, anchor and `details_refreshed_at` are kept, the
+    current period is computed from the stored anchor (or learnt from a usage response when one
+    was read because the anchor was unknown). An organization whose answer has no buckets (no
+    usage yet) gets `period_anchor_day` null and the calendar month as its period (see
+    `unknown_anchor_names`). Organizations no longer visible keep their last row, with `visible`
+    false and `last_seen_at` telling when they were last visible; `first_seen_at` survives
+    renames because rows are keyed by id.
     """
-    first_seen = dict(zip(previous["organization_id"], previous["first_seen_at"], strict=True))
+    stored = {str(r["organization_id"]): r for r in previous.to_dict("records")}
     earlier = {
-        k: int(v)
-        for k, v in zip(previous["organization_id"], previous["period_anchor_day"], strict=True)
-        if v is not None and not pd.isna(v)
+        k: int(r["period_anchor_day"])
+        for k, r in stored.items()
+        if r["period_anchor_day"] is not None and not pd.isna(r["period_anchor_day"])
     }
     rows = []
-    for detail, period in current:
-        start = end = None
-        anchor = None
-        if period.data_organization:
+
+    def row(
+        item: OrganizationItem, period: CreditUsage | None, details: dict[str, object]
+    ) -> dict[str, object]:
+        start = None
+        anchor = earlier.get(item.id) if period is None else None
+        if period is not None and period.data_organization:
             start = utc_naive(period.data_organization[0].start_date)
             end = utc_naive(period.data_organization[-1].end_date)
-            anchor = learn_anchor(start, end, earlier.get(detail.id))
+            anchor = learn_anchor(start, end, earlier.get(item.id))
         # the whole period (a fragmented answer may end early); calendar months if unknown
-        first, after = current_period(
-            seen_at if anchor is None else start, anchor or CALENDAR_MONTHS
-        )
-        start = datetime.combine(first, datetime.min.time())
-        end = datetime.combine(after, datetime.min.time())
-        rows.append(
-            {
-                "organization_id": detail.id,
-                "organization_name": detail.name,
-                "status": detail.status,
-                "subscription": detail.subscription,
-                "creation_date": utc_naive(detail.creation_date),
-                "overage_usage": detail.overage_usage,
-                "two_factor_authentication_forced": detail.two_factor_authentication_forced,
-                "period_start": start,
-                "period_end": end,
-                "period_anchor_day": anchor,
-                "first_seen_at": first_seen.get(detail.id, seen_at),
-                "last_seen_at": seen_at,
-                "visible": True,
-            }
-        )
+        on = start if anchor is not None and start is not None else seen_at
+        first, after = current_period(on, anchor or CALENDAR_MONTHS)
+        return {
+            "organization_id": item.id,
+            "organization_name": item.name,
+            **details,
+            "period_start": datetime.combine(first, datetime.min.time()),
+            "period_end": datetime.combine(after, datetime.min.time()),
+            "period_anchor_day": anchor,
+            "first_seen_at": stored.get(item.id, {}).get("first_seen_at", seen_at),
+            "last_seen_at": seen_at,
+            "visible": True,
+        }
+
+    for detail, period in current:
+        details = {
+            "status": detail.status,
+            "subscription": detail.subscription,
+            "creation_date": utc_naive(detail.creation_date),
+            "overage_usage": detail.overage_usage,
+            "two_factor_authentication_forced": detail.two_factor_authentication_forced,
+            "details_refreshed_at": seen_at,
+        }
+        rows.append(row(detail, period, details))
+    for item, period in carried:
+        before = stored[item.id]
+        details = {name: before[name] for name in DETAIL_COLUMNS}
+        rows.append(row(item, period, details))
     fresh = pd.DataFrame(rows, columns=ORGANIZATIONS.column_names)
     kept = previous[~previous["organization_id"].isin(fresh["organization_id"])].copy()
     kept["visible"] = False
@@ -88,6 +104,45 @@ def organizations_frame(
         return fresh
     merged = pd.concat(frames, ignore_index=True)
     return merged.sort_values("organization_id", ignore_index=True)
+
+
+DETAIL_COLUMNS = (
+    "status",
+    "subscription",
+    "creation_date",
+    "overage_usage",
+    "two_factor_authentication_forced",
+    "details_refreshed_at",
+)
+"""`organizations` columns read from the details endpoint (kept as stored between re-reads)."""
+
+
+def details_due(
+    item: OrganizationItem, stored: dict[str, object] | None, seen_at: datetime, max_age_days: int
+) -> str | None:
+    """Why an organization's details, members and anchor must be re-read now, or None.
+
+    They can only have changed for a new organization, a rename (the list shows another name
+    for a known id), or when older than the maximum age (a changed subscription is not visible
+    in the list, so the age bounds how long a change can go unseen)."""
+    if stored is None:
+        return "new"
+    if stored.get("organization_name") != item.name:
+        return "renamed"
+    refreshed = stored.get("details_refreshed_at")
+    if refreshed is None or pd.isna(refreshed):
+        return "never read"
+    if (seen_at - pd.Timestamp(refreshed).to_pydatetime()).total_seconds() >= max_age_days * 86400:
+        return f"over {max_age_days} days old"
+    return None
+
+
+def anchor_unknown(stored: dict[str, object] | None) -> bool:
+    """True when a stored organization's anchor day could not be learnt yet (no usage)."""
+    if stored is None:
+        return True
+    anchor = stored.get("period_anchor_day")
+    return anchor is None or bool(pd.isna(anchor))
 
 
 def unknown_anchor_names(frame: pd.DataFrame, seen_at: datetime) -> list[str]:
@@ -197,3 +252,69 @@ def credit_period_frame(
                 )
             )
     return pd.DataFrame(rows, columns=CREDIT_USAGE.column_names)
+
+
+def credit_period_from_days(
+    periods: Iterable[tuple[str, str, date, date]], daily: pd.DataFrame, loaded_at: datetime
+) -> pd.DataFrame:
+    """`credit_usage` period rows (interval 'month') summed from stored daily rows.
+
+    For each ``(organization id, name, start, end)`` whose days are all loaded, the same rows
+    `credit_period_frame` builds from an API answer: the organization total and the deleted
+    projects always (0 when nothing was used), each project that has daily rows in the period.
+    Exact: a period's credits are the sum of its days (the `period_reconciliation` check holds
+    the API to that wherever a period is requested)."""
+    wanted = pd.DataFrame(
+        [
+            (org_id, org_name, pd.Timestamp(start), pd.Timestamp(end))
+            for org_id, org_name, start, end in periods
+        ],
+        columns=["organization_id", "organization_name", "start_date", "end_date"],
+    )
+    if wanted.empty:
+        return pd.DataFrame(columns=CREDIT_USAGE.column_names)
+    days = daily.loc[
+        daily["organization_id"].isin(wanted["organization_id"]),
+        ["organization_id", "scope", "project_id", "project_name", "start_date", "credits"],
+    ].rename(columns={"start_date": "day"})
+    joined = days.merge(wanted, on="organization_id")
+    joined = joined[(joined["day"] >= joined["start_date"]) & (joined["day"] < joined["end_date"])]
+    joined = joined.assign(project_id=joined["project_id"].astype("object").fillna(""))
+    keys = ["organization_id", "start_date", "scope", "project_id"]
+    sums = (
+        joined.sort_values("day")
+        .groupby(keys, sort=False)
+        .agg(credits=("credits", "sum"), project_name=("project_name", "last"))
+        .reset_index()
+    )
+    # every period has an organization and a deleted-projects row, even with no usage
+    base = wanted[["organization_id", "start_date"]]
+    always = pd.concat(
+        [base.assign(scope="organization"), base.assign(scope="deleted_projects")],
+        ignore_index=True,
+    ).assign(project_id="")
+    merged = always.merge(sums, on=keys, how="left")
+    projects = sums[sums["scope"] == "project"]
+    rows = pd.concat([merged, projects], ignore_index=True)
+    rows["credits"] = rows["credits"].fillna(0.0).astype(float)
+    rows = rows.merge(wanted, on=["organization_id", "start_date"])
+    out = pd.DataFrame(
+        {
+            "organization_id": rows["organization_id"],
+            "organization_name": rows["organization_name"],
+            "interval": "month",
+            "scope": rows["scope"],
+            "project_id": rows["project_id"].where(rows["scope"] == "project", None),
+            "project_name": rows["project_name"].where(rows["scope"] == "project", None),
+            "start_date": rows["start_date"],
+            "end_date": rows["end_date"],
+            "credits": rows["credits"],
+            "loaded_at": loaded_at,
+        },
+        columns=CREDIT_USAGE.column_names,
+    )
+    return out.sort_values(
+        ["organization_id", "start_date", "scope", "project_id"],
+        ignore_index=True,
+        na_position="first",
+    )

@@ -43,7 +43,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipelines.errors import ConfigError
+from pipelines.errors import QuotaConfigError
 
 QUOTAS_ENV = "USAGE_QUOTAS"
 DEFAULT_QUOTAS_PATH = Path(__file__).resolve().parent.parent / "quotas.example.yaml"
@@ -58,10 +58,6 @@ RESOURCE_NAMES: tuple[str, ...] = (
     "environments",
 )
 _SECRET_HINTS = ("secret", "password", "url", "token")
-
-
-class QuotaConfigError(ConfigError, ValueError):
-    """The quota file is missing, unreadable or invalid (message is a single line)."""
 
 
 def _number(

@@ -7,7 +7,9 @@ Environment contract (docs/data-contract.md and the README):
 - `DAGSTER_HOME`: the Dagster instance, default `<warehouse>/dagster`;
 - `USAGE_QUOTAS`: the quota/alert configuration file;
 - `USAGE_PARTITIONS_START`: the first month with organization data (the first monthly partition),
-  default `2025-08-01`.
+  default `2025-08-01`;
+- `USAGE_DETAILS_MAX_AGE_DAYS`: the most days an organization's details, members and subscription
+  anchor go without being re-read from the API (default 7).
 
 Everything here is cheap to import (no Dagster, no pandas): the command line imports it before
 parsing arguments.
@@ -22,16 +24,12 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.errors import ConfigError, WarehouseError
+from pipelines.errors import SettingsError, WarehouseError
 
 DEFAULT_HOST = "https://api.ubiops.com/v2.1"
 DEFAULT_WAREHOUSE = "./data"
 PARTITIONS_START_ENV = "USAGE_PARTITIONS_START"
 DEFAULT_PARTITIONS_START = "2025-08-01"
-
-
-class SettingsError(ConfigError):
-    """A setting is missing or malformed; the message names it."""
 
 
 def warehouse_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -79,6 +77,27 @@ def partitions_start() -> str:
             f"{PARTITIONS_START_ENV}={text!r}: expected the first day of a month, YYYY-MM-01"
         )
     return first.isoformat()
+
+
+DETAILS_MAX_AGE_ENV = "USAGE_DETAILS_MAX_AGE_DAYS"
+DEFAULT_DETAILS_MAX_AGE_DAYS = 7
+
+
+def details_max_age_days() -> int:
+    """Days after which details, members and the anchor are re-read (USAGE_DETAILS_MAX_AGE_DAYS)."""
+    text = os.environ.get(DETAILS_MAX_AGE_ENV, "").strip()
+    if not text:
+        return DEFAULT_DETAILS_MAX_AGE_DAYS
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise SettingsError(
+            f"{DETAILS_MAX_AGE_ENV}={text!r}: expected a whole number of days, 0 or more "
+            "(0 re-reads them on every run)"
+        )
+    return days
 
 
 def api_host(explicit: str | None = None) -> str:

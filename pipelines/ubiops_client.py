@@ -30,24 +30,13 @@ from pipelines.api_models import (
     OrganizationUser,
     ResourceUsage,
 )
+from pipelines.errors import ApiError, ApiResponseError
 from pipelines.pacing import RatePacer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://api.ubiops.com/v2.1"
 T = TypeVar("T")
-
-
-class ApiError(Exception):
-    """A request to the API failed for good; the message is one line, with no secrets."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ApiResponseError(ApiError):
-    """The API answered, but not with the data we need."""
 
 
 @dataclass

@@ -26,6 +26,13 @@ Re-runs never duplicate a delivered row. A crash between send and mark leaves th
 message twice per crash: it carries ``webhook-id`` / ``idempotency_key`` to dedupe on.
 All times are naive UTC ISO strings in SQLite and naive UTC ``datetime64[us]`` in frames.
 
+Restatements: ``period_totals`` remembers, per organization and subscription period, the
+period total through the last complete day as the previous evaluation saw it (only the latest
+load: no history). :func:`pipelines.restatements.check_restatements` compares the next load
+with it; when a load restated days already loaded so that the total moved across a quota
+threshold, :meth:`AlertStore.sync` writes the note (``restatement``) on the alerts of that
+rule, series and period it opens, updates or resolves, before their messages are queued.
+
 Recovery: the warehouse keeps a copy of both tables (Parquet ``quota_alerts`` and
 ``alert_outbox``, written after every evaluation and delivery). :meth:`AlertStore.restore`
 rebuilds a lost state file from them, so delivered messages are never sent again (a message
@@ -38,7 +45,7 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,7 +83,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     opened_at TEXT NOT NULL,
     notified_at TEXT,
     resolved_at TEXT,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    restatement TEXT
 );
 CREATE INDEX IF NOT EXISTS alerts_group ON alerts(alert_group);
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status);
@@ -99,9 +107,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_to TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, channel);
+CREATE TABLE IF NOT EXISTS period_totals (
+    organization_id TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    through_day TEXT NOT NULL,
+    total REAL NOT NULL,
+    loaded_at TEXT NOT NULL,
+    PRIMARY KEY (organization_id, period_start)
+);
 """
 # columns added after the first release: added to older state files when opened
 _OUTBOX_ADDED = (("next_attempt_at", "TEXT"), ("delivered_to", "TEXT"))
+_ALERTS_ADDED = (("restatement", "TEXT"),)
 _OUTBOX_COLUMNS = (
     "id",
     "idempotency_key",
@@ -197,6 +214,17 @@ class OutboxItem:
     delivered_to: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class LoadedTotal:
+    """An organization's period total through `through_day` (inclusive) as one load saw it."""
+
+    organization_id: str
+    period_start: str  # ISO day
+    through_day: str  # ISO day, the last complete day counted
+    total: float
+    loaded_at: str  # naive UTC ISO time of that load
+
+
 @dataclass
 class SyncReport:
     """What :meth:`AlertStore.sync` changed."""
@@ -218,16 +246,18 @@ class AlertStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease = timedelta(seconds=lease_seconds)
+        self._notes: dict[str, str] = {}  # the restatement notes of the sync in progress
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
-        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(outbox)")}
-        for column, kind in _OUTBOX_ADDED:
-            if column not in have:
-                self._conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
+        for table, added in (("outbox", _OUTBOX_ADDED), ("alerts", _ALERTS_ADDED)):
+            have = {r["name"] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            for column, kind in added:
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the connection."""
@@ -258,6 +288,8 @@ class AlertStore:
         *,
         evaluated_organizations: Iterable[str] | None = None,
         evaluated_rules: Iterable[str] | None = None,
+        notes: Mapping[str, str] | None = None,
+        totals: Iterable[LoadedTotal] = (),
     ) -> SyncReport:
         """Upsert the current candidate alerts idempotently and queue their messages.
 
@@ -268,8 +300,12 @@ class AlertStore:
         higher threshold of the same group fires) -- but only within the evaluated scope:
         pass ``evaluated_organizations`` / ``evaluated_rules`` when the evaluation covered only
         part of them (None = everything). Alerts first recorded after their period ended
-        (backfills) get ``suppressed`` outbox rows. One transaction.
+        (backfills) get ``suppressed`` outbox rows. ``notes`` (alert group -> restatement
+        note) are written on the alerts of those groups this sync opens, updates or resolves,
+        before their messages are queued; ``totals`` replace the remembered period totals
+        (:meth:`loaded_totals`). One transaction.
         """
+        self._notes = dict(notes or {})
         now_s = _ts(now or utc_now())
         assert now_s is not None
         report = SyncReport()
@@ -306,7 +342,33 @@ class AlertStore:
                 else:
                     report.queued += self._resolve(db, row, now_s)
                     report.resolved.append(row["alert_key"])
+            for t in totals:
+                db.execute(
+                    "INSERT OR REPLACE INTO period_totals (organization_id, period_start,"
+                    " through_day, total, loaded_at) VALUES (?, ?, ?, ?, ?)",
+                    (t.organization_id, t.period_start, t.through_day, t.total, t.loaded_at),
+                )
         return report
+
+    def loaded_totals(self) -> dict[tuple[str, str], LoadedTotal]:
+        """The remembered period totals, by (organization id, period start ISO day)."""
+        rows = self._conn.execute("SELECT * FROM period_totals").fetchall()
+        return {
+            (r["organization_id"], r["period_start"]): LoadedTotal(
+                organization_id=r["organization_id"],
+                period_start=r["period_start"],
+                through_day=r["through_day"],
+                total=float(r["total"]),
+                loaded_at=r["loaded_at"],
+            )
+            for r in rows
+        }
+
+    def _note(self, db: sqlite3.Connection, key: str, group: str) -> None:
+        """Write the restatement note of `group` (if any) on alert `key`."""
+        note = self._notes.get(group)
+        if note:
+            db.execute("UPDATE alerts SET restatement = ? WHERE alert_key = ?", (note, key))
 
     def _upsert(
         self,
@@ -364,6 +426,7 @@ class AlertStore:
                     "suppressed": suppressed,
                 },
             )
+            self._note(db, key, cand["alert_group"])
             report.queued += self._queue(db, key, 1, "open", channels, now_s, bool(suppressed))
             (report.suppressed if suppressed else report.opened).append(key)
         elif existing["status"] in (*ACTIVE, "expired"):  # an expired alert stays expired
@@ -372,6 +435,7 @@ class AlertStore:
                 " WHERE alert_key = :key",
                 params,
             )
+            self._note(db, key, cand["alert_group"])
             report.updated.append(key)
         elif existing["status"] == "superseded":
             restored = "notified" if existing["notified_at"] else "open"
@@ -380,6 +444,7 @@ class AlertStore:
                 " updated_at = :now WHERE alert_key = :key",
                 {**params, "status": restored},
             )
+            self._note(db, key, cand["alert_group"])
             report.updated.append(key)
         else:  # resolved: the condition holds again -> a new occurrence
             occurrence = int(existing["occurrence"]) + 1
@@ -391,6 +456,7 @@ class AlertStore:
                 " last_seen_at = :now, updated_at = :now WHERE alert_key = :key",
                 {**params, "occ": occurrence, "sup": suppressed},
             )
+            self._note(db, key, cand["alert_group"])
             report.queued += self._queue(
                 db, key, occurrence, "open", channels, now_s, bool(suppressed)
             )
@@ -426,6 +492,7 @@ class AlertStore:
             " WHERE alert_key = ?",
             (now_s, now_s, key),
         )
+        self._note(db, key, row["alert_group"])
         if not row["notify_resolved"]:
             return 0
         opened = db.execute(
@@ -476,6 +543,7 @@ class AlertStore:
                         "forecast",
                         "title",
                         "explanation",
+                        "restatement",
                         "occurrence",
                     )
                 },

@@ -33,6 +33,7 @@ PROJECT_USAGE_TRENDS = register(
             "Daily credits per organization, project and deleted projects with rolling means, "
             "week-over-week and period-over-period change, share of the organization and rank."
         ),
+        partition_by=("month",),
         columns=_cols(
             *_SERIES,
             ("date", TS, "The day (UTC)."),
@@ -170,6 +171,13 @@ QUOTA_ALERTS = register(
             ("notified_at", TS, "When the first channel delivered it."),
             ("resolved_at", TS, "When it resolved."),
             ("updated_at", TS, "Last change."),
+            (
+                "restatement",
+                S,
+                "Set when a load restated days already loaded so that the period total moved "
+                "across a threshold: 'restated on <time>: period total moved from X to Y "
+                "credits (threshold Z ...)'; null otherwise.",
+            ),
         ),
     )
 )

@@ -70,11 +70,12 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
 
 
 def remove_stale_temporaries(root: Path) -> int:
-    """Delete temporaries left by a crashed writer; returns how many were removed."""
+    """Delete temporaries left by a crashed writer (with the write-ahead log DuckDB keeps next to
+    a database being built); returns how many were removed. Callers hold the writer lock."""
     removed = 0
     if not root.exists():
         return 0
-    for tmp in root.rglob(".*.tmp"):
+    for tmp in [*root.rglob(".*.tmp"), *root.rglob(".*.tmp.wal")]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
             removed += 1

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.errors import InputError
 from warehouse.files import writer_lock
 from warehouse.manifest import IntegrityError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore
@@ -41,7 +42,7 @@ def resolve_organization(warehouse: Path, name_or_id: str) -> tuple[str, str]:
     ]
     if match.empty:
         known = ", ".join(sorted(organizations["organization_name"])) or "none"
-        raise ValueError(
+        raise InputError(
             f"--organization {name_or_id!r}: no such organization in the warehouse "
             f"(expected a name or id; known: {known})"
         )
@@ -59,7 +60,7 @@ def forget_organization(warehouse: Path, organization_id: str, name: str = "") -
     store = ParquetStore(warehouse)
     result = ForgetResult(organization_id, name)
     with writer_lock(warehouse):
-        check = reconcile_warehouse(store.root)
+        check = reconcile_warehouse(store.root, full=True)
         for table_name, table_check in check.tables.items():
             t = _table(table_name)
             if t is None or "organization_id" not in t.column_names:

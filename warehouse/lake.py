@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import random
 import time
@@ -36,10 +37,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.errors import ConfigError
+from pipelines.errors import LakeConfigError, LakeConflictError, LakeError
 from warehouse.schema import Table, sql_type
 
 CATALOG_ALIAS = "usage"
+# How messages name the two settings (the environment variable, or the equivalent flag).
+CATALOG_SETTING = "USAGE_LAKE_CATALOG (--lake-catalog)"
+DATA_SETTING = "USAGE_LAKE_DATA (--lake-data)"
 EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
 _PACKAGES = {
     "ducklake": "duckdb_extension_ducklake",
@@ -65,19 +69,7 @@ _LIBPQ_KEYWORDS = {
 }
 
 T = TypeVar("T")
-
-
-class LakeError(Exception):
-    """Something about the lake is wrong; the message names it and holds no secret."""
-
-
-class LakeConfigError(LakeError, ConfigError):
-    """The lake's configuration is malformed or points at something unusable (a user error:
-    `usage-etl` reports it as one line, exit 2, before any API request)."""
-
-
-class LakeConflictError(LakeError):
-    """Another writer kept committing conflicting changes; the lake is unchanged by this one."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,12 +117,12 @@ class LakeConfig:
             return None
         if not catalog:
             raise LakeConfigError(
-                "USAGE_LAKE_DATA is set but USAGE_LAKE_CATALOG is not: expected a PostgreSQL "
+                f"{DATA_SETTING} is set but {CATALOG_SETTING} is not: expected a PostgreSQL "
                 "connection string for the lake's catalog"
             )
         if not data:
             raise LakeConfigError(
-                "USAGE_LAKE_CATALOG is set but USAGE_LAKE_DATA is not: expected an s3:// URL or "
+                f"{CATALOG_SETTING} is set but {DATA_SETTING} is not: expected an s3:// URL or "
                 "a directory for the lake's data files"
             )
         endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
@@ -157,8 +149,8 @@ def _conninfo(text: str) -> dict[str, str]:
         eq = text.find("=", i)
         if eq < 0:
             raise LakeConfigError(
-                "USAGE_LAKE_CATALOG: expected `key=value` pairs such as `dbname=lake host=db` "
-                f"or a postgresql:// URL; `{text[i:].split()[0]}` has no `=`"
+                f"{CATALOG_SETTING}: expected `key=value` pairs such as `dbname=lake host=db` "
+                f"or a postgresql:// URL; word {len(out) + 1} has no `=`"
             )
         key = text[i:eq].strip()
         i = eq + 1
@@ -171,7 +163,7 @@ def _conninfo(text: str) -> dict[str, str]:
                 value_chars.append(text[i])
                 i += 1
             if i >= n:
-                raise LakeConfigError(f"USAGE_LAKE_CATALOG: unterminated quote in the {key} value")
+                raise LakeConfigError(f"{CATALOG_SETTING}: unterminated quote in the {key} value")
             i += 1
             value = "".join(value_chars)
         else:
@@ -204,7 +196,7 @@ def parse_catalog(text: str) -> str:
             port = url.port
         except ValueError:
             raise LakeConfigError(
-                "USAGE_LAKE_CATALOG: the URL's port is not a number; expected "
+                f"{CATALOG_SETTING}: the URL's port is not a number; expected "
                 "postgresql://user:password@host:port/database"
             ) from None
         if port:
@@ -218,13 +210,13 @@ def parse_catalog(text: str) -> str:
         for key, value in parse_qsl(url.query):
             if key not in _LIBPQ_KEYWORDS:
                 raise LakeConfigError(
-                    f"USAGE_LAKE_CATALOG: unknown connection parameter {key!r} in the URL"
+                    f"{CATALOG_SETTING}: unknown connection parameter {key!r} in the URL"
                 )
             parts[key] = value
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         raise LakeConfigError(
-            f"USAGE_LAKE_CATALOG: scheme {scheme!r} is not PostgreSQL; expected "
+            f"{CATALOG_SETTING}: scheme {scheme!r} is not PostgreSQL; expected "
             "postgresql://user:password@host:port/database or `dbname=... host=...`"
         )
     else:
@@ -232,12 +224,12 @@ def parse_catalog(text: str) -> str:
         unknown = sorted(set(parts) - _LIBPQ_KEYWORDS)
         if unknown:
             raise LakeConfigError(
-                f"USAGE_LAKE_CATALOG: unknown connection parameter(s) {', '.join(unknown)}; "
+                f"{CATALOG_SETTING}: unknown connection parameter(s) {', '.join(unknown)}; "
                 "expected libpq keywords such as dbname, host, port, user, password"
             )
     if not parts.get("dbname"):
         raise LakeConfigError(
-            "USAGE_LAKE_CATALOG: no database named; expected postgresql://host/DATABASE or "
+            f"{CATALOG_SETTING}: no database named; expected postgresql://host/DATABASE or "
             "`dbname=DATABASE host=...`"
         )
     return " ".join(f"{k}={_quote_value(v)}" for k, v in parts.items())
@@ -250,16 +242,16 @@ def parse_data_path(text: str) -> str:
         url = urlsplit(text)
         if not url.netloc:
             raise LakeConfigError(
-                f"USAGE_LAKE_DATA={text!r}: no bucket; expected s3://BUCKET/optional/prefix"
+                f"{DATA_SETTING} {text!r}: no bucket; expected s3://BUCKET/optional/prefix"
             )
         return text if text.endswith("/") else text + "/"
     if "://" in text:
         raise LakeConfigError(
-            f"USAGE_LAKE_DATA={text!r}: expected an s3:// URL or a local directory"
+            f"{DATA_SETTING} {text!r}: expected an s3:// URL or a local directory"
         )
     path = Path(text).expanduser().resolve()
     if path.exists() and not path.is_dir():
-        raise LakeConfigError(f"USAGE_LAKE_DATA={text!r}: is a file; expected a directory")
+        raise LakeConfigError(f"{DATA_SETTING} {text!r}: is a file; expected a directory")
     return str(path) + os.sep
 
 
@@ -349,6 +341,32 @@ def connect(config: LakeConfig, read_only: bool = False) -> duckdb.DuckDBPyConne
             f"cannot attach the lake ({config.redacted()}): {_first_line(config, exc)}"
         ) from None
     return con
+
+
+def lake_summary(config: LakeConfig) -> str:
+    """One line: the lake (redacted), its current snapshot and how many slices it records."""
+    con = connect(config, read_only=True)
+    try:
+        snapshot = con.execute(
+            f"SELECT max(snapshot_id), max(snapshot_time) FROM "
+            f"ducklake_snapshots({_sql_text(CATALOG_ALIAS)})"
+        ).fetchone()
+        has_meta = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = "
+            "'meta' AND table_name = 'slices'",
+            [CATALOG_ALIAS],
+        ).fetchone()
+        slices = (
+            con.execute("SELECT count(*) FROM meta.slices").fetchone()
+            if has_meta and has_meta[0]
+            else (0,)
+        )
+    finally:
+        con.close()
+    sid, when = snapshot if snapshot else (None, None)
+    at = f"snapshot {sid} of {when:%Y-%m-%d %H:%M:%S} UTC" if sid is not None else "no snapshot"
+    count = int(slices[0]) if slices else 0
+    return f"shared lake answers: {config.redacted()}; {at}; {count} slices recorded"
 
 
 def _initialization_race(exc: BaseException) -> bool:
@@ -535,6 +553,42 @@ class LakeTables:
         columns = ", ".join(_ident(c.name) for c in t.columns)
         sql = f"SELECT {columns} FROM {_ident(t.name)}" + (f" WHERE {where}" if where else "")
         return self.con.execute(sql, params or []).df()
+
+
+VIEW_COLUMNS_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta.view_columns (view_name VARCHAR NOT NULL, column_name "
+    "VARCHAR NOT NULL, position INTEGER NOT NULL, description VARCHAR NOT NULL)"
+)
+
+
+def create_lake_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """(Re)create the analyst views in the lake, inside the caller's transaction.
+
+    DuckLake keeps a comment on a view but not on a view's columns (`COMMENT ON COLUMN` on a
+    view fails with "Cannot comment on columns for entry ... it is not a table"), so each view
+    gets its comment and its columns' descriptions go to `meta.view_columns` (view, column,
+    position, description), replaced in the same transaction. Returns the views made."""
+    from warehouse import views
+
+    tables = views.live_tables(con)
+    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    con.execute(VIEW_COLUMNS_DDL)
+    con.execute("DELETE FROM meta.view_columns")
+    made: list[str] = []
+    for v in views.applicable_views(tables):
+        select = views.select_sql(v, tables.keys(), tables)
+        try:
+            con.execute(f"CREATE OR REPLACE VIEW {_ident(v.name)} AS {select}")
+        except duckdb.BinderException as exc:  # as when publishing locally: skip, say so
+            log.warning("lake view %s skipped: %s", v.name, str(exc).splitlines()[0])
+            continue
+        con.execute(f"COMMENT ON VIEW {_ident(v.name)} IS {_sql_text(v.description)}")
+        con.executemany(
+            "INSERT INTO meta.view_columns VALUES (?, ?, ?, ?)",
+            [[v.name, c.name, i, c.description] for i, c in enumerate(v.columns, start=1)],
+        )
+        made.append(v.name)
+    return made
 
 
 @dataclass(frozen=True)

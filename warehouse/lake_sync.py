@@ -16,10 +16,11 @@ A slice is what the local store replaces as a unit: a partition's `data.parquet`
 (`resource_usage/observed_date=2026-11-28/snapshot-...parquet`, keyed in the lake by its
 `snapshot` column too), or an unpartitioned table as a whole. In the lake its partition values
 are ordinary columns. What each copy last synced is kept in
-`<warehouse>/state/lake-sync.json` (slice -> content digest); the lake keeps the digest of every
-slice it holds in `meta.slices`, updated in the same transaction as the slice's rows. A crash
-anywhere leaves the lake at the previous snapshot or the new one; a run that died after its
-commit but before recording it publishes the same content again (idempotent).
+`<warehouse>/state/lake-sync.json` (slice -> content digest: the SHA-256 that the slice manifest
+records for the file, see `manifest.py`, so no file is hashed again here); the lake keeps the
+digest of every slice it holds in `meta.slices`, updated in the same transaction as the slice's
+rows. A crash anywhere leaves the lake at the previous snapshot or the new one; a run that died
+after its commit but before recording it publishes the same content again (idempotent).
 
 Not propagated: a local file removed on one host (`usage-etl prune`) is removed from the lake by
 that host's next publish, but other hosts keep their local copy of it (they never push it back).
@@ -27,7 +28,6 @@ that host's next publish, but other hosts keep their local copy of it (they neve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 from dataclasses import dataclass, field
@@ -40,10 +40,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.files import atomic_write
-from warehouse.lake import LakeConfig, LakeTables, connect, write_transaction
+from warehouse.lake import (
+    LakeConfig,
+    LakeTables,
+    connect,
+    create_lake_views,
+    write_transaction,
+)
+from warehouse.manifest import file_digest
 from warehouse.parquet_store import ParquetStore, to_arrow
 from warehouse.schema import ALL_TABLES, Table
-from warehouse.views import create_views
 
 STATE_FILE = Path("state") / "lake-sync.json"
 SLICES_DDL = (
@@ -84,24 +90,27 @@ def _parse_name(name: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in name.split("/")) if name else {}
 
 
-def _file_sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def local_slices(store: ParquetStore, t: Table) -> list[LocalSlice]:
-    """The table's local slices with their content digests."""
+    """The table's local slices with their content digests.
+
+    The digest is the one the table's manifest records for the file (the writer hashed it when
+    it wrote it; publishing checked the file against it just before), so nothing is read again.
+    A file without a settled record (none should reach here) is hashed.
+    """
     root = store.table_dir(t)
+    entries = store.manifest(t).load()
     out = []
     for path in store.files(t):
         relative = path.parent.relative_to(root)
         keys = _parse_name(relative.as_posix()) if relative.as_posix() != "." else {}
         if path.name != WHOLE_FILE:
             keys[SNAPSHOT_KEY] = path.name
-        out.append(LocalSlice(t, keys, (path,), _file_sha(path)))
+        entry = entries.get(path.relative_to(root).as_posix())
+        if entry is not None and entry.committed is not None and entry.pending is None:
+            digest = entry.committed.sha256
+        else:
+            digest = file_digest(path)[1]
+        out.append(LocalSlice(t, keys, (path,), digest))
     return out
 
 
@@ -284,7 +293,7 @@ def publish_up(
                     "INSERT INTO meta.slices VALUES (?, ?, ?, ?, ?, ?)",
                     [local.table.name, local.name, local.digest, arrow.num_rows, now, host],
                 )
-            create_views(c, strict=False)  # the analyst views, for any DuckDB client attaching
+            create_lake_views(c)  # the analyst views, for any DuckDB client attaching
             for t, name in gone:
                 lake.delete_in_transaction(c, t, _parse_name(name))
                 c.execute(

@@ -31,14 +31,30 @@ A file on disk that the manifest does not know is *unrecorded* (bad). A table di
 manifest predates manifests: `reconcile` adopts its readable files once (recording their digest
 and content) and reports them; unreadable ones stay unrecorded, hence bad.
 
+What checking costs. A *full* check hashes every file (`usage-etl verify`, the first publish of
+a warehouse, `forget`). A *quick* check (what a run does, several times) hashes only files that
+changed since they were last hashed: each table directory keeps a cache of digests,
+`parquet/<table>/_digests.json`, keyed by the file's identity and change stamps (device, inode,
+size, mtime and ctime in ns). A cached digest is trusted only when all of these are unchanged,
+the file's stamps are older than its hashing by at least `RACY_SECONDS` (a write in the same
+clock tick as the hashing could otherwise keep the stamps: git's "racy clean" rule) and the
+hashing is younger than `REHASH_AFTER` (so a file is re-read at least weekly); and it can only
+find a slice good: a slice is called bad only on a fresh hash. Any write, rename over, `touch` or
+`utime` changes ctime, so a quick check misses only damage no write made (the disk corrupting
+bytes in place): `usage-etl verify` and the weekly re-hash find that. The cache is only ever a
+shortcut: losing or garbling it costs a re-hash, never a false alarm.
+
 Nothing here knows Dagster or the API; `ParquetStore` writes through it, `publish` refuses to
 publish a warehouse with a bad slice, `usage-etl verify` reports them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,28 +65,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.errors import IntegrityError as IntegrityError  # re-exported for importers
+from pipelines.errors import ManifestError
 from warehouse.files import atomic_write
 
 MANIFEST_NAME = "_manifest.json"
+DIGESTS_NAME = "_digests.json"
 FORMAT = 1
-
-
-class ManifestError(RuntimeError):
-    """A manifest file cannot be read (names the file and what to do)."""
-
-
-class IntegrityError(RuntimeError):
-    """Stored slices are missing, unreadable or differ from their manifest record."""
-
-    def __init__(self, bad: list[BadSlice], doing: str) -> None:
-        self.bad = bad
-        listing = "; ".join(b.describe() for b in bad[:10])
-        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
-        super().__init__(
-            f"{doing}: {len(bad)} damaged slice(s): {listing}{more}. A run re-pulls damaged "
-            "credit_usage months; restore other files from a backup, or remove an "
-            "organization's data on purpose with `usage-etl forget`"
-        )
+RACY_SECONDS = 2.0
+REHASH_AFTER = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,8 @@ class CheckResult:
     unadopted: list[Path] = field(default_factory=list)
     adopted: list[Path] = field(default_factory=list)
     settled: bool = True
+    hashed: int = 0
+    reused: int = 0
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -185,6 +190,82 @@ def file_digest(path: Path) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
+
+
+def _stamp(stat: os.stat_result) -> list[int]:
+    """What changes whenever a file's bytes can have changed (ctime cannot be set by a user)."""
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+class DigestCache:
+    """The digests of a table's files as last hashed, keyed by their change stamps.
+
+    `digest(path)` hashes the file unless a cached digest is still trustworthy (see the module
+    docstring); `save()` writes the cache atomically when it changed, and never fails a caller
+    (a read-only warehouse, a concurrent writer removing the temporary file: the cache is only
+    a shortcut).
+    """
+
+    def __init__(self, table_dir: Path) -> None:
+        self.path = Path(table_dir) / DIGESTS_NAME
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.hashed = 0
+        self.reused = 0
+        self._changed = False
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            data = json.loads(self.path.read_text())
+            if data.get("format") == FORMAT and isinstance(data.get("files"), dict):
+                self.entries = data["files"]
+
+    def digest(self, path: Path, key: str, *, full: bool) -> tuple[tuple[int, str], bool]:
+        """((size, sha256) of `path`, whether it came from the cache): from the cache when
+        quick checking allows it."""
+        try:
+            before = os.stat(path)
+        except OSError:
+            before = None
+        cached = self.entries.get(key)
+        if (
+            not full
+            and before is not None
+            and isinstance(cached, dict)
+            and self._fresh(cached, before)
+        ):
+            self.reused += 1
+            return (int(cached["stamp"][2]), str(cached["sha256"])), True
+        started = time.time_ns()
+        size, sha = file_digest(path)
+        self.hashed += 1
+        after = os.stat(path)
+        if before is not None and _stamp(before) == _stamp(after):  # not changed while hashing
+            self.entries[key] = {"stamp": _stamp(after), "sha256": sha, "hashed_at_ns": started}
+            self._changed = True
+        return (size, sha), False
+
+    @staticmethod
+    def _fresh(cached: dict[str, Any], stat: os.stat_result) -> bool:
+        try:
+            hashed_at = int(cached["hashed_at_ns"])
+            if list(cached["stamp"]) != _stamp(stat) or not isinstance(cached["sha256"], str):
+                return False
+        except (KeyError, TypeError, ValueError):
+            return False
+        racy = hashed_at - int(RACY_SECONDS * 1e9)
+        young = time.time_ns() - hashed_at < int(REHASH_AFTER * 1e9)
+        return stat.st_mtime_ns < racy and stat.st_ctime_ns < racy and young
+
+    def save(self, keep: Iterable[str]) -> None:
+        """Write the cache (only entries of files still present) if anything changed."""
+        kept = set(keep)
+        if set(self.entries) - kept:
+            self.entries = {k: v for k, v in self.entries.items() if k in kept}
+            self._changed = True
+        if not self._changed:
+            return
+        text = json.dumps({"format": FORMAT, "files": self.entries}, sort_keys=True)
+        with contextlib.suppress(OSError):
+            atomic_write(self.path, lambda tmp: tmp.write_text(text))
+        self._changed = False
 
 
 def content_sums(arrow: pa.Table) -> dict[str, OrganizationSums]:
@@ -315,11 +396,12 @@ class TableManifest:
         return entries
 
     # ----------------------------------------------------------------- checking
-    def check(self) -> CheckResult:
-        """Compare the files with the manifest, changing nothing.
+    def check(self, *, full: bool = False) -> CheckResult:
+        """Compare the files with the manifest, changing nothing but the digest cache.
 
         `good` maps each acceptable slice to the record it matches; files of a table without a
-        manifest are `unadopted` when readable, bad when not.
+        manifest are `unadopted` when readable, bad when not. `full` hashes every file; otherwise
+        files unchanged since they were last hashed are not read again (module docstring).
         """
         result = CheckResult(self.table)
         if not self.exists:
@@ -334,6 +416,7 @@ class TableManifest:
             return result
         entries = self.load()
         on_disk = {self.relative(p): p for p in self.files()}
+        cache = DigestCache(self.table_dir)
         for key, entry in sorted(entries.items()):
             path = self.table_dir / key
             if entry.pending is not None or entry.removing:
@@ -343,11 +426,13 @@ class TableManifest:
                     continue  # removed, or a write that never reached its rename
                 result.bad.append(BadSlice(self.table, path, "missing", entry.committed))
                 continue
-            size, digest = file_digest(path)
-            for record in (entry.committed, entry.pending):
-                if record is not None and (record.bytes, record.sha256) == (size, digest):
-                    result.good[key] = record
-                    break
+            records = [r for r in (entry.committed, entry.pending) if r is not None]
+            found, cached = cache.digest(path, key, full=full)
+            match = self._matching(found, records)
+            if match is None and cached:  # only a fresh hash may call a slice bad
+                match = self._matching(cache.digest(path, key, full=True)[0], records)
+            if match is not None:
+                result.good[key] = match
             else:
                 reason = "content differs from its manifest record"
                 result.bad.append(
@@ -356,15 +441,21 @@ class TableManifest:
         for key, path in sorted(on_disk.items()):
             if key not in entries:
                 result.bad.append(BadSlice(self.table, path, "not in the manifest"))
+        cache.save(on_disk)
+        result.hashed, result.reused = cache.hashed, cache.reused
         return result
 
-    def reconcile(self) -> CheckResult:
+    @staticmethod
+    def _matching(found: tuple[int, str], records: list[SliceRecord]) -> SliceRecord | None:
+        return next((r for r in records if (r.bytes, r.sha256) == found), None)
+
+    def reconcile(self, *, full: bool = False) -> CheckResult:
         """`check`, then write the settled state (callers hold the writer lock).
 
         Adopts the readable files of a table without a manifest; resolves changes a crash left
         half-done. Bad slices keep their committed record, so they stay bad until rewritten.
         """
-        result = self.check()
+        result = self.check(full=full)
         if result.settled:
             return result
         old = self.load() if self.exists else {}
@@ -403,6 +494,11 @@ class WarehouseCheck:
     def slices(self) -> int:
         return sum(len(r.good) + len(r.bad) for r in self.tables.values())
 
+    @property
+    def hashed(self) -> int:
+        """Files read and hashed by this check (the others' digests came from the cache)."""
+        return sum(r.hashed for r in self.tables.values())
+
 
 def table_manifests(parquet_root: Path) -> list[TableManifest]:
     """One manifest per table directory (every directory directly under `parquet/`)."""
@@ -416,11 +512,13 @@ def table_manifests(parquet_root: Path) -> list[TableManifest]:
     ]
 
 
-def check_warehouse(parquet_root: Path) -> WarehouseCheck:
-    """Check every table, changing nothing (safe while a run writes)."""
-    return WarehouseCheck({m.table: m.check() for m in table_manifests(parquet_root)})
+def check_warehouse(parquet_root: Path, *, full: bool = True) -> WarehouseCheck:
+    """Check every table, changing nothing (safe while a run writes); hashes every file unless
+    `full=False`."""
+    return WarehouseCheck({m.table: m.check(full=full) for m in table_manifests(parquet_root)})
 
 
-def reconcile_warehouse(parquet_root: Path) -> WarehouseCheck:
-    """Check every table and settle its manifest (adoption, half-done changes); under the lock."""
-    return WarehouseCheck({m.table: m.reconcile() for m in table_manifests(parquet_root)})
+def reconcile_warehouse(parquet_root: Path, *, full: bool = False) -> WarehouseCheck:
+    """Check every table and settle its manifest (adoption, half-done changes); under the lock.
+    Quick (files unchanged since last hashed are not re-read) unless `full=True`."""
+    return WarehouseCheck({m.table: m.reconcile(full=full) for m in table_manifests(parquet_root)})

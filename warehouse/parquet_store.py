@@ -11,10 +11,16 @@ out of the file and put back on read). Every file is written atomically (see `fi
 recorded in its table's manifest (`parquet/<table>/_manifest.json`, see `manifest.py`) in the same
 step: callers hold the warehouse `writer_lock` while writing. Reading a table whose older files
 lack a column added to the contract since gives nulls for it.
+
+Where a partition key is not a column, `PARTITION_EXPRESSIONS` says how it follows from a row
+(`month` is the calendar month of `start_date`); `partition_predicate` turns a partition's values
+into the SQL condition that finds its rows in an engine that holds rows without their file names
+(the published DuckDB file, updated by partition in `publish.py`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -22,13 +28,54 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.errors import SchemaError
 from warehouse.files import commit_temporary, discard_temporary, write_temporary
 from warehouse.manifest import CheckResult, TableManifest, record_for
 from warehouse.schema import Table
 
+# How a partition key that is not a column follows from a row of its table: the timestamp
+# column whose calendar month (or day) the key's value is.
+PARTITION_EXPRESSIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("credit_usage", "month"): ("start_date", "month"),
+    ("resource_usage", "observed_date"): ("observed_at", "day"),
+    ("project_usage_trends", "month"): ("date", "month"),
+}
 
-class SchemaError(ValueError):
-    """A frame does not fit its table's contract."""
+
+def _period(value: str, unit: str) -> tuple[datetime, datetime] | None:
+    """[start, end) of the calendar month `YYYY-MM` or day `YYYY-MM-DD`; None if malformed."""
+    try:
+        if unit == "month":
+            start = datetime.strptime(value, "%Y-%m")
+            y, m = (start.year, start.month + 1) if start.month < 12 else (start.year + 1, 1)
+            return start, datetime(y, m, 1)
+        start = datetime.strptime(value, "%Y-%m-%d")
+        return start, start + timedelta(days=1)
+    except ValueError:
+        return None
+
+
+def partition_predicate(t: Table, values: dict[str, str]) -> tuple[str, list[object]] | None:
+    """`(SQL condition, parameters)` selecting the rows of one partition of `t`, or None when a
+    partition key neither is a column nor has a `PARTITION_EXPRESSIONS` entry. Month and day
+    keys become ranges of their timestamp column, which an engine answers from its min/max
+    statistics instead of evaluating every row."""
+    if set(values) != set(t.partition_by):
+        return None
+    terms: list[str] = []
+    params: list[object] = []
+    for key in t.partition_by:
+        if key in t.column_names:
+            terms.append(f'"{key}" = ?')
+            params.append(values[key])
+            continue
+        column, unit = PARTITION_EXPRESSIONS.get((t.name, key), ("", ""))
+        bounds = _period(values[key], unit) if column in t.column_names else None
+        if bounds is None:
+            return None
+        terms.append(f'"{column}" >= ? AND "{column}" < ?')
+        params.extend(bounds)
+    return " AND ".join(terms), params
 
 
 def to_arrow(t: Table, frame: pd.DataFrame) -> pa.Table:
@@ -160,7 +207,7 @@ class ParquetStore:
 
     def read_file(self, t: Table, path: Path) -> pd.DataFrame:
         """One file of `t` as a frame with the table's columns (partition values put back)."""
-        return self._read_sql(t, self._scan_files(t, [Path(path)]))
+        return self._read_sql(t, self.scan_files_sql(t, [Path(path)]))
 
     def files(self, t: Table) -> list[Path]:
         directory = self.table_dir(t)
@@ -173,9 +220,10 @@ class ParquetStore:
         files = self.files(t)
         if not files:
             return None
-        return self._scan_files(t, files)
+        return self.scan_files_sql(t, files)
 
-    def _scan_files(self, t: Table, files: list[Path]) -> str:
+    def scan_files_sql(self, t: Table, files: list[Path]) -> str:
+        """A DuckDB table expression over some files of `t` (the table's columns, in order)."""
         listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
         hive = "true" if t.partition_by else "false"
         present: set[str] = set(t.partition_by)

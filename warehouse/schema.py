@@ -99,6 +99,12 @@ ORGANIZATIONS = Table(
             "Day of month subscription periods start on (29-31 clamp to short months' last day); "
             "null when it could not be learnt (no usage yet): periods are then calendar months.",
         ),
+        Column(
+            "details_refreshed_at",
+            TS,
+            "When the details, members and subscription anchor were last read from the API "
+            "(UTC): on a new organization, a rename, or after USAGE_DETAILS_MAX_AGE_DAYS.",
+        ),
         Column("first_seen_at", TS, "When this pipeline first saw the organization (UTC)."),
         Column(
             "last_seen_at",

@@ -77,17 +77,16 @@ def _severity(threshold: float, rule: str) -> str:
 
 
 def _contributors(
-    daily: pd.DataFrame | None,
-    organization_id: str,
+    org: pd.DataFrame | None,
     period_start: pd.Timestamp,
     period_end: pd.Timestamp,
     as_of: pd.Timestamp,
     top: int = 3,
 ) -> dict[str, Any]:
-    """Top projects in the period so far and the change vs the previous period's same days."""
-    if daily is None or daily.empty:
+    """Top projects in the period so far and the change vs the previous period's same days
+    (``org``: the organization's daily rows; None when there is no usage data at all)."""
+    if org is None:
         return {}
-    org = daily[daily["organization_id"] == organization_id]
     current = org[(org["date"] >= period_start) & (org["date"] <= as_of)]
     parts = current[current["scope"] != "organization"].copy()
     parts["label"] = (
@@ -155,6 +154,10 @@ def evaluate_alerts(
     """
     r = config.rules
     daily = daily_usage(credit_usage_daily) if credit_usage_daily is not None else None
+    by_org: dict[str, pd.DataFrame] = {}
+    if daily is not None and not daily.empty:
+        by_org = {str(k): g for k, g in daily.groupby("organization_id", sort=False)}
+    no_rows = daily.iloc[0:0] if daily is not None and not daily.empty else None
     out: list[dict[str, Any]] = []
     periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
     for row in status.to_dict("records"):
@@ -188,8 +191,7 @@ def evaluate_alerts(
             rule_id = rule if rule != "resource_limit" else f"{rule}.{metric}"
             details = (
                 _contributors(
-                    daily,
-                    row["organization_id"],
+                    by_org.get(str(row["organization_id"]), no_rows),
                     row["period_start"],
                     row["period_end"],
                     row["as_of"],

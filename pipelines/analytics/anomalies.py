@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.analytics.frames import daily_usage
-from pipelines.analytics.trends import dense_series_frame
+from pipelines.analytics.frames import daily_usage, dense_series_frame
 
 ANOMALY_COLUMNS: list[str] = [
     "organization_id",

@@ -9,6 +9,7 @@ superseded by a higher one does not notify again).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -56,17 +57,28 @@ def compute_alerts(
     rules: tuple[str, ...] | list[str] = RULES,
     method: Method = "robust",
     resources_as_of: object | None = None,
+    first_days: Mapping[tuple[str, str | None], pd.Timestamp] | None = None,
+    observation_counts: dict[str, int] | None = None,
 ) -> AlertEvaluation:
     """Forecast, quota status, anomalies (if enabled) and candidate alerts as of one day.
 
     ``resources_as_of`` (default ``as_of``) lets resource counts observed today count while
-    credits are evaluated up to the last complete day."""
+    credits are evaluated up to the last complete day. ``first_days`` and
+    ``observation_counts`` come with inputs that hold only the last days
+    (`pipelines.analytics.usage_window`): see `forecast_usage` and `quota_status`."""
     daily = daily_usage(credit_usage)
     if as_of is not None:
         daily = daily[daily["date"] <= to_day(as_of)]
-    forecasts = forecast_usage(daily, organizations, config, as_of=as_of, method=method)
+    forecasts = forecast_usage(
+        daily, organizations, config, as_of=as_of, method=method, first_days=first_days
+    )
     status = quota_status(
-        forecasts, organizations, config, resource_usage, as_of=resources_as_of or as_of
+        forecasts,
+        organizations,
+        config,
+        resource_usage,
+        as_of=resources_as_of or as_of,
+        observation_counts=observation_counts,
     )
     anomalies = None
     anomaly = config.rules.anomaly

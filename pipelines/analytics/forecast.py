@@ -32,6 +32,7 @@ with ``reason``) before ``min_days`` days of data exist for the organization.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -39,7 +40,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipelines.analytics.frames import daily_usage, dense_days, organization_daily, to_day
+from pipelines.analytics.frames import (
+    daily_usage,
+    dense_days,
+    organization_daily,
+    text_or_none,
+    to_day,
+)
 from pipelines.analytics.periods import (
     CALENDAR_MONTHS,
     anchors_by_organization,
@@ -47,28 +54,10 @@ from pipelines.analytics.periods import (
     today_after,
 )
 from pipelines.quotas import QuotaConfig
+from warehouse.derived_schema import QUOTA_FORECASTS
 
 Method = Literal["robust", "theil_sen", "naive"]
-FORECAST_COLUMNS: list[str] = [
-    "organization_id",
-    "organization_name",
-    "scope",
-    "project_id",
-    "project_name",
-    "as_of",
-    "period_start",
-    "period_end",
-    "used_so_far",
-    "forecast_total",
-    "forecast_low",
-    "forecast_high",
-    "daily_rate",
-    "days_of_data",
-    "days_elapsed",
-    "days_remaining",
-    "method",
-    "reason",
-]
+FORECAST_COLUMNS: list[str] = QUOTA_FORECASTS.column_names
 
 
 @dataclass(frozen=True)
@@ -273,6 +262,12 @@ def _theil_sen(t: np.ndarray, d: np.ndarray, min_points: int = 14) -> tuple[floa
     return intercept, slope
 
 
+def history_days_needed(lookback_days: int = 28) -> int:
+    """Days of history (ending at ``as_of``) a forecast looks at: the spike history, the
+    level-shift window and the trend windows; older days only count towards ``days_of_data``."""
+    return max(SPIKE_WINDOW, SHIFT_WINDOW, TREND_WINDOW, lookback_days)
+
+
 def _period_days(
     as_of: pd.Timestamp, period_start: date, period_end: date
 ) -> tuple[pd.Timestamp, pd.Timestamp, int, int]:
@@ -294,16 +289,19 @@ def forecast_series(
     method: Method = "robust",
     n_boot: int = 400,
     seed: int = 0,
+    days_of_data: int | None = None,
 ) -> SeriesForecast:
     """Forecast one dense daily series (date-indexed, last index = ``as_of``) to period end.
 
     ``components`` (robust method): the series that add up to ``history`` (projects, deleted
     projects), each forecast on its own and summed; default: ``history`` alone.
+    ``days_of_data``: the series' days of history when ``history`` holds only its last
+    :func:`history_days_needed` days (default: ``len(history)``).
     """
     as_of = history.index[-1]
     start, _, days_elapsed, days_remaining = _period_days(as_of, period_start, period_end)
     used = float(history[history.index >= start].sum())
-    n = len(history)
+    n = len(history) if days_of_data is None else days_of_data
     if n < min_days:
         return SeriesForecast(
             used, np.nan, np.nan, np.nan, np.nan, n, days_elapsed, days_remaining, method,
@@ -318,7 +316,7 @@ def forecast_series(
     if method == "theil_sen":
         return _theil_sen_forecast(
             history, used, start, days_elapsed, days_remaining, lookback_days, interval, n_boot,
-            seed,
+            seed, n,
         )  # fmt: skip
     y = history.to_numpy(dtype=float)[-max(SHIFT_WINDOW, lookback_days) :]
     dates = history.index[-len(y) :]
@@ -370,10 +368,10 @@ def _theil_sen_forecast(
     interval: float,
     n_boot: int,
     seed: int,
+    n: int,
 ) -> SeriesForecast:
     """The previous method: one Theil-Sen line on the total, residual bootstrap interval."""
     as_of = history.index[-1]
-    n = len(history)
     y = history.to_numpy(dtype=float)[-lookback_days:]
     dates = history.index[-len(y) :]
     weekdays = np.asarray(dates.day_of_week)
@@ -438,6 +436,7 @@ def forecast_usage(
     min_days: int | None = None,
     method: Method = "robust",
     lookback_days: int = 28,
+    first_days: Mapping[tuple[str, str | None], pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
     """Forecast every organization (and every budgeted project) to its current period's end.
 
@@ -447,6 +446,11 @@ def forecast_usage(
     history, with nothing used yet. ``min_days`` defaults to ``config.rules.min_days_forecast``
     (else 7). Organization forecasts of the robust method sum per-series forecasts (projects,
     deleted projects). Returns :data:`FORECAST_COLUMNS`.
+
+    ``first_days`` (``(organization_id, None)`` for an organization, ``(organization_id,
+    project_id)`` for a project) gives each series' first day when ``credit_usage_daily`` holds
+    only the last :func:`history_days_needed` days (``pipelines.analytics.usage_window``): the
+    forecasts are then the same as over the whole history.
     """
     daily = daily_usage(credit_usage_daily)
     min_days = min_days or (config.rules.min_days_forecast if config else 7)
@@ -499,6 +503,7 @@ def forecast_usage(
             )  # fmt: skip
         else:
             history = dense_days(values.set_index("date")["credits"], values["date"].min(), day)
+            first = (first_days or {}).get((org_id, text_or_none(extra["project_id"])))
             fc = forecast_series(
                 history,
                 period_start,
@@ -508,6 +513,7 @@ def forecast_usage(
                 lookback_days=lookback_days,
                 interval=interval,
                 method=method,
+                days_of_data=None if first is None else (day - first).days + 1,
             )
         rows.append(
             {

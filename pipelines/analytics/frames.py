@@ -1,4 +1,5 @@
-"""Input normalization shared by the analytics modules (credit usage, organizations).
+"""Input normalization shared by the analytics modules (credit usage, organizations) and the
+zero-filled per-series frame (`dense_series_frame`, used by the anomaly scores).
 
 Convention for every analytics frame: times are **naive UTC** ``datetime64[us]`` (tz-aware input
 is converted to UTC and made naive); a day is identified by its UTC midnight in a ``date``
@@ -8,6 +9,7 @@ and ``""`` in alert keys.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 SCOPES: tuple[str, ...] = ("organization", "project", "deleted_projects")
@@ -118,3 +120,36 @@ def dense_days(values: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.
     """A date-indexed series reindexed to every day of ``[start, end]``, missing days as 0."""
     index = pd.date_range(start, end, freq="D", unit="us")
     return values.groupby(level=0).sum().reindex(index, fill_value=0.0).astype(float)
+
+
+def dense_series_frame(daily: pd.DataFrame) -> pd.DataFrame:
+    """Every series zero-filled from its first day to its organization's last day.
+
+    Returns the daily columns plus ``series_id`` (int), sorted by series and date.
+    """
+    keys = ["organization_id", "scope", "project_id"]
+    series = (
+        daily.groupby(keys, dropna=False, sort=True)
+        .agg(
+            first=("date", "min"),
+            organization_name=("organization_name", "last"),
+            project_name=("project_name", "last"),
+        )
+        .reset_index()
+    )
+    org_last = daily.groupby("organization_id")["date"].max()
+    series["last"] = series["organization_id"].map(org_last)
+    series["series_id"] = np.arange(len(series))
+    lengths = ((series["last"] - series["first"]).dt.days + 1).to_numpy()
+    rep = np.repeat(np.arange(len(series)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out = series.iloc[rep].reset_index(drop=True)
+    out["date"] = (out["first"].to_numpy() + pd.to_timedelta(offsets, unit="D").to_numpy()).astype(
+        "datetime64[us]"
+    )
+    values = daily.merge(series[[*keys, "series_id"]], on=keys, how="left")
+    values = values.groupby(["series_id", "date"])["credits"].sum()
+    index = pd.MultiIndex.from_arrays([out["series_id"], out["date"]])
+    out["credits"] = values.reindex(index).fillna(0.0).to_numpy()
+    out["project_id"] = out["project_id"].astype("object").where(out["scope"] == "project", None)
+    return out.drop(columns=["first", "last"])

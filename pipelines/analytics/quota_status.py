@@ -22,33 +22,12 @@ import pandas as pd
 from pipelines.analytics.frames import text_or_none, to_day, to_naive_utc
 from pipelines.analytics.periods import anchors_by_organization, period_containing
 from pipelines.quotas import RESOURCE_NAMES, QuotaConfig
+from warehouse.derived_schema import QUOTA_STATUS
 
 MAX_HORIZON_DAYS = 3650  # beyond ten years at the current pace: "not in sight" (NaN)
-STATUS_COLUMNS: list[str] = [
-    "organization_id",
-    "organization_name",
-    "subscription",
-    "scope",
-    "project_id",
-    "project_name",
-    "metric",
-    "as_of",
-    "period_start",
-    "period_end",
-    "value",
-    "limit",
-    "used_pct",
-    "forecast_total",
-    "forecast_low",
-    "forecast_high",
-    "forecast_pct",
-    "days_of_data",
-    "daily_rate",
-    "days_until_limit",
-    "limit_date",
-    "limit_outlook",
-    "status",
-]
+STATUS_COLUMNS: list[str] = QUOTA_STATUS.column_names
+RESOURCE_WINDOW_DAYS = 30
+"""Resource pace: the slope of the counts observed over this many days before the latest."""
 NOT_THIS_PERIOD = "not reached this period"
 
 
@@ -86,11 +65,15 @@ def quota_status(
     resource_usage: pd.DataFrame | None = None,
     *,
     as_of: object | None = None,
+    observation_counts: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """Credit and resource status per organization; columns are :data:`STATUS_COLUMNS`.
 
     ``forecasts`` is the output of :func:`pipelines.analytics.forecast.forecast_usage`.
     ``as_of`` (for resources) defaults to the forecasts' ``as_of``, else the latest observation.
+    ``observation_counts`` (organization id -> observations up to ``as_of``) when
+    ``resource_usage`` holds only each organization's last :data:`RESOURCE_WINDOW_DAYS` days
+    (``usage_window.load_resource_window``); default: the rows given.
     """
     orgs = {str(r["organization_id"]): r for r in organizations.to_dict("records")}
     anchors = anchors_by_organization(organizations)
@@ -152,7 +135,9 @@ def quota_status(
     if resource_usage is not None and not resource_usage.empty:
         if as_of is None and not forecasts.empty:
             as_of = forecasts["as_of"].max()
-        rows.extend(_resource_rows(resource_usage, orgs, anchors, config, as_of))
+        rows.extend(
+            _resource_rows(resource_usage, orgs, anchors, config, as_of, observation_counts or {})
+        )
     out = pd.DataFrame(rows, columns=STATUS_COLUMNS)
     for col in ("as_of", "period_start", "period_end", "limit_date"):
         out[col] = pd.to_datetime(out[col]).astype("datetime64[us]")
@@ -166,6 +151,7 @@ def _resource_rows(
     anchors: dict[str, int],
     config: QuotaConfig,
     as_of: object | None,
+    counts: dict[str, int],
 ) -> list[dict[str, object]]:
     usage = resource_usage.copy()
     usage["organization_id"] = usage["organization_id"].astype(str)
@@ -180,7 +166,7 @@ def _resource_rows(
         last = obs.iloc[-1]
         observed = pd.Timestamp(last["observed_at"])
         period_start, period_end = period_containing(observed, anchors.get(org_id, 1))
-        recent = obs[obs["observed_at"] >= observed - pd.Timedelta(days=30)]
+        recent = obs[obs["observed_at"] >= observed - pd.Timedelta(days=RESOURCE_WINDOW_DAYS)]
         x = (recent["observed_at"] - observed).dt.total_seconds().to_numpy() / 86400.0
         for resource in RESOURCE_NAMES:
             if resource not in obs.columns:
@@ -210,7 +196,7 @@ def _resource_rows(
                     "forecast_low": math.nan,
                     "forecast_high": math.nan,
                     "forecast_pct": math.nan,
-                    "days_of_data": len(obs),
+                    "days_of_data": counts.get(org_id, len(obs)),
                     "daily_rate": slope,
                     "days_until_limit": days,
                     "limit_date": observed.normalize() + pd.Timedelta(days=days)

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from pipelines import settings
+from pipelines.errors import ConfigError, InputError, WarehouseError
 
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -61,10 +62,6 @@ def _config(path: str | None) -> object:
     return load_quotas(path)
 
 
-class _Failed(Exception):
-    """A user-facing error of this command: one line on stderr, exit 2."""
-
-
 def _emit(lines: Iterable[str]) -> None:
     """Print to stdout; a reader that went away (``| head``) ends the output quietly."""
     try:
@@ -77,16 +74,6 @@ def _emit(lines: Iterable[str]) -> None:
 
 
 def handle_alerts(args: argparse.Namespace) -> int:
-    from pipelines.quotas import QuotaConfigError
-
-    try:
-        return _alerts(args)
-    except (_Failed, QuotaConfigError) as exc:
-        print(f"usage-etl alerts: {exc}", file=sys.stderr)
-        return 2
-
-
-def _alerts(args: argparse.Namespace) -> int:
     from pipelines.notify.state import open_state, state_path
 
     config = _config(args.quotas)
@@ -98,7 +85,7 @@ def _alerts(args: argparse.Namespace) -> int:
         listed = _list_from_lake(args)
         if listed is not None:
             return listed
-        raise _Failed(f"no alert state at {path}: run `usage-etl run` first")
+        raise WarehouseError(f"no alert state at {path}: run `usage-etl run` first")
     with open_state(warehouse) as state:
         if state.recovered:
             print(f"usage-etl alerts: {state.recovered}", file=sys.stderr)
@@ -119,7 +106,7 @@ def _list_from_lake(args: argparse.Namespace) -> int | None:
     if LakeConfig.from_env() is None:
         return None
     if args.retry or args.resend or args.all_failed:
-        raise _Failed(
+        raise InputError(
             "--retry/--resend/--all-failed deliver from a writer's warehouse; this machine only "
             "reads the shared lake (pass --warehouse of a writer)"
         )
@@ -140,7 +127,7 @@ def _test_channel(name: str, config: Any) -> int:
     try:
         send_test_message(name, config)
     except DeliveryError as exc:
-        raise _Failed(f"test message via {name} failed: {exc}") from None
+        raise ConfigError(f"test message via {name} failed: {exc}") from None
     _emit([f"test message sent via {name}"])
     return 0
 
@@ -157,9 +144,9 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
         for outbox_id in args.resend:
             row = store.outbox_row(outbox_id)
             if row is None:
-                raise _Failed(f"--resend {outbox_id}: no such message")
+                raise InputError(f"--resend {outbox_id}: no such message")
             if row["status"] != "failed":
-                raise _Failed(
+                raise InputError(
                     f"--resend {outbox_id}: the message is {row['status']}, not failed "
                     "(pending messages: use --retry)"
                 )
@@ -246,6 +233,8 @@ def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
             lines.append(f"{i}. {r.get('title') or r['alert_key']}")
             if r.get("explanation"):
                 lines.append(f"   {r['explanation']}")
+            if isinstance(r.get("restatement"), str) and r["restatement"]:
+                lines.append(f"   {r['restatement']}")
     lines.extend(_undelivered(outbox, alerts))
     return lines
 
@@ -291,19 +280,20 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
 def handle_backtest(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from pipelines.analytics.alert_rules import RULES
     from pipelines.analytics.evaluate import backtest_rule
     from pipelines.commands.run_cmd import parse_day
     from warehouse.parquet_store import ParquetStore
     from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS
 
+    if args.rule not in RULES:
+        raise InputError(f"--rule {args.rule!r}: expected one of {', '.join(RULES)}")
     config = _config(args.quotas)
     start: date = parse_day("--start", args.start)
     end: date = parse_day("--end", args.end)
     store = ParquetStore(settings.warehouse_dir(args.warehouse))
     usage = store.read(CREDIT_USAGE, "interval = 'day'")
     if usage.empty:
-        from pipelines.errors import WarehouseError
-
         raise WarehouseError("no credit usage in the warehouse: run `usage-etl run` first")
     result = backtest_rule(usage, store.read(ORGANIZATIONS), config, args.rule, start, end)  # type: ignore[arg-type]
     days = (end - start).days + 1

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from pipelines import settings
-from pipelines.errors import InputError, WarehouseError
+from pipelines.errors import WarehouseError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,10 +37,7 @@ def handle(args: argparse.Namespace) -> int:
     warehouse = settings.warehouse_dir(args.warehouse)
     if not (warehouse / "parquet").is_dir():
         raise WarehouseError(f"no warehouse at {warehouse}: expected a parquet/ directory")
-    try:
-        organization_id, name = resolve_organization(warehouse, args.organization)
-    except ValueError as exc:  # no such organization: the user's input
-        raise InputError(str(exc)) from None
+    organization_id, name = resolve_organization(warehouse, args.organization)
     result = forget_organization(warehouse, organization_id, name)
     removed = ", ".join(f"{k}={v}" for k, v in sorted(result.rows_removed.items())) or "none"
     print(f"forgot {name} ({organization_id}): rows removed: {removed}")

@@ -83,7 +83,12 @@ class RunSummary:
         out = [
             f"{name} {status} in {self.seconds:.1f}s: {self.organizations} organizations, "
             f"{self.requests} API requests sent ({self.retries} of them retries, "
-            f"{self.rate_limited} answered 429)",
+            f"{self.rate_limited} answered 429"
+            + (
+                f"; {self.requests / self.organizations:.2f} per organization)"
+                if self.organizations
+                else ")"
+            ),
         ]
         if self.blocked:
             out.append(
@@ -140,6 +145,11 @@ def api_target() -> Iterator[None]:
         print(f"usage-etl: using the UbiOps API at {settings.api_host()}", file=sys.stderr)
         yield
         return
+    from pipelines.optional import require_emulator
+
+    require_emulator(
+        "UBIOPS_API_HOST and UBIOPS_API_TOKEN are not set, so the run uses the bundled API emulator"
+    )
     from emulator.server import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(), host="127.0.0.1", port=0) as server:

@@ -2,7 +2,9 @@
 
 Read only and lock free (a run may be writing meanwhile: a slice between its staged and committed
 record is accepted, see `warehouse/manifest.py`). Exit 0 when every slice is good, 1 with the list
-of missing, unreadable, unrecorded or changed slices, 2 when there is no warehouse.
+of missing, unreadable, unrecorded or changed slices, 2 when there is no warehouse. In lake mode it
+also attaches the shared lake read-only and says which snapshot it is at (exit 2 when it
+cannot be attached).
 """
 
 from __future__ import annotations
@@ -48,4 +50,14 @@ def handle(args: argparse.Namespace) -> int:
             print(f"bad slice: {bad.describe()}")
         return 1
     print(f"{check.slices} slices in {len(check.tables)} tables verified: all good")
+    _describe_lake()
     return 0
+
+
+def _describe_lake() -> None:
+    """In lake mode: that the lake answers, its current snapshot and the slices it records."""
+    from warehouse.lake import LakeConfig, lake_summary
+
+    config = LakeConfig.from_env()
+    if config is not None:
+        print(lake_summary(config))

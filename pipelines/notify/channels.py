@@ -27,6 +27,7 @@ import httpx
 import pandas as pd
 from standardwebhooks import Webhook
 
+from pipelines.errors import DeliveryError, PermanentDeliveryError
 from pipelines.notify.redact import REDACT, origin, protect_secret_url, protect_url, scrub
 from pipelines.notify.validation import channel_problem
 from pipelines.quotas import (
@@ -39,22 +40,6 @@ from pipelines.quotas import (
 from warehouse.alert_store import OutboxItem
 
 logger = logging.getLogger("pipelines.notify")
-
-
-class DeliveryError(RuntimeError):
-    """A message could not be delivered now; it stays pending and is retried later.
-
-    ``delivered_to`` names the targets of a multi-target channel (Apprise) that did get the
-    message in this attempt, so a retry skips them."""
-
-    def __init__(self, message: str, delivered_to: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.delivered_to = delivered_to
-
-
-class PermanentDeliveryError(DeliveryError):
-    """This message cannot be delivered as things stand (e.g. the organization has no admin to
-    e-mail); the channel itself works, so other messages continue. Retried like any failure."""
 
 
 class Channel(Protocol):
@@ -78,6 +63,8 @@ def render_text(item: OutboxItem) -> str:
         )
     if alert.get("explanation"):
         lines.append(alert["explanation"])
+    if alert.get("restatement"):
+        lines.append(alert["restatement"])
     org = alert["organization_id"]
     name = alert.get("organization_name")
     lines.append(
@@ -174,6 +161,10 @@ class SlackChannel:
         if alert.get("explanation"):
             blocks.append(
                 {"type": "section", "text": {"type": "mrkdwn", "text": alert["explanation"]}}
+            )
+        if alert.get("restatement"):
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": alert["restatement"]}}
             )
         blocks.append(
             {

@@ -15,6 +15,9 @@ EMULATOR_MONTHS = 15  # the emulator's demo data cover 15 months ending on its "
 
 
 def _run(root: Path, warehouse: Path, now: datetime, start: date, end: date, seed: int) -> None:
+    from pipelines.optional import require_emulator
+
+    require_emulator("a demo warehouse is loaded from the bundled API emulator")
     from emulator.server import EmulatorConfig, EmulatorServer
     from pipelines.commands.run_cmd import execute
     from pipelines.settings import environment

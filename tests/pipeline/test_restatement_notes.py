@@ -1,0 +1,89 @@
+"""A load that restates days already loaded, moving an organization's period total across a
+quota threshold, leaves a note on the alert (table, `usage-etl alerts`, the message text).
+
+End to end: two real pipeline runs against the loopback emulator; between them a complete day
+of usage is corrected upwards in the emulator (late data), as a re-pull would see it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from emulator.model import MICRO
+from pipelines.cli import main
+from pipelines.notify.state import state_path
+from tests.pipeline.conftest import Pipeline
+from warehouse.alert_store import AlertStore
+
+QUOTAS = Path(__file__).resolve().parents[2] / "quotas.example.yaml"
+
+
+def write_quotas(path: Path, budgets: dict[str, float]) -> Path:
+    config = yaml.safe_load(QUOTAS.read_text())
+    config["organizations"] = {name: {"credit_budget": b} for name, b in budgets.items()}
+    config["channels"] = {"log": True}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def restate_day(pipeline: Pipeline, org_name: str, day: datetime, credits: float) -> None:
+    """Late usage for a day the previous load already counted as complete."""
+    state = pipeline.server.state
+    with state.lock:
+        org = state.org_by_name(org_name)
+        project = org.live_projects()[0]
+        org.usage[project.row, (day.date() - state.day0).days] += round(credits * MICRO)
+
+
+@pytest.mark.timeout(600)
+def test_a_repull_that_moves_a_total_across_a_threshold_is_noted(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    quotas = tmp_path / "quotas.yaml"
+    monkeypatch.setenv("USAGE_QUOTAS", str(write_quotas(quotas, {})))
+    first = pipeline.run()
+    assert first.success, first.lines()
+    status = pipeline.query(
+        "SELECT organization_name, period_start, as_of, value FROM quota_status "
+        "WHERE metric = 'credits' AND scope = 'organization' AND period_start < as_of "
+        "AND value > 100 ORDER BY value DESC LIMIT 1"
+    )
+    name, used = str(status.loc[0, "organization_name"]), float(status.loc[0, "value"])
+    as_of = pd.Timestamp(status.loc[0, "as_of"]).to_pydatetime()
+    budget = round(used / 0.95, 2)  # 95 % used: the 80 % alert, not the 100 % one
+    write_quotas(quotas, {name: budget})
+    restate_day(pipeline, name, as_of, 0.10 * budget)  # -> 105 %: across 100 %
+
+    second = pipeline.run()
+    assert second.success, second.lines()
+    alerts = pipeline.query(
+        "SELECT threshold, status, restatement FROM quota_alerts WHERE organization_name = ? "
+        "AND rule = 'credit_actual' ORDER BY threshold",
+        [name],
+    )
+    top = alerts[alerts["threshold"] == 100.0].iloc[0]
+    assert top["status"] in ("open", "notified")
+    note = str(top["restatement"])
+    assert note.startswith(f"restated on {datetime.now(UTC):%Y-%m-%d}")
+    assert f"period total moved from {used:,.2f} to {used + 0.10 * budget:,.2f} credits" in note
+    assert f"threshold {budget:,.2f} = 100% of the {budget:,.0f} budget" in note
+    assert f"changed by +{0.10 * budget:,.2f}" in note
+
+    # the message queued for the alert carries it, and `usage-etl alerts` shows it
+    with AlertStore(state_path(pipeline.warehouse)) as store:
+        payloads = store.outbox_frame()
+    opened = payloads[payloads["alert_key"].str.contains("|credit_actual|100|", regex=False)]
+    assert any(note in p for p in opened["payload"])
+    capsys.readouterr()
+    assert main(["alerts", "--warehouse", str(pipeline.warehouse)]) == 0
+    assert note in capsys.readouterr().out
+
+    # a third load with nothing restated adds no note to anything else
+    third = pipeline.run()
+    assert third.success, third.lines()
+    notes = pipeline.query("SELECT count(restatement) AS n FROM quota_alerts")
+    assert int(notes.loc[0, "n"]) == 1
