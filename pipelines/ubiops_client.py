@@ -99,6 +99,7 @@ class UbiOpsClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         pacing_utilization: float = 0.98,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.host = host.rstrip("/")
         self._authorization = authorization_header(token)
@@ -109,6 +110,7 @@ class UbiOpsClient:
         self._pacing_utilization = pacing_utilization
         self._max_concurrency = max_concurrency
         self._timeout = timeout
+        self._transport = transport  # None: the network; tests pass httpx.MockTransport
         self._pacer: RatePacer | None = None
         self._slots: asyncio.Semaphore | None = None
         self._http: httpx.AsyncClient | None = None
@@ -131,6 +133,7 @@ class UbiOpsClient:
                 max_connections=self._max_concurrency,
                 max_keepalive_connections=self._max_concurrency,
             ),
+            transport=self._transport,
         )
         return self
 

@@ -34,16 +34,18 @@ def _run(root: Path, warehouse: Path, now: datetime, start: date, end: date, see
         raise RuntimeError("demo pipeline run failed: " + "; ".join(summary.lines()))
 
 
-def build_demo_warehouse(root: Path, *, seed: int = 11) -> Path:
+def build_demo_warehouse(root: Path, *, seed: int = 11, now: datetime | None = None) -> Path:
     """Run the whole pipeline against a loopback emulator into `root/warehouse`; returns it.
 
-    Raises RuntimeError naming the failure when the run does not succeed.
+    `now` is the emulator's frozen clock (default: this moment); the same seed and clock give
+    an emulator in the same state later. Raises RuntimeError naming the failure when the run
+    does not succeed.
     """
     from pipelines.analytics.periods import shift_month
 
     root = Path(root)
     warehouse = root / "warehouse"
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = now or datetime.now(UTC).replace(microsecond=0)
     today = now.date()
     year, month = shift_month(today.year, today.month, -1)
     _run(root, warehouse, now, date(year, month, 1), today, seed)

@@ -14,7 +14,7 @@ import pytest
 from pipelines.analytics.periods import current_period, shift_month
 from pipelines.cli import main
 from pipelines.commands.run_cmd import execute
-from tests.pipeline.conftest import start_emulator
+from tests.services.emulator import start_emulator
 
 
 def query(warehouse: Path, sql: str) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """The analyst views (one SQL file each, warehouse/views/) build over the tables the pipeline
-publishes with exactly their documented columns, and skip cleanly when tables are absent."""
+publishes with exactly their documented columns, agree with the real derived tables of a demo run,
+and skip cleanly when tables are absent."""
 
 from __future__ import annotations
 
@@ -10,6 +11,62 @@ import duckdb
 import pytest
 
 from warehouse import views
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def test_views_over_the_real_derived_tables_agree_with_them(demo_warehouse: Path) -> None:
+    con = duckdb.connect(str(demo_warehouse / "usage.duckdb"), read_only=True)
+    try:
+        for v in views.VIEWS:
+            frame = con.execute(f'SELECT * FROM "{v.name}"').df()
+            assert list(frame.columns) == v.column_names, v.name
+            assert len(frame) > 0, v.name
+        # usage_against_budget: quota_status's credit rows, one for one
+        assert query(
+            con,
+            """SELECT organization_id, coalesce(project_id, ''), used_so_far, budget,
+                      forecast_total, status FROM usage_against_budget ORDER BY ALL""",
+        ) == query(
+            con,
+            """SELECT organization_id, coalesce(project_id, ''), value, "limit",
+                      forecast_total, status FROM quota_status
+               WHERE metric = 'credits' ORDER BY ALL""",
+        )
+        # open_alerts: exactly the alerts not resolved or expired
+        assert query(con, "SELECT alert_key, rule FROM open_alerts ORDER BY ALL") == query(
+            con,
+            """SELECT alert_key, rule FROM quota_alerts
+               WHERE status IN ('open', 'notified') ORDER BY ALL""",
+        )
+        org_wide = query(con, "SELECT alert_key FROM open_alerts WHERE project_id IS NULL")
+        assert org_wide, "the demo raises organization-wide alerts"
+        assert sorted(org_wide) == query(
+            con,
+            """SELECT alert_key FROM quota_alerts WHERE status IN ('open', 'notified')
+                 AND coalesce(project_id, '') = '' ORDER BY ALL""",
+        ), "an organization-wide alert has a null project_id"
+        # resource_counts_over_time: the resource limits quota_status knows
+        limits = dict(
+            query(
+                con,
+                """SELECT DISTINCT organization_id || '/' || resource, resource_limit
+                   FROM resource_counts_over_time WHERE resource_limit IS NOT NULL""",
+            )
+        )
+        assert limits, "the demo quotas set resource limits"
+        assert limits == dict(
+            query(
+                con,
+                """SELECT DISTINCT organization_id || '/' || metric, "limit" FROM quota_status
+                   WHERE metric <> 'credits' AND scope = 'organization'
+                     AND "limit" IS NOT NULL""",
+            )
+        )
+    finally:
+        con.close()
 
 
 def test_every_view_builds_over_the_published_tables(demo_warehouse: Path, tmp_path: Path) -> None:

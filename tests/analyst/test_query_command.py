@@ -39,8 +39,9 @@ def test_parquet_out(demo_warehouse: Path, tmp_path: Path) -> None:
     assert table.num_rows >= 6
 
 
-def test_query_works_while_the_database_is_republished(demo_warehouse: Path, capsys) -> None:
+def test_query_works_while_the_database_is_republished(demo_warehouse_copy: Path, capsys) -> None:
     """Readers open the last published file; publishing swaps in a new one without blocking."""
+    demo_warehouse = demo_warehouse_copy  # republished here
     errors: list[BaseException] = []
     done = threading.Event()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import cli
-from tests.cli.conftest import (
+from tests.services.cli import (
     REPO,
     USAGE_ETL,
     assert_one_line_error,

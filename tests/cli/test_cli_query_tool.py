@@ -18,7 +18,7 @@ import pytest
 from pipelines import ready_queries
 from pipelines.cli import main
 from pipelines.render import format_value, render_table
-from tests.cli.conftest import assert_one_line_error, usage_etl
+from tests.services.cli import assert_one_line_error, usage_etl
 
 
 def test_list_shows_every_ready_query_with_its_question(capsys) -> None:

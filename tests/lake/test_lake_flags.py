@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.lake.conftest import Lake
-from tests.pipeline.conftest import start_emulator
+from tests.services.emulator import start_emulator
 
 REPO = Path(__file__).resolve().parents[2]
 USAGE_ETL = [sys.executable, "-m", "pipelines.cli"]

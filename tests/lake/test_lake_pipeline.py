@@ -23,7 +23,7 @@ import warehouse.derived_schema  # noqa: F401  (registers the derived tables in 
 from emulator.server import EmulatorServer
 from pipelines.analytics.periods import shift_month
 from tests.lake.conftest import Lake
-from tests.pipeline.conftest import start_emulator
+from tests.services.emulator import start_emulator
 from warehouse.lake import connect
 from warehouse.schema import ALL_TABLES
 

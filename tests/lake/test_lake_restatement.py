@@ -15,8 +15,8 @@ import pytest
 from emulator.model import MICRO
 from tests.lake.conftest import Lake
 from tests.lake.test_lake_pipeline import Team
-from tests.pipeline.conftest import start_emulator
 from tests.pipeline.test_restatement_notes import write_quotas
+from tests.services.emulator import start_emulator
 
 
 @pytest.fixture

@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.definitions import defs
-from tests.ops.conftest import REPO, free_port, missing
-from tests.pipeline.conftest import start_emulator
+from tests.services.cli import REPO
+from tests.services.emulator import start_emulator
+from tests.services.postgres import free_port, missing
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "tests" / "artifacts"

@@ -21,7 +21,9 @@ from dagster import AssetKey
 
 from pipelines.commands.run_cmd import execute
 from pipelines.definitions import defs
-from tests.ops.conftest import REPO, EmulatorEnv, Postgres
+from tests.services.cli import REPO
+from tests.services.emulator import EmulatorEnv
+from tests.services.postgres import Postgres
 
 DEPLOY_CONFIG = REPO / "deploy" / "dagster.yaml"
 DAGSTER_CLI = Path(sys.executable).with_name("dagster")

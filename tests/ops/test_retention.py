@@ -18,8 +18,7 @@ import pytest
 
 from pipelines import retention
 from pipelines.cli import main
-from pipelines.commands.run_cmd import execute
-from tests.ops.conftest import EmulatorEnv
+from tests.services.emulator import Pipeline
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.publish import DATABASE_NAME, publish
@@ -194,13 +193,12 @@ def test_prune_waits_for_the_writer_lock(tmp_path: Path) -> None:
 
 
 def test_prune_after_real_runs_leaves_analyst_tables_unchanged(
-    emulator_env: EmulatorEnv, capsys: pytest.CaptureFixture[str]
+    pipeline_after_demo_run: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from dagster import DagsterInstance
 
-    warehouse = emulator_env.warehouse
-    summary = execute(emulator_env.start, emulator_env.end, log_level="WARNING")
-    assert summary.success, summary.lines()
+    # a private copy of the session's demo run: its warehouse and its Dagster run history
+    warehouse = pipeline_after_demo_run.warehouse
     # Older history, as earlier runs would have left it, for the organizations just loaded.
     orgs = [r[0] for r in query(warehouse, "select organization_id from organizations")]
     today = datetime.now(UTC).date()

@@ -13,8 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_end_to_end import assert_matches_emulator
+from tests.services.emulator import Pipeline, assert_matches_emulator
 
 
 def wait_for(predicate: object, timeout: float, what: str) -> None:
@@ -26,8 +25,8 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_reader_holding_the_database_open(pipeline: Pipeline) -> None:
-    assert pipeline.run().success
+def test_reader_holding_the_database_open(pipeline_after_demo_run: Pipeline) -> None:
+    pipeline = pipeline_after_demo_run  # its first run is the session's demo run
     reader = duckdb.connect(str(pipeline.warehouse / "usage.duckdb"), read_only=True)
     try:
         before = reader.execute("select count(*), max(loaded_at) from credit_usage").fetchone()
@@ -43,8 +42,10 @@ def test_reader_holding_the_database_open(pipeline: Pipeline) -> None:
     assert latest > before[1]
 
 
-def test_kill_9_during_a_run_leaves_the_previous_warehouse(pipeline: Pipeline) -> None:
-    assert pipeline.run().success
+def test_kill_9_during_a_run_leaves_the_previous_warehouse(
+    pipeline_after_demo_run: Pipeline,
+) -> None:
+    pipeline = pipeline_after_demo_run  # its first run is the session's demo run
     before = pipeline.query("select * from credit_usage order by all")
 
     pipeline.server.set_faults(slow_ms=150, slow_count=10_000)

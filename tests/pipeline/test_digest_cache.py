@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from pipelines.cli import main
-from tests.pipeline.conftest import garble
+from tests.services.warehouse_files import garble
 from warehouse import manifest
 from warehouse.manifest import DIGESTS_NAME, IntegrityError, check_warehouse
 from warehouse.parquet_store import ParquetStore

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipelines.cli import main
-from tests.pipeline.conftest import garble
+from tests.services.warehouse_files import garble
 from warehouse.files import commit_temporary, write_temporary
 from warehouse.manifest import MANIFEST_NAME, check_warehouse, reconcile_warehouse, record_for
 from warehouse.parquet_store import ParquetStore, to_arrow

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from tests.pipeline.conftest import Pipeline
+from tests.services.emulator import Pipeline
 
 
-def test_demo_raises_alerts_once(pipeline: Pipeline) -> None:
-    assert pipeline.run().success
+def test_demo_raises_alerts_once(pipeline_after_demo_run: Pipeline) -> None:
+    pipeline = pipeline_after_demo_run  # its first run is the session's demo run
     alerts = pipeline.query("select rule, status from quota_alerts where not suppressed")
     assert {"credit_actual", "credit_forecast", "resource_limit"} <= set(alerts.rule)
     assert set(alerts.status) == {"notified"}

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from emulator.server import EmulatorServer
-from tests.pipeline.conftest import Pipeline, start_emulator
+from tests.services.emulator import Pipeline, start_emulator
 
 
 class RecordingApp:

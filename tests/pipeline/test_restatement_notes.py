@@ -16,7 +16,7 @@ import yaml
 from emulator.model import MICRO
 from pipelines.cli import main
 from pipelines.notify.state import state_path
-from tests.pipeline.conftest import Pipeline
+from tests.services.emulator import Pipeline
 from warehouse.alert_store import AlertStore
 
 QUOTAS = Path(__file__).resolve().parents[2] / "quotas.example.yaml"

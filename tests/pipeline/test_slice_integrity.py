@@ -8,14 +8,8 @@ from datetime import date, timedelta
 import pytest
 
 from pipelines.analytics.periods import shift_month
-from tests.pipeline.conftest import (
-    Pipeline,
-    credit_totals,
-    garble,
-    month_slice,
-    verify_exit,
-)
-from tests.pipeline.test_end_to_end import assert_matches_emulator
+from tests.services.emulator import Pipeline, assert_matches_emulator
+from tests.services.warehouse_files import credit_totals, garble, month_slice, verify_exit
 from warehouse.manifest import IntegrityError
 from warehouse.publish import publish
 
@@ -63,14 +57,14 @@ def test_garbled_and_deleted_months_outside_the_run_are_repulled(
 
 
 def test_token_seeing_fewer_organizations_keeps_the_others_history(
-    pipeline: Pipeline,
+    pipeline_after_demo_run: Pipeline,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from emulator.demo import OTHER_TOKEN
     from pipelines.cli import main
 
-    assert pipeline.run().success
+    pipeline = pipeline_after_demo_run  # its first run is the session's demo run
     before = credit_totals(pipeline)
     demo_orgs = set(pipeline.query("select organization_name from organizations").organization_name)
 

@@ -1,7 +1,6 @@
-"""Fixtures for the report tests: warehouses made by real pipeline runs against the loopback
-emulator (two months, the `usage-etl run` default, shared with tests/analyst; and 24 months),
-copies of them with the derived tables dropped or a hostile organization name, and a headless
-Chromium that records console errors and every request a page makes.
+"""Fixtures for the report tests: copies of the session's demo warehouse (`tests/conftest.py`)
+with the derived tables dropped or a hostile organization name, and a headless Chromium that
+records console errors and every request a page makes.
 
 Chromium is Debian's (/usr/bin/chromium, or CHROMIUM_PATH). When it is missing the browser tests
 fail if the environment variable CI is set, and are skipped otherwise.
@@ -11,15 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pytest
-
-from pipelines.report.demo import build_long_demo_warehouse
 
 HOSTILE_NAME = '<script>alert("x")</script> & <b>co</b>'
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -38,20 +34,6 @@ ARGS = [
 def hostile_name() -> str:
     """The organization name the hostile warehouse gives one organization (escaping tests)."""
     return HOSTILE_NAME
-
-
-def in_thread(build: Callable[[], Path]) -> Path:
-    """Run a pipeline build in a thread of its own: Playwright's sync API keeps an event loop
-    running in the main thread once a browser is open, and the pipeline calls asyncio.run()."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(build).result()
-
-
-@pytest.fixture(scope="session")
-def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 months of the demo organizations (two real runs: the emulator serves 15 months)."""
-    root = tmp_path_factory.mktemp("long")
-    return in_thread(lambda: build_long_demo_warehouse(root, months=24))
 
 
 def drop_derived_tables(con: duckdb.DuckDBPyConnection) -> None:

@@ -33,7 +33,8 @@ def test_self_contained_and_escaped(hostile_warehouse: Path, hostile_name: str) 
     assert "&lt;before&gt; the period ends &amp; more" in pages["alerts.html"]
 
 
-def test_default_location_and_command(demo_warehouse: Path, tmp_path: Path, capsys) -> None:
+def test_default_location_and_command(demo_warehouse_copy: Path, tmp_path: Path, capsys) -> None:
+    demo_warehouse = demo_warehouse_copy  # the report goes into the warehouse
     index = write_report(demo_warehouse)
     assert index == demo_warehouse / "report" / "index.html"
     assert len(list((demo_warehouse / "report" / "organizations").glob("*.html"))) == 6
