@@ -61,9 +61,9 @@ def test_both_libpq_spellings_name_the_same_catalog() -> None:
 
 def test_one_variable_without_the_other_is_a_clear_error() -> None:
     assert LakeConfig.from_env({}) is None
-    with pytest.raises(LakeConfigError, match="USAGE_LAKE_CATALOG is not"):
+    with pytest.raises(LakeConfigError, match=r"USAGE_LAKE_CATALOG \(--lake-catalog\) is not"):
         LakeConfig.from_env({"USAGE_LAKE_DATA": "s3://bucket/usage"})
-    with pytest.raises(LakeConfigError, match="USAGE_LAKE_DATA is not"):
+    with pytest.raises(LakeConfigError, match=r"USAGE_LAKE_DATA \(--lake-data\) is not"):
         LakeConfig.from_env({"USAGE_LAKE_CATALOG": "dbname=usage"})
 
 

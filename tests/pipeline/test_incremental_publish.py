@@ -112,7 +112,7 @@ def build(root: Path) -> ParquetStore:
     store.replace_table(ORGANIZATIONS, organizations(orgs, datetime(2026, 10, 20)))
     snapshot(store, datetime(2026, 10, 19, 6), orgs)
     snapshot(store, datetime(2026, 10, 20, 6), orgs)
-    store.replace_table(PROJECT_USAGE_TRENDS, trends(orgs, 1.0))
+    store.replace_partition(PROJECT_USAGE_TRENDS, {"month": "2026-10"}, trends(orgs, 1.0))
     return store
 
 
@@ -124,7 +124,7 @@ def change_one_month(store: ParquetStore) -> None:
     )
     store.replace_table(ORGANIZATIONS, organizations(orgs, datetime(2026, 10, 21)))
     snapshot(store, datetime(2026, 10, 21, 6), orgs)
-    store.replace_table(PROJECT_USAGE_TRENDS, trends(orgs, 2.0))
+    store.replace_partition(PROJECT_USAGE_TRENDS, {"month": "2026-10"}, trends(orgs, 2.0))
 
 
 def contents(path: Path) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def test_one_month_change_is_published_by_slice_and_equals_a_full_rebuild(
     assert sorted(result.replaced) == [
         "credit_usage/interval=day/month=2026-10",
         "organizations",
-        "project_usage_trends",
+        "project_usage_trends/month=2026-10",
         "resource_usage/observed_date=2026-10-21",
     ]
     assert result.line() == "by slice, 4 partition(s) replaced; 9 tables, 770 rows"

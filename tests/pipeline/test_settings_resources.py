@@ -14,7 +14,7 @@ from dagster._serdes import serialize_value
 from pipelines.commands.run_cmd import execute
 from pipelines.errors import ConfigError
 from pipelines.resources import UbiOpsApi, resources_from_env
-from tests.pipeline.conftest import start_emulator
+from tests.services.emulator import start_emulator
 
 
 def test_secrets_become_env_vars_and_plain_settings_values() -> None:
