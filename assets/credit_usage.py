@@ -308,7 +308,8 @@ class PeriodPlan:
 
     @property
     def all(self) -> list[PeriodKey]:
-        return self.derived + [k for k in self.requested if k not in set(self.derived)]
+        derived = set(self.derived)  # once: per request it made a backfill quadratic
+        return self.derived + [k for k in self.requested if k not in derived]
 
 
 def _month_files(store: ParquetStore, interval: str, first: date, last: date) -> list[pd.DataFrame]:

@@ -273,8 +273,13 @@ def credit_period_from_days(
     )
     if wanted.empty:
         return pd.DataFrame(columns=CREDIT_USAGE.column_names)
+    in_range = (
+        daily["organization_id"].isin(wanted["organization_id"])
+        & (daily["start_date"] >= wanted["start_date"].min())
+        & (daily["start_date"] < wanted["end_date"].max())
+    )
     days = daily.loc[
-        daily["organization_id"].isin(wanted["organization_id"]),
+        in_range,
         ["organization_id", "scope", "project_id", "project_name", "start_date", "credits"],
     ].rename(columns={"start_date": "day"})
     joined = days.merge(wanted, on="organization_id")

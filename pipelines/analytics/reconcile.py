@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import duckdb
 import pandas as pd
 
 from pipelines.quality import Finding
@@ -27,6 +28,64 @@ def _series(frame: pd.DataFrame) -> pd.Series:
     return frame["scope"].astype(str) + ":" + project.map(lambda v: "" if v is None else str(v))
 
 
+# Per period row (in input order): how many of its days [start, stop) the organization has
+# loaded, and the sum, largest value and count of the series' daily rows in those days. One range
+# join in DuckDB instead of a pandas filter per row (120,000 period rows at 1,000 organizations).
+_COMPARE_SQL = """
+WITH org_days AS (SELECT DISTINCT org, day FROM days WHERE scope = 'organization'),
+covered AS (
+    SELECT p.i, count(*) AS n FROM periods AS p
+    JOIN org_days AS o ON o.org = p.org AND o.day >= p.start AND o.day < p.stop
+    GROUP BY p.i
+),
+sums AS (
+    SELECT p.i, sum(d.credits) AS total, max(d.credits) AS top, count(*) AS n
+    FROM periods AS p
+    JOIN days AS d
+      ON d.org = p.org AND d.series = p.series AND d.day >= p.start AND d.day < p.stop
+    WHERE d.credits IS NOT NULL AND NOT isnan(d.credits)
+    GROUP BY p.i
+)
+SELECT greatest(date_diff('day', p.start, p.stop), 0) AS wanted,
+       coalesce(covered.n, 0) AS covered,
+       coalesce(sums.total, 0.0) AS total,
+       coalesce(sums.top, 0.0) AS top,
+       coalesce(sums.n, 0) AS n
+FROM periods AS p LEFT JOIN covered USING (i) LEFT JOIN sums USING (i)
+ORDER BY p.i
+"""
+
+
+def _compare(periods: pd.DataFrame, daily: pd.DataFrame, last_day: pd.Timestamp) -> pd.DataFrame:
+    start = pd.to_datetime(periods["start_date"]).dt.normalize()
+    end = pd.to_datetime(periods["end_date"]).dt.normalize()
+    frame_periods = pd.DataFrame(
+        {
+            "i": range(len(periods)),
+            "org": periods["organization_id"].astype(str).to_numpy(),
+            "series": _series(periods).to_numpy(),
+            "start": start.to_numpy(),
+            "stop": end.clip(upper=last_day + timedelta(days=1)).to_numpy(),
+        }
+    )
+    frame_days = pd.DataFrame(
+        {
+            "org": daily["organization_id"].astype(str).to_numpy(),
+            "series": _series(daily).to_numpy(),
+            "scope": daily["scope"].astype(str).to_numpy(),
+            "day": pd.to_datetime(daily["start_date"]).dt.normalize().to_numpy(),
+            "credits": daily["credits"].astype(float).to_numpy(),
+        }
+    )
+    con = duckdb.connect()
+    try:
+        con.register("periods", frame_periods)
+        con.register("days", frame_days)
+        return con.execute(_COMPARE_SQL).df()
+    finally:
+        con.close()
+
+
 def reconcile_periods(periods: pd.DataFrame, daily: pd.DataFrame, today: date) -> Finding:
     """Compare every period row (``interval == 'month'``) with the sum of its daily rows.
 
@@ -35,43 +94,24 @@ def reconcile_periods(periods: pd.DataFrame, daily: pd.DataFrame, today: date) -
     daily = daily[daily["interval"] == "day"] if "interval" in daily else daily
     if periods.empty:
         return Finding(True, "no period rows")
-    days = daily.assign(
-        series=_series(daily), day=pd.to_datetime(daily["start_date"]).dt.normalize()
-    )
-    covered = {
-        str(org): set(group["day"])
-        for org, group in days[days["scope"] == "organization"].groupby("organization_id")
-    }
-    by_series = {
-        (str(org), s): group.set_index("day")["credits"].astype(float)
-        for (org, s), group in days.groupby(["organization_id", "series"])
-    }
-    rows = periods.assign(series=_series(periods))
-    checked = skipped = 0
-    failures: list[str] = []
     last_day = pd.Timestamp(today)
-    for row in rows.itertuples(index=False):
+    compared = _compare(periods, daily, last_day)
+    comparable = (compared["wanted"] > 0) & (compared["covered"] == compared["wanted"])
+    checked = int(comparable.sum())
+    skipped = len(compared) - checked
+    failures: list[str] = []
+    rows = periods.assign(series=_series(periods)).itertuples(index=False)
+    for row, result, ok in zip(rows, compared.itertuples(index=False), comparable, strict=True):
+        if not ok:
+            continue
         org = str(row.organization_id)
         start = pd.Timestamp(row.start_date).normalize()
         end = pd.Timestamp(row.end_date).normalize()
-        stop = min(end, last_day + timedelta(days=1))
-        wanted = pd.date_range(start, stop, freq="D", inclusive="left")
-        have = covered.get(org, set())
-        if len(wanted) == 0 or not all(d in have for d in wanted):
-            skipped += 1
-            continue
-        checked += 1
-        values = by_series.get((org, row.series))
-        in_period = (
-            values[(values.index >= start) & (values.index < stop)]
-            if values is not None
-            else pd.Series(dtype=float)
-        )
-        total = float(in_period.sum())
+        total = float(result.total)
         credits = float(row.credits)
         tolerance = max(RELATIVE_TOLERANCE * max(abs(credits), abs(total)), ABSOLUTE_TOLERANCE)
         diff = credits - total
-        allowance = float(in_period.max()) if end > last_day and len(in_period) else 0.0
+        allowance = float(result.top) if end > last_day and result.n else 0.0
         if -tolerance <= diff <= tolerance + allowance:
             continue
         who = row.organization_name if isinstance(row.organization_name, str) else org
