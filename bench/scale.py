@@ -63,15 +63,20 @@ class Measured:
 def measure(name: str, args: list[str], env: dict[str, str]) -> Measured:
     """Run `usage-etl run ARGS` and read wall time, its own peak RSS and its summary."""
     began = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(USAGE_ETL), "run", *args], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - began
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            [str(USAGE_ETL), "run", *args], cwd=ROOT, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=errors,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - began
+        if proc.returncode != 0:
+            errors.seek(0)
+            tail = "\n".join((output + errors.read()).splitlines()[-15:])
+            print(f"{name}: exit {proc.returncode}, last lines:\n{tail}", file=sys.stderr)
     requests = re.search(r"(\d+) API requests", output)
     orgs = re.search(r"(\d+) organizations", output)
     rows = re.search(r"^rows: (.*)$", output, re.MULTILINE)
