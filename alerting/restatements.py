@@ -38,6 +38,7 @@ import pandas as pd
 
 from alerting.store import AlertStore, LoadedTotal
 from common.errors import LakeError
+from warehouse.lake import LakeConfig
 from warehouse.schema import now_utc
 
 log = logging.getLogger(__name__)
@@ -185,13 +186,14 @@ def check_restatements(
     return out
 
 
-def previous_from_lake(status: pd.DataFrame) -> dict[tuple[str, str], LoadedTotal] | None:
+def previous_from_lake(
+    status: pd.DataFrame, config: LakeConfig | None
+) -> dict[tuple[str, str], LoadedTotal] | None:
     """What the lake's current snapshot (the last load of any writer) holds for each current
     period: per organization, the days that were complete when its rows were loaded, and their
-    total. None when no lake is configured."""
-    from warehouse.lake import LakeConfig, connect
+    total. None when no lake is configured (`config` None)."""
+    from warehouse.lake import connect
 
-    config = LakeConfig.from_env()
     if config is None or status.empty:
         return None
     periods = _organization_credit_rows(status)
@@ -251,12 +253,13 @@ def check_load(
     daily: pd.DataFrame,
     thresholds: Iterable[float],
     now: datetime | None = None,
+    lake: LakeConfig | None = None,
 ) -> RestatementCheck:
-    """The restatements of this load against the previous one (the lake's snapshot when a lake
-    is configured, else the totals the alert state remembered): pass `.notes()` and `.totals`
+    """The restatements of this load against the previous one (the `lake`'s snapshot when a lake
+    is given, else the totals the alert state remembered): pass `.notes()` and `.totals`
     to `AlertStore.sync`."""
     try:
-        previous = previous_from_lake(status)
+        previous = previous_from_lake(status, lake)
     except (LakeError, duckdb.Error) as exc:  # a note is not worth failing the alerts over
         log.warning("restatement check: the lake did not answer (%s); comparing with the "
                     "totals this warehouse remembered", exc)  # fmt: skip

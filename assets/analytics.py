@@ -189,7 +189,11 @@ def quota_alerts(
         # the window holds every day of the current periods, as `credit_usage` day rows
         day_rows = window.daily.rename(columns={"date": "start_date"})
         restated = check_load(
-            state.store, evaluation.status, day_rows, config.rules.credit_actual_thresholds
+            state.store,
+            evaluation.status,
+            day_rows,
+            config.rules.credit_actual_thresholds,
+            lake=warehouse.lake_config(),
         )
         sync = state.store.sync(
             evaluation.candidates,

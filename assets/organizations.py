@@ -21,7 +21,6 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from assets.materialize import table_metadata
 from assets.resources import UbiOpsApi, Warehouse
-from common import settings
 from extraction.endpoints import (
     CURRENT_PERIOD,
     ORGANIZATION_DETAILS,
@@ -93,12 +92,14 @@ def settle_manifests(context: AssetExecutionContext, warehouse: Warehouse) -> No
 
 
 def plan_details(
-    context: AssetExecutionContext, items: list[OrganizationItem], previous: pd.DataFrame
+    context: AssetExecutionContext,
+    items: list[OrganizationItem],
+    previous: pd.DataFrame,
+    max_age: int,
 ) -> tuple[list[Org], list[Org]]:
     """Which listed organizations get their details re-read, and which their current period
     (the anchor day); every other organization keeps what is stored (the request budget)."""
     stored = {str(r["organization_id"]): r for r in previous.to_dict("records")}
-    max_age = settings.details_max_age_days()
     now = now_utc()
     due: list[Org] = []
     anchor: list[Org] = []
@@ -140,7 +141,8 @@ def organizations(
             return await client.list_organizations(), client.stats
 
     items, list_stats = asyncio.run(listing())
-    due, anchor = plan_details(context, items, previous_rows(context, store, ORGANIZATIONS))
+    stored = previous_rows(context, store, ORGANIZATIONS)
+    due, anchor = plan_details(context, items, stored, ubiops.details_max_age_days)
     (details, periods), stats = pull(
         ubiops.client, [(ORGANIZATION_DETAILS, due), (CURRENT_PERIOD, anchor)], context.log.info
     )

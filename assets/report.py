@@ -20,7 +20,7 @@ from reports import write_report
     ),
 )
 def usage_report(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    path = write_report(warehouse.root)
+    path = write_report(warehouse.root, lake=warehouse.lake_config())
     pages = sum(1 for _ in path.parent.rglob("*.html"))
     size = sum(p.stat().st_size for p in path.parent.rglob("*.html"))
     context.log.info(f"report written to {path.parent} ({pages} pages)")

@@ -10,14 +10,15 @@ Each resource declares, once, which environment variable backs each field (`ENVI
 defaults, secrets become `EnvVar`s, so Dagster resolves them in the run's process and the run
 configuration, the job snapshot and the UI only ever hold the variable's *name*. `dg`,
 `workspace.yaml` and `dagster dev` load these (pipelines/definitions.py); `usage-etl run` passes
-its flags as overrides of the same fields (pipelines/commands/run_cmd.py), never through
-`os.environ`.
+its flags as overrides of the same fields (pipelines/commands/run_cmd.py), and the other commands
+build the same resources from their flags (`Warehouse.from_env(path=..., lake_data=...)`).
 
 Adding a setting: a field with its default on the resource, one `ENVIRONMENT` entry naming the
-variable (`secret=True` for anything that must not be shown), and, for a command-line flag, one
-override in `run_overrides` of the command (`"warehouse": {"lake_data": args.lake_data}`).
-Secrets come from the environment only: a literal value passed as an override would be stored
-in the job snapshot.
+variable (`secret=True` for anything that must not be shown, `parse=` to check the text), and,
+for a command-line flag, one override in `run_overrides` of the command
+(`"warehouse": {"lake_data": args.lake_data}`). A literal value passed to a run is stored in its
+job snapshot, so a secret flag reaches a run only as an `EnvVar` of a private variable held for
+the run's length (`secret_flag`, used for `--lake-catalog`).
 
 Settings that shape the definitions themselves (the first monthly partition,
 `USAGE_PARTITIONS_START`) are not resources: they are read when the definitions load
@@ -26,8 +27,9 @@ Settings that shape the definitions themselves (the first monthly partition,
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -50,16 +52,21 @@ class FromEnv:
 
     names: tuple[str, ...]
     secret: bool = False
+    parse: Callable[[str], Any] | None = None  # text -> the field's value (raises SettingsError)
 
     @classmethod
-    def var(cls, *names: str, secret: bool = False) -> FromEnv:
-        return cls(names, secret)
+    def var(
+        cls, *names: str, secret: bool = False, parse: Callable[[str], Any] | None = None
+    ) -> FromEnv:
+        return cls(names, secret, parse)
 
-    def value(self, environ: Mapping[str, str]) -> str | None:
+    def value(self, environ: Mapping[str, str]) -> Any:
         for name in self.names:
             raw = (environ.get(name) or "").strip()
             if raw:
-                return EnvVar(name) if self.secret else raw
+                if self.secret:
+                    return EnvVar(name)
+                return raw if self.parse is None else self.parse(raw)
         return None
 
 
@@ -68,6 +75,37 @@ def resolved(value: str | None) -> str | None:
     if isinstance(value, EnvVar):
         return value.get_value()
     return value
+
+
+@contextlib.contextmanager
+def secret_flag(variable: str, value: str | None) -> Iterator[EnvVar | None]:
+    """A secret given on the command line, as an `EnvVar`, for the length of one in-process run.
+
+    A resource field's value becomes a default of the job's config schema, which Dagster stores
+    in the run's snapshot in the instance; an `EnvVar` is stored by its name only. So a secret
+    flag (`--lake-catalog` may carry the catalog's password) is held, while the block runs, in
+    a private variable of this process (`variable`, named `_USAGE_ETL_FLAG_*`, read by nothing
+    but that `EnvVar`), and the variable's previous state is restored when the block ends. This
+    is the one place the command line writes the environment; every other flag is a literal
+    resource override. Yields None (and writes nothing) when the flag was not given."""
+    if value is None:
+        yield None
+        return
+    if not variable.startswith(FLAG_VARIABLE_PREFIX):
+        raise ValueError(f"{variable}: a flag's private variable starts {FLAG_VARIABLE_PREFIX}")
+    previous = os.environ.get(variable)
+    os.environ[variable] = value
+    try:
+        yield EnvVar(variable)
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+
+
+FLAG_VARIABLE_PREFIX = "_USAGE_ETL_FLAG_"
+LAKE_CATALOG_FLAG_VARIABLE = f"{FLAG_VARIABLE_PREFIX}LAKE_CATALOG"
 
 
 class EnvResource(ConfigurableResource):
@@ -94,6 +132,9 @@ class UbiOpsApi(EnvResource):
     ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {
         "host": FromEnv.var("UBIOPS_API_HOST"),
         "token": FromEnv.var("UBIOPS_API_TOKEN", secret=True),
+        "details_max_age_days": FromEnv.var(
+            settings.DETAILS_MAX_AGE_ENV, parse=settings.parse_details_max_age_days
+        ),
     }
 
     host: str = Field(default=settings.DEFAULT_HOST, description="API base URL (UBIOPS_API_HOST).")
@@ -105,6 +146,12 @@ class UbiOpsApi(EnvResource):
     max_concurrency: int = Field(default=16, description="Requests in flight at most.")
     max_retries: int = Field(default=8, description="Retries of a transient failure or 429.")
     timeout_seconds: float = Field(default=60.0, description="Timeout of every request.")
+    details_max_age_days: int = Field(
+        default=settings.DEFAULT_DETAILS_MAX_AGE_DAYS,
+        ge=0,
+        description="Days an organization's details, members and subscription anchor go "
+        "without being re-read; 0 re-reads them every run (USAGE_DETAILS_MAX_AGE_DAYS).",
+    )
 
     def client(self) -> UbiOpsClient:
         return UbiOpsClient(
@@ -137,6 +184,7 @@ class Warehouse(EnvResource):
     path: str = Field(default=settings.DEFAULT_WAREHOUSE, description="Warehouse directory.")
     lake_catalog: str | None = Field(
         default=None,
+        repr=False,
         description="Shared lake's PostgreSQL catalog (EnvVar USAGE_LAKE_CATALOG: may hold a "
         "password); with lake_data set, the warehouse publishes to the lake.",
     )

@@ -83,11 +83,9 @@ DETAILS_MAX_AGE_ENV = "USAGE_DETAILS_MAX_AGE_DAYS"
 DEFAULT_DETAILS_MAX_AGE_DAYS = 7
 
 
-def details_max_age_days() -> int:
-    """Days after which details, members and the anchor are re-read (USAGE_DETAILS_MAX_AGE_DAYS)."""
-    text = os.environ.get(DETAILS_MAX_AGE_ENV, "").strip()
-    if not text:
-        return DEFAULT_DETAILS_MAX_AGE_DAYS
+def parse_details_max_age_days(text: str) -> int:
+    """`USAGE_DETAILS_MAX_AGE_DAYS`'s text as days, 0 or more (the `ubiops` resource's
+    `details_max_age_days` field is read from it), or a `SettingsError` naming the variable."""
     try:
         days = int(text)
     except ValueError:

@@ -20,7 +20,6 @@ import traceback
 from importlib import import_module
 
 PROG = "usage-etl"
-VERBOSE_ENV = "USAGE_ETL_VERBOSE"
 
 # (module under pipelines.commands, registers these commands): order is the order in --help.
 COMMAND_MODULES = (
@@ -37,10 +36,10 @@ COMMAND_MODULES = (
 )
 
 # Commands that read or write the shared lake take `--lake-catalog` / `--lake-data`, the same as
-# USAGE_LAKE_CATALOG / USAGE_LAKE_DATA (the flags win). The environment is the better place for
-# a catalog password: other users of the machine can read a command line (`ps`).
+# USAGE_LAKE_CATALOG / USAGE_LAKE_DATA (the flags win): each command gives them to the `warehouse`
+# resource it builds (`pipelines.commands.warehouse_resource`). The environment is the better
+# place for a catalog password: other users of the machine can read a command line (`ps`).
 LAKE_COMMANDS = ("run", "query", "report", "alerts", "history", "verify")
-LAKE_FLAGS = {"lake_catalog": "USAGE_LAKE_CATALOG", "lake_data": "USAGE_LAKE_DATA"}
 
 # One example per command, shown at the end of its --help.
 EXAMPLES = {
@@ -145,16 +144,6 @@ def _add_lake_flags(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _apply_lake_flags(args: argparse.Namespace) -> None:
-    """Make `--lake-catalog` / `--lake-data` what every part of the run reads: this process's
-    USAGE_LAKE_* variables (never printed, logged or stored; see `LakeConfig.redacted`)."""
-    for attribute, variable in LAKE_FLAGS.items():
-        value = getattr(args, attribute, None)
-        if value is not None:
-            os.environ[variable] = value
-            setattr(args, attribute, "***")  # the Namespace may be shown by a traceback
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -173,11 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
-    if verbose:
-        os.environ[VERBOSE_ENV] = "1"
+    args.verbose = verbose  # every handler reads it from here (never from the environment)
     from common.errors import UsageEtlError
 
-    _apply_lake_flags(args)
     try:
         code = int(args.handler(args))
         sys.stdout.flush()

@@ -3,25 +3,20 @@
 `short_console_logger` is the code location's `console` logger (used by `usage-etl run`, `dg
 launch` and runs started from the UI alike). A line is `HH:MM:SS <run id, 8 chars> <step>:
 <message>`; Dagster's own step failures, which carry a full stack trace, are shown as their last
-line only, unless `USAGE_ETL_VERBOSE` is set (`usage-etl --verbose`). The full trace is always in
-Dagster's event log.
+line only, unless the logger's `verbose` config is true (`usage-etl --verbose` sets it in the
+run's configuration; in the UI or `dg launch`: `loggers.console.config.verbose: true`). The full
+trace is always in Dagster's event log.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import datetime
 
 from dagster import Field, InitLoggerContext, logger
 
-VERBOSE_ENV = "USAGE_ETL_VERBOSE"
 _META = "dagster_meta"
-
-
-def verbose() -> bool:
-    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
 def short_error(text: str) -> str:
@@ -45,7 +40,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 class ShortFormatter(logging.Formatter):
-    """`22:06:43 7fe7efda credit_usage_daily: 12/12 done` instead of Dagster's long format."""
+    """`22:06:43 7fe7efda credit_usage_daily: 12/12 done` instead of Dagster's long format;
+    `verbose`: whole messages and full traces."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        super().__init__()
+        self.verbose = verbose
 
     def format(self, record: logging.LogRecord) -> str:
         meta = getattr(record, _META, None) or {}
@@ -57,9 +57,9 @@ class ShortFormatter(logging.Formatter):
         error = getattr(getattr(event, "event_specific_data", None), "error", None)
         if error is not None:
             cause = error.cause or error
-            detail = cause.to_string() if verbose() else short_error(cause.message)
-            message = f"{message} {detail}" if verbose() else f"failed: {detail}"
-        elif not verbose():
+            detail = cause.to_string() if self.verbose else short_error(cause.message)
+            message = f"{message} {detail}" if self.verbose else f"failed: {detail}"
+        elif not self.verbose:
             message = message.strip().splitlines()[0] if message.strip() else message
         level = "" if record.levelno < logging.WARNING else f"{record.levelname} "
         return f"{stamp} {run_id} {step}: {level}{message}".rstrip()
@@ -69,16 +69,18 @@ class ShortFormatter(logging.Formatter):
     config_schema={
         "log_level": Field(str, is_required=False, default_value="INFO"),
         "name": Field(str, is_required=False, default_value="usage_etl"),
+        "verbose": Field(bool, is_required=False, default_value=False),
     },
-    description="One short line per event on stderr (full traces with USAGE_ETL_VERBOSE=1).",
+    description="One short line per event on stderr (whole messages and traces with verbose).",
 )
 def short_console_logger(init_context: InitLoggerContext) -> logging.Logger:
     level = logging.getLevelName(str(init_context.logger_config["log_level"]).upper())
     out = logging.getLogger(f"{init_context.logger_config['name']}.console")
     out.setLevel(level if isinstance(level, int) else logging.INFO)
     out.propagate = False
-    if not any(getattr(h, "_usage_etl", False) for h in out.handlers):
+    handler = next((h for h in out.handlers if getattr(h, "_usage_etl", False)), None)
+    if handler is None:
         handler = _StderrHandler()
-        handler.setFormatter(ShortFormatter())
         out.addHandler(handler)
+    handler.setFormatter(ShortFormatter(bool(init_context.logger_config["verbose"])))
     return out

@@ -193,12 +193,13 @@ def prune_warehouse(
 
 
 def prune_dagster_runs(
-    keep_days: int, *, dry_run: bool = False, now: datetime | None = None
+    keep_days: int, home: Path, *, dry_run: bool = False, now: datetime | None = None
 ) -> int:
     """Delete finished Dagster runs created more than `keep_days` ago (with their event logs).
 
-    Uses the instance of `DAGSTER_HOME`. Asset materialization history goes with its runs, so the
-    UI's "last materialized" of an asset untouched for longer than the window disappears too.
+    Uses the instance at `home` (its `dagster.yaml`; `common.settings.dagster_home`). Asset
+    materialization history goes with its runs, so the UI's "last materialized" of an asset
+    untouched for longer than the window disappears too.
     Returns the number of runs deleted (or, with `dry_run`, selected).
     """
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
@@ -210,7 +211,7 @@ def prune_dagster_runs(
         DagsterRunStatus.FAILURE,
         DagsterRunStatus.CANCELED,
     ]
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         records = instance.get_run_records(RunsFilter(statuses=finished, created_before=before))
         if dry_run:
             return len(records)

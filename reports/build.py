@@ -20,11 +20,15 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.errors import InputError
 from reports import data, pages
 from warehouse.files import fsync_dir
 from warehouse.publish import connect_readonly
+
+if TYPE_CHECKING:
+    from warehouse.lake import LakeConfig
 
 REPORT_DIR = Path("report")
 REPORT_PATH = REPORT_DIR / "index.html"
@@ -33,11 +37,13 @@ _OLD_PREFIX = ".report-old-"
 _REPORT_ENTRIES = ("alerts.html", "organizations")
 
 
-def iter_pages(warehouse: Path, generated_at: datetime | None = None) -> Iterator[tuple[str, str]]:
+def iter_pages(
+    warehouse: Path, generated_at: datetime | None = None, lake: LakeConfig | None = None
+) -> Iterator[tuple[str, str]]:
     """(relative path, HTML) of every page of the report: the index, the open alerts, then one
-    page per organization. Reads the warehouse once, up front."""
+    page per organization. Reads the warehouse (or the shared `lake`) once, up front."""
     generated_at = generated_at or datetime.now(UTC)
-    con = connect_readonly(Path(warehouse))
+    con = connect_readonly(Path(warehouse), lake)
     try:
         views = data.available_views(con)
         alerts = data.load_alerts(con, views)
@@ -129,7 +135,7 @@ def _write_file(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def write_report(warehouse: Path, out: Path | None = None) -> Path:
+def write_report(warehouse: Path, out: Path | None = None, lake: LakeConfig | None = None) -> Path:
     """Write the report into the directory `out` (default `<warehouse>/report/`) atomically;
     returns the path of its `index.html`."""
     target = Path(out) if out is not None else Path(warehouse) / REPORT_DIR
@@ -151,7 +157,7 @@ def write_report(warehouse: Path, out: Path | None = None) -> Path:
     try:
         tmp.mkdir()
         written_dirs = {tmp}
-        for relative, html in iter_pages(Path(warehouse)):
+        for relative, html in iter_pages(Path(warehouse), lake=lake):
             path = tmp / relative
             _write_file(path, html)
             written_dirs.add(path.parent)

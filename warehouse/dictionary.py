@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from warehouse import schema as table_schema
+from warehouse.lake import LakeConfig
 from warehouse.publish import DATABASE_NAME, connect_readonly
 
 HEADER = """\
@@ -87,9 +88,10 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> list[Relation]:
     return relations
 
 
-def read_warehouse(warehouse: Path) -> list[Relation]:
-    """The catalog of `<warehouse>/usage.duckdb` (WarehouseError before the first run)."""
-    con = connect_readonly(warehouse)
+def read_warehouse(warehouse: Path, lake: LakeConfig | None = None) -> list[Relation]:
+    """The catalog of `<warehouse>/usage.duckdb`, or of the shared `lake` when given
+    (WarehouseError before the first run)."""
+    con = connect_readonly(warehouse, lake)
     try:
         return read_catalog(con)
     finally:

@@ -484,7 +484,7 @@ def _connect_lake_readonly(lake: LakeConfig) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
+def connect_readonly(warehouse: Path, lake: LakeConfig | None = None) -> duckdb.DuckDBPyConnection:
     """A locked-down, read-only connection to the published database.
 
     The file is attached read-only to an in-memory database (so a reader with other settings in
@@ -492,13 +492,12 @@ def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
     disabled and the configuration locked: `COPY ... TO`, `read_csv(...)`, `ATTACH`, `INSTALL`
     and `SET` fail. Raises `WarehouseError` (a user error) when nothing has been published yet.
 
-    In lake mode (`USAGE_LAKE_CATALOG` / `USAGE_LAKE_DATA` set) it is the shared lake instead,
+    Given a `lake` (the `warehouse` resource's `lake_config()`), it is the shared lake instead,
     attached read-only with the analyst views available (no local warehouse is needed), and
     locked down the same way except that the lake's data path stays readable.
     """
     from common.errors import WarehouseError
 
-    lake = LakeConfig.from_env()
     if lake is not None:
         return _connect_lake_readonly(lake)
     path = Path(warehouse) / DATABASE_NAME

@@ -100,17 +100,19 @@ def handle_alerts(args: argparse.Namespace) -> int:
 def _list_from_lake(args: argparse.Namespace) -> int | None:
     """On a machine with no local warehouse but the shared lake configured, list the alerts as
     the last run published them there (read-only: delivery stays with the writers)."""
-    from warehouse.lake import LakeConfig
+    from pipelines.commands import warehouse_resource
     from warehouse.publish import connect_readonly
 
-    if LakeConfig.from_env() is None:
+    resource = warehouse_resource(args)
+    lake = resource.lake_config()
+    if lake is None:
         return None
     if args.retry or args.resend or args.all_failed:
         raise InputError(
             "--retry/--resend/--all-failed deliver from a writer's warehouse; this machine only "
             "reads the shared lake (pass --warehouse of a writer)"
         )
-    con = connect_readonly(settings.warehouse_dir(args.warehouse))
+    con = connect_readonly(resource.root, lake)
     try:
         alerts = con.execute("SELECT * FROM quota_alerts").df()
         outbox = con.execute("SELECT * FROM alert_outbox").df()

@@ -11,8 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import settings
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -48,7 +46,10 @@ def generate_markdown(warehouse: Path | None, demo: bool) -> tuple[str, list[str
         with tempfile.TemporaryDirectory(prefix="usage-etl-demo-") as tmp:
             relations = read_warehouse(build_demo_warehouse(Path(tmp)))
     else:
-        relations = read_warehouse(settings.warehouse_dir(warehouse))
+        from assets.resources import Warehouse
+
+        resource = Warehouse.from_env(path=warehouse)  # the shared lake when one is configured
+        relations = read_warehouse(resource.root, resource.lake_config())
     return render_markdown(relations), undocumented(relations)
 
 

@@ -13,8 +13,6 @@ import argparse
 import re
 import sys
 
-from common import settings
-
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -40,13 +38,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from common.errors import InputError
-    from warehouse.lake import LakeConfig, totals_history
+    from pipelines.commands import warehouse_resource
+    from warehouse.lake import totals_history
     from warehouse.publish import connect_readonly
 
     if not PERIOD.match(args.period):
         raise InputError(f"--period {args.period!r}: expected a month as YYYY-MM")
-    lake = LakeConfig.from_env()
-    con = connect_readonly(settings.warehouse_dir(args.warehouse))
+    warehouse = warehouse_resource(args)
+    lake = warehouse.lake_config()
+    con = connect_readonly(warehouse.root, lake)
     try:
         found = con.execute(
             "SELECT organization_id, organization_name FROM organizations "

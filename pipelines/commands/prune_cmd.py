@@ -8,7 +8,6 @@ earlier day; never touches the other tables; republishes `usage.duckdb`. See
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from common import settings
@@ -63,8 +62,8 @@ def handle(args: argparse.Namespace) -> int:
 
     result = retention.prune_warehouse(warehouse, args.keep_days, dry_run=args.dry_run)
     if args.dagster_history:
-        os.environ["DAGSTER_HOME"] = str(settings.dagster_home(warehouse))
-        n = retention.prune_dagster_runs(args.keep_days, dry_run=args.dry_run)
+        home = settings.dagster_home(warehouse)
+        n = retention.prune_dagster_runs(args.keep_days, home, dry_run=args.dry_run)
         result.dagster_runs_selected = n
         result.dagster_runs_deleted = 0 if args.dry_run else n
     for line in result.lines():

@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import settings
 from common.errors import InputError, QueryError
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -93,9 +92,11 @@ def handle(args: argparse.Namespace) -> int:
 
     import duckdb
 
+    from pipelines.commands import warehouse_resource
     from warehouse.publish import connect_readonly
 
-    con = connect_readonly(settings.warehouse_dir(args.warehouse))
+    warehouse = warehouse_resource(args)
+    con = connect_readonly(warehouse.root, warehouse.lake_config())
     try:
         try:
             relation = con.sql(sql)

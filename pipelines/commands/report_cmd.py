@@ -7,8 +7,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import settings
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -30,10 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from pipelines.commands import warehouse_resource
     from reports import write_report
 
-    warehouse = settings.warehouse_dir(args.warehouse)
-    path = write_report(warehouse, Path(args.out) if args.out else None)
+    warehouse = warehouse_resource(args)
+    out = Path(args.out) if args.out else None
+    path = write_report(warehouse.root, out, warehouse.lake_config())
     print(f"wrote {path.parent}", file=sys.stderr)
     print(path.resolve().as_uri())
     return 0

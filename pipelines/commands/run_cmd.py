@@ -173,9 +173,11 @@ def execute(
     log_level: str = "INFO",
     overrides: Overrides | None = None,
     dagster_home: Path | None = None,
+    verbose: bool = False,
 ) -> RunSummary:
     """Run the `usage_etl` job on the persistent instance (`dagster_home`, else `DAGSTER_HOME`,
-    else `<warehouse>/dagster`) with the resources of the environment, `overrides` on top."""
+    else `<warehouse>/dagster`) with the resources of the environment, `overrides` on top;
+    `verbose`: the console shows whole messages and full traces."""
     from dagster import DagsterInstance
 
     from assets.resources import Warehouse, resources_from_env
@@ -193,7 +195,9 @@ def execute(
             instance=instance,
             tags=range_tags(first, last),
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config={
+                "loggers": {"console": {"config": {"log_level": log_level, "verbose": verbose}}}
+            },
             resources=resources,
         )
     summary = RunSummary(
@@ -340,9 +344,10 @@ def quiet_library_logs(warehouse: Path, verbose: bool) -> Iterator[Path]:
 
 def run_overrides(args: argparse.Namespace) -> Overrides:
     """The command's flags as resource overrides (assets/resources.py): one entry per flag,
-    None for a flag not given (the environment or the default applies)."""
+    None for a flag not given (the environment or the default applies). `--lake-catalog` is
+    not here: it may hold a password, so it reaches the run as an `EnvVar` (see `handle`)."""
     return {
-        "warehouse": {"path": args.warehouse},
+        "warehouse": {"path": args.warehouse, "lake_data": getattr(args, "lake_data", None)},
         "alerting": {"quotas": args.quotas},
     }
 
@@ -366,16 +371,20 @@ def preflight(
 
 
 def handle(args: argparse.Namespace) -> int:
-    from pipelines.console import verbose
+    from assets.resources import LAKE_CATALOG_FLAG_VARIABLE, secret_flag
 
     today = datetime.now(UTC).date()
     start, end = resolve_range(args.start, args.end, today)
     overrides = run_overrides(args)
-    warehouse = preflight(args.warehouse, args.quotas, overrides)
-    overrides["warehouse"]["path"] = str(warehouse)
-    print(f"usage-etl: loading {start} .. {end} into {warehouse}", file=sys.stderr)
-    with api_target() as api, quiet_library_logs(warehouse, verbose()):
-        summary = execute(start, end, overrides={**overrides, "ubiops": api})
+    verbose = bool(getattr(args, "verbose", False))
+    # --lake-catalog: an EnvVar of a private variable held for this run only (never stored)
+    with secret_flag(LAKE_CATALOG_FLAG_VARIABLE, getattr(args, "lake_catalog", None)) as catalog:
+        overrides["warehouse"]["lake_catalog"] = catalog
+        warehouse = preflight(args.warehouse, args.quotas, overrides)
+        overrides["warehouse"]["path"] = str(warehouse)
+        print(f"usage-etl: loading {start} .. {end} into {warehouse}", file=sys.stderr)
+        with api_target() as api, quiet_library_logs(warehouse, verbose):
+            summary = execute(start, end, overrides={**overrides, "ubiops": api}, verbose=verbose)
     for line in summary.lines():
         print(line)
     if summary.success and not summary.failed_checks:

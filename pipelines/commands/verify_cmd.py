@@ -50,14 +50,15 @@ def handle(args: argparse.Namespace) -> int:
             print(f"bad slice: {bad.describe()}")
         return 1
     print(f"{check.slices} slices in {len(check.tables)} tables verified: all good")
-    _describe_lake()
+    _describe_lake(args)
     return 0
 
 
-def _describe_lake() -> None:
+def _describe_lake(args: argparse.Namespace) -> None:
     """In lake mode: that the lake answers, its current snapshot and the slices it records."""
-    from warehouse.lake import LakeConfig, lake_summary
+    from pipelines.commands import warehouse_resource
+    from warehouse.lake import lake_summary
 
-    config = LakeConfig.from_env()
+    config = warehouse_resource(args).lake_config()
     if config is not None:
         print(lake_summary(config))

@@ -69,15 +69,14 @@ def lake_env(
 
 @pytest.fixture(params=["local", "lake"])
 def catalog(
-    request: pytest.FixtureRequest, demo_warehouse: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, demo_warehouse: Path
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection as analysts get it (`connect_readonly`), on one backend."""
-    for name in ("USAGE_LAKE_CATALOG", "USAGE_LAKE_DATA"):
-        monkeypatch.delenv(name, raising=False)
+    lake = None
     if request.param == "lake":
-        for name, value in request.getfixturevalue("lake_env").items():
-            monkeypatch.setenv(name, value)
-    con = connect_readonly(demo_warehouse)
+        lake = LakeConfig.from_env(request.getfixturevalue("lake_env"))
+        assert lake is not None
+    con = connect_readonly(demo_warehouse, lake)
     try:
         yield con
     finally:
@@ -154,10 +153,7 @@ def test_tables_keep_the_contract(catalog: duckdb.DuckDBPyConnection) -> None:
 def test_both_backends_answer_alike(demo_warehouse: Path, lake_env: dict[str, str]) -> None:
     """The same question, asked of every view and table, gets the same answer on both."""
     local = duckdb.connect(str(demo_warehouse / "usage.duckdb"), read_only=True)
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in lake_env.items():
-            mp.setenv(name, value)
-        lake = connect_readonly(demo_warehouse)
+    lake = connect_readonly(demo_warehouse, LakeConfig.from_env(lake_env))
     try:
         names = [*(t.name for t in ALL_TABLES), *(v.name for v in views.VIEWS)]
         for name in names:

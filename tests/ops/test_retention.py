@@ -8,6 +8,7 @@ can be compared before and after byte for byte.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from common import settings
 from pipelines import retention
 from pipelines.cli import main
 from tests.services.emulator import Pipeline
@@ -236,13 +238,19 @@ def test_prune_after_real_runs_leaves_analyst_tables_unchanged(
     assert per_day[-1] == (today, 1)  # this run's snapshot
 
     # Dagster run history: nothing is older than a day; with a window of 0 days the run goes.
-    assert retention.prune_dagster_runs(1) == 0
-    with DagsterInstance.get() as instance:
+    home = settings.dagster_home(warehouse)
+    environ = dict(os.environ)
+    history = ["--dagster-history", "--dry-run", "--warehouse", str(warehouse)]
+    assert main(["prune", "--keep-days", "0", *history]) == 0
+    assert "dagster: would delete 1 finished run(s)" in capsys.readouterr().out
+    assert dict(os.environ) == environ, "prune opens the instance at its home, env untouched"
+    assert retention.prune_dagster_runs(1, home) == 0
+    with DagsterInstance.from_config(str(home)) as instance:
         assert len(instance.get_runs()) == 1
     later = datetime.now(UTC) + timedelta(seconds=1)
-    assert retention.prune_dagster_runs(0, dry_run=True, now=later) == 1
-    assert retention.prune_dagster_runs(0, now=later) == 1
-    with DagsterInstance.get() as instance:
+    assert retention.prune_dagster_runs(0, home, dry_run=True, now=later) == 1
+    assert retention.prune_dagster_runs(0, home, now=later) == 1
+    with DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_runs() == []
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from assets.credit_usage import plan_periods
+from assets.resources import UbiOpsApi
 from common import settings
 from extraction.endpoints import PeriodKey
 from extraction.fanout import Org
@@ -43,14 +44,12 @@ def test_details_are_due_only_when_they_can_have_changed(
     assert details_due(ITEM, stored, NOW, 7) == expected
 
 
-def test_max_age_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("USAGE_DETAILS_MAX_AGE_DAYS", raising=False)
-    assert settings.details_max_age_days() == 7
-    monkeypatch.setenv("USAGE_DETAILS_MAX_AGE_DAYS", "2")
-    assert settings.details_max_age_days() == 2
-    monkeypatch.setenv("USAGE_DETAILS_MAX_AGE_DAYS", "weekly")
+def test_max_age_setting_is_a_resource_field_read_from_the_environment() -> None:
+    assert UbiOpsApi.from_env({}).details_max_age_days == 7
+    assert UbiOpsApi.from_env({"USAGE_DETAILS_MAX_AGE_DAYS": "2"}).details_max_age_days == 2
+    assert UbiOpsApi.from_env({}, details_max_age_days=0).details_max_age_days == 0
     with pytest.raises(settings.SettingsError, match="USAGE_DETAILS_MAX_AGE_DAYS='weekly'"):
-        settings.details_max_age_days()
+        UbiOpsApi.from_env({"USAGE_DETAILS_MAX_AGE_DAYS": "weekly"})
 
 
 def _answer(start: date, end: date, days: bool) -> CreditUsage:

@@ -90,3 +90,42 @@ def test_a_run_stores_only_the_token_name_and_leaves_the_environment_alone(
         stored += "".join(str(e) for e in instance.all_logs(summary.run_id))
     assert "UBIOPS_API_TOKEN" in stored, "the job snapshot names the variable"
     assert secret.removeprefix("Token ") not in stored
+
+
+def test_a_secret_flag_is_an_env_var_of_a_private_variable_held_for_the_block_only() -> None:
+    from assets.resources import LAKE_CATALOG_FLAG_VARIABLE, secret_flag
+
+    assert LAKE_CATALOG_FLAG_VARIABLE not in os.environ
+    before = dict(os.environ)
+    with secret_flag(LAKE_CATALOG_FLAG_VARIABLE, "dbname=lake password=flag-pw-51") as value:
+        assert isinstance(value, EnvVar) and value.env_var_name == LAKE_CATALOG_FLAG_VARIABLE
+        assert value.get_value() == "dbname=lake password=flag-pw-51"
+    assert dict(os.environ) == before
+    with secret_flag(LAKE_CATALOG_FLAG_VARIABLE, None) as value:
+        assert value is None and dict(os.environ) == before
+
+
+@pytest.mark.parametrize("command", [["run"], ["query", "select 1"], ["verify"]])
+def test_lake_flags_leave_the_environment_as_it_was(
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The flags go to the `warehouse` resource, not into `os.environ`: an unreachable catalog
+    (port 1) is a one-line exit 2 that names neither the password nor anything left behind."""
+    from pipelines.cli import main
+
+    for name in ("USAGE_LAKE_CATALOG", "USAGE_LAKE_DATA", "UBIOPS_API_HOST", "UBIOPS_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    warehouse = tmp_path / "warehouse"
+    (warehouse / "parquet").mkdir(parents=True)
+    catalog = "postgresql://lake:flag-pw-73@127.0.0.1:1/lake?connect_timeout=2"
+    flags = ["--lake-catalog", catalog, "--lake-data", str(tmp_path / "lake")]
+    before = dict(os.environ)
+    code = main([*command, "--warehouse", str(warehouse), *flags])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "cannot attach the lake" in err
+    assert "flag-pw-73" not in err
+    assert dict(os.environ) == before
