@@ -32,6 +32,7 @@ from dagster import (
 )
 
 import assets as asset_package
+import pipelines.defs as defs_package
 from assets.resources import resources_from_env
 from pipelines.console import short_console_logger
 from pipelines.schedules import daily_refresh_schedule
@@ -60,5 +61,7 @@ defs = Definitions.merge(
         loggers={"console": short_console_logger},
         executor=in_process_executor,
     ),
-    load_from_defs_folder(path_within_project=Path(__file__).parent),
+    # the defs folder's project settings are `pipelines/dg.toml`, inside the package, so this
+    # loads the same from the source tree and from an installed wheel (no pyproject.toml there)
+    load_from_defs_folder(path_within_project=Path(defs_package.__file__).parent),
 )
