@@ -94,6 +94,17 @@ class MonthKey:
 Normalizer = Callable[[list[tuple[Any, Any]], datetime], pd.DataFrame]
 
 
+def by_organization_id(
+    frame: Callable[[list[tuple[str, Any]], datetime], pd.DataFrame],
+) -> Normalizer:
+    """The normalizer of a per-organization endpoint: `frame` of (organization id, answer)."""
+
+    def normalize(found: list[tuple[Any, Any]], loaded_at: datetime) -> pd.DataFrame:
+        return frame([(org.id, answer) for org, answer in found], loaded_at)
+
+    return normalize
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One extraction endpoint: `call(client, key)` for every key the refresh policy selects;
@@ -131,7 +142,7 @@ USERS = Endpoint(
     name="organization users",
     call=lambda client, org: client.list_users(org.name),
     fan_out=FanOut.ORGANIZATION,
-    normalize=lambda found, at: users_frame([(org.id, a) for org, a in found], at),
+    normalize=by_organization_id(users_frame),
     table=ORGANIZATION_USERS,
     write=WriteMode.REPLACE_PER_ORGANIZATION,
     refresh=Refresh.DETAILS_REREAD,
@@ -140,7 +151,7 @@ RESOURCES = Endpoint(
     name="resource usage",
     call=lambda client, org: client.resource_usage(org.name),
     fan_out=FanOut.ORGANIZATION,
-    normalize=lambda found, at: resource_usage_frame([(org.id, a) for org, a in found], at),
+    normalize=by_organization_id(resource_usage_frame),
     table=RESOURCE_USAGE,
     write=WriteMode.APPEND_SNAPSHOT,
     refresh=Refresh.EVERY_RUN,

@@ -9,6 +9,8 @@ import pytest
 import ubiops
 from ubiops.exceptions import ApiException
 
+from warehouse.schema import RESOURCE_NAMES
+
 
 def _error(exc: pytest.ExceptionInfo[ApiException]) -> str:
     return exc.value.get_body_message()
@@ -193,16 +195,7 @@ def test_resource_usage(api, other_api) -> None:
     assert isinstance(usage, ubiops.ResourceUsage)
     assert usage.projects == 24
     assert usage.deployments == 96
-    for field in (
-        "projects",
-        "users",
-        "deployments",
-        "deployment_versions",
-        "pipelines",
-        "pipeline_versions",
-        "buckets",
-        "environments",
-    ):
+    for field in RESOURCE_NAMES:  # every count the warehouse stores
         assert isinstance(getattr(usage, field), int)
     acme = api.organizations_resource_usage("acme-analytics")
     assert acme.projects == 5  # one of six projects is deleted

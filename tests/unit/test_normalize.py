@@ -10,7 +10,13 @@ import pytest
 
 from extraction import normalize
 from ubiops_api.models import CreditUsage, OrganizationDetail, OrganizationUser, ResourceUsage
-from warehouse.schema import CREDIT_USAGE, ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE
+from warehouse.schema import (
+    CREDIT_USAGE,
+    ORGANIZATION_USERS,
+    ORGANIZATIONS,
+    RESOURCE_NAMES,
+    RESOURCE_USAGE,
+)
 
 SEEN = datetime(2026, 11, 28, 6, 0)
 
@@ -166,19 +172,7 @@ def test_users_and_resources() -> None:
             "loaded_at": SEEN,
         }
     ]
-    counts = dict.fromkeys(
-        [
-            "projects",
-            "users",
-            "deployments",
-            "deployment_versions",
-            "pipelines",
-            "pipeline_versions",
-            "buckets",
-            "environments",
-        ],
-        3,
-    )
+    counts = dict.fromkeys(RESOURCE_NAMES, 3)
     resources = normalize.resource_usage_frame([("o1", ResourceUsage(**counts))], SEEN)
     assert list(resources.columns) == RESOURCE_USAGE.column_names
     assert resources.iloc[0].organization_id == "o1" and resources.iloc[0].observed_at == SEEN

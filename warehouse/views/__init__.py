@@ -4,7 +4,8 @@ A view file `<name>.sql` reads top to bottom as its documentation, then its quer
 
     -- What the view shows (becomes the view's COMMENT; may span several lines).
     --
-    -- requires: credit_usage, organizations     (the view is made only when these exist)
+    -- requires: credit_usage, organizations     (the view is made only when these tables or
+                                                  views exist; a view after those it requires)
     -- optional: quota_status                    (read when present, an empty stand-in if not)
     --
     -- column_name: what it means (becomes the column's COMMENT; continues on lines
@@ -13,8 +14,10 @@ A view file `<name>.sql` reads top to bottom as its documentation, then its quer
     SELECT ...
 
 The columns are listed in the view's order; the loader selects exactly those from the query, so
-a view's columns are always the documented ones. Tables are read by the names and columns the
-pipeline writes (`warehouse/schema.py`, `warehouse/derived_schema.py`). `create_views` makes the
+a view's columns are always the documented ones. A part several views share is a view of its own
+that they require (`project_names`, `project_credit_lines`), documented like any other. Tables
+are read by the names and columns the pipeline writes (`warehouse/schema.py`,
+`warehouse/derived_schema.py`). `create_views` makes the
 views in a database file with their comments, `ensure_views` makes missing ones as TEMP views on
 a read-only connection. Knows nothing of Dagster or HTTP.
 """
@@ -152,9 +155,18 @@ def _stand_in(table_name: str) -> str:
 
 
 def applicable_views(existing_tables: Iterable[str]) -> list[View]:
-    """The views whose required tables all exist."""
-    tables = set(existing_tables)
-    return [v for v in VIEWS if set(v.requires) <= tables]
+    """The views whose required tables (and required views) all exist, each after the views it
+    requires, so creating them in this order works."""
+    available = set(existing_tables)
+    pending = list(VIEWS)
+    ordered: list[View] = []
+    while True:
+        ready = [v for v in pending if set(v.requires) <= available]
+        if not ready:
+            return ordered
+        ordered.extend(ready)
+        available.update(v.name for v in ready)
+        pending = [v for v in pending if v not in ready]
 
 
 def select_sql(v: View, existing_tables: Iterable[str]) -> str:

@@ -9,9 +9,6 @@
 -- credits: Credits consumed by the whole organization that day.
 -- is_partial_day: True for today (UTC): usage is still coming in.
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-)
 SELECT
     c.organization_id,
     coalesce(o.organization_name, c.organization_name) AS organization_name,
@@ -20,6 +17,6 @@ SELECT
     CAST(c.start_date AS DATE) = CAST(get_current_timestamp() AT TIME ZONE 'UTC' AS DATE)
         AS is_partial_day
 FROM credit_usage AS c
-LEFT JOIN org_names AS o USING (organization_id)
+LEFT JOIN organizations AS o USING (organization_id)
 WHERE c.interval = 'day' AND c.scope = 'organization'
 ORDER BY organization_name, day

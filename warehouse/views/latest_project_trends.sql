@@ -18,10 +18,7 @@
 -- is_new: First usage within the last days (see the trends table).
 -- is_dormant: No usage for a while after earlier usage.
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-),
-latest AS (
+WITH latest AS (
     SELECT organization_id, max(date) AS last_day
     FROM project_usage_trends
     GROUP BY organization_id
@@ -43,5 +40,5 @@ SELECT
     t.is_dormant
 FROM project_usage_trends AS t
 JOIN latest AS l ON l.organization_id = t.organization_id AND l.last_day = t.date
-LEFT JOIN org_names AS o ON o.organization_id = t.organization_id
+LEFT JOIN organizations AS o ON o.organization_id = t.organization_id
 ORDER BY organization_name, scope, rank_in_org NULLS FIRST

@@ -23,9 +23,6 @@
 -- explanation: Human-readable explanation of why the alert fired.
 -- open_for_hours: Hours since opened_at.
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-)
 SELECT
     t.alert_key,
     t.organization_id,
@@ -47,6 +44,6 @@ SELECT
     round(date_diff('minute', t.opened_at, get_current_timestamp() AT TIME ZONE 'UTC') / 60.0, 1)
         AS open_for_hours
 FROM quota_alerts AS t
-LEFT JOIN org_names AS o ON o.organization_id = t.organization_id
+LEFT JOIN organizations AS o ON o.organization_id = t.organization_id
 WHERE t.status IN ('open', 'notified')
 ORDER BY opened_at DESC, organization_name

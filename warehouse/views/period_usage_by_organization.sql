@@ -10,9 +10,6 @@
 -- is_current_period: Whether the period contains the current UTC time.
 -- credits: Credits consumed in the period (so far, for the current one).
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-)
 SELECT
     c.organization_id,
     coalesce(o.organization_name, c.organization_name) AS organization_name,
@@ -22,6 +19,6 @@ SELECT
         AND (get_current_timestamp() AT TIME ZONE 'UTC') < c.end_date AS is_current_period,
     c.credits
 FROM credit_usage AS c
-LEFT JOIN org_names AS o USING (organization_id)
+LEFT JOIN organizations AS o USING (organization_id)
 WHERE c.interval = 'month' AND c.scope = 'organization'
 ORDER BY organization_name, period_start

@@ -1,6 +1,6 @@
 -- Credits per project per subscription period; deleted projects are one line of their own.
 --
--- requires: credit_usage, organizations
+-- requires: credit_usage, project_credit_lines
 --
 -- organization_id: Organization id (UUID); the stable key.
 -- organization_name: Current organization name (follows renames).
@@ -15,33 +15,11 @@
 -- share_of_organization: This line's credits / the organization's credits in the same bucket
 --     (0..1; null when the organization used nothing).
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-),
-project_names AS (
-    -- the latest name of every project
-    SELECT organization_id, project_id, arg_max(project_name, start_date) AS project_name
-    FROM credit_usage
-    WHERE scope = 'project'
-    GROUP BY organization_id, project_id
-),
-series AS (
-    -- project and deleted-projects lines, with current names
-    SELECT
-        c.organization_id,
-        coalesce(o.organization_name, c.organization_name) AS organization_name,
-        c.scope AS line,
-        c.project_id,
-        CASE WHEN c.scope = 'deleted_projects' THEN 'Deleted projects'
-             ELSE coalesce(p.project_name, c.project_name) END AS project_name,
-        c.start_date,
-        c.end_date,
-        c.credits
-    FROM credit_usage AS c
-    LEFT JOIN org_names AS o USING (organization_id)
-    LEFT JOIN project_names AS p
-        ON p.organization_id = c.organization_id AND p.project_id = c.project_id
-    WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
+WITH series AS (
+    SELECT organization_id, organization_name, line, project_id, project_name, start_date,
+           end_date, credits
+    FROM project_credit_lines
+    WHERE interval = 'month'
 ),
 totals AS (
     SELECT organization_id, start_date, credits AS organization_credits

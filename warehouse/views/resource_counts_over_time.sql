@@ -13,10 +13,7 @@
 -- resource_limit: The configured limit for this resource; null when unknown.
 -- used_pct: 100 x resource_count / resource_limit; null without a limit.
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-),
-counts AS (
+WITH counts AS (
     -- one row per resource: the count columns of resource_usage (warehouse/schema.py
     -- RESOURCE_NAMES, in their order); null counts are left out
     UNPIVOT resource_usage
@@ -41,6 +38,6 @@ SELECT
     CASE WHEN l.resource_limit > 0 THEN 100.0 * c.resource_count / l.resource_limit END
         AS used_pct
 FROM counts AS c
-LEFT JOIN org_names AS o USING (organization_id)
+LEFT JOIN organizations AS o USING (organization_id)
 LEFT JOIN limits AS l ON l.organization_id = c.organization_id AND l.resource = c.resource
 ORDER BY o.organization_name, c.resource, c.observed_at

@@ -1,7 +1,7 @@
 -- Week-over-week change per project (and the deleted-projects line): the last 7 complete UTC days
 -- against the 7 days before, per organization, biggest absolute change first.
 --
--- requires: credit_usage, organizations
+-- requires: credit_usage, project_credit_lines
 --
 -- organization_id: Organization id (UUID); the stable key.
 -- organization_name: Current organization name (follows renames).
@@ -16,33 +16,11 @@
 -- change_ratio: change_credits / previous_7d_credits (0.25 = +25%); null without a base week.
 -- rank_in_organization: 1 = the organization's biggest absolute change.
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-),
-project_names AS (
-    -- the latest name of every project
-    SELECT organization_id, project_id, arg_max(project_name, start_date) AS project_name
-    FROM credit_usage
-    WHERE scope = 'project'
-    GROUP BY organization_id, project_id
-),
-series AS (
-    -- project and deleted-projects lines, with current names
-    SELECT
-        c.organization_id,
-        coalesce(o.organization_name, c.organization_name) AS organization_name,
-        c.scope AS line,
-        c.project_id,
-        CASE WHEN c.scope = 'deleted_projects' THEN 'Deleted projects'
-             ELSE coalesce(p.project_name, c.project_name) END AS project_name,
-        c.start_date,
-        c.end_date,
-        c.credits
-    FROM credit_usage AS c
-    LEFT JOIN org_names AS o USING (organization_id)
-    LEFT JOIN project_names AS p
-        ON p.organization_id = c.organization_id AND p.project_id = c.project_id
-    WHERE c.interval = 'day' AND c.scope IN ('project', 'deleted_projects')
+WITH series AS (
+    SELECT organization_id, organization_name, line, project_id, project_name, start_date,
+           end_date, credits
+    FROM project_credit_lines
+    WHERE interval = 'day'
 ),
 as_of AS (
     -- the last complete UTC day per organization (today is still filling up)

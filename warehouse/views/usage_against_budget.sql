@@ -2,7 +2,7 @@
 -- period's end and its band (from quota_status): one row per organization and per budgeted
 -- project, worst forecast first.
 --
--- requires: quota_status, organizations, credit_usage
+-- requires: quota_status, organizations, project_names
 --
 -- organization_id: Organization id (UUID); the stable key.
 -- organization_name: Current organization name (follows renames).
@@ -28,16 +28,6 @@
 -- as_of: Last complete UTC day of data behind the row; the period is the one containing the day
 --     after it (today).
 
-WITH org_names AS (
-    SELECT organization_id, organization_name FROM organizations
-),
-project_names AS (
-    -- the latest name of every project
-    SELECT organization_id, project_id, arg_max(project_name, start_date) AS project_name
-    FROM credit_usage
-    WHERE scope = 'project'
-    GROUP BY organization_id, project_id
-)
 SELECT
     t.organization_id,
     coalesce(o.organization_name, t.organization_name) AS organization_name,
@@ -59,7 +49,7 @@ SELECT
     t.limit_outlook,
     CAST(t.as_of AS DATE) AS as_of
 FROM quota_status AS t
-LEFT JOIN org_names AS o ON o.organization_id = t.organization_id
+LEFT JOIN organizations AS o ON o.organization_id = t.organization_id
 LEFT JOIN project_names AS p
     ON p.organization_id = t.organization_id AND p.project_id = t.project_id
 WHERE t.metric = 'credits'
