@@ -211,8 +211,15 @@ RESOURCES: dict[str, type[EnvResource]] = {
 def resources_from_env(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> dict[str, EnvResource]:
+) -> dict[str, Any]:
     """Every resource of the code location, from the environment, with per-resource field
-    `overrides` (`{"warehouse": {"path": ...}}`; None values are ignored) on top."""
+    `overrides` (`{"warehouse": {"path": ...}}`; None values are ignored) on top, and the
+    warehouse IO manager writing into that warehouse (`assets/io_manager.py`)."""
+    from assets.io_manager import WAREHOUSE_IO_MANAGER, WarehouseIOManager  # imports this module
+
     given = overrides or {}
-    return {key: kind.from_env(environ, **given.get(key, {})) for key, kind in RESOURCES.items()}
+    built: dict[str, Any] = {
+        key: kind.from_env(environ, **given.get(key, {})) for key, kind in RESOURCES.items()
+    }
+    built[WAREHOUSE_IO_MANAGER] = WarehouseIOManager(warehouse=built["warehouse"])
+    return built
