@@ -48,15 +48,15 @@ from typing import Any, Literal
 
 import pandas as pd
 from dagster import (
-    ConfigurableIOManager,
+    InitResourceContext,
     InputContext,
+    IOManager,
     MetadataValue,
     OutputContext,
-    ResourceDependency,
+    io_manager,
 )
 
 from pipelines.errors import SchemaError
-from pipelines.resources import Warehouse
 from warehouse.files import writer_lock
 from warehouse.manifest import BadSlice
 from warehouse.parquet_store import PARTITION_EXPRESSIONS, ParquetStore
@@ -186,14 +186,16 @@ def _text(value: object) -> str:
     return str(value.value if isinstance(value, MetadataValue) else value)
 
 
-class WarehouseIOManager(ConfigurableIOManager):
-    """Writes assets' rows as slices of their warehouse tables (see the module docstring)."""
+class WarehouseIOManager(IOManager):
+    """Writes assets' rows as slices of the tables of the warehouse at `root` (see the module
+    docstring)."""
 
-    warehouse: ResourceDependency[Warehouse]
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
         asset = context.asset_key.to_user_string()
-        root = self.warehouse.root
+        root = self.root
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [""]
         if isinstance(obj, Tables):
             self._write_tables(context, asset, root, obj)
@@ -340,6 +342,16 @@ class WarehouseIOManager(ConfigurableIOManager):
         )
 
 
+@io_manager(
+    required_resource_keys={"warehouse"},
+    description="Writes assets' rows as slices of their warehouse tables, under the writer lock.",
+)
+def warehouse_io_manager(init_context: InitResourceContext) -> WarehouseIOManager:
+    """The IO manager of the run's `warehouse` resource (one resource, set up once: in lake mode
+    its setup fetches other writers' slices before anything is written)."""
+    return WarehouseIOManager(init_context.resources.warehouse.root)
+
+
 def _target(asset: str, metadata: Mapping[str, Any]) -> Target:
     if TABLE_KEY not in metadata:
         raise SchemaError(
@@ -367,5 +379,6 @@ __all__ = [
     "Tables",
     "WarehouseIOManager",
     "check_frame",
+    "warehouse_io_manager",
     "writes_table",
 ]

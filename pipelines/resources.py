@@ -4,6 +4,7 @@
 - `Warehouse` (`warehouse`): the warehouse directory and where the shared
   lake is, if anywhere (`lake_catalog`, `lake_data`, the S3 settings).
 - `Alerting` (`alerting`): the quota/alert file (rules, budgets, notification channels).
+- `warehouse_io_manager`: writes the assets' rows into the `warehouse` (assets/io_manager.py).
 
 Each resource declares, once, which environment variable backs each field (`ENVIRONMENT`).
 `resources_from_env()` builds them all from the environment: plain settings become literal
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field
 
+from assets.io_manager import WAREHOUSE_IO_MANAGER, warehouse_io_manager
 from pipelines import settings
 from pipelines.ubiops_client import UbiOpsClient
 
@@ -215,11 +217,9 @@ def resources_from_env(
     """Every resource of the code location, from the environment, with per-resource field
     `overrides` (`{"warehouse": {"path": ...}}`; None values are ignored) on top, and the
     warehouse IO manager writing into that warehouse (`assets/io_manager.py`)."""
-    from assets.io_manager import WAREHOUSE_IO_MANAGER, WarehouseIOManager  # imports this module
-
     given = overrides or {}
     built: dict[str, Any] = {
         key: kind.from_env(environ, **given.get(key, {})) for key, kind in RESOURCES.items()
     }
-    built[WAREHOUSE_IO_MANAGER] = WarehouseIOManager(warehouse=built["warehouse"])
+    built[WAREHOUSE_IO_MANAGER] = warehouse_io_manager
     return built
