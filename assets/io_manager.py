@@ -36,8 +36,16 @@ Writes that stay with their asset, on purpose (documented there):
   (alerting), also used by `alert_delivery` and the CLI.
 - `usage_database` publishes the DuckDB file under the writer lock: not a table slice.
 
+Also kept by hand, and not a slice write: `organizations` settles the warehouse's manifests
+under the lock before it reads (adopting pre-manifest files, reporting damaged slices).
+
 Downstream assets depend on tables with `deps` and read them with SQL over the Parquet files
 (bounded memory); `load_input` refuses, saying so.
+
+The resource is `warehouse_io_manager` (an `@io_manager` requiring the `warehouse` resource),
+not a `ConfigurableIOManager` holding a `Warehouse` field: Dagster sets a fully configured nested
+resource up a second time, apart from the run's `warehouse` (a second lake sync, and command-line
+overrides of `warehouse` not seen); requiring the resource key uses the one the run configured.
 """
 
 from collections.abc import Callable, Collection, Mapping, Sequence
