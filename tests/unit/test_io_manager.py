@@ -91,6 +91,13 @@ def table_context(asset: str, metadata: dict[str, str]) -> OutputContext:
     return build_output_context(asset_key=asset, definition_metadata=metadata)
 
 
+def write(manager: WarehouseIOManager, context: OutputContext, value: object) -> OutputContext:
+    """Hand `value` to the manager in `context` (closed after: it holds an ephemeral instance)."""
+    with context:
+        manager.handle_output(context, value)
+    return context
+
+
 # one output context a write, as in a run
 def january() -> OutputContext:
     return periods_context("2026-01-01", "2026-01-01")
@@ -122,9 +129,8 @@ def test_an_unpartitioned_asset_replaces_its_table_and_records_the_row_count(
     tmp_path: Path,
 ) -> None:
     manager = WarehouseIOManager(tmp_path)
-    manager.handle_output(registry(), orgs("a", "b"))
-    context = registry()
-    manager.handle_output(context, orgs("c"))
+    write(manager, registry(), orgs("a", "b"))
+    context = write(manager, registry(), orgs("c"))
     store = ParquetStore(tmp_path)
     assert store.files(ORGANIZATIONS) == [tmp_path / "parquet/organizations/data.parquet"]
     assert list(store.read(ORGANIZATIONS).organization_id) == ["c"]
@@ -136,9 +142,9 @@ def test_an_unpartitioned_asset_replaces_its_table_and_records_the_row_count(
 def test_rewriting_the_same_rows_gives_the_same_files(tmp_path: Path) -> None:
     manager = WarehouseIOManager(tmp_path)
     rows = Slices({"2026-01-01": usage("a", "month", [("2026-01-15", "2026-02-15")], 3.0)})
-    manager.handle_output(periods_context("2026-01-01", "2026-01-01"), rows)
+    write(manager, periods_context("2026-01-01", "2026-01-01"), rows)
     first = digests(tmp_path)
-    manager.handle_output(periods_context("2026-01-01", "2026-01-01"), rows)
+    write(manager, periods_context("2026-01-01", "2026-01-01"), rows)
     assert digests(tmp_path) == first
 
 
@@ -166,7 +172,8 @@ def test_partition_keys_map_to_month_slices_exactly_where_the_hand_plumbing_put_
             ({"interval": "month", "month": "2026-02"}, february),
         ],
     )
-    WarehouseIOManager(managed).handle_output(
+    write(
+        WarehouseIOManager(managed),
         periods_context("2026-01-01", "2026-02-01"),
         Slices({"2026-01-01": january, "2026-02-01": february}),
     )
@@ -190,10 +197,10 @@ def test_a_repair_key_beyond_the_run_is_written_and_a_missing_run_key_is_an_erro
             "2025-06-01": usage("a", "month", [("2025-06-01", "2025-07-01")], 2.0),
         }
     )
-    manager.handle_output(periods_context("2026-03-01", "2026-03-01"), repair)
+    write(manager, periods_context("2026-03-01", "2026-03-01"), repair)
     assert (tmp_path / "parquet/credit_usage/interval=month/month=2025-06/data.parquet").exists()
     with pytest.raises(SchemaError, match="no rows given for partition"):
-        manager.handle_output(periods_context("2026-03-01", "2026-04-01"), repair)
+        write(manager, periods_context("2026-03-01", "2026-04-01"), repair)
 
 
 def test_replacing_some_organizations_keeps_the_others_rows(tmp_path: Path) -> None:
@@ -205,9 +212,9 @@ def test_replacing_some_organizations_keeps_the_others_rows(tmp_path: Path) -> N
         ],
         ignore_index=True,
     )
-    manager.handle_output(january(), Slices({"2026-01-01": both}))
+    write(manager, january(), Slices({"2026-01-01": both}))
     fresh = usage("a", "month", [("2026-01-01", "2026-02-01")], 10.0)
-    manager.handle_output(january(), Slices({"2026-01-01": fresh}, {"2026-01-01": {"a"}}))
+    write(manager, january(), Slices({"2026-01-01": fresh}, {"2026-01-01": {"a"}}))
     stored = ParquetStore(tmp_path).read(CREDIT_USAGE).set_index("organization_id")["credits"]
     assert stored.to_dict() == {"a": 10.0, "b": 2.0}
 
@@ -223,38 +230,40 @@ def test_a_damaged_slice_that_held_other_organizations_is_refused_and_left_alone
         ],
         ignore_index=True,
     )
-    manager.handle_output(january(), Slices({"2026-01-01": both}))
+    write(manager, january(), Slices({"2026-01-01": both}))
     path = tmp_path / "parquet/credit_usage/interval=month/month=2026-01/data.parquet"
     path.write_bytes(b"not parquet")
     fresh = usage("a", "month", [("2026-01-01", "2026-02-01")], 10.0)
     with pytest.raises(RuntimeError, match=r"cannot repair .*month=2026-01.*organization\(s\) b"):
-        manager.handle_output(january(), Slices({"2026-01-01": fresh}, {"2026-01-01": {"a"}}))
+        write(manager, january(), Slices({"2026-01-01": fresh}, {"2026-01-01": {"a"}}))
     assert path.read_bytes() == b"not parquet"
-    manager.handle_output(january(), Slices({"2026-01-01": both}, {"2026-01-01": {"a", "b"}}))
+    write(manager, january(), Slices({"2026-01-01": both}, {"2026-01-01": {"a", "b"}}))
     assert not ParquetStore(tmp_path).check(CREDIT_USAGE).bad, "pulling every organization repairs"
 
 
 def test_a_damaged_registry_table_is_rebuilt_from_the_fresh_rows(tmp_path: Path) -> None:
     manager = WarehouseIOManager(tmp_path)
-    manager.handle_output(users(), Slices.whole(members("a", "x@a"), organizations={"a"}))
-    manager.handle_output(users(), Slices.whole(members("b", "y@b"), organizations={"b"}))
+    write(manager, users(), Slices.whole(members("a", "x@a"), organizations={"a"}))
+    write(manager, users(), Slices.whole(members("b", "y@b"), organizations={"b"}))
     (tmp_path / "parquet/organization_users/data.parquet").write_bytes(b"torn")
-    manager.handle_output(
-        users(), Slices.whole(members("b", "z@b"), organizations={"b"}, damaged="rebuild")
+    write(
+        manager, users(), Slices.whole(members("b", "z@b"), organizations={"b"}, damaged="rebuild")
     )
     assert list(ParquetStore(tmp_path).read(ORGANIZATION_USERS).email) == ["z@b"]
 
 
 def test_a_bad_frame_is_one_clear_line_and_leaves_the_stored_slice(tmp_path: Path) -> None:
     manager = WarehouseIOManager(tmp_path)
-    manager.handle_output(
-        january(), Slices({"2026-01-01": usage("a", "month", [("2026-01-01", "2026-02-01")], 1.0)})
+    write(
+        manager,
+        january(),
+        Slices({"2026-01-01": usage("a", "month", [("2026-01-01", "2026-02-01")], 1.0)}),
     )
     before = digests(tmp_path)
     bad = usage("a", "month", [("2026-01-01", "2026-02-01")], 9.0).drop(columns=["start_date"])
     bad["credit"] = 9.0
     with pytest.raises(SchemaError) as raised:
-        manager.handle_output(january(), Slices({"2026-01-01": bad}, {"2026-01-01": {"a"}}))
+        write(manager, january(), Slices({"2026-01-01": bad}, {"2026-01-01": {"a"}}))
     message = str(raised.value)
     assert "\n" not in message
     assert "table credit_usage" in message and "asset credit_usage_periods" in message
@@ -266,37 +275,35 @@ def test_a_bad_frame_is_one_clear_line_and_leaves_the_stored_slice(tmp_path: Pat
 
 def test_a_value_of_the_wrong_type_names_the_table_and_leaves_it(tmp_path: Path) -> None:
     manager = WarehouseIOManager(tmp_path)
-    manager.handle_output(registry(), orgs("a"))
+    write(manager, registry(), orgs("a"))
     before = digests(tmp_path)
     wrong = orgs("b")
     wrong["first_seen_at"] = "yesterday-ish"
     with pytest.raises(SchemaError, match="table organizations") as raised:
-        manager.handle_output(registry(), wrong)
+        write(manager, registry(), wrong)
     assert "\n" not in str(raised.value)
     with pytest.raises(SchemaError, match="expected a DataFrame, Slices"):
-        manager.handle_output(registry(), [1, 2])
+        write(manager, registry(), [1, 2])
     assert digests(tmp_path) == before
 
 
 def test_one_frame_for_a_run_over_several_partitions_is_an_error(tmp_path: Path) -> None:
     frame = usage("a", "month", [("2026-01-01", "2026-02-01")], 1.0)
     with pytest.raises(SchemaError, match="returns Slices"):
-        WarehouseIOManager(tmp_path).handle_output(
-            periods_context("2026-01-01", "2026-02-01"), frame
-        )
+        write(WarehouseIOManager(tmp_path), periods_context("2026-01-01", "2026-02-01"), frame)
     assert not (tmp_path / "parquet").exists()
 
 
 def test_merge_sees_the_stored_rows_under_the_lock(tmp_path: Path) -> None:
     manager = WarehouseIOManager(tmp_path)
-    manager.handle_output(registry(), orgs("a", "b"))
+    write(manager, registry(), orgs("a", "b"))
 
     def hide_b_add_c(stored: pd.DataFrame) -> pd.DataFrame:
         stored = stored.copy()
         stored.loc[stored.organization_id == "b", "visible"] = False
         return pd.concat([stored, orgs("c")], ignore_index=True)
 
-    manager.handle_output(registry(), Merge(hide_b_add_c))
+    write(manager, registry(), Merge(hide_b_add_c))
     stored = ParquetStore(tmp_path).read(ORGANIZATIONS).set_index("organization_id")["visible"]
     assert stored.to_dict() == {"a": True, "b": False, "c": True}
 
@@ -305,16 +312,17 @@ def test_a_snapshot_is_appended_and_tables_are_replaced_whole(tmp_path: Path) ->
     manager = WarehouseIOManager(tmp_path)
     snapshot = pd.DataFrame({"organization_id": ["a"], "observed_at": [LOADED], "projects": [3]})
     for name in ("snapshot-1.parquet", "snapshot-2.parquet"):
-        manager.handle_output(
-            snapshots(), Snapshot(snapshot, {"observed_date": "2026-11-28"}, name)
-        )
+        write(manager, snapshots(), Snapshot(snapshot, {"observed_date": "2026-11-28"}, name))
     assert len(ParquetStore(tmp_path).files(RESOURCE_USAGE)) == 2
     with pytest.raises(SchemaError, match="exists already"):
-        manager.handle_output(
-            snapshots(), Snapshot(snapshot, {"observed_date": "2026-11-28"}, "snapshot-1.parquet")
+        write(
+            manager,
+            snapshots(),
+            Snapshot(snapshot, {"observed_date": "2026-11-28"}, "snapshot-1.parquet"),
         )
     empty = ParquetStore.empty
-    manager.handle_output(
+    write(
+        manager,
         table_context("quota_alerts", {}),
         Tables(((QUOTA_FORECASTS, empty(QUOTA_FORECASTS)), (QUOTA_STATUS, empty(QUOTA_STATUS)))),
     )
@@ -324,6 +332,6 @@ def test_a_snapshot_is_appended_and_tables_are_replaced_whole(tmp_path: Path) ->
 
 def test_an_asset_without_a_declared_table_is_told_how_to_declare_one(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match=r"no warehouse table declared.*writes_table"):
-        WarehouseIOManager(tmp_path).handle_output(table_context("mystery", {}), orgs("a"))
+        write(WarehouseIOManager(tmp_path), table_context("mystery", {}), orgs("a"))
     with pytest.raises(ValueError, match="not partition keys"):
         writes_table(ORGANIZATIONS, interval="day")
