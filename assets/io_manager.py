@@ -64,7 +64,7 @@ from dagster import (
     io_manager,
 )
 
-from pipelines.errors import SchemaError
+from common.errors import SchemaError
 from warehouse.files import writer_lock
 from warehouse.manifest import BadSlice
 from warehouse.parquet_store import PARTITION_EXPRESSIONS, ParquetStore

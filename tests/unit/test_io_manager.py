@@ -26,7 +26,7 @@ from assets.io_manager import (
     WarehouseIOManager,
     writes_table,
 )
-from pipelines.errors import SchemaError
+from common.errors import SchemaError
 from warehouse.derived_schema import QUOTA_FORECASTS, QUOTA_STATUS
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE, ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE
