@@ -41,7 +41,7 @@ def test_a_restatement_loaded_by_another_host_is_noted_from_the_lake(
     first = team.run("server-host", "run", *months, "--quotas", str(quotas))
     assert first.returncode == 0, first.stderr[-3000:]
     ((name, used, as_of),) = csv_rows(
-        team.run(
+        team.ask(
             "analyst", "query",
             "SELECT organization_name, value, strftime(as_of, '%Y-%m-%d') FROM quota_status "
             "WHERE metric = 'credits' AND scope = 'organization' AND period_start < as_of "
@@ -61,7 +61,7 @@ def test_a_restatement_loaded_by_another_host_is_noted_from_the_lake(
     second = team.run("backfill-host", "run", *months, "--quotas", str(quotas))
     assert second.returncode == 0, second.stderr[-3000:]
     ((status, note),) = csv_rows(
-        team.run(
+        team.ask(
             "analyst", "query",
             "SELECT status, restatement FROM quota_alerts WHERE organization_name = "
             f"'{name}' AND rule = 'credit_actual' AND threshold = 100",
