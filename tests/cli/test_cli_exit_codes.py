@@ -154,6 +154,7 @@ def test_only_the_projects_own_errors_are_exit_2(
     assert "Traceback" in capsys.readouterr().err
 
 
+@pytest.mark.long
 def test_piping_into_head_ends_quietly(empty_warehouse: Path) -> None:
     for fmt in ("table", "csv", "json"):
         done = subprocess.run(

@@ -137,6 +137,7 @@ def test_blocking_check_keeps_the_warehouse_and_sends_nothing(
     assert _fingerprint(warehouse) == before, "a blocked run must change nothing stored"
 
 
+@pytest.mark.long
 def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse"
     with start_emulator() as server:
