@@ -114,7 +114,7 @@ def shared_build(
 def demo_build(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
     """Two months (previous + current) of the emulator's demo organizations: one real run of
     the whole pipeline, shared by every test that only reads its result."""
-    from pipelines.report.demo import build_demo_warehouse
+    from pipelines.demo import build_demo_warehouse
 
     def build(root: Path) -> None:
         now = datetime.now(UTC).replace(microsecond=0)
@@ -138,8 +138,8 @@ def build_long_warehouse(root: Path) -> None:
     """`LONG_MONTHS` calendar months (this one included) of the demo organizations in
     `root/warehouse`: one real run of the whole pipeline against an emulator that serves a
     month more history than that (its default 15 months would need two runs)."""
+    from common.periods import shift_month
     from emulator.server import EmulatorConfig, EmulatorServer
-    from pipelines.analytics.periods import shift_month
     from pipelines.commands.run_cmd import execute
 
     now = datetime.now(UTC).replace(microsecond=0)
@@ -251,7 +251,7 @@ def postgres(postgres_server: Postgres) -> Postgres:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """A `FakeClock` installed for the pacer's clock and every `asyncio.sleep`."""
-    from pipelines import pacing
+    from ubiops_api import pacing
 
     fake = FakeClock()
     monkeypatch.setattr(pacing, "time", SimpleNamespace(monotonic=fake.monotonic))
