@@ -5,13 +5,15 @@
   and `USAGE_PARTITIONS_START` is read when the definitions load, so it is set here, once, for
   the session and the processes it starts;
 - warehouses made by real pipeline runs, built once and shared read-only: `demo_warehouse` (the
-  previous and the current month) and `long_warehouse` (24 months); `demo_warehouse_copy` for a
-  test that writes into one; `pipeline_after_demo_run` for a test about a later run. Under
-  pytest-xdist the workers share one build (a file lock in the session's common temporary
-  directory), so the suite pays for each build once;
+  previous and the current month) and `long_warehouse` (24 months, one run);
+  `demo_warehouse_copy` for a test that writes into one; `pipeline_after_demo_run` for a test
+  about a later run. Under pytest-xdist the workers share one build (a file lock in the
+  session's common temporary directory), so the suite pays for each build once;
 - `pipeline` and `emulator_env`: a loopback emulator and an isolated warehouse for one test;
 - `postgres_server` / `postgres`: one PostgreSQL cluster for the session, a database per test;
-- `clock`: a fake monotonic clock and `asyncio.sleep` for unit tests of the client and pacer.
+- `clock`: a fake monotonic clock and `asyncio.sleep` for unit tests of the client and pacer;
+- the order tests start in: the long end-to-end tests first (`pytest_collection_modifyitems`),
+  so that under pytest-xdist no worker starts a two-minute test while the other runs out of work.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,6 +36,38 @@ from filelock import FileLock
 from tests.services.clock import FakeClock
 from tests.services.emulator import EmulatorEnv, Pipeline, default_range, start_emulator
 from tests.services.postgres import Postgres, fresh_database, postgres_cluster
+
+# ---- the longest tests start first ---------------------------------------------------------
+
+# Fixtures whose tests are the suite's longest (real processes, real runs, servers), heaviest
+# first. Tests are otherwise kept in collection order (a stable sort), so a module's tests stay
+# together and share their module-scoped fixtures.
+LONG_TEST_FIXTURES = (
+    ("team", 4),  # two hosts' CLI runs on a shared lake
+    ("dagster_dev", 4),  # a `dg dev` webserver and daemon
+    ("long_warehouse", 4),  # the 24-month warehouse
+    ("lake", 3),
+    ("postgres", 3),
+    ("pipeline", 2),
+    ("pipeline_after_demo_run", 2),
+    ("emulator_env", 2),
+    ("demo_warehouse_copy", 1),
+)
+
+
+def start_weight(item: pytest.Item) -> int:
+    """How early `item` should start: the weight of its heaviest fixture (or 0); a test marked
+    `pytest.mark.long` (a long test without one of these fixtures) weighs 4."""
+    names = set(getattr(item, "fixturenames", ()))
+    weights = [w for name, w in LONG_TEST_FIXTURES if name in names]
+    if item.get_closest_marker("long") is not None:
+        weights.append(4)
+    return max(weights, default=0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: -start_weight(item))
+
 
 # ---- warehouses built once per session -----------------------------------------------------
 
@@ -97,15 +131,42 @@ def demo_warehouse(demo_build: DemoBuild) -> Path:
     return demo_build.warehouse
 
 
+LONG_MONTHS = 24
+
+
+def build_long_warehouse(root: Path) -> None:
+    """`LONG_MONTHS` calendar months (this one included) of the demo organizations in
+    `root/warehouse`: one real run of the whole pipeline against an emulator that serves a
+    month more history than that (its default 15 months would need two runs)."""
+    from common.periods import shift_month
+    from emulator.server import EmulatorConfig, EmulatorServer
+    from pipelines.commands.run_cmd import execute
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.date()
+    year, month = shift_month(today.year, today.month, -(LONG_MONTHS - 1))
+    config = EmulatorConfig(
+        seed=11, rate_limit_per_minute=0, now=now, history_months=LONG_MONTHS + 1
+    )
+    with EmulatorServer(config, host="127.0.0.1", port=0) as server:
+        summary = execute(
+            date(year, month, 1),
+            today,
+            log_level="WARNING",
+            overrides={
+                "ubiops": {"host": server.base_url, "token": server.token},
+                "warehouse": {"path": str(root / "warehouse")},
+            },
+            dagster_home=root / "dagster",
+        )
+    if not summary.success:
+        raise RuntimeError("the 24-month run failed: " + "; ".join(summary.lines()))
+
+
 @pytest.fixture(scope="session")
 def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 months of the demo organizations (two real runs: the emulator serves 15 months)."""
-    from pipelines.demo import build_long_demo_warehouse
-
-    root = shared_build(
-        tmp_path_factory, "long", lambda root: build_long_demo_warehouse(root, months=24)
-    )
-    return root / "warehouse"
+    """24 months of the demo organizations (`build_long_warehouse`), built once, read-only."""
+    return shared_build(tmp_path_factory, "long", build_long_warehouse) / "warehouse"
 
 
 @pytest.fixture

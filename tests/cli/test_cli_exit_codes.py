@@ -2,6 +2,11 @@
 
 Exit 2 means bad input or configuration found before anything started (no Dagster run, no API
 request); exit 1 a failure afterwards; no traceback without `--verbose`.
+
+The installed console script runs as a subprocess where the process itself is the point (help,
+the imports of a bare parse, an exit-2 error end to end, pipes closing early); the other cases
+call the CLI's `main()` in process with the same arguments and environment
+(`usage_etl_in_process`): the same exit codes and lines, without a new interpreter each.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from tests.services.cli import (
     assert_one_line_error,
     clean_env,
     usage_etl,
+    usage_etl_in_process,
 )
 
 COMMANDS = ("run", "query", "alerts", "backtest", "report", "dictionary", "prune", "emulator")
@@ -57,7 +63,7 @@ def test_parsing_imports_nothing_heavy() -> None:
 
 
 def test_version() -> None:
-    done = usage_etl("--version")
+    done = usage_etl_in_process("--version")
     assert done.code == 0
     assert done.out.strip().startswith("usage-etl 0.")
 
@@ -72,7 +78,7 @@ def test_missing_token_with_a_host_is_exit_2_before_any_run(tmp_path: Path) -> N
 
 def test_bad_host_is_exit_2(tmp_path: Path) -> None:
     env = clean_env(UBIOPS_API_HOST="ftp://api.ubiops.com", UBIOPS_API_TOKEN="x")
-    done = usage_etl("run", "--warehouse", str(tmp_path / "wh"), env=env)
+    done = usage_etl_in_process("run", "--warehouse", str(tmp_path / "wh"), env=env)
     assert_one_line_error(done, 2, "UBIOPS_API_HOST", "http(s)")
 
 
@@ -81,7 +87,7 @@ def test_unreachable_host_is_exit_2_after_a_short_try(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = clean_env(UBIOPS_API_HOST=f"http://127.0.0.1:{port}/v2.1", UBIOPS_API_TOKEN="secret-1")
-    done = usage_etl("run", "--warehouse", str(tmp_path / "wh"), env=env, timeout=60)
+    done = usage_etl_in_process("run", "--warehouse", str(tmp_path / "wh"), env=env)
     assert_one_line_error(done, 2, f"127.0.0.1:{port}", "cannot connect")
     assert "secret-1" not in done.err
     assert not (tmp_path / "wh" / "dagster").exists()
@@ -90,7 +96,7 @@ def test_unreachable_host_is_exit_2_after_a_short_try(tmp_path: Path) -> None:
 def test_bad_quota_file_is_exit_2(tmp_path: Path) -> None:
     quotas = tmp_path / "quotas.yaml"
     quotas.write_text("organizations: [1, 2\n")
-    done = usage_etl("run", "--warehouse", str(tmp_path / "wh"), "--quotas", str(quotas))
+    done = usage_etl_in_process("run", "--warehouse", str(tmp_path / "wh"), "--quotas", str(quotas))
     assert_one_line_error(done, 2, "quotas.yaml")
 
 
@@ -102,26 +108,30 @@ def test_warehouse_that_is_a_file_is_exit_2(tmp_path: Path) -> None:
         ("run", "--warehouse", str(target / "below")),
         ("prune", "--keep-days", "3", "--warehouse", str(target)),
     ):
-        assert_one_line_error(usage_etl(*args), 2, "is a file")
+        assert_one_line_error(usage_etl_in_process(*args), 2, "is a file")
     assert target.read_text() == "x"
 
 
 def test_unwritable_warehouse_parent_is_exit_2() -> None:
-    done = usage_etl("run", "--warehouse", "/proc/usage-warehouse")
+    done = usage_etl_in_process("run", "--warehouse", "/proc/usage-warehouse")
     assert_one_line_error(done, 2, "/proc/usage-warehouse", "cannot write")
 
 
 def test_prune_with_an_absurd_retention_is_exit_2(empty_warehouse: Path) -> None:
-    done = usage_etl("prune", "--keep-days", "100000000", "--warehouse", str(empty_warehouse))
+    done = usage_etl_in_process(
+        "prune", "--keep-days", "100000000", "--warehouse", str(empty_warehouse)
+    )
     assert_one_line_error(done, 2, "--keep-days 100000000", "expected 0 to")
 
 
 def test_bad_date_is_exit_2() -> None:
-    assert_one_line_error(usage_etl("run", "--start", "2026-13-01"), 2, "--start", "YYYY-MM-DD")
+    assert_one_line_error(
+        usage_etl_in_process("run", "--start", "2026-13-01"), 2, "--start", "YYYY-MM-DD"
+    )
 
 
 def test_argument_errors_go_to_stderr_with_exit_2() -> None:
-    done = usage_etl("query", "--format", "xml", "select 1")
+    done = usage_etl_in_process("query", "--format", "xml", "select 1")
     assert done.code == 2 and done.out == "" and "invalid choice" in done.err
 
 
@@ -144,6 +154,7 @@ def test_only_the_projects_own_errors_are_exit_2(
     assert "Traceback" in capsys.readouterr().err
 
 
+@pytest.mark.long
 def test_piping_into_head_ends_quietly(empty_warehouse: Path) -> None:
     for fmt in ("table", "csv", "json"):
         done = subprocess.run(

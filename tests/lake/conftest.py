@@ -1,7 +1,8 @@
 """Fixtures for the shared-lake tests: a real PostgreSQL catalog and a real S3 server on loopback.
 
-One PostgreSQL cluster and one S3 server serve the session; each test gets an empty catalog
-database and an empty bucket of its own, and the `USAGE_LAKE_*` / AWS variables naming them.
+One PostgreSQL cluster (the session's `postgres_server`, shared with the Dagster-instance tests)
+and one S3 server serve the session (per xdist worker); each test gets an empty catalog database
+and an empty bucket of its own, and the `USAGE_LAKE_*` / AWS variables naming them.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.services.postgres import Postgres, fresh_database, postgres_cluster
+from tests.services.postgres import Postgres, fresh_database
 from tests.services.s3 import S3Server, s3_server
 from warehouse.lake import LakeConfig
 
 
 @pytest.fixture(scope="session")
-def lake_postgres() -> Iterator[Postgres]:
-    with postgres_cluster(user="lake", password="lake-pg-secret-7d1") as server:
-        yield server
+def lake_postgres(postgres_server: Postgres) -> Postgres:
+    """The session's PostgreSQL cluster (tests/conftest.py): catalogs are databases on it."""
+    return postgres_server
 
 
 @pytest.fixture(scope="session")

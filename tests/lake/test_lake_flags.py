@@ -3,7 +3,8 @@ do, and a catalog password given on the command line appears nowhere: not in the
 logs, the Dagster run storage (events, metadata) nor the warehouse.
 
 Real parts: PostgreSQL catalog with a password, moto S3 server, the emulator on loopback, the
-CLI as separate processes."""
+run as a separate process; the other commands through the CLI's `main()` in the test's process
+(the same arguments, environment, exit codes and output)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.lake.conftest import Lake
+from tests.services.cli import usage_etl_in_process
 from tests.services.emulator import start_emulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +28,11 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*USAGE_ETL, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=600
     )
+
+
+def cli_here(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = usage_etl_in_process(*args, env=env)
+    return subprocess.CompletedProcess(["usage-etl", *args], done.code, done.out, done.err)
 
 
 def files_containing(root: Path, secret: str) -> list[Path]:
@@ -57,23 +64,23 @@ def test_lake_flags_work_like_the_environment_and_never_show_the_password(
     assert "publishing to the shared lake" in run.stderr
     assert password not in run.stdout + run.stderr
     assert files_containing(tmp_path / "writer", password) == []
-    verify = cli(writer, "verify", *flags)
+    verify = cli_here(writer, "verify", *flags)
     assert verify.returncode == 0, verify.stderr
     assert "shared lake answers" in verify.stdout and "slices recorded" in verify.stdout
     assert password not in verify.stdout + verify.stderr
 
     # another machine, no local warehouse: the flags alone find the lake
     reader = {**base, "USAGE_WAREHOUSE": str(tmp_path / "reader" / "warehouse")}
-    query = cli(reader, "query", "select count(*) AS n from credit_usage", "--format", "csv",
+    query = cli_here(reader, "query", "select count(*) AS n from credit_usage", "--format", "csv",
                 *flags)  # fmt: skip
     assert query.returncode == 0, query.stderr
     assert int(query.stdout.strip().splitlines()[1]) > 0
-    verbose = cli(reader, "query", "select * from no_such_table", "--verbose", *flags)
+    verbose = cli_here(reader, "query", "select * from no_such_table", "--verbose", *flags)
     assert verbose.returncode == 2
     assert password not in verbose.stdout + verbose.stderr
 
     # one flag without the other: one line naming both, exit 2
-    half = cli(reader, "query", "select 1", flags[0], flags[1])
+    half = cli_here(reader, "query", "select 1", flags[0], flags[1])
     assert half.returncode == 2
     assert half.stderr.strip().splitlines() == [
         "usage-etl query: USAGE_LAKE_CATALOG (--lake-catalog) is set but USAGE_LAKE_DATA "
@@ -81,7 +88,7 @@ def test_lake_flags_work_like_the_environment_and_never_show_the_password(
     ]
     # an unreachable catalog named on the command line: exit 2, the password not echoed
     wrong = flags[1].replace(f":{lake.postgres.port}/", ":1/")
-    bad = cli(reader, "query", "select 1", "--lake-catalog", wrong, *flags[2:])
+    bad = cli_here(reader, "query", "select 1", "--lake-catalog", wrong, *flags[2:])
     assert bad.returncode == 2
     assert "cannot attach the lake" in bad.stderr
     assert password not in bad.stdout + bad.stderr

@@ -1,5 +1,6 @@
 """`usage-etl` on a shared lake, end to end: real runs as separate processes (as on two hosts),
-a real PostgreSQL catalog and a real S3 server, the emulator on loopback.
+a real PostgreSQL catalog and a real S3 server, the emulator on loopback. The analyst's reading
+commands run through the CLI's `main()` in the test's process, with the analyst's environment.
 
 What a team sees: two writers on different month ranges both land; an analyst's machine with
 no local warehouse queries the lake, reads the report and the alerts; a re-pull that restates a
@@ -23,6 +24,7 @@ import warehouse.derived_schema  # noqa: F401  (registers the derived tables in 
 from common.periods import shift_month
 from emulator.server import EmulatorServer
 from tests.lake.conftest import Lake
+from tests.services.cli import usage_etl_in_process
 from tests.services.emulator import start_emulator
 from warehouse.lake import connect
 from warehouse.schema import ALL_TABLES
@@ -69,6 +71,12 @@ class Team:
 
     def run(self, host: str, *args: str) -> subprocess.CompletedProcess[str]:
         return self.finish(self.start(host, *args))
+
+    def ask(self, host: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`usage-etl ARGS` as `host` through the CLI's `main()` in this process: for the
+        analysts' reading commands (the writers' runs stay separate processes, as two hosts)."""
+        done = usage_etl_in_process(*args, env=self.env(host))
+        return subprocess.CompletedProcess(["usage-etl", *args], done.code, done.out, done.err)
 
 
 @pytest.fixture
@@ -125,7 +133,7 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "publishing to the shared lake" in done.stderr
 
-    query = team.run(
+    query = team.ask(
         "analyst-laptop", "query",
         "select month, count(*) from credit_usage where interval = 'day' group by 1 order by 1",
         "--format", "csv",
@@ -136,7 +144,7 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
     assert loaded == [f"{older:%Y-%m}", f"{last:%Y-%m}", f"{current:%Y-%m}"]
 
     # Late usage lands; the next daily run restates the current period.
-    period = team.run(
+    period = team.ask(
         "analyst-laptop", "query",
         "select organization_name, strftime(period_start, '%Y-%m') from organizations "
         "order by 1 limit 1",
@@ -146,19 +154,19 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
     team.server.add_usage_today(org, 1234.5)
     again = team.run("server-host", "run", *this_month)
     assert again.returncode == 0, again.stderr[-3000:]
-    history = team.run("analyst-laptop", "history", "--organization", org, "--period", month)
+    history = team.ask("analyst-laptop", "history", "--organization", org, "--period", month)
     assert history.returncode == 0, history.stderr
     lines = history.stdout.strip().splitlines()
     assert lines[-1] == "(2 loads changed these totals)"
     assert lines[-2].count("+1,234.50") == 2  # the period row and the daily rows, alike
 
     assert_lake_keeps_the_contract(team.lake)
-    alerts = team.run("analyst-laptop", "alerts")
+    alerts = team.ask("analyst-laptop", "alerts")
     assert alerts.returncode == 0, alerts.stderr
     assert "open alerts" in alerts.stdout.splitlines()[0]
-    views = team.run("analyst-laptop", "query", "select count(*) from usage_against_budget")
+    views = team.ask("analyst-laptop", "query", "select count(*) from usage_against_budget")
     assert views.returncode == 0, views.stderr
-    report = team.run("analyst-laptop", "report", "--out", str(team.tmp / "report"))
+    report = team.ask("analyst-laptop", "report", "--out", str(team.tmp / "report"))
     assert report.returncode == 0, report.stderr
     assert (team.tmp / "report" / "index.html").stat().st_size > 10_000
 
@@ -167,7 +175,7 @@ def test_an_unreachable_lake_is_exit_2_before_any_api_request(team: Team) -> Non
     env_catalog = team.lake.env["USAGE_LAKE_CATALOG"]
     team.lake.env["USAGE_LAKE_CATALOG"] = env_catalog.replace(f":{team.lake.postgres.port}/", ":1/")
     team.server.set_faults(errors_5xx=1)  # spent by the first API request, if any is made
-    result = team.run("server-host", "run")
+    result = team.ask("server-host", "run")
     assert result.returncode == 2
     assert (
         result.stderr.strip().splitlines()[-1].startswith("usage-etl run: cannot attach the lake")

@@ -1,6 +1,8 @@
 """On the shared lake, a load by another host that restates a complete day across a quota
 threshold notes it on the alert: what the previous load saw comes from the lake's snapshot
-(the second host has no memory of its own). Real PostgreSQL, S3, emulator, CLI processes."""
+(the second host has no memory of its own). Real PostgreSQL, S3, emulator; each host's commands
+through the CLI's `main()` with that host's environment (separate processes, as two machines, are
+tests/lake/test_lake_pipeline.py's)."""
 
 from __future__ import annotations
 
@@ -38,10 +40,10 @@ def test_a_restatement_loaded_by_another_host_is_noted_from_the_lake(
     last_month = date(today.year, today.month, 1) - date.resolution
     months = ("--start", str(last_month.replace(day=1)), "--end", str(today))
     quotas = write_quotas(tmp_path / "quotas.yaml", {})
-    first = team.run("server-host", "run", *months, "--quotas", str(quotas))
+    first = team.ask("server-host", "run", *months, "--quotas", str(quotas))
     assert first.returncode == 0, first.stderr[-3000:]
     ((name, used, as_of),) = csv_rows(
-        team.run(
+        team.ask(
             "analyst", "query",
             "SELECT organization_name, value, strftime(as_of, '%Y-%m-%d') FROM quota_status "
             "WHERE metric = 'credits' AND scope = 'organization' AND period_start < as_of "
@@ -56,12 +58,13 @@ def test_a_restatement_loaded_by_another_host_is_noted_from_the_lake(
     with state.lock:  # late usage for a day the first load counted as complete
         org = state.org_by_name(name)
         day = (date.fromisoformat(as_of) - state.day0).days
-        org.usage[org.live_projects()[0].row, day] += round(0.10 * budget * MICRO)
+        late = round(0.10 * budget, 2)  # whole cents: the note's rounding to cents is exact
+        org.usage[org.live_projects()[0].row, day] += round(late * MICRO)
 
-    second = team.run("backfill-host", "run", *months, "--quotas", str(quotas))
+    second = team.ask("backfill-host", "run", *months, "--quotas", str(quotas))
     assert second.returncode == 0, second.stderr[-3000:]
     ((status, note),) = csv_rows(
-        team.run(
+        team.ask(
             "analyst", "query",
             "SELECT status, restatement FROM quota_alerts WHERE organization_name = "
             f"'{name}' AND rule = 'credit_actual' AND threshold = 100",
@@ -70,5 +73,5 @@ def test_a_restatement_loaded_by_another_host_is_noted_from_the_lake(
     )  # fmt: skip
     assert status in ("open", "notified")
     assert f"period total moved from {float(used):,.2f} to " in note
-    assert f"changed by +{0.10 * budget:,.2f}" in note
+    assert f"changed by +{late:,.2f}" in note
     assert f"{100:g}% of the" in note

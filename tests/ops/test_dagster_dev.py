@@ -253,6 +253,7 @@ def _owner(entry: dict) -> str:
     return f"team:{entry['team']}" if "team" in entry else entry["email"]
 
 
+@pytest.mark.xdist_group("dagster_dev")  # one `dg dev` serves both, on one worker
 def test_graphql_lists_every_asset_check_and_the_schedule(dagster_dev: DagsterDev) -> None:
     data = dagster_dev.graphql(GRAPHQL_QUERY)
     served = {"/".join(node["assetKey"]["path"]): node for node in data["assetNodes"]}
@@ -285,6 +286,7 @@ def test_graphql_lists_every_asset_check_and_the_schedule(dagster_dev: DagsterDe
     assert_no_framework_warnings(dagster_dev.log_tail())
 
 
+@pytest.mark.xdist_group("dagster_dev")  # one `dg dev` serves both, on one worker
 def test_ui_renders_the_asset_graph_in_chromium(dagster_dev: DagsterDev) -> None:
     if not CHROMIUM.exists():
         missing(f"Chromium ({CHROMIUM}, Debian package `chromium`)")
@@ -331,6 +333,7 @@ def test_definitions_are_loadable() -> None:
     Definitions.validate_loadable(defs)
 
 
+@pytest.mark.long
 def test_dagster_definitions_validate(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -353,6 +356,7 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
     assert "Use 'dg check defs' instead" in done.stderr or not warnings
 
 
+@pytest.mark.long
 def test_dg_check_and_list_defs(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -373,6 +377,7 @@ def test_dg_check_and_list_defs(tmp_path: Path) -> None:
     assert {"credit_usage_daily:projects_add_up", "credit_usage_daily:complete_days"} <= checks
 
 
+@pytest.mark.long
 def test_dg_launch_loads_a_partition_range_in_one_run(tmp_path: Path) -> None:
     """The whole job over two months, then two assets re-pulled over the same range."""
     import duckdb

@@ -56,7 +56,10 @@ def test_a_repull_that_moves_a_total_across_a_threshold_is_noted(
     as_of = pd.Timestamp(status.loc[0, "as_of"]).to_pydatetime()
     budget = round(used / 0.95, 2)  # 95 % used: the 80 % alert, not the 100 % one
     write_quotas(quotas, {name: budget})
-    restate_day(pipeline, name, as_of, 0.10 * budget)  # -> 105 %: across 100 %
+    # -> 105 %: across 100 %. Whole cents, so that the note's rounding to cents is exact (10 %
+    # of a budget in cents can end in half a cent, which the sum of the days may round up).
+    late = round(0.10 * budget, 2)
+    restate_day(pipeline, name, as_of, late)
 
     second = pipeline.run()
     assert second.success, second.lines()
@@ -69,9 +72,9 @@ def test_a_repull_that_moves_a_total_across_a_threshold_is_noted(
     assert top["status"] in ("open", "notified")
     note = str(top["restatement"])
     assert note.startswith(f"restated on {datetime.now(UTC):%Y-%m-%d}")
-    assert f"period total moved from {used:,.2f} to {used + 0.10 * budget:,.2f} credits" in note
+    assert f"period total moved from {used:,.2f} to {used + late:,.2f} credits" in note
     assert f"threshold {budget:,.2f} = 100% of the {budget:,.0f} budget" in note
-    assert f"changed by +{0.10 * budget:,.2f}" in note
+    assert f"changed by +{late:,.2f}" in note
 
     # the message queued for the alert carries it, and `usage-etl alerts` shows it
     with AlertStore(state_path(pipeline.warehouse)) as store:

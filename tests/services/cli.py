@@ -1,14 +1,20 @@
-"""The installed `usage-etl` in a subprocess, as a user runs it.
+"""`usage-etl` as a user runs it: in a subprocess, or its `main()` in this process.
 
-Tests run the real console script (`.venv/bin/usage-etl`) so that exit codes, stdout versus
-stderr, tracebacks and pipes behave as they do for a user.
+`usage_etl()` runs the real console script (`.venv/bin/usage-etl`) so that exit codes, stdout
+versus stderr, tracebacks and pipes behave as they do for a user; a handful of tests use it.
+`usage_etl_in_process()` calls `pipelines.cli.main()` with the same arguments, environment and
+working directory and captures what it prints: the same exit code and the same lines, without
+paying for a new interpreter (and its imports of Dagster, pandas, DuckDB) on every call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +52,41 @@ def usage_etl(*args: str, env: dict[str, str] | None = None, timeout: float = 60
         check=False,
     )
     return Done(done.returncode, done.stdout, done.stderr)
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str], cwd: Path = REPO) -> Iterator[None]:
+    """This process's environment replaced by `env` and its working directory set to `cwd`
+    for the block; both restored after (the CLI writes settings into `os.environ`)."""
+    saved, here = dict(os.environ), Path.cwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def usage_etl_in_process(*args: str, env: dict[str, str] | None = None) -> Done:
+    """`usage-etl ARGS` through `pipelines.cli.main()` in this process, with `env` as the whole
+    environment (default: `clean_env()`), from the repository root. Argument errors, `--help`
+    and `--version` end in `SystemExit` as in the console script; its code is returned."""
+    from pipelines import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        environment(env if env is not None else clean_env()),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return Done(code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(done: Done, code: int, *words: str) -> None:
