@@ -12,7 +12,7 @@ outside the run's range, is re-pulled and rewritten, and the run says so; one th
 organizations the token cannot see any more cannot be rebuilt and fails the run, naming the file.
 """
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -291,6 +291,28 @@ def period_requests(
     return requests, unknown
 
 
+def touching_periods(
+    orgs: list[Org], registry: pd.DataFrame, months: list[date]
+) -> list[tuple[Org, date, date, date]]:
+    """(org, partition month, period start, period end) for every subscription period that
+    started in the month before one of ``months`` (and is not itself in ``months``) but runs
+    into it: anchor 20 and a run over November only, the period Oct 20 - Nov 20. Its row lives
+    in October's partition; the days this run loads change it."""
+    rows = {str(r["organization_id"]): r for r in registry.to_dict("records")}
+    loaded = set(months)
+    touching: list[tuple[Org, date, date, date]] = []
+    for month in sorted(loaded):
+        previous = date(*shift_month(month.year, month.month, -1), 1)
+        if previous in loaded:
+            continue  # its periods are the run's own
+        for org in orgs:
+            anchor = organization_anchor(rows.get(org.id, {}))
+            for start, end in periods_starting_in(previous.year, previous.month, anchor):
+                if end > month:
+                    touching.append((org, previous, start, end))
+    return touching
+
+
 @dataclass
 class PeriodPlan:
     """What a run does for each subscription period in its range (the request budget).
@@ -300,6 +322,8 @@ class PeriodPlan:
     it closed; the current period of an organization whose details were re-read in this run,
     which happens on a new organization, a rename and at most every USAGE_DETAILS_MAX_AGE_DAYS)
     or because their days are not all loaded (then the API's answer is the row).
+    A period of an earlier partition that the run's days touch (`touching_periods`) is derived
+    when its days are all stored and left as it is otherwise (never asked for its own sake).
     """
 
     derived: list[PeriodKey]
@@ -338,8 +362,10 @@ def plan_periods(
     stored_periods: pd.DataFrame,
     reread: set[str],
     today: date,
+    touching: Collection[PeriodKey] = (),
 ) -> PeriodPlan:
-    """Split the periods of a run into those summed from their days and those asked for."""
+    """Split the periods of a run into those summed from their days and those asked for;
+    `touching` periods (of earlier partitions, see `touching_periods`) only when derivable."""
     totals = daily[daily["scope"] == "organization"]
     days: dict[str, set[date]] = {}
     for org_id, day in zip(totals["organization_id"], totals["start_date"], strict=True):
@@ -357,19 +383,22 @@ def plan_periods(
         if pd.Timestamp(at) >= pd.Timestamp(e)
     }
     plan = PeriodPlan([], [], {})
+    optional = set(touching)
 
     def ask(key: PeriodKey, reason: str) -> None:
         plan.requested.append(key)
         plan.reasons[reason] = plan.reasons.get(reason, 0) + 1
 
-    for key in candidates:
+    own = set(candidates)
+    for key in [*candidates, *(k for k in touching if k not in own)]:
         stop = min(key.end, today + timedelta(days=1))
         have = days.get(key.org.id, set())
         complete = all(
             date.fromordinal(d) in have for d in range(key.start.toordinal(), stop.toordinal())
         )
         if not complete:
-            ask(key, "days missing")
+            if key not in optional:
+                ask(key, "days missing")
             continue
         plan.derived.append(key)
         closed = key.end <= today
@@ -411,20 +440,31 @@ def credit_usage_periods(
             f"organization {name}: subscription anchor day unknown; its periods are calendar months"
         )
     candidates = [PeriodKey(*r) for r in requests]
-    first = min((k.start for k in candidates), default=today)
-    last = max((k.end for k in candidates), default=today)
+    touching = [PeriodKey(*r) for r in touching_periods(orgs, registry, months + repair)]
+    keys = candidates + touching
+    first = min((k.start for k in keys), default=today)
+    last = max((k.end for k in keys), default=today)
     daily = stored_rows(store, "day", first, last)
     daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
+    partitions = {k.month for k in keys} | set(months + repair)
     plan = plan_periods(
         candidates,
         daily,
-        stored_rows(store, "month", min(months + repair), max(months + repair)),
+        stored_rows(store, "month", min(partitions), max(partitions)),
         reread_organizations(registry),
         today,
+        touching,
     )
     why = ", ".join(f"{n} {r}" for r, n in sorted(plan.reasons.items())) or "none"
+    earlier = sorted({k.month for k in plan.all} - set(months + repair))
     context.log.info(
         f"periods: {len(plan.derived)} summed from days, {len(plan.requested)} asked ({why})"
+        + (
+            f"; rows of periods begun in {', '.join(f'{m:%Y-%m}' for m in earlier)} "
+            "recomputed (this run's days reach into them)"
+            if earlier
+            else ""
+        )
     )
     answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info)
     asked = _concat(answers, "month")
@@ -437,7 +477,7 @@ def credit_usage_periods(
         "period_reconciliation": reconcile_periods(asked, daily, today),
     }
     yield _materialize(
-        context, warehouse, "month", months, frames, stats, findings, repair, plan.all
+        context, warehouse, "month", months, frames, stats, findings, repair + earlier, plan.all
     )
     for name, finding in findings.items():
         yield _check_result(name, finding)

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
-from assets.credit_usage import plan_periods
+from assets.credit_usage import plan_periods, touching_periods
 from pipelines import settings
 from pipelines.api_models import CreditUsage, OrganizationItem
 from pipelines.endpoints import PeriodKey
@@ -118,3 +118,28 @@ def test_periods_are_asked_for_only_to_reconcile() -> None:
 
     plan = plan_periods([closed, current], daily, checked, {"o-1"}, today)
     assert plan.requested == [current], "details re-read: the current period is reconciled"
+
+
+def test_a_period_begun_before_the_run_is_recomputed_only_from_stored_days() -> None:
+    today = date(2026, 11, 5)
+    acme, blue = Org("o-1", "acme"), Org("o-2", "blue")
+    registry = pd.DataFrame(
+        {"organization_id": ["o-1", "o-2"], "period_anchor_day": [20, 1]},
+    )
+    touching = [
+        PeriodKey(*t) for t in touching_periods([acme, blue], registry, [date(2026, 11, 1)])
+    ]
+    assert touching == [PeriodKey(acme, date(2026, 10, 1), date(2026, 10, 20), date(2026, 11, 20))]
+    assert touching_periods([acme], registry, [date(2026, 10, 1), date(2026, 11, 1)]) == [
+        (acme, date(2026, 9, 1), date(2026, 9, 20), date(2026, 10, 20))
+    ], "a period of a month in the run is the run's own; only the first month looks back"
+
+    days = credit_usage_frame(
+        [("o-1", "acme", _answer(date(2026, 10, 1), date(2026, 11, 6), days=True))], "day", NOW
+    )
+    plan = plan_periods([], days, days.iloc[0:0], set(), today, touching)
+    assert plan.derived == touching and plan.requested == [], "its days are stored: summed"
+    plan = plan_periods(
+        [], days[days.start_date >= "2026-11-01"], days.iloc[0:0], set(), today, touching
+    )
+    assert plan.derived == [] and plan.requested == [], "days missing: left as stored, not asked"
