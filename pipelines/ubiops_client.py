@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from pipelines.api_models import (
     CreditUsage,
@@ -83,6 +84,19 @@ def _format_date(value: date | datetime | str | None) -> str | None:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     return value.isoformat()
+
+
+@functools.cache
+def _validator(shape: Any) -> TypeAdapter[Any]:
+    """A response shape's validator, built once (building one costs more than validating)."""
+    return TypeAdapter(shape)
+
+
+def _shape_error(what: str, first: ErrorDetails) -> ApiResponseError:
+    where = ".".join(str(p) for p in first["loc"]) or "response"
+    if first["type"] == "missing" and where.endswith("data_deleted_projects"):
+        where += " (or data_projects_deleted)"
+    return ApiResponseError(f"{what}: response field {where!r}: {first['msg'].lower()}")
 
 
 class UbiOpsClient:
@@ -184,26 +198,23 @@ class UbiOpsClient:
         params: dict[str, str] | None = None,
     ) -> T:
         what = f"GET {path}" + (f" (organization {organization!r})" if organization else "")
-        payload = await self._request_json("GET", path, params, what)
-        try:
-            if isinstance(shape, type) and issubclass(shape, BaseModel):
-                return shape.model_validate(payload)  # type: ignore[return-value]
-            return TypeAdapter(shape).validate_python(payload)  # type: ignore[no-any-return]
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "response"
-            if first["type"] == "missing" and where.endswith("data_deleted_projects"):
-                where += " (or data_projects_deleted)"
-            raise ApiResponseError(
-                f"{what}: response field {where!r}: {first['msg'].lower()}"
-            ) from None
+        return await self._request("GET", path, params, what, _validator(shape))  # type: ignore[no-any-return]
 
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
-    async def _request_json(
-        self, method: str, path: str, params: dict[str, str] | None, what: str
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        what: str,
+        validator: TypeAdapter[Any],
     ) -> Any:
+        """One call, retried while transient; the body parsed and validated in one pass."""
         assert self._http is not None and self._pacer is not None and self._slots is not None, (
             "use UbiOpsClient inside `async with`"
         )
@@ -238,8 +249,11 @@ class UbiOpsClient:
                         )
                     else:
                         try:
-                            return json.loads(response.content)
-                        except ValueError:
+                            return validator.validate_json(response.content)
+                        except ValidationError as exc:
+                            first = exc.errors()[0]
+                            if first["type"] != "json_invalid":
+                                raise _shape_error(what, first) from None
                             problem = "unreadable JSON body"
             if attempt >= self.max_retries:
                 self.stats.failures += 1
