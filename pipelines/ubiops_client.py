@@ -132,6 +132,11 @@ class UbiOpsClient:
     def __repr__(self) -> str:
         return f"UbiOpsClient(host={self.host!r})"
 
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at most (over as many pooled connections)."""
+        return self._max_concurrency
+
     async def __aenter__(self) -> UbiOpsClient:
         self._pacer = RatePacer(self._pacing_utilization)
         self._slots = asyncio.Semaphore(self._max_concurrency)
