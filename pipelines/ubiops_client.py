@@ -107,7 +107,7 @@ class UbiOpsClient:
         host: str,
         token: str,
         *,
-        max_concurrency: int = 16,
+        max_concurrency: int = 8,
         timeout: float = 60.0,
         max_retries: int = 8,
         backoff_base: float = 0.5,

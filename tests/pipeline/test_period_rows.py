@@ -8,11 +8,12 @@ reach the row of the period that began in the previous month.
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pytest
 
-from pipelines.analytics.periods import period_containing
+from pipelines.analytics.periods import period_containing, shift_month
 from tests.services.emulator import TOLERANCE, Pipeline
 
 
@@ -63,3 +64,42 @@ def test_a_corrected_day_reaches_the_row_of_a_period_begun_in_the_previous_month
         [org.id, start],
     )
     assert duplicated.empty, "the recomputed rows replaced the stale ones"
+
+
+def test_a_backfill_confirms_closed_periods_a_few_a_run_and_later_runs_the_rest(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = pipeline
+    today = p.end
+    this_month = date(today.year, today.month, 1)
+    first = date(*shift_month(today.year, today.month, -2), 1)
+    monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "1")
+    summary = p.run(first, today)
+    assert summary.success and not summary.failed_checks, summary.lines()
+    ledger = p.warehouse / "state" / "periods-to-reconcile.json"
+    pending = json.loads(ledger.read_text())["periods"]
+    closed = p.query(
+        """select organization_id, start_date from credit_usage
+           where interval = 'month' and scope = 'organization' and end_date <= ?""",
+        [today],
+    )
+    assert len(pending) == len(closed) - 1 >= 5, "one confirmed, the others left pending"
+    oldest = min(closed.start_date).date()
+    assert all(date.fromisoformat(p["start"]) >= oldest for p in pending)
+    periods = p.query(
+        """select o.organization_name, c.start_date, c.end_date, c.credits
+           from credit_usage c join organizations o using (organization_id)
+           where c.interval = 'month' and c.scope = 'organization'"""
+    )
+    for row in periods.itertuples():  # pending or not, every row is exact: the sum of its days
+        truth = p.server.totals(row.organization_name, row.start_date.date(), row.end_date.date())
+        assert row.credits == pytest.approx(truth["organization_total"], abs=TOLERANCE), row
+
+    # a daily refresh confirms what is pending, up to the limit, and nothing else
+    monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "100")
+    summary = p.run(this_month, today)
+    assert summary.success and not summary.failed_checks, summary.lines()
+    assert summary.requests == 1 + 2 * summary.organizations + len(pending)
+    assert not ledger.exists(), "nothing left to confirm"
+    summary = p.run(this_month, today)
+    assert summary.requests == 1 + 2 * summary.organizations, "each period confirmed once"

@@ -107,7 +107,7 @@ def test_periods_are_asked_for_only_to_reconcile() -> None:
     never_checked = daily.iloc[0:0]
     plan = plan_periods([closed, current, gap], daily, never_checked, set(), today)
     assert plan.derived == [closed, current]
-    assert plan.requested == [closed, gap], "closed: once to reconcile; o-2: no days loaded"
+    assert set(plan.requested) == {closed, gap}, "closed: once to reconcile; o-2: no days loaded"
 
     checked = credit_period_frame(
         [("o-1", "acme", closed.start, closed.end, _answer(closed.start, closed.end, False))],
@@ -143,3 +143,34 @@ def test_a_period_begun_before_the_run_is_recomputed_only_from_stored_days() -> 
         [], days[days.start_date >= "2026-11-01"], days.iloc[0:0], set(), today, touching
     )
     assert plan.derived == [] and plan.requested == [], "days missing: left as stored, not asked"
+
+
+def test_closed_periods_are_confirmed_at_most_a_limit_a_run_oldest_first() -> None:
+    today = date(2026, 11, 28)
+    org = Org("o-1", "acme")
+    august, september, october = (
+        PeriodKey(org, date(2026, m, 1), date(2026, m, 20), date(2026, m + 1, 20))
+        for m in (8, 9, 10)
+    )
+    daily = credit_usage_frame(
+        [("o-1", "acme", _answer(date(2026, 8, 1), date(2026, 11, 29), days=True))], "day", NOW
+    )
+    never_checked = daily.iloc[0:0]
+    plan = plan_periods([october, september], daily, never_checked, set(), today, limit=1)
+    assert plan.requested == [september] and plan.deferred == [october]
+    assert plan.derived == [october, september], "both rows are the sums of their days"
+    assert set(plan.all) == {october, september}
+
+    # a later run over October only: September's row is not rewritten, August (pending since an
+    # earlier run) is confirmed first, being older; October waits again
+    checked = credit_period_frame(
+        [("o-1", "acme", october.start, october.end, _answer(october.start, october.end, False))],
+        datetime(2026, 11, 21),  # loaded after it closed, but recorded as pending
+    )
+    plan = plan_periods([october], daily, checked, set(), today, pending=[august, october], limit=1)
+    assert plan.requested == [august] and plan.confirm_only == [august]
+    assert plan.deferred == [october] and plan.all == [october], "August's stored row stays"
+
+    gone = daily[daily.start_date >= "2026-09-01"]
+    plan = plan_periods([], gone, checked, set(), today, pending=[august], limit=5)
+    assert plan.requested == [] and plan.gone == [august], "its days were forgotten"
