@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipelines.analytics.periods import period_containing, shift_month
+from common.periods import period_containing, shift_month
 from tests.services.emulator import TOLERANCE, Pipeline
 
 
