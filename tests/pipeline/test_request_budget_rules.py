@@ -4,11 +4,13 @@ and that a period summed from its days is the row an API answer for that period 
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from assets.credit_usage import plan_periods, touching_periods
+from assets.reconciliation_ledger import PendingPeriod, ledger_path, read_pending, write_pending
 from common import settings
 from extraction.endpoints import PeriodKey
 from extraction.fanout import Org
@@ -174,3 +176,19 @@ def test_closed_periods_are_confirmed_at_most_a_limit_a_run_oldest_first() -> No
     gone = daily[daily.start_date >= "2026-09-01"]
     plan = plan_periods([], gone, checked, set(), today, pending=[august], limit=5)
     assert plan.requested == [] and plan.gone == [august], "its days were forgotten"
+
+
+def test_the_pending_periods_file_round_trips_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    assert read_pending(tmp_path) == set()
+    waiting = {
+        PendingPeriod(date(2026, 9, 20), "o-1", date(2026, 10, 20)),
+        PendingPeriod(date(2026, 8, 20), "o-1", date(2026, 9, 20)),
+    }
+    write_pending(tmp_path, waiting)
+    assert read_pending(tmp_path) == waiting
+    write_pending(tmp_path, set())
+    assert not ledger_path(tmp_path).exists(), "nothing pending: no file"
+
+    ledger_path(tmp_path).write_text('{"periods": [{"organization_id": "o-1"}]}')
+    with pytest.raises(RuntimeError, match=r"periods-to-reconcile\.json: unreadable; expected"):
+        read_pending(tmp_path)
