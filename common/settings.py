@@ -100,6 +100,26 @@ def details_max_age_days() -> int:
     return days
 
 
+RECONCILE_PER_RUN_ENV = "USAGE_RECONCILE_PER_RUN"
+DEFAULT_RECONCILE_PER_RUN = 500
+
+
+def reconcile_per_run() -> int:
+    """Closed periods confirmed with the API per run at most (USAGE_RECONCILE_PER_RUN)."""
+    text = os.environ.get(RECONCILE_PER_RUN_ENV, "").strip()
+    if not text:
+        return DEFAULT_RECONCILE_PER_RUN
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise SettingsError(
+            f"{RECONCILE_PER_RUN_ENV}={text!r}: expected a whole number of periods, 1 or more"
+        )
+    return count
+
+
 def api_host(explicit: str | None = None) -> str:
     """The API host: `explicit`, else `UBIOPS_API_HOST`, else the real API; validated."""
     return checked_host(explicit or os.environ.get("UBIOPS_API_HOST") or DEFAULT_HOST)
