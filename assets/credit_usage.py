@@ -359,7 +359,8 @@ def plan_periods(
     """Split the periods of a run into those summed from their days and those asked for;
     `touching` periods (of earlier partitions, see `touching_periods`) only when derivable;
     closed periods to confirm (`pending` ones recorded by earlier runs, and those not checked
-    since they closed) at most `limit`, oldest first."""
+    since they closed): those that closed since the previous month began always, older ones at
+    most `limit`, oldest first (the others are `deferred`)."""
     totals = daily[daily["scope"] == "organization"]
     days: dict[str, set[date]] = {}
     for org_id, day in zip(totals["organization_id"], totals["start_date"], strict=True):
@@ -414,10 +415,14 @@ def plan_periods(
         else:  # its days are gone (forgotten, pruned): nothing left to confirm
             plan.gone.append(key)
     to_confirm.sort(key=lambda item: (item[0].start, item[0].org.id))
-    for index, (key, row_written) in enumerate(to_confirm):
-        if limit is not None and index >= limit:
-            plan.deferred.append(key)
-            continue
+    recently = date(*shift_month(today.year, today.month, -1), 1)
+    older = 0
+    for key, row_written in to_confirm:
+        if key.end < recently:  # closed before the previous month: a backfill's, or a backlog's
+            older += 1
+            if limit is not None and older > limit:
+                plan.deferred.append(key)
+                continue
         ask(key, "closed")
         if not row_written:
             plan.confirm_only.append(key)
@@ -471,6 +476,7 @@ def credit_usage_periods(
     daily = stored_rows(store, "day", first, last)
     daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
     partitions = {k.month for k in keys} | set(months + repair)
+    limit = settings.reconcile_per_run(daily_refresh=is_daily_refresh(months + repair, today))
     plan = plan_periods(
         candidates,
         daily,
@@ -479,7 +485,7 @@ def credit_usage_periods(
         today,
         touching,
         pending,
-        settings.reconcile_per_run(),
+        limit,
     )
     why = ", ".join(f"{n} {r}" for r, n in sorted(plan.reasons.items())) or "none"
     earlier = sorted({k.month for k in plan.all} - set(months + repair))
@@ -492,8 +498,9 @@ def credit_usage_periods(
             else ""
         )
         + (
-            f"; {len(plan.deferred)} closed periods left for later runs to confirm "
-            f"(USAGE_RECONCILE_PER_RUN={settings.reconcile_per_run()} a run)"
+            f"; {len(plan.deferred)} closed periods left to confirm by later runs "
+            f"({limit} this run; backfills confirm 500 a run, daily refreshes none unless "
+            "USAGE_RECONCILE_PER_RUN is set)"
             if plan.deferred
             else ""
         )
@@ -522,6 +529,13 @@ def credit_usage_periods(
     )
     for name, finding in findings.items():
         yield _check_result(name, finding)
+
+
+def is_daily_refresh(months: list[date], today: date) -> bool:
+    """A run over the current month, and the previous one at most (the daily schedule's and
+    `usage-etl run`'s default range), as opposed to a backfill of older months."""
+    previous = date(*shift_month(today.year, today.month, -1), 1)
+    return all(month >= previous for month in months)
 
 
 def reread_organizations(registry: pd.DataFrame) -> set[str]:

@@ -66,26 +66,28 @@ def test_a_corrected_day_reaches_the_row_of_a_period_begun_in_the_previous_month
     assert duplicated.empty, "the recomputed rows replaced the stale ones"
 
 
-def test_a_backfill_confirms_closed_periods_a_few_a_run_and_later_runs_the_rest(
+def test_a_backfill_confirms_older_closed_periods_a_few_a_run_and_daily_refreshes_keep_budget(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = pipeline
     today = p.end
     this_month = date(today.year, today.month, 1)
-    first = date(*shift_month(today.year, today.month, -2), 1)
+    previous = date(*shift_month(today.year, today.month, -1), 1)
+    first = date(*shift_month(today.year, today.month, -4), 1)
     monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "1")
     summary = p.run(first, today)
     assert summary.success and not summary.failed_checks, summary.lines()
     ledger = p.warehouse / "state" / "periods-to-reconcile.json"
     pending = json.loads(ledger.read_text())["periods"]
-    closed = p.query(
+    older = p.query(
         """select organization_id, start_date from credit_usage
-           where interval = 'month' and scope = 'organization' and end_date <= ?""",
-        [today],
+           where interval = 'month' and scope = 'organization' and end_date < ?""",
+        [previous],
     )
-    assert len(pending) == len(closed) - 1 >= 5, "one confirmed, the others left pending"
-    oldest = min(closed.start_date).date()
-    assert all(date.fromisoformat(p["start"]) >= oldest for p in pending)
+    assert len(pending) == len(older) - 1 >= 5, "one older period confirmed, the others pending"
+    assert all(date.fromisoformat(p["end"]) < previous for p in pending), (
+        "periods closed since the previous month began are always confirmed"
+    )
     periods = p.query(
         """select o.organization_name, c.start_date, c.end_date, c.credits
            from credit_usage c join organizations o using (organization_id)
@@ -95,7 +97,14 @@ def test_a_backfill_confirms_closed_periods_a_few_a_run_and_later_runs_the_rest(
         truth = p.server.totals(row.organization_name, row.start_date.date(), row.end_date.date())
         assert row.credits == pytest.approx(truth["organization_total"], abs=TOLERANCE), row
 
-    # a daily refresh confirms what is pending, up to the limit, and nothing else
+    # by default a daily refresh keeps to its budget and leaves the backlog alone
+    monkeypatch.delenv("USAGE_RECONCILE_PER_RUN")
+    summary = p.run(this_month, today)
+    assert summary.success and not summary.failed_checks, summary.lines()
+    assert summary.requests == 1 + 2 * summary.organizations
+    assert len(json.loads(ledger.read_text())["periods"]) == len(pending)
+
+    # asked to, a daily refresh confirms what is pending, up to the limit, and nothing else
     monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "100")
     summary = p.run(this_month, today)
     assert summary.success and not summary.failed_checks, summary.lines()

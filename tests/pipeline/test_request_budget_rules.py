@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from assets.credit_usage import plan_periods, touching_periods
+from assets.credit_usage import is_daily_refresh, plan_periods, touching_periods
 from assets.reconciliation_ledger import PendingPeriod, ledger_path, read_pending, write_pending
 from common import settings
+from common.errors import SettingsError
 from extraction.endpoints import PeriodKey
 from extraction.fanout import Org
 from extraction.normalize import (
@@ -147,21 +148,26 @@ def test_a_period_begun_before_the_run_is_recomputed_only_from_stored_days() -> 
     assert plan.derived == [] and plan.requested == [], "days missing: left as stored, not asked"
 
 
-def test_closed_periods_are_confirmed_at_most_a_limit_a_run_oldest_first() -> None:
-    today = date(2026, 11, 28)
+def test_older_closed_periods_are_confirmed_at_most_a_limit_a_run_oldest_first() -> None:
+    today = date(2027, 1, 28)  # periods that ended before December 1 are "older"
     org = Org("o-1", "acme")
     august, september, october = (
         PeriodKey(org, date(2026, m, 1), date(2026, m, 20), date(2026, m + 1, 20))
         for m in (8, 9, 10)
     )
+    november = PeriodKey(org, date(2026, 11, 1), date(2026, 11, 20), date(2026, 12, 20))
     daily = credit_usage_frame(
-        [("o-1", "acme", _answer(date(2026, 8, 1), date(2026, 11, 29), days=True))], "day", NOW
+        [("o-1", "acme", _answer(date(2026, 8, 1), date(2027, 1, 29), days=True))], "day", NOW
     )
     never_checked = daily.iloc[0:0]
-    plan = plan_periods([october, september], daily, never_checked, set(), today, limit=1)
-    assert plan.requested == [september] and plan.deferred == [october]
-    assert plan.derived == [october, september], "both rows are the sums of their days"
-    assert set(plan.all) == {october, september}
+    plan = plan_periods([october, september, november], daily, never_checked, set(), today, limit=1)
+    assert plan.requested == [september, november] and plan.deferred == [october], (
+        "the oldest within the limit, and the one closed recently whatever the limit"
+    )
+    assert plan.derived == [october, september, november], "every row is the sum of its days"
+    assert set(plan.all) == {october, september, november}
+    plan = plan_periods([october, september], daily, never_checked, set(), today, limit=0)
+    assert plan.requested == [] and plan.deferred == [september, october]
 
     # a later run over October only: September's row is not rewritten, August (pending since an
     # earlier run) is confirmed first, being older; October waits again
@@ -192,3 +198,19 @@ def test_the_pending_periods_file_round_trips_and_a_damaged_one_is_named(tmp_pat
     ledger_path(tmp_path).write_text('{"periods": [{"organization_id": "o-1"}]}')
     with pytest.raises(RuntimeError, match=r"periods-to-reconcile\.json: unreadable; expected"):
         read_pending(tmp_path)
+
+
+def test_only_backfills_confirm_older_closed_periods_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    today = date(2026, 11, 28)
+    assert is_daily_refresh([date(2026, 10, 1), date(2026, 11, 1)], today)
+    assert not is_daily_refresh([date(2026, 9, 1), date(2026, 10, 1)], today)
+    monkeypatch.delenv("USAGE_RECONCILE_PER_RUN", raising=False)
+    assert settings.reconcile_per_run(daily_refresh=True) == 0
+    assert settings.reconcile_per_run(daily_refresh=False) == 500
+    monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "40")
+    assert settings.reconcile_per_run(daily_refresh=True) == 40
+    monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "-1")
+    with pytest.raises(SettingsError, match="USAGE_RECONCILE_PER_RUN='-1': expected a whole"):
+        settings.reconcile_per_run(daily_refresh=False)
