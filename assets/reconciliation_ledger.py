@@ -1,14 +1,14 @@
 """The subscription periods waiting to be reconciled with the API: `<warehouse>/state/
 periods-to-reconcile.json`.
 
-A closed period's row is the sum of its days; asking the API for the period once after it
-closed only confirms it (the blocking check `period_reconciliation`). Periods that closed since
-the previous month began are always confirmed; of older ones (a backfill's) a run asks at most
+A closed period's row is the sum of its days; asking the API for the period once after it closed
+only confirms it (the blocking check `period_reconciliation`). Periods that closed since the
+previous month began are always confirmed; of older ones (a backfill's) a run asks at most
 `USAGE_RECONCILE_PER_RUN` (500 in a backfill, none in a daily refresh unless set), oldest period
-first; the others are recorded here and confirmed by later runs. A period not recorded here whose stored row was loaded after it
-closed has been confirmed. The file is replaced atomically, before the period rows it describes
-are written, so a crash can leave a period recorded twice as pending (asked again), never a
-period unconfirmed and forgotten.
+first; the others are recorded here and confirmed by later runs. A period not recorded here
+whose stored row was loaded after it closed has been confirmed. The file is replaced atomically,
+before the period rows it describes are written, so a crash can leave a period recorded twice as
+pending (asked again), never a period unconfirmed and forgotten.
 """
 
 from __future__ import annotations
