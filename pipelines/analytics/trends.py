@@ -28,7 +28,7 @@ from datetime import date, timedelta
 import duckdb
 import pandas as pd
 
-from pipelines.analytics.frames import daily_usage
+from pipelines.analytics.frames import daily_usage, frame_sharing_text
 from pipelines.analytics.periods import (
     CALENDAR_MONTHS,
     anchors_by_organization,
@@ -312,7 +312,8 @@ def trends_between(
         "new_days": new_days,
         "dormant_days": dormant_days,
     }
-    frame = con.execute(query, params).df()
+    text = ("organization_id", "organization_name", "scope", "project_id", "project_name")
+    frame = frame_sharing_text(con.execute(query, params).to_arrow_table(), text)
     return _typed(frame)
 
 

@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 
 from pipelines.analytics.forecast import history_days_needed
-from pipelines.analytics.frames import DAILY_COLUMNS, to_day
+from pipelines.analytics.frames import DAILY_COLUMNS, frame_sharing_text, to_day
 from pipelines.analytics.quota_status import RESOURCE_WINDOW_DAYS
 from pipelines.analytics.series_facts import (
     FACTS_TABLE,
@@ -112,7 +112,7 @@ def _window(
         """,
         {"end": params["end"], "first_month": first_month},
     )
-    daily = con.execute(
+    arrow = con.execute(
         f"""
         WITH rows AS (
             SELECT organization_id, any_value(organization_name) AS organization_name, scope,
@@ -135,7 +135,10 @@ def _window(
         ORDER BY organization_id, scope, project_id NULLS LAST, date
         """,
         params,
-    ).df()
+    ).to_arrow_table()
+    daily = frame_sharing_text(
+        arrow, ("organization_id", "organization_name", "scope", "project_id", "project_name")
+    )
     firsts = con.execute(
         """
         SELECT organization_id, NULL AS project_id,
