@@ -18,6 +18,12 @@ WORKDIR /opt/ubiops-usage
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
+COPY common ./common
+COPY ubiops_api ./ubiops_api
+COPY extraction ./extraction
+COPY insights ./insights
+COPY alerting ./alerting
+COPY reports ./reports
 COPY pipelines ./pipelines
 COPY assets ./assets
 COPY warehouse ./warehouse

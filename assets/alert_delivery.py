@@ -1,7 +1,7 @@
 """The asset that delivers queued alert notifications, after the warehouse is published.
 
 `alert_delivery` sends every due pending message of the alert outbox through its channel
-(exactly once per channel; see `pipelines.notify.delivery`), copies the delivery state into the
+(exactly once per channel; see `alerting.delivery`), copies the delivery state into the
 warehouse tables `quota_alerts` / `alert_outbox` and, when something changed, re-publishes
 `usage.duckdb` so analysts see it. It never evaluates anything, and a channel that fails never
 fails it: its messages stay pending with backoff, and the materialization's metadata (delivered,
@@ -12,11 +12,11 @@ from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
+from alerting.delivery import deliver_configured
+from alerting.state import open_state, publish_state, record_tables
 from assets.analytics import quota_alerts
 from assets.database import usage_database
-from pipelines.notify.delivery import deliver_configured
-from pipelines.notify.state import open_state, publish_state, record_tables
-from pipelines.resources import Alerting, Warehouse
+from assets.resources import Alerting, Warehouse
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import ORGANIZATION_USERS
 

@@ -1,8 +1,8 @@
 """Derived assets: project usage trends, and the evaluation of forecasts, quota status and alerts.
 
 `project_usage_trends` recomputes, in DuckDB SQL, only the months whose inputs changed
-(`pipelines.analytics.derived_slices`). `quota_alerts` evaluates the quota rules as of the last
-complete day on the days they look at (`pipelines.analytics.usage_window`, read in SQL),
+(`insights.derived_slices`). `quota_alerts` evaluates the quota rules as of the last
+complete day on the days they look at (`insights.usage_window`, read in SQL),
 checks the result (blocking checks: unique keys, known organizations, finite values, ordered
 forecast bounds) and only then records the alerts in the durable alert state
 (`<warehouse>/state/alerts.sqlite`, queuing one message per routed channel) and writes the four
@@ -25,18 +25,18 @@ from dagster import (
     asset,
 )
 
+from alerting.evaluate import compute_alerts
+from alerting.restatements import check_load
+from alerting.routing import alert_routes
+from alerting.state import open_state, record_tables
 from assets.credit_usage import credit_usage_daily
 from assets.materialize import table_metadata
 from assets.organizations import now_utc, organization_users, organizations, resource_usage
-from pipelines.analytics.derived_slices import describe as describe_refresh
-from pipelines.analytics.derived_slices import refresh_trends
-from pipelines.analytics.evaluate import compute_alerts
-from pipelines.analytics.periods import anchors_by_organization
-from pipelines.analytics.usage_window import load_resource_window, load_usage_window, window_days
-from pipelines.notify.routing import alert_routes
-from pipelines.notify.state import open_state, record_tables
-from pipelines.resources import Alerting, Warehouse
-from pipelines.restatements import check_load
+from assets.resources import Alerting, Warehouse
+from common.periods import anchors_by_organization
+from insights.derived_slices import describe as describe_refresh
+from insights.derived_slices import refresh_trends
+from insights.usage_window import load_resource_window, load_usage_window, window_days
 from warehouse.derived_schema import (
     PROJECT_USAGE_TRENDS,
     QUOTA_ALERTS,

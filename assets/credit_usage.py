@@ -29,14 +29,15 @@ from dagster import (
 
 from assets.materialize import partition_metadata
 from assets.organizations import current_organizations, now_utc, organizations
-from pipelines import quality, settings
-from pipelines.analytics.periods import organization_anchor, periods_starting_in, shift_month
-from pipelines.analytics.reconcile import reconcile_periods
-from pipelines.endpoints import DAILY_USAGE, PERIOD_USAGE, Endpoint, MonthKey, PeriodKey, pull
-from pipelines.extract import Org, ProgressFn
-from pipelines.normalize import credit_period_frame, credit_period_from_days, credit_usage_frame
-from pipelines.resources import UbiOpsApi, Warehouse
-from pipelines.ubiops_client import RequestStats
+from assets.resources import UbiOpsApi, Warehouse
+from common import settings
+from common.periods import organization_anchor, periods_starting_in, shift_month
+from extraction import quality
+from extraction.endpoints import DAILY_USAGE, PERIOD_USAGE, Endpoint, MonthKey, PeriodKey, pull
+from extraction.fanout import Org, ProgressFn
+from extraction.normalize import credit_period_frame, credit_period_from_days, credit_usage_frame
+from insights.reconcile import reconcile_periods
+from ubiops_api.client import RequestStats
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS

@@ -16,7 +16,7 @@ from dagster import (
 
 from assets import analytics, credit_usage
 from assets import organizations as registry
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from warehouse.files import remove_stale_temporaries, writer_lock
 from warehouse.lake_sync import publish_up
 from warehouse.publish import DATABASE_NAME, publish_database

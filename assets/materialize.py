@@ -20,7 +20,7 @@ from dagster import (
     TableSchema,
 )
 
-from pipelines.ubiops_client import RequestStats
+from ubiops_api.client import RequestStats
 from warehouse.schema import Table
 
 

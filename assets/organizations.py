@@ -5,7 +5,7 @@ organization's current subscription period (from the usage endpoint without date
 credit-usage assets need to ask for subscription periods. The request budget: the list is read
 every run, resources every run; details, members and the anchor only when they can have changed
 (a new organization, a rename, or older than `USAGE_DETAILS_MAX_AGE_DAYS`), see
-`pipelines/endpoints.py`.
+`extraction/endpoints.py`.
 
 Partial visibility is not deletion: an organization the token no longer sees keeps its row
 (`visible` false, `last_seen_at` when it was last visible), its members and its stored usage,
@@ -20,9 +20,9 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from assets.materialize import table_metadata
-from pipelines import settings
-from pipelines.api_models import OrganizationItem
-from pipelines.endpoints import (
+from assets.resources import UbiOpsApi, Warehouse
+from common import settings
+from extraction.endpoints import (
     CURRENT_PERIOD,
     ORGANIZATION_DETAILS,
     RESOURCES,
@@ -31,15 +31,15 @@ from pipelines.endpoints import (
     WriteMode,
     pull,
 )
-from pipelines.extract import Org
-from pipelines.normalize import (
+from extraction.fanout import Org
+from extraction.normalize import (
     anchor_unknown,
     details_due,
     organizations_frame,
     unknown_anchor_names,
 )
-from pipelines.resources import UbiOpsApi, Warehouse
-from pipelines.ubiops_client import RequestStats
+from ubiops_api.client import RequestStats
+from ubiops_api.models import OrganizationItem
 from warehouse.files import writer_lock
 from warehouse.manifest import ManifestError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore

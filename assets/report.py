@@ -3,8 +3,8 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.database import usage_database
-from pipelines.report import write_report
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
+from reports import write_report
 
 
 @asset(

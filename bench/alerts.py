@@ -36,11 +36,11 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from common.periods import previous_period
 from emulator.demo import build_state
 from emulator.model import MICRO
-from pipelines.analytics.forecast import forecast_series
-from pipelines.analytics.frames import daily_usage
-from pipelines.analytics.periods import previous_period
+from insights.forecast import forecast_series
+from insights.frames import daily_usage
 
 BUDGET = 5000.0
 HISTORY_START = pd.Timestamp("2024-01-01")

@@ -44,7 +44,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.analytics.periods import shift_month  # noqa: E402
+from common.periods import shift_month  # noqa: E402
 from warehouse.files import writer_lock  # noqa: E402
 from warehouse.parquet_store import ParquetStore  # noqa: E402
 from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE  # noqa: E402
@@ -161,14 +161,14 @@ def reload_current_month(warehouse: Path, orgs: int, today: date) -> None:
 
 
 def _evaluation_inputs(store: ParquetStore) -> tuple[pd.DataFrame, object, date]:
-    from pipelines.quotas import load_quotas
+    from insights.quotas import load_quotas
 
     orgs = store.read(ORGANIZATIONS)
     return orgs, load_quotas(ROOT / "quotas.example.yaml"), datetime.now(UTC).date()
 
 
 def step_before(warehouse: Path) -> str:
-    from pipelines.analytics.evaluate import compute_alerts
+    from alerting.evaluate import compute_alerts
     from tests.derive.pandas_reference import reference_trends
     from warehouse.derived_schema import PROJECT_USAGE_TRENDS
 
@@ -190,8 +190,8 @@ def step_before(warehouse: Path) -> str:
 
 
 def step_after_scratch(warehouse: Path) -> str:
-    from pipelines.analytics.derived_slices import refresh_trends
-    from pipelines.analytics.periods import anchors_by_organization
+    from common.periods import anchors_by_organization
+    from insights.derived_slices import refresh_trends
 
     store = ParquetStore(warehouse)
     result = refresh_trends(warehouse, anchors_by_organization(store.read(ORGANIZATIONS)))
@@ -201,8 +201,8 @@ def step_after_scratch(warehouse: Path) -> str:
 
 def _evaluate_on_window(store: ParquetStore) -> int:
     """The alert evaluation of the asset (on the SQL window), its two tables stored; forecasts."""
-    from pipelines.analytics.evaluate import compute_alerts
-    from pipelines.analytics.usage_window import (
+    from alerting.evaluate import compute_alerts
+    from insights.usage_window import (
         load_resource_window,
         load_usage_window,
         window_days,
@@ -229,8 +229,8 @@ def _evaluate_on_window(store: ParquetStore) -> int:
 
 
 def step_after_daily(warehouse: Path) -> str:
-    from pipelines.analytics.derived_slices import refresh_trends
-    from pipelines.analytics.periods import anchors_by_organization
+    from common.periods import anchors_by_organization
+    from insights.derived_slices import refresh_trends
 
     store = ParquetStore(warehouse)
     result = refresh_trends(warehouse, anchors_by_organization(store.read(ORGANIZATIONS)))
@@ -251,7 +251,7 @@ def step_publish(warehouse: Path) -> str:
 
 
 def step_report(warehouse: Path) -> str:
-    from pipelines.report import write_report
+    from reports import write_report
 
     path = write_report(warehouse)
     size = sum(p.stat().st_size for p in path.parent.rglob("*.html"))

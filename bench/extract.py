@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from pipelines.analytics.periods import shift_month  # noqa: E402
-from pipelines.extract import fan_out  # noqa: E402
-from pipelines.ubiops_client import UbiOpsClient  # noqa: E402
+from common.periods import shift_month  # noqa: E402
+from extraction.fanout import fan_out  # noqa: E402
+from ubiops_api.client import UbiOpsClient  # noqa: E402
 
 
 @contextmanager

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from pipelines.report import write_report  # noqa: E402
+from reports import write_report  # noqa: E402
 
 BASELINE_COMMIT = "2996399a4e96bf5a8be9b5036e392ea5d2987809"  # the single-file report
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"

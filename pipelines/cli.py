@@ -7,7 +7,7 @@ import what they need inside their handlers, so `usage-etl --help` answers at on
 
 Exit status: 0 success; 1 a failed run or an unexpected error (one line on stderr; the traceback
 only with `--verbose`); 2 bad input or configuration, found before anything starts (the
-`pipelines.errors.UsageEtlError` hierarchy, and argument errors); 130 interrupted. Output piped
+`common.errors.UsageEtlError` hierarchy, and argument errors); 130 interrupted. Output piped
 into a command that stops reading (`| head`) ends quietly.
 """
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = bool(getattr(args, "verbose", False))
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
-    from pipelines.errors import UsageEtlError
+    from common.errors import UsageEtlError
 
     _apply_lake_flags(args)
     try:

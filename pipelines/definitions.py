@@ -11,7 +11,7 @@ the `dg` defs folder (`pipelines/defs/`) is merged in. Every job runs in one pro
 share the warehouse writer lock and gain nothing from a process per step), including the
 implicit asset job behind `dg launch --assets ...` and the UI's "Materialize".
 
-The resources (pipelines/resources.py) are built from the environment when the code location
+The resources (assets/resources.py) are built from the environment when the code location
 loads: plain settings as values, secrets as `EnvVar`s resolved only inside a run. `usage-etl run`
 executes the same job with its flags as resource overrides.
 """
@@ -32,8 +32,8 @@ from dagster import (
 )
 
 import assets as asset_package
+from assets.resources import resources_from_env
 from pipelines.console import short_console_logger
-from pipelines.resources import resources_from_env
 from pipelines.schedules import daily_refresh_schedule
 from pipelines.sensors import usage_etl_failure_notifier
 

@@ -5,7 +5,7 @@ A run that cannot succeed should fail in seconds with one line, not after minute
 - with a host configured, a token is set and the host is an http(s) URL;
 - the host answers `GET /organizations` within a few seconds and accepts the token.
 
-All failures are `pipelines.errors.UsageEtlError`s (exit 2). A host that answers 429 or 5xx counts
+All failures are `common.errors.UsageEtlError`s (exit 2). A host that answers 429 or 5xx counts
 as reachable: the run's own client waits and retries those.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from pipelines.errors import ApiUnreachableError
+from common.errors import ApiUnreachableError
 
 PROBE_SECONDS = 5.0
 
@@ -22,7 +22,7 @@ def check_api(host: str, token: str, deadline_seconds: float = PROBE_SECONDS) ->
     """Raise `ApiUnreachableError` unless `host` answers and accepts `token` within the deadline."""
     import httpx
 
-    from pipelines.ubiops_client import authorization_header
+    from ubiops_api.client import authorization_header
 
     headers = {"Authorization": authorization_header(token), "Accept": "application/json"}
     deadline = time.monotonic() + deadline_seconds

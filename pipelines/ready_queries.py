@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import InputError
+from common.errors import InputError
 
 QUERIES_FILE = Path(__file__).resolve().parent.parent / "docs" / "queries.sql"
 _BLOCK = re.compile(r"^-- name: (?P<name>\S+)\s*$", re.M)

@@ -9,9 +9,9 @@ import logging
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
-from pipelines.resources import Alerting
+from assets.resources import Alerting
 
-log = logging.getLogger("pipelines.notify")
+log = logging.getLogger("alerting")
 
 
 @run_failure_sensor(
@@ -20,8 +20,8 @@ log = logging.getLogger("pipelines.notify")
     description="Tells the configured channels when a usage_etl run fails.",
 )
 def usage_etl_failure_notifier(context: RunFailureSensorContext, alerting: Alerting) -> None:
-    from pipelines.notify.channels import DeliveryError
-    from pipelines.notify.delivery import send_test_message
+    from alerting.channels import DeliveryError
+    from alerting.delivery import send_test_message
 
     run = context.dagster_run
     message = context.failure_event.message or "run failed"

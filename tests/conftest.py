@@ -80,7 +80,7 @@ def shared_build(
 def demo_build(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
     """Two months (previous + current) of the emulator's demo organizations: one real run of
     the whole pipeline, shared by every test that only reads its result."""
-    from pipelines.report.demo import build_demo_warehouse
+    from pipelines.demo import build_demo_warehouse
 
     def build(root: Path) -> None:
         now = datetime.now(UTC).replace(microsecond=0)
@@ -100,7 +100,7 @@ def demo_warehouse(demo_build: DemoBuild) -> Path:
 @pytest.fixture(scope="session")
 def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 months of the demo organizations (two real runs: the emulator serves 15 months)."""
-    from pipelines.report.demo import build_long_demo_warehouse
+    from pipelines.demo import build_long_demo_warehouse
 
     root = shared_build(
         tmp_path_factory, "long", lambda root: build_long_demo_warehouse(root, months=24)
@@ -190,7 +190,7 @@ def postgres(postgres_server: Postgres) -> Postgres:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """A `FakeClock` installed for the pacer's clock and every `asyncio.sleep`."""
-    from pipelines import pacing
+    from ubiops_api import pacing
 
     fake = FakeClock()
     monkeypatch.setattr(pacing, "time", SimpleNamespace(monotonic=fake.monotonic))

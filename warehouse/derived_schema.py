@@ -1,8 +1,8 @@
 """The derived tables' contract: trends, forecasts, quota status, alerts and their outbox.
 
 Registered into `warehouse.schema.ALL_TABLES` on import, so the publisher and the data dictionary
-treat them like the fact tables. The frames are produced by `pipelines/analytics` and
-`warehouse/alert_store.py`; the assets in `assets/analytics.py` write them.
+treat them like the fact tables. The frames are produced by `insights` and
+`alerting/store.py`; the assets in `assets/analytics.py` write them.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.errors import InputError
+from common.errors import InputError
 from warehouse.files import writer_lock
 from warehouse.manifest import IntegrityError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore

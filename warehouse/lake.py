@@ -37,7 +37,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.errors import LakeConfigError, LakeConflictError, LakeError
+from common.errors import LakeConfigError, LakeConflictError, LakeError
 from warehouse.schema import Table, sql_type
 
 CATALOG_ALIAS = "usage"

@@ -65,8 +65,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.errors import IntegrityError as IntegrityError  # re-exported for importers
-from pipelines.errors import ManifestError
+from common.errors import IntegrityError as IntegrityError  # re-exported for importers
+from common.errors import ManifestError
 from warehouse.files import atomic_write
 
 MANIFEST_NAME = "_manifest.json"

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.errors import SchemaError
+from common.errors import SchemaError
 from warehouse.files import commit_temporary, discard_temporary, write_temporary
 from warehouse.manifest import CheckResult, TableManifest, record_for
 from warehouse.schema import Table

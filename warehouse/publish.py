@@ -496,7 +496,7 @@ def connect_readonly(warehouse: Path) -> duckdb.DuckDBPyConnection:
     attached read-only with the analyst views available (no local warehouse is needed), and
     locked down the same way except that the lake's data path stays readable.
     """
-    from pipelines.errors import WarehouseError
+    from common.errors import WarehouseError
 
     lake = LakeConfig.from_env()
     if lake is not None:

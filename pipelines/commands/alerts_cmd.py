@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from pipelines import settings
-from pipelines.errors import ConfigError, InputError, WarehouseError
+from common import settings
+from common.errors import ConfigError, InputError, WarehouseError
 
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(path: str | None) -> object:
-    from pipelines.quotas import load_quotas
+    from insights.quotas import load_quotas
 
     return load_quotas(path)
 
@@ -74,7 +74,7 @@ def _emit(lines: Iterable[str]) -> None:
 
 
 def handle_alerts(args: argparse.Namespace) -> int:
-    from pipelines.notify.state import open_state, state_path
+    from alerting.state import open_state, state_path
 
     config = _config(args.quotas)
     if args.test_channel:
@@ -121,8 +121,8 @@ def _list_from_lake(args: argparse.Namespace) -> int | None:
 
 
 def _test_channel(name: str, config: Any) -> int:
-    from pipelines.notify.channels import DeliveryError
-    from pipelines.notify.delivery import send_test_message
+    from alerting.channels import DeliveryError
+    from alerting.delivery import send_test_message
 
     try:
         send_test_message(name, config)
@@ -133,9 +133,9 @@ def _test_channel(name: str, config: Any) -> int:
 
 
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
-    from pipelines.notify.delivery import deliver_configured
-    from pipelines.notify.state import publish_state
-    from pipelines.notify.validation import validate_channels
+    from alerting.delivery import deliver_configured
+    from alerting.state import publish_state
+    from alerting.validation import validate_channels
     from warehouse.parquet_store import ParquetStore
     from warehouse.schema import ORGANIZATION_USERS
 
@@ -280,8 +280,8 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
 def handle_backtest(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from pipelines.analytics.alert_rules import RULES
-    from pipelines.analytics.evaluate import backtest_rule
+    from alerting.evaluate import backtest_rule
+    from alerting.rules import RULES
     from pipelines.commands.run_cmd import parse_day
     from warehouse.parquet_store import ParquetStore
     from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS

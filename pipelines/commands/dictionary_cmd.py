@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines import settings
+from common import settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def generate_markdown(warehouse: Path | None, demo: bool) -> tuple[str, list[str
     from warehouse.dictionary import read_warehouse, render_markdown, undocumented
 
     if demo:
-        from pipelines.report.demo import build_demo_warehouse
+        from pipelines.demo import build_demo_warehouse
 
         with tempfile.TemporaryDirectory(prefix="usage-etl-demo-") as tmp:
             relations = read_warehouse(build_demo_warehouse(Path(tmp)))
@@ -54,7 +54,7 @@ def generate_markdown(warehouse: Path | None, demo: bool) -> tuple[str, list[str
 
 def handle(args: argparse.Namespace) -> int:
     if args.check and not args.out:
-        from pipelines.errors import InputError
+        from common.errors import InputError
 
         raise InputError("--check: expected --out FILE to compare with")
     text, missing = generate_markdown(args.warehouse, args.demo)

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from pipelines.optional import require_emulator
+    from common.optional import require_emulator
 
     require_emulator("this command serves the bundled API emulator")
     from emulator.cli import main

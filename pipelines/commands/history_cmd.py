@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 
-from pipelines import settings
+from common import settings
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from pipelines.errors import InputError
+    from common.errors import InputError
     from warehouse.lake import LakeConfig, totals_history
     from warehouse.publish import connect_readonly
 

@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 
-from pipelines import settings
-from pipelines.errors import InputError, WarehouseError
+from common import settings
+from common.errors import InputError, WarehouseError
 
 MAX_KEEP_DAYS = 36_500  # a hundred years: "keep everything", still a valid date arithmetic
 

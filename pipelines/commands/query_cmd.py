@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines import settings
-from pipelines.errors import InputError, QueryError
+from common import settings
+from common.errors import InputError, QueryError
 
 FORMATS = ("table", "csv", "json", "parquet")
 LOCKED_HINT = (

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines import settings
+from common import settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from pipelines.report import write_report
+    from reports import write_report
 
     warehouse = settings.warehouse_dir(args.warehouse)
     path = write_report(warehouse, Path(args.out) if args.out else None)

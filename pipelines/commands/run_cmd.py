@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from pipelines import settings
-from pipelines.errors import InputError
+from common import settings
+from common.errors import InputError
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 TOP_ALERTS = 10
@@ -151,7 +151,7 @@ def api_target() -> Iterator[dict[str, object]]:
         print(f"usage-etl: using the UbiOps API at {settings.api_host()}", file=sys.stderr)
         yield {}
         return
-    from pipelines.optional import require_emulator
+    from common.optional import require_emulator
 
     require_emulator(
         "UBIOPS_API_HOST and UBIOPS_API_TOKEN are not set, so the run uses the bundled API emulator"
@@ -178,8 +178,8 @@ def execute(
     else `<warehouse>/dagster`) with the resources of the environment, `overrides` on top."""
     from dagster import DagsterInstance
 
+    from assets.resources import Warehouse, resources_from_env
     from pipelines.definitions import defs
-    from pipelines.resources import Warehouse, resources_from_env
     from pipelines.schedules import range_tags
 
     resources = resources_from_env(overrides)
@@ -210,7 +210,7 @@ def execute(
 
 def check_lake(overrides: Overrides) -> None:
     """In lake mode, prove the catalog answers and the data path takes a write (exit 2 if not)."""
-    from pipelines.resources import Warehouse
+    from assets.resources import Warehouse
     from warehouse.lake import check
 
     lake = Warehouse.from_env(**overrides.get("warehouse", {})).lake_config()
@@ -311,13 +311,13 @@ def quiet_library_logs(warehouse: Path, verbose: bool) -> Iterator[Path]:
     """Keep the terminal to one line per event: per-alert log-channel lines go to a file.
 
     The `log` notification channel writes every alert through Python logging
-    (`pipelines.notify`); a run's summary lists the alerts instead, so on the command line those
+    (`alerting`); a run's summary lists the alerts instead, so on the command line those
     records go to `<warehouse>/state/notifications.log`. Client retry warnings are counted in the
     summary. `--verbose` shows both on stderr as well.
     """
     path = warehouse / "state" / "notifications.log"
-    notify = logging.getLogger("pipelines.notify")
-    client = logging.getLogger("pipelines.ubiops_client")
+    notify = logging.getLogger("alerting")
+    client = logging.getLogger("ubiops_api.client")
     saved = (notify.propagate, notify.level, client.level)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -339,7 +339,7 @@ def quiet_library_logs(warehouse: Path, verbose: bool) -> Iterator[Path]:
 
 
 def run_overrides(args: argparse.Namespace) -> Overrides:
-    """The command's flags as resource overrides (pipelines/resources.py): one entry per flag,
+    """The command's flags as resource overrides (assets/resources.py): one entry per flag,
     None for a flag not given (the environment or the default applies)."""
     return {
         "warehouse": {"path": args.warehouse},
@@ -351,9 +351,9 @@ def preflight(
     warehouse_arg: str | None, quotas: str | None, overrides: Overrides | None = None
 ) -> Path:
     """Every check that can fail before a run starts (exit 2): paths, quota file, API target."""
+    from alerting.validation import validate_channels
+    from insights.quotas import load_quotas
     from pipelines import preflight as checks
-    from pipelines.notify.validation import validate_channels
-    from pipelines.quotas import load_quotas
 
     warehouse = settings.writable_warehouse(warehouse_arg)
     validate_channels(load_quotas(quotas))  # a bad quota file or channel is exit 2 here

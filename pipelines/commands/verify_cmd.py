@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines import settings
-from pipelines.errors import WarehouseError
+from common import settings
+from common.errors import WarehouseError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

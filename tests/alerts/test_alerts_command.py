@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.analytics.evaluate import compute_alerts
+from alerting.evaluate import compute_alerts
+from alerting.state import state_path
+from alerting.store import AlertStore
+from insights.quotas import parse_quotas
 from pipelines.cli import main
-from pipelines.notify.state import state_path
-from pipelines.quotas import parse_quotas
-from warehouse.alert_store import AlertStore
 from warehouse.schema import now_utc
 
 from .conftest import WEBHOOK_SECRET, free_port, usage_frame

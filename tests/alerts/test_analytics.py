@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipelines.analytics.anomalies import detect_anomalies
-from pipelines.analytics.forecast import forecast_usage
-from pipelines.analytics.trends import project_usage_trends
-from pipelines.quotas import parse_quotas
+from insights.anomalies import detect_anomalies
+from insights.forecast import forecast_usage
+from insights.quotas import parse_quotas
+from insights.trends import project_usage_trends
 
 from .conftest import organizations_frame, usage_frame
 

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 
 from assets.credit_usage import month_bounds, period_requests
+from common.periods import period_containing
 from emulator.server import EmulatorConfig, EmulatorServer
-from pipelines.analytics.periods import period_containing
-from pipelines.analytics.reconcile import reconcile_periods
-from pipelines.extract import Org
-from pipelines.normalize import credit_period_frame, credit_usage_frame, organizations_frame
-from pipelines.ubiops_client import UbiOpsClient
+from extraction.fanout import Org
+from extraction.normalize import credit_period_frame, credit_usage_frame, organizations_frame
+from insights.reconcile import reconcile_periods
+from ubiops_api.client import UbiOpsClient
 from warehouse.schema import ORGANIZATIONS
 
 NOW = datetime(2025, 4, 10, 12, 0, tzinfo=UTC)

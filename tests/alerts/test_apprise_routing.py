@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from pipelines.analytics.evaluate import compute_alerts
-from pipelines.notify import build_channels, deliver_pending, send_test_message
-from pipelines.quotas import parse_quotas
-from warehouse.alert_store import AlertStore
+from alerting import build_channels, deliver_pending, send_test_message
+from alerting.evaluate import compute_alerts
+from alerting.store import AlertStore
+from insights.quotas import parse_quotas
 
 from .conftest import SMTP_PASSWORD, SMTP_USER, free_port, organizations_frame, usage_frame
 
@@ -128,7 +128,7 @@ def test_apprise_test_message_and_unreachable_target(make_receiver) -> None:
 
 
 def test_routing_per_organization_and_subscription(tmp_path, make_receiver) -> None:
-    from pipelines.notify.routing import alert_routes
+    from alerting.routing import alert_routes
 
     team_o1 = make_receiver(secret=None)
     everyone_else = make_receiver(secret=None)
@@ -162,7 +162,7 @@ def test_routing_per_organization_and_subscription(tmp_path, make_receiver) -> N
 def test_routing_to_an_unknown_channel_is_a_one_line_error() -> None:
     import pytest
 
-    from pipelines.quotas import QuotaConfigError
+    from insights.quotas import QuotaConfigError
 
     with pytest.raises(QuotaConfigError) as info:
         parse_quotas({"organizations": {"acme": {"channels": ["pager"]}}}, "q.yaml")
@@ -172,8 +172,8 @@ def test_routing_to_an_unknown_channel_is_a_one_line_error() -> None:
 
 
 def test_unparsable_apprise_url_is_named_without_its_value(caplog) -> None:
-    from pipelines.notify import validate_channels
-    from pipelines.quotas import QuotaConfigError
+    from alerting import validate_channels
+    from insights.quotas import QuotaConfigError
 
     caplog.set_level(logging.DEBUG)
     secret = f"nosuchscheme://user:{PASSWORD}@host/x"

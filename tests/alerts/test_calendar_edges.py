@@ -8,24 +8,24 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
-from pipelines.analytics.evaluate import compute_alerts
-from pipelines.analytics.periods import (
+from alerting.evaluate import compute_alerts
+from alerting.store import AlertStore
+from common.periods import (
     current_period,
     learn_anchor,
     organization_anchor,
     periods_starting_in,
     today_after,
 )
-from pipelines.analytics.reconcile import reconcile_periods
-from pipelines.api_models import CreditUsage, OrganizationDetail
-from pipelines.normalize import (
+from extraction.normalize import (
     credit_period_frame,
     credit_usage_frame,
     organizations_frame,
     unknown_anchor_names,
 )
-from pipelines.quotas import parse_quotas
-from warehouse.alert_store import AlertStore
+from insights.quotas import parse_quotas
+from insights.reconcile import reconcile_periods
+from ubiops_api.models import CreditUsage, OrganizationDetail
 from warehouse.schema import ORGANIZATIONS
 
 from .conftest import organizations_frame as orgs_frame

@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines.analytics.periods import current_period, shift_month
+from common.periods import current_period, shift_month
 from pipelines.cli import main
 from pipelines.commands.run_cmd import execute
 from tests.services.emulator import start_emulator

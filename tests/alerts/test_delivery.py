@@ -8,15 +8,15 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from pipelines.analytics.evaluate import compute_alerts
-from pipelines.notify import (
+from alerting import (
     DeliveryError,
     build_channels,
     deliver_pending,
     send_test_message,
 )
-from pipelines.quotas import load_quotas, parse_quotas
-from warehouse.alert_store import AlertStore
+from alerting.evaluate import compute_alerts
+from alerting.store import AlertStore
+from insights.quotas import load_quotas, parse_quotas
 
 from .conftest import (
     SMTP_PASSWORD,

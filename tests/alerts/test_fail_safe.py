@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.analytics.evaluate import compute_alerts
+from alerting import LogChannel, build_channels, deliver_pending
+from alerting.evaluate import compute_alerts
+from alerting.state import open_state, record_tables, state_path
+from alerting.store import AlertStore
+from insights.quotas import load_quotas, parse_quotas
 from pipelines.cli import main
-from pipelines.notify import LogChannel, build_channels, deliver_pending
-from pipelines.notify.state import open_state, record_tables, state_path
-from pipelines.quotas import load_quotas, parse_quotas
-from warehouse.alert_store import AlertStore
 
 from .conftest import WEBHOOK_SECRET, free_port, organizations_frame, usage_frame
 

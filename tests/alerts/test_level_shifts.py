@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.analytics.evaluate import compute_alerts
-from pipelines.analytics.forecast import forecast_usage
-from pipelines.quotas import parse_quotas
+from alerting.evaluate import compute_alerts
+from insights.forecast import forecast_usage
+from insights.quotas import parse_quotas
 
 from .conftest import organizations_frame, usage_frame
 

@@ -14,9 +14,9 @@ import duckdb
 import pytest
 import yaml
 
+from alerting.state import state_path
 from emulator.server import EmulatorConfig, EmulatorServer
 from pipelines.cli import main
-from pipelines.notify.state import state_path
 
 from .conftest import WEBHOOK_SECRET
 
@@ -100,10 +100,10 @@ def test_misconfigured_and_failing_channels_lose_and_block_nothing(
         Path(f"{state_path(warehouse)}{suffix}").unlink(missing_ok=True)
     webhook.start()
     assert webhook.port == webhook_port
-    caplog.set_level(logging.WARNING, logger="pipelines.notify")
+    caplog.set_level(logging.WARNING, logger="alerting")
     capsys.readouterr()
     assert main(run) == 0
-    # on the command line `pipelines.notify` records go to the notifications log, not stderr
+    # on the command line `alerting` records go to the notifications log, not stderr
     notifications_log = (warehouse / "state" / "notifications.log").read_text()
     assert "WARNING alert state" in notifications_log
     assert "was missing: recovered" in notifications_log

@@ -7,13 +7,13 @@ from datetime import date
 
 import pytest
 
-from pipelines.analytics.periods import (
+from common.periods import (
     anchor_from_period,
     period_containing,
     periods_between,
     previous_period,
 )
-from pipelines.quotas import DEFAULT_QUOTAS_PATH, QuotaConfigError, load_quotas
+from insights.quotas import DEFAULT_QUOTAS_PATH, QuotaConfigError, load_quotas
 
 
 def test_example_file_loads_with_demo_budgets() -> None:

@@ -1,4 +1,4 @@
-"""Restatement detection (`pipelines.restatements.check_restatements`) on small frames: only a
+"""Restatement detection (`alerting.restatements.check_restatements`) on small frames: only a
 change to days the previous load had counted, moving the total across a threshold, is noted."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pandas as pd
 
-from pipelines.restatements import check_restatements
-from warehouse.alert_store import AlertStore, LoadedTotal
+from alerting.restatements import check_restatements
+from alerting.store import AlertStore, LoadedTotal
 
 
 def status_row(limit: float, value: float, as_of: str = "2026-11-20") -> pd.DataFrame:
@@ -111,8 +111,8 @@ def candidate(threshold: float) -> pd.DataFrame:
 
 
 def test_the_store_puts_the_note_on_the_alert_and_its_messages(tmp_path) -> None:
-    from pipelines.notify.channels import render_text
-    from warehouse.alert_store import OutboxItem
+    from alerting.channels import render_text
+    from alerting.store import OutboxItem
 
     note = "restated on 2026-11-20 06:00 UTC: period total moved from 950.00 to 1,050.00 credits"
     now = pd.Timestamp("2026-11-20 06:00").to_pydatetime()

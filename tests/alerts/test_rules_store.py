@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from pipelines.analytics.evaluate import backtest_rule, compute_alerts
-from pipelines.notify import LogChannel, deliver_pending
-from pipelines.quotas import load_quotas, parse_quotas
-from warehouse.alert_store import AlertStore
+from alerting import LogChannel, deliver_pending
+from alerting.evaluate import backtest_rule, compute_alerts
+from alerting.store import AlertStore
+from insights.quotas import load_quotas, parse_quotas
 
 from .conftest import organizations_frame, usage_frame
 
@@ -220,7 +220,7 @@ def test_max_attempts_marks_failed(store) -> None:
         name = "webhook"
 
         def send(self, item) -> None:
-            from pipelines.notify import DeliveryError
+            from alerting import DeliveryError
 
             raise DeliveryError("webhook: http://127.0.0.1:9 answered HTTP 503")
 

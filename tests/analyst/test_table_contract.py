@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import warehouse.derived_schema  # noqa: F401 - registers the derived tables
-from pipelines import quotas
+from insights import quotas
 from warehouse.schema import ALL_TABLES, RESOURCE_NAMES, RESOURCE_USAGE, Column, Table, sql_type
 
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from pipelines.analytics.periods import shift_month
+from common.periods import shift_month
 from pipelines.commands.run_cmd import execute
 from tests.services.cli import clean_env, usage_etl
 from tests.services.emulator import Pipeline, start_emulator

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.analytics.frames import daily_usage, dense_series_frame
-from pipelines.analytics.periods import (
+from common.periods import (
     anchors_by_organization,
     period_containing,
     previous_period,
 )
-from pipelines.analytics.trends import TREND_COLUMNS
+from insights.frames import daily_usage, dense_series_frame
+from insights.trends import TREND_COLUMNS
 
 
 def _pct_change(current: pd.Series, previous: pd.Series) -> pd.Series:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.analytics.evaluate import compute_alerts
-from pipelines.quotas import load_quotas
+from alerting.evaluate import compute_alerts
+from insights.quotas import load_quotas
 from tests.derive.pandas_reference import reference_trends
 from tests.derive.test_trends_sql import assert_same_trends
 from warehouse.derived_schema import PROJECT_USAGE_TRENDS, QUOTA_FORECASTS, QUOTA_STATUS

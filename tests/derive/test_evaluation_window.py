@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.analytics.evaluate import compute_alerts
-from pipelines.analytics.usage_window import (
+from alerting.evaluate import compute_alerts
+from insights.quotas import QuotaConfig, parse_quotas
+from insights.usage_window import (
     load_resource_window,
     load_usage_window,
     window_days,
 )
-from pipelines.quotas import QuotaConfig, parse_quotas
 from tests.derive.test_trends_sql import _row, write_usage
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore

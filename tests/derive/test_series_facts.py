@@ -1,5 +1,5 @@
 """The whole-history facts of every series, kept per day slice and combined
-(`pipelines.analytics.series_facts`), equal the same aggregate over the whole history after runs
+(`insights.series_facts`), equal the same aggregate over the whole history after runs
 that change different months; a run reads only the slices that changed (issue 9: a daily
 refresh that does not grow with history)."""
 
@@ -10,16 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.analytics.derived_slices import refresh_trends
-from pipelines.analytics.periods import anchors_by_organization
-from pipelines.analytics.series_facts import (
+from common.periods import anchors_by_organization
+from insights.derived_slices import refresh_trends
+from insights.series_facts import (
     CACHE,
     FACTS_TABLE,
     combine,
     day_slices,
     load_slice_facts,
 )
-from pipelines.analytics.trends import (
+from insights.trends import (
     ORG_LAST_TABLE,
     SERIES_TABLE,
     derived_connection,

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.analytics import derived_slices
-from pipelines.analytics.derived_slices import RECORD_NAME, refresh_trends
-from pipelines.analytics.periods import anchors_by_organization
-from pipelines.analytics.trends import TREND_COLUMNS, project_usage_trends
+from common.periods import anchors_by_organization
+from insights import derived_slices
+from insights.derived_slices import RECORD_NAME, refresh_trends
+from insights.trends import TREND_COLUMNS, project_usage_trends
 from tests.derive.pandas_reference import reference_trends
 from warehouse.derived_schema import PROJECT_USAGE_TRENDS
 from warehouse.files import writer_lock

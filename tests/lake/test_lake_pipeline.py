@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import warehouse.derived_schema  # noqa: F401  (registers the derived tables in the contract)
+from common.periods import shift_month
 from emulator.server import EmulatorServer
-from pipelines.analytics.periods import shift_month
 from tests.lake.conftest import Lake
 from tests.services.emulator import start_emulator
 from warehouse.lake import connect

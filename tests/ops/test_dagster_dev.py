@@ -378,7 +378,7 @@ def test_dg_launch_loads_a_partition_range_in_one_run(tmp_path: Path) -> None:
     import duckdb
     from dagster import DagsterInstance
 
-    from pipelines.analytics.periods import shift_month
+    from common.periods import shift_month
 
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 
 from assets.credit_usage import plan_periods
-from pipelines import settings
-from pipelines.api_models import CreditUsage, OrganizationItem
-from pipelines.endpoints import PeriodKey
-from pipelines.extract import Org
-from pipelines.normalize import (
+from common import settings
+from extraction.endpoints import PeriodKey
+from extraction.fanout import Org
+from extraction.normalize import (
     credit_period_frame,
     credit_period_from_days,
     credit_usage_frame,
     details_due,
 )
+from ubiops_api.models import CreditUsage, OrganizationItem
 
 NOW = datetime(2026, 11, 20, 6, 15)
 ITEM = OrganizationItem(id="o-1", name="acme")

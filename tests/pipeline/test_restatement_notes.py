@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from alerting.state import state_path
+from alerting.store import AlertStore
 from emulator.model import MICRO
 from pipelines.cli import main
-from pipelines.notify.state import state_path
 from tests.services.emulator import Pipeline
-from warehouse.alert_store import AlertStore
 
 QUOTAS = Path(__file__).resolve().parents[2] / "quotas.example.yaml"
 

@@ -11,9 +11,9 @@ import pytest
 from dagster import DagsterInstance, EnvVar
 from dagster._serdes import serialize_value
 
+from assets.resources import UbiOpsApi, resources_from_env
+from common.errors import ConfigError
 from pipelines.commands.run_cmd import execute
-from pipelines.errors import ConfigError
-from pipelines.resources import UbiOpsApi, resources_from_env
 from tests.services.emulator import start_emulator
 
 

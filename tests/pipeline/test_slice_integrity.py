@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipelines.analytics.periods import shift_month
+from common.periods import shift_month
 from tests.services.emulator import Pipeline, assert_matches_emulator
 from tests.services.warehouse_files import credit_totals, garble, month_slice, verify_exit
 from warehouse.manifest import IntegrityError

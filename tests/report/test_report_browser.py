@@ -19,7 +19,7 @@ from typing import ClassVar
 import duckdb
 import pytest
 
-from pipelines.report import write_report
+from reports import write_report
 from tests.report.conftest import PageLog, open_page, screenshot
 
 PERIOD = re.compile(r"^\d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d$")

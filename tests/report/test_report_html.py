@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.report import build_report, write_report
-from pipelines.report import pages as report_pages
-from pipelines.report.charts import time_ticks
-from pipelines.report.data import choose_grain
-from pipelines.report.formatting import fmt_number, fmt_period, fmt_tick
+from reports import build_report, write_report
+from reports import pages as report_pages
+from reports.charts import time_ticks
+from reports.data import choose_grain
+from reports.formatting import fmt_number, fmt_period, fmt_tick
 
 
 def test_self_contained_and_escaped(hostile_warehouse: Path, hostile_name: str) -> None:

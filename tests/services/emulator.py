@@ -16,8 +16,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from common.periods import shift_month
 from emulator.server import EmulatorConfig, EmulatorServer
-from pipelines.analytics.periods import shift_month
 from pipelines.commands.run_cmd import RunSummary, execute
 
 TOLERANCE = 1e-3

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pipelines import normalize
-from pipelines.api_models import CreditUsage, OrganizationDetail, OrganizationUser, ResourceUsage
+from extraction import normalize
+from ubiops_api.models import CreditUsage, OrganizationDetail, OrganizationUser, ResourceUsage
 from warehouse.schema import CREDIT_USAGE, ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE
 
 SEEN = datetime(2026, 11, 28, 6, 0)

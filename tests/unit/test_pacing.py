@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
-from pipelines.pacing import WINDOW_SECONDS, RatePacer
 from tests.services.clock import FakeClock
+from ubiops_api.pacing import WINDOW_SECONDS, RatePacer
 
 
 def limit_headers(limit: int, remaining: int | None = None, reset: int = 60) -> dict[str, str]:

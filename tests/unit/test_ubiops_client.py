@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from emulator.server import EmulatorConfig, EmulatorServer
-from pipelines import ubiops_client
-from pipelines.ubiops_client import ApiError, ApiResponseError, UbiOpsClient, authorization_header
 from tests.services.clock import FakeClock
+from ubiops_api import client as ubiops_client
+from ubiops_api.client import ApiError, ApiResponseError, UbiOpsClient, authorization_header
 
 HOST = "https://api.test/v2.1"
 TOKEN = "secret-key-7f3a9c"

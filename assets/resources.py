@@ -1,0 +1,218 @@
+"""Dagster resources: every setting a run reads, as `ConfigurableResource` fields.
+
+- `UbiOpsApi` (`ubiops`): the API host and token, and the client's limits; makes `UbiOpsClient`s.
+- `Warehouse` (`warehouse`): the warehouse directory and where the shared
+  lake is, if anywhere (`lake_catalog`, `lake_data`, the S3 settings).
+- `Alerting` (`alerting`): the quota/alert file (rules, budgets, notification channels).
+
+Each resource declares, once, which environment variable backs each field (`ENVIRONMENT`).
+`resources_from_env()` builds them all from the environment: plain settings become literal
+defaults, secrets become `EnvVar`s, so Dagster resolves them in the run's process and the run
+configuration, the job snapshot and the UI only ever hold the variable's *name*. `dg`,
+`workspace.yaml` and `dagster dev` load these (pipelines/definitions.py); `usage-etl run` passes
+its flags as overrides of the same fields (pipelines/commands/run_cmd.py), never through
+`os.environ`.
+
+Adding a setting: a field with its default on the resource, one `ENVIRONMENT` entry naming the
+variable (`secret=True` for anything that must not be shown), and, for a command-line flag, one
+override in `run_overrides` of the command (`"warehouse": {"lake_data": args.lake_data}`).
+Secrets come from the environment only: a literal value passed as an override would be stored
+in the job snapshot.
+
+Settings that shape the definitions themselves (the first monthly partition,
+`USAGE_PARTITIONS_START`) are not resources: they are read when the definitions load
+(`common.settings.partitions_start`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import Field
+
+from common import settings
+from ubiops_api.client import UbiOpsClient
+
+if TYPE_CHECKING:
+    from insights.quotas import QuotaConfig
+    from warehouse.lake import LakeConfig
+
+
+@dataclass(frozen=True)
+class FromEnv:
+    """The environment variable(s) behind a resource field: the first one set wins. A secret
+    field becomes an `EnvVar` (resolved only inside the run), any other a literal value."""
+
+    names: tuple[str, ...]
+    secret: bool = False
+
+    @classmethod
+    def var(cls, *names: str, secret: bool = False) -> FromEnv:
+        return cls(names, secret)
+
+    def value(self, environ: Mapping[str, str]) -> str | None:
+        for name in self.names:
+            raw = (environ.get(name) or "").strip()
+            if raw:
+                return EnvVar(name) if self.secret else raw
+        return None
+
+
+def resolved(value: str | None) -> str | None:
+    """A field's value; an `EnvVar` not yet resolved by Dagster (outside a run) is read now."""
+    if isinstance(value, EnvVar):
+        return value.get_value()
+    return value
+
+
+class EnvResource(ConfigurableResource):
+    """A resource whose fields default from the environment (see `ENVIRONMENT`)."""
+
+    ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """The resource from `environ` (default `os.environ`); non-None `overrides` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, source in cls.ENVIRONMENT.items():
+            value = source.value(env)
+            if value is not None:
+                values[name] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class UbiOpsApi(EnvResource):
+    """Makes `UbiOpsClient`s for the configured host with the configured token."""
+
+    ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {
+        "host": FromEnv.var("UBIOPS_API_HOST"),
+        "token": FromEnv.var("UBIOPS_API_TOKEN", secret=True),
+    }
+
+    host: str = Field(default=settings.DEFAULT_HOST, description="API base URL (UBIOPS_API_HOST).")
+    token: str | None = Field(
+        default=None,
+        description="API token, `Token <key>` or the bare key (EnvVar UBIOPS_API_TOKEN: only the "
+        "variable's name is ever stored or shown).",
+    )
+    max_concurrency: int = Field(default=16, description="Requests in flight at most.")
+    max_retries: int = Field(default=8, description="Retries of a transient failure or 429.")
+    timeout_seconds: float = Field(default=60.0, description="Timeout of every request.")
+
+    def client(self) -> UbiOpsClient:
+        return UbiOpsClient(
+            settings.checked_host(self.host),
+            settings.checked_token(resolved(self.token)),
+            max_concurrency=self.max_concurrency,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+        )
+
+
+class Warehouse(EnvResource):
+    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`) and the shared lake.
+
+    In lake mode (`lake_catalog` and `lake_data` set) the directory is this writer's working
+    copy of the shared lake: when a run starts, the slices other writers committed since are
+    fetched into it (see `warehouse/lake_sync.py`)."""
+
+    ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {
+        "path": FromEnv.var("USAGE_WAREHOUSE"),
+        "lake_catalog": FromEnv.var("USAGE_LAKE_CATALOG", secret=True),
+        "lake_data": FromEnv.var("USAGE_LAKE_DATA"),
+        "s3_endpoint": FromEnv.var("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        "s3_key_id": FromEnv.var("AWS_ACCESS_KEY_ID", secret=True),
+        "s3_secret": FromEnv.var("AWS_SECRET_ACCESS_KEY", secret=True),
+        "s3_region": FromEnv.var("AWS_REGION", "AWS_DEFAULT_REGION"),
+        "s3_session_token": FromEnv.var("AWS_SESSION_TOKEN", secret=True),
+    }
+
+    path: str = Field(default=settings.DEFAULT_WAREHOUSE, description="Warehouse directory.")
+    lake_catalog: str | None = Field(
+        default=None,
+        description="Shared lake's PostgreSQL catalog (EnvVar USAGE_LAKE_CATALOG: may hold a "
+        "password); with lake_data set, the warehouse publishes to the lake.",
+    )
+    lake_data: str | None = Field(
+        default=None, description="Shared lake's data: s3:// URL or directory (USAGE_LAKE_DATA)."
+    )
+    s3_endpoint: str | None = Field(default=None, description="S3 endpoint (AWS_ENDPOINT_URL_S3).")
+    s3_key_id: str | None = Field(default=None, description="EnvVar AWS_ACCESS_KEY_ID.")
+    s3_secret: str | None = Field(default=None, description="EnvVar AWS_SECRET_ACCESS_KEY.")
+    s3_region: str | None = Field(default=None, description="S3 region (AWS_REGION).")
+    s3_session_token: str | None = Field(default=None, description="EnvVar AWS_SESSION_TOKEN.")
+
+    @property
+    def root(self) -> Path:
+        return settings.warehouse_dir(self.path)
+
+    def lake_config(self) -> LakeConfig | None:
+        """The shared lake (`warehouse/lake.py`), None without one; errors name the variable."""
+        from warehouse.lake import LakeConfig
+
+        values = {
+            "USAGE_LAKE_CATALOG": self.lake_catalog,
+            "USAGE_LAKE_DATA": self.lake_data,
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.s3_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret,
+            "AWS_REGION": self.s3_region,
+            "AWS_SESSION_TOKEN": self.s3_session_token,
+        }
+        present = {name: resolved(value) for name, value in values.items()}
+        return LakeConfig.from_env({name: value for name, value in present.items() if value})
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        from warehouse.files import writer_lock
+        from warehouse.lake_sync import sync_down
+
+        config = self.lake_config()
+        if config is None:
+            return
+        with writer_lock(self.root):
+            report = sync_down(self.root, config)
+        if context.log is not None:
+            context.log.info(f"lake: {report.line()}")
+
+
+class Alerting(EnvResource):
+    """The quota/alert file: rules, budgets, routing and notification channels (`USAGE_QUOTAS`).
+
+    Channel secrets (webhook secrets, SMTP passwords, Apprise URLs) are named in that file by
+    environment variable (`secret_env`, `password_env`, `urls_env`) and read when it is loaded
+    in the run, so they never enter run configuration either."""
+
+    ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {"quotas": FromEnv.var("USAGE_QUOTAS")}
+
+    quotas: str | None = Field(
+        default=None, description="Quota/alert YAML (USAGE_QUOTAS; default quotas.example.yaml)."
+    )
+
+    def config(self) -> QuotaConfig:
+        from insights.quotas import DEFAULT_QUOTAS_PATH, load_quotas
+
+        return load_quotas(self.quotas or DEFAULT_QUOTAS_PATH)
+
+
+RESOURCES: dict[str, type[EnvResource]] = {
+    "ubiops": UbiOpsApi,
+    "warehouse": Warehouse,
+    "alerting": Alerting,
+}
+
+
+def resources_from_env(
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, EnvResource]:
+    """Every resource of the code location, from the environment, with per-resource field
+    `overrides` (`{"warehouse": {"path": ...}}`; None values are ignored) on top."""
+    given = overrides or {}
+    return {key: kind.from_env(environ, **given.get(key, {})) for key, kind in RESOURCES.items()}

@@ -1,0 +1,175 @@
+"""Every exception the project raises on purpose, in one hierarchy.
+
+Only the `UsageEtlError` branch means "the user can fix this by changing their input or
+configuration": `usage-etl` prints it as one line and exits 2, before anything starts.
+Everything else (the other branches below, a `ValueError` deep inside pandas, a bug) is not a
+user error: a failed run or a crash, exit 1, the traceback with `--verbose`.
+
+    Exception
+    ├── UsageEtlError             user-facing: one line on stderr, exit 2, nothing was started
+    │   ├── InputError            a command-line value is wrong (a date, a format, a count)
+    │   ├── ConfigError           a configuration source is wrong
+    │   │   ├── SettingsError     an environment variable or setting (common/settings.py)
+    │   │   ├── QuotaConfigError  the quota/alert YAML file (insights/quotas.py); also a
+    │   │   │                     ValueError
+    │   │   ├── LakeConfigError   the shared lake's catalog, data path or credentials
+    │   │   │                     (warehouse/lake.py); also a LakeError
+    │   │   └── MissingDependencyError  an optional part is not installed (the emulator's
+    │   │                         extra): names what to install
+    │   ├── WarehouseError        the warehouse directory is missing, not a directory or not
+    │   │                         writable, or has no published database yet
+    │   ├── ApiUnreachableError   the API host did not answer, or rejected the token, during
+    │   │                         the short check made before a run starts
+    │   └── QueryError            SQL that DuckDB rejects, or that tries to leave the database
+    ├── ApiError                  a request to the API failed for good during a run
+    │   └── ApiResponseError      the API answered, but not with the data needed
+    ├── DeliveryError             (RuntimeError) a notification could not be sent now; it stays
+    │   │                         pending and is retried
+    │   └── PermanentDeliveryError  this message cannot be sent as things stand
+    ├── LakeError                 the shared lake failed during a run (a write, a commit)
+    │   ├── LakeConfigError       (see above)
+    │   └── LakeConflictError     other writers kept committing conflicting changes
+    ├── SchemaError               (ValueError) a frame does not fit its table's contract
+    ├── ManifestError             (RuntimeError) a slice manifest cannot be read
+    └── IntegrityError            (RuntimeError) stored slices are missing, unreadable or differ
+                                  from their manifest record
+
+Messages name the thing that is wrong and what was expected, and never contain a secret.
+The modules that raise these re-export them under their old names (`insights.quotas.
+QuotaConfigError`, `warehouse.lake.LakeError`, ...), so either import works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+__all__ = [
+    "ApiError",
+    "ApiResponseError",
+    "ApiUnreachableError",
+    "ConfigError",
+    "DeliveryError",
+    "InputError",
+    "IntegrityError",
+    "LakeConfigError",
+    "LakeConflictError",
+    "LakeError",
+    "ManifestError",
+    "MissingDependencyError",
+    "PermanentDeliveryError",
+    "QueryError",
+    "QuotaConfigError",
+    "SchemaError",
+    "SettingsError",
+    "UsageEtlError",
+    "WarehouseError",
+]
+
+
+# ---- user-facing: exit 2 ---------------------------------------------------------------------
+class UsageEtlError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2, before any run starts."""
+
+
+class InputError(UsageEtlError):
+    """A command-line value is malformed or out of range."""
+
+
+class ConfigError(UsageEtlError):
+    """A configuration source (environment, files) is missing or malformed."""
+
+
+class SettingsError(ConfigError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class QuotaConfigError(ConfigError, ValueError):
+    """The quota file is missing, unreadable or invalid (message is a single line)."""
+
+
+class MissingDependencyError(ConfigError):
+    """An optional part of the project is not installed; the message says what to install."""
+
+
+class WarehouseError(UsageEtlError):
+    """The warehouse directory cannot be used (missing, a file, unwritable, nothing published)."""
+
+
+class ApiUnreachableError(UsageEtlError):
+    """The API host cannot be reached, or rejects the token, in the pre-run check."""
+
+
+class QueryError(UsageEtlError):
+    """SQL that DuckDB rejects, or that tries to read or write outside the warehouse."""
+
+
+# ---- the API ---------------------------------------------------------------------------------
+class ApiError(Exception):
+    """A request to the API failed for good; the message is one line, with no secrets."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiResponseError(ApiError):
+    """The API answered, but not with the data we need."""
+
+
+# ---- notifications ---------------------------------------------------------------------------
+class DeliveryError(RuntimeError):
+    """A message could not be delivered now; it stays pending and is retried later.
+
+    ``delivered_to`` names the targets of a multi-target channel (Apprise) that did get the
+    message in this attempt, so a retry skips them."""
+
+    def __init__(self, message: str, delivered_to: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.delivered_to = delivered_to
+
+
+class PermanentDeliveryError(DeliveryError):
+    """This message cannot be delivered as things stand (e.g. the organization has no admin to
+    e-mail); the channel itself works, so other messages continue. Retried like any failure."""
+
+
+# ---- the shared lake -------------------------------------------------------------------------
+class LakeError(Exception):
+    """Something about the lake is wrong; the message names it and holds no secret."""
+
+
+class LakeConfigError(LakeError, ConfigError):
+    """The lake's configuration is malformed or points at something unusable (a user error:
+    `usage-etl` reports it as one line, exit 2, before any API request)."""
+
+
+class LakeConflictError(LakeError):
+    """Another writer kept committing conflicting changes; the lake is unchanged by this one."""
+
+
+# ---- stored data -----------------------------------------------------------------------------
+class SchemaError(ValueError):
+    """A frame does not fit its table's contract."""
+
+
+class ManifestError(RuntimeError):
+    """A manifest file cannot be read (names the file and what to do)."""
+
+
+class _DescribedSlice(Protocol):
+    def describe(self) -> str: ...
+
+
+class IntegrityError(RuntimeError):
+    """Stored slices are missing, unreadable or differ from their manifest record."""
+
+    def __init__(self, bad: Sequence[_DescribedSlice], doing: str) -> None:
+        self.bad = list(bad)
+        listing = "; ".join(b.describe() for b in bad[:10])
+        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+        super().__init__(
+            f"{doing}: {len(bad)} damaged slice(s): {listing}{more}. A run re-pulls damaged "
+            "credit_usage months; restore other files from a backup, or remove an "
+            "organization's data on purpose with `usage-etl forget`"
+        )

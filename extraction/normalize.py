@@ -1,0 +1,325 @@
+"""Normalization: validated API responses in, tidy pandas frames shaped like the warehouse out.
+
+Pure functions (no I/O). All timestamps become naive UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+
+import pandas as pd
+
+from common.periods import CALENDAR_MONTHS, current_period, learn_anchor
+from ubiops_api.models import (
+    CreditUsage,
+    OrganizationDetail,
+    OrganizationItem,
+    OrganizationUser,
+    ResourceUsage,
+)
+from warehouse.schema import CREDIT_USAGE, ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE
+
+
+def utc_naive(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def organizations_frame(
+    current: Iterable[tuple[OrganizationDetail, CreditUsage]],
+    previous: pd.DataFrame,
+    seen_at: datetime,
+    carried: Iterable[tuple[OrganizationItem, CreditUsage | None]] = (),
+) -> pd.DataFrame:
+    """This run's organizations merged with earlier ones.
+
+    `current` pairs each organization whose details were read in this run with its
+    current-period usage response (whose bucket dates tell the subscription period; the anchor
+    is learnt by `periods.learn_anchor`, with the anchor learnt by an earlier run settling a
+    clamped start); their `details_refreshed_at` becomes ``seen_at``. `carried` are the
+    organizations the list shows whose details were not re-read (unchanged name, details younger
+    than the maximum age): their stored details, anchor and `details_refreshed_at` are kept, the
+    current period is computed from the stored anchor (or learnt from a usage response when one
+    was read because the anchor was unknown). An organization whose answer has no buckets (no
+    usage yet) gets `period_anchor_day` null and the calendar month as its period (see
+    `unknown_anchor_names`). Organizations no longer visible keep their last row, with `visible`
+    false and `last_seen_at` telling when they were last visible; `first_seen_at` survives
+    renames because rows are keyed by id.
+    """
+    stored = {str(r["organization_id"]): r for r in previous.to_dict("records")}
+    earlier = {
+        k: int(r["period_anchor_day"])
+        for k, r in stored.items()
+        if r["period_anchor_day"] is not None and not pd.isna(r["period_anchor_day"])
+    }
+    rows = []
+
+    def row(
+        item: OrganizationItem, period: CreditUsage | None, details: dict[str, object]
+    ) -> dict[str, object]:
+        start = None
+        anchor = earlier.get(item.id) if period is None else None
+        if period is not None and period.data_organization:
+            start = utc_naive(period.data_organization[0].start_date)
+            end = utc_naive(period.data_organization[-1].end_date)
+            anchor = learn_anchor(start, end, earlier.get(item.id))
+        # the whole period (a fragmented answer may end early); calendar months if unknown
+        on = start if anchor is not None and start is not None else seen_at
+        first, after = current_period(on, anchor or CALENDAR_MONTHS)
+        return {
+            "organization_id": item.id,
+            "organization_name": item.name,
+            **details,
+            "period_start": datetime.combine(first, datetime.min.time()),
+            "period_end": datetime.combine(after, datetime.min.time()),
+            "period_anchor_day": anchor,
+            "first_seen_at": stored.get(item.id, {}).get("first_seen_at", seen_at),
+            "last_seen_at": seen_at,
+            "visible": True,
+        }
+
+    for detail, period in current:
+        details = {
+            "status": detail.status,
+            "subscription": detail.subscription,
+            "creation_date": utc_naive(detail.creation_date),
+            "overage_usage": detail.overage_usage,
+            "two_factor_authentication_forced": detail.two_factor_authentication_forced,
+            "details_refreshed_at": seen_at,
+        }
+        rows.append(row(detail, period, details))
+    for item, period in carried:
+        before = stored[item.id]
+        details = {name: before[name] for name in DETAIL_COLUMNS}
+        rows.append(row(item, period, details))
+    fresh = pd.DataFrame(rows, columns=ORGANIZATIONS.column_names)
+    kept = previous[~previous["organization_id"].isin(fresh["organization_id"])].copy()
+    kept["visible"] = False
+    frames = [f for f in (kept, fresh) if not f.empty]
+    if not frames:
+        return fresh
+    merged = pd.concat(frames, ignore_index=True)
+    return merged.sort_values("organization_id", ignore_index=True)
+
+
+DETAIL_COLUMNS = (
+    "status",
+    "subscription",
+    "creation_date",
+    "overage_usage",
+    "two_factor_authentication_forced",
+    "details_refreshed_at",
+)
+"""`organizations` columns read from the details endpoint (kept as stored between re-reads)."""
+
+
+def details_due(
+    item: OrganizationItem, stored: dict[str, object] | None, seen_at: datetime, max_age_days: int
+) -> str | None:
+    """Why an organization's details, members and anchor must be re-read now, or None.
+
+    They can only have changed for a new organization, a rename (the list shows another name
+    for a known id), or when older than the maximum age (a changed subscription is not visible
+    in the list, so the age bounds how long a change can go unseen)."""
+    if stored is None:
+        return "new"
+    if stored.get("organization_name") != item.name:
+        return "renamed"
+    refreshed = stored.get("details_refreshed_at")
+    if refreshed is None or pd.isna(refreshed):
+        return "never read"
+    if (seen_at - pd.Timestamp(refreshed).to_pydatetime()).total_seconds() >= max_age_days * 86400:
+        return f"over {max_age_days} days old"
+    return None
+
+
+def anchor_unknown(stored: dict[str, object] | None) -> bool:
+    """True when a stored organization's anchor day could not be learnt yet (no usage)."""
+    if stored is None:
+        return True
+    anchor = stored.get("period_anchor_day")
+    return anchor is None or bool(pd.isna(anchor))
+
+
+def unknown_anchor_names(frame: pd.DataFrame, seen_at: datetime) -> list[str]:
+    """Names of the organizations seen at ``seen_at`` whose anchor day could not be learnt."""
+    if frame.empty:
+        return []
+    fresh = frame[(frame["last_seen_at"] == seen_at) & frame["period_anchor_day"].isna()]
+    return sorted(str(n) for n in fresh["organization_name"])
+
+
+def users_frame(
+    users_by_org: Iterable[tuple[str, list[OrganizationUser]]], loaded_at: datetime
+) -> pd.DataFrame:
+    rows = [
+        {
+            "organization_id": org_id,
+            "user_id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "surname": user.surname,
+            "status": user.status,
+            "admin": user.admin,
+            "join_date": utc_naive(user.join_date),
+            "loaded_at": loaded_at,
+        }
+        for org_id, users in users_by_org
+        for user in users
+    ]
+    return pd.DataFrame(rows, columns=ORGANIZATION_USERS.column_names)
+
+
+def resource_usage_frame(
+    usage_by_org: Iterable[tuple[str, ResourceUsage]], observed_at: datetime
+) -> pd.DataFrame:
+    rows = [
+        {"organization_id": org_id, "observed_at": observed_at, **usage.model_dump()}
+        for org_id, usage in usage_by_org
+    ]
+    return pd.DataFrame(rows, columns=RESOURCE_USAGE.column_names)
+
+
+def credit_usage_frame(
+    responses: Iterable[tuple[str, str, CreditUsage]], interval: str, loaded_at: datetime
+) -> pd.DataFrame:
+    """One row per organization, scope, project and bucket (see the `credit_usage` table)."""
+    rows: list[tuple[object, ...]] = []
+    for org_id, org_name, usage in responses:
+        series: list[tuple[str, str | None, str | None, list]] = [
+            ("organization", None, None, usage.data_organization),
+            ("deleted_projects", None, None, usage.data_deleted_projects),
+        ]
+        series += [("project", p.project_id, p.project_name, p.data) for p in usage.data_projects]
+        for scope, project_id, project_name, points in series:
+            for point in points:
+                rows.append(
+                    (
+                        org_id,
+                        org_name,
+                        interval,
+                        scope,
+                        project_id,
+                        project_name,
+                        utc_naive(point.start_date),
+                        utc_naive(point.end_date),
+                        float(point.value),
+                        loaded_at,
+                    )
+                )
+    return pd.DataFrame(rows, columns=CREDIT_USAGE.column_names)
+
+
+def credit_period_frame(
+    responses: Iterable[tuple[str, str, date, date, CreditUsage]], loaded_at: datetime
+) -> pd.DataFrame:
+    """One `credit_usage` row (interval 'month') per organization, series and subscription period.
+
+    Each response answers a request for exactly one period ``[start, end)``. Whatever buckets the
+    API cut it into (one, or fragments counted from the start date), the series' values are
+    summed into one row spanning the whole period. A period answered with no buckets at all is
+    stored as zero usage (organization and deleted-projects rows of 0 credits), not as missing.
+    """
+    rows: list[tuple[object, ...]] = []
+    for org_id, org_name, start, end, usage in responses:
+        first = datetime.combine(start, datetime.min.time())
+        after = datetime.combine(end, datetime.min.time())
+        series: list[tuple[str, str | None, str | None, list]] = [
+            ("organization", None, None, usage.data_organization),
+            ("deleted_projects", None, None, usage.data_deleted_projects),
+        ]
+        series += [("project", p.project_id, p.project_name, p.data) for p in usage.data_projects]
+        for scope, project_id, project_name, points in series:
+            if scope == "project" and not points:
+                continue
+            total = float(sum(float(point.value) for point in points))
+            rows.append(
+                (
+                    org_id,
+                    org_name,
+                    "month",
+                    scope,
+                    project_id,
+                    project_name,
+                    first,
+                    after,
+                    total,
+                    loaded_at,
+                )
+            )
+    return pd.DataFrame(rows, columns=CREDIT_USAGE.column_names)
+
+
+def credit_period_from_days(
+    periods: Iterable[tuple[str, str, date, date]], daily: pd.DataFrame, loaded_at: datetime
+) -> pd.DataFrame:
+    """`credit_usage` period rows (interval 'month') summed from stored daily rows.
+
+    For each ``(organization id, name, start, end)`` whose days are all loaded, the same rows
+    `credit_period_frame` builds from an API answer: the organization total and the deleted
+    projects always (0 when nothing was used), each project that has daily rows in the period.
+    Exact: a period's credits are the sum of its days (the `period_reconciliation` check holds
+    the API to that wherever a period is requested)."""
+    wanted = pd.DataFrame(
+        [
+            (org_id, org_name, pd.Timestamp(start), pd.Timestamp(end))
+            for org_id, org_name, start, end in periods
+        ],
+        columns=["organization_id", "organization_name", "start_date", "end_date"],
+    )
+    if wanted.empty:
+        return pd.DataFrame(columns=CREDIT_USAGE.column_names)
+    in_range = (
+        daily["organization_id"].isin(wanted["organization_id"])
+        & (daily["start_date"] >= wanted["start_date"].min())
+        & (daily["start_date"] < wanted["end_date"].max())
+    )
+    days = daily.loc[
+        in_range,
+        ["organization_id", "scope", "project_id", "project_name", "start_date", "credits"],
+    ].rename(columns={"start_date": "day"})
+    joined = days.merge(wanted, on="organization_id")
+    joined = joined[(joined["day"] >= joined["start_date"]) & (joined["day"] < joined["end_date"])]
+    joined = joined.assign(project_id=joined["project_id"].astype("object").fillna(""))
+    keys = ["organization_id", "start_date", "scope", "project_id"]
+    sums = (
+        joined.sort_values("day")
+        .groupby(keys, sort=False)
+        .agg(credits=("credits", "sum"), project_name=("project_name", "last"))
+        .reset_index()
+    )
+    # every period has an organization and a deleted-projects row, even with no usage
+    base = wanted[["organization_id", "start_date"]]
+    always = pd.concat(
+        [base.assign(scope="organization"), base.assign(scope="deleted_projects")],
+        ignore_index=True,
+    ).assign(project_id="")
+    merged = always.merge(sums, on=keys, how="left")
+    projects = sums[sums["scope"] == "project"]
+    rows = pd.concat([merged, projects], ignore_index=True)
+    rows["credits"] = rows["credits"].fillna(0.0).astype(float)
+    rows = rows.merge(wanted, on=["organization_id", "start_date"])
+    out = pd.DataFrame(
+        {
+            "organization_id": rows["organization_id"],
+            "organization_name": rows["organization_name"],
+            "interval": "month",
+            "scope": rows["scope"],
+            "project_id": rows["project_id"].where(rows["scope"] == "project", None),
+            "project_name": rows["project_name"].where(rows["scope"] == "project", None),
+            "start_date": rows["start_date"],
+            "end_date": rows["end_date"],
+            "credits": rows["credits"],
+            "loaded_at": loaded_at,
+        },
+        columns=CREDIT_USAGE.column_names,
+    )
+    return out.sort_values(
+        ["organization_id", "start_date", "scope", "project_id"],
+        ignore_index=True,
+        na_position="first",
+    )

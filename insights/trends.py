@@ -1,0 +1,363 @@
+"""Per-project and per-organization daily usage trends (the ``project_usage_trends`` table),
+computed in DuckDB SQL with window functions where the data is.
+
+One row per series and day. A series is an organization total (``scope='organization'``), a
+project (``scope='project'``) or the organization's deleted-projects line
+(``scope='deleted_projects'``). Missing days are filled with 0 from the series' first day to
+the organization's last day with data, so a project that stops reporting shows up as dormant.
+
+The computation reads daily rows from a relation with the analytics columns
+(:data:`insights.frames.DAILY_COLUMNS`): the ``credit_usage`` Parquet files
+(:func:`parquet_daily_view`) or an in-memory frame (:func:`project_usage_trends`). It is done
+for a range of output days at a time: a day's row needs at most the two calendar months before
+its own (30-day mean, week-over-week, the previous subscription period's same day), plus a few
+per-series facts over the whole history (first day, first day with usage, latest names, the
+organization's last day): :func:`prepare_series` aggregates them over a frame;
+`insights.series_facts` keeps them per Parquet day slice, so that a run reads only
+the slices that changed. So the cost of a range does not grow with the history;
+`insights.derived_slices` decides which months to recompute.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+
+from common.periods import (
+    CALENDAR_MONTHS,
+    anchors_by_organization,
+    periods_starting_in,
+    shift_month,
+)
+from insights.frames import daily_usage, frame_sharing_text
+from warehouse.derived_schema import PROJECT_USAGE_TRENDS
+
+TREND_COLUMNS: list[str] = PROJECT_USAGE_TRENDS.column_names
+NEW_DAYS = 14
+DORMANT_DAYS = 14
+LOOKBACK_MONTHS = 2
+"""Calendar months before an output day's month that its row can depend on: the 30-day mean
+and week-over-week reach back 29 and 13 days, and the previous subscription period starts at the
+earliest on the first day of the month before the period's own start month."""
+
+DAILY_VIEW = "trend_daily"
+SERIES_TABLE = "trend_series"
+ORG_LAST_TABLE = "trend_org_last"
+ANCHOR_TABLE = "trend_anchor"
+
+
+@contextmanager
+def derived_connection(memory_limit: str = "2GB") -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection for the derived computations: UTC, bounded memory (beyond
+    the limit DuckDB spills to a temporary directory of its own, removed afterwards). The limit is
+    a cap, not a reservation: a daily refresh stays far below it, while the window functions of
+    a 12-month backfill at 1,000 organizations ran out of memory at 512 MB (they do not spill
+    entirely)."""
+    with tempfile.TemporaryDirectory(prefix="usage-derived-") as spill:
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone='UTC'")
+            con.execute(f"SET memory_limit='{memory_limit}'")
+            con.execute("SET temp_directory=?", [spill])
+            yield con
+        finally:
+            con.close()
+
+
+def parquet_daily_view(con: duckdb.DuckDBPyConnection, credit_usage_sql: str) -> None:
+    """Create the view of daily rows (analytics columns) over a ``credit_usage`` scan
+    expression (``ParquetStore.scan_sql``): interval 'day', project columns only for projects,
+    the day as UTC midnight, null credits as 0."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW {DAILY_VIEW} AS
+        SELECT CAST(organization_id AS VARCHAR) AS organization_id,
+               CAST(organization_name AS VARCHAR) AS organization_name,
+               CAST(scope AS VARCHAR) AS scope,
+               CASE WHEN scope = 'project' THEN CAST(project_id AS VARCHAR) END AS project_id,
+               CASE WHEN scope = 'project' THEN CAST(project_name AS VARCHAR) END AS project_name,
+               CAST(date_trunc('day', start_date) AS TIMESTAMP) AS date,
+               coalesce(CAST(credits AS DOUBLE), 0.0) AS credits
+        FROM {credit_usage_sql} AS c
+        WHERE c.interval = 'day'
+        """
+    )
+
+
+def empty_daily_view(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the view of daily rows with no rows (no day slice covers the days asked for)."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW {DAILY_VIEW} AS
+        SELECT CAST(NULL AS VARCHAR) AS organization_id, CAST(NULL AS VARCHAR) AS organization_name,
+               CAST(NULL AS VARCHAR) AS scope, CAST(NULL AS VARCHAR) AS project_id,
+               CAST(NULL AS VARCHAR) AS project_name, CAST(NULL AS TIMESTAMP) AS date,
+               CAST(NULL AS DOUBLE) AS credits
+        WHERE false
+        """
+    )
+
+
+def frame_daily_view(con: duckdb.DuckDBPyConnection, credit_usage: pd.DataFrame) -> None:
+    """Create the view of daily rows over an in-memory ``credit_usage`` (or daily) frame."""
+    daily = daily_usage(credit_usage)
+    con.register("trend_daily_frame", daily)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {DAILY_VIEW} AS SELECT organization_id, "
+        "organization_name, scope, project_id, project_name, CAST(date AS TIMESTAMP) AS date, "
+        "CAST(credits AS DOUBLE) AS credits FROM trend_daily_frame"
+    )
+
+
+def prepare_series(con: duckdb.DuckDBPyConnection, anchors: dict[str, int] | None = None) -> None:
+    """The whole-history facts of every series, in temporary tables (one streaming aggregate
+    over the daily view): first day, first day with usage, latest organization and project
+    names; each organization's last day with data; each organization's period anchor."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {SERIES_TABLE} AS
+        SELECT organization_id, scope, coalesce(project_id, '') AS pkey,
+               any_value(project_id) AS project_id,
+               min(date) AS first_day,
+               min(date) FILTER (WHERE credits > 0) AS first_use,
+               arg_max(organization_name, date) FILTER (WHERE organization_name IS NOT NULL)
+                   AS organization_name,
+               arg_max(project_name, date) FILTER (WHERE project_name IS NOT NULL)
+                   AS project_name
+        FROM {DAILY_VIEW}
+        GROUP BY organization_id, scope, pkey
+        """
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ORG_LAST_TABLE} AS SELECT organization_id, "
+        f"max(date) AS last_day FROM {DAILY_VIEW} GROUP BY organization_id"
+    )
+    anchor_table(con, anchors)
+
+
+def anchor_table(con: duckdb.DuckDBPyConnection, anchors: dict[str, int] | None) -> None:
+    """Each organization's period anchor, as the temporary table :data:`ANCHOR_TABLE`."""
+    frame = pd.DataFrame(
+        {
+            "organization_id": pd.Series(list((anchors or {}).keys()), dtype=object),
+            "anchor": pd.Series(list((anchors or {}).values()), dtype="int64"),
+        }
+    )
+    con.register("trend_anchor_frame", frame)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ANCHOR_TABLE} AS SELECT CAST(organization_id AS VARCHAR) "
+        "AS organization_id, CAST(anchor AS INTEGER) AS anchor FROM trend_anchor_frame"
+    )
+    con.unregister("trend_anchor_frame")
+
+
+def has_organization_rows(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the data have organization totals at all (:func:`prepare_series` first)."""
+    row = con.execute(
+        f"SELECT count(*) FROM {SERIES_TABLE} WHERE scope = 'organization'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def lookback_start(first_output_day: date) -> date:
+    """The first day whose rows an output day on or after ``first_output_day`` can need."""
+    year, month = shift_month(first_output_day.year, first_output_day.month, -LOOKBACK_MONTHS)
+    return date(year, month, 1)
+
+
+def _calendar(con: duckdb.DuckDBPyConnection, start: date, end: date) -> None:
+    """Period start and previous period start per anchor and day of ``[start, end)``, from the
+    one subscription calendar (`periods.py`), as a temporary table."""
+    row = con.execute(f"SELECT list(DISTINCT anchor) FROM {ANCHOR_TABLE}").fetchone()
+    anchors = sorted({CALENDAR_MONTHS, *((row[0] if row else None) or [])})
+    days = pd.date_range(start, end - timedelta(days=1), freq="D", unit="us")
+    frames = []
+    for anchor in anchors:
+        # the periods starting from two months before the range to its end, from the calendar
+        starts: list[date] = []
+        year, month = shift_month(start.year, start.month, -2)
+        while date(year, month, 1) <= end:
+            starts.extend(s for s, _ in periods_starting_in(year, month, anchor))
+            year, month = shift_month(year, month, 1)
+        bounds = pd.DatetimeIndex(sorted(starts)).astype("datetime64[us]")
+        index = bounds.searchsorted(days, side="right") - 1
+        frames.append(
+            pd.DataFrame(
+                {
+                    "anchor": anchor,
+                    "date": days,
+                    "period_start": bounds[index],
+                    "prev_start": bounds[index - 1],
+                }
+            )
+        )
+    frame = pd.concat(frames, ignore_index=True)
+    for column in ("date", "period_start", "prev_start"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
+    frame["anchor"] = frame["anchor"].astype("int64")
+    con.register("trend_calendar_frame", frame)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE trend_calendar AS SELECT CAST(anchor AS INTEGER) AS anchor, "
+        "date, period_start, prev_start FROM trend_calendar_frame"
+    )
+    con.unregister("trend_calendar_frame")
+
+
+def trends_between(
+    con: duckdb.DuckDBPyConnection,
+    start: date,
+    end: date,
+    *,
+    new_days: int = NEW_DAYS,
+    dormant_days: int = DORMANT_DAYS,
+) -> pd.DataFrame:
+    """The trend rows of the days in ``[start, end)`` (columns :data:`TREND_COLUMNS`, sorted by
+    organization, date, scope, project), reading only the daily rows from
+    :func:`lookback_start` on. Needs :func:`prepare_series` on the same view first."""
+    first = lookback_start(start)
+    _calendar(con, first, end)
+    # the organization total a share is taken of: the organization rows; only data with none
+    # at all (in-memory frames of projects alone) adds up the parts
+    org_total = "org_credits" if has_organization_rows(con) else "parts_credits"
+    series = "organization_id, scope, pkey"
+    query = f"""
+    WITH dense AS (
+        SELECT s.organization_id, s.scope, s.pkey, s.project_id, s.organization_name,
+               s.project_name, s.first_day, s.first_use,
+               unnest(generate_series(greatest(s.first_day, $first),
+                                      least(o.last_day, $end - INTERVAL 1 DAY),
+                                      INTERVAL 1 DAY)) AS date
+        FROM {SERIES_TABLE} AS s JOIN {ORG_LAST_TABLE} AS o USING (organization_id)
+        WHERE s.first_day < $end AND o.last_day >= $first
+    ),
+    vals AS (
+        SELECT organization_id, scope, coalesce(project_id, '') AS pkey, date,
+               sum(credits) AS credits
+        FROM {DAILY_VIEW}
+        WHERE date >= $first AND date < $end
+        GROUP BY ALL
+    ),
+    filled AS (
+        SELECT d.organization_id, d.scope, d.pkey, d.project_id, d.organization_name,
+               d.project_name, d.first_day, d.first_use, d.date,
+               coalesce(v.credits, 0.0) AS credits, c.period_start, c.prev_start
+        FROM dense AS d
+        LEFT JOIN vals AS v
+            ON v.organization_id = d.organization_id AND v.scope = d.scope
+           AND v.pkey = d.pkey AND v.date = d.date
+        LEFT JOIN {ANCHOR_TABLE} AS a ON a.organization_id = d.organization_id
+        JOIN trend_calendar AS c
+            ON c.anchor = coalesce(a.anchor, {CALENDAR_MONTHS}) AND c.date = d.date
+    ),
+    windowed AS (
+        SELECT *,
+            datediff('day', first_day, date) AS pos,
+            sum(credits) OVER (PARTITION BY {series} ORDER BY date
+                               ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS sum7,
+            sum(credits) OVER (PARTITION BY {series} ORDER BY date
+                               ROWS BETWEEN 29 PRECEDING AND CURRENT ROW) AS sum30,
+            sum(credits) OVER (PARTITION BY {series}, period_start ORDER BY date
+                               ROWS UNBOUNDED PRECEDING) AS period_to_date,
+            max(CASE WHEN credits > 0 THEN date END) OVER (
+                PARTITION BY {series} ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_use,
+            max(CASE WHEN scope = 'organization' THEN credits END) OVER (
+                PARTITION BY organization_id, date) AS org_credits,
+            sum(CASE WHEN scope <> 'organization' THEN credits END) OVER (
+                PARTITION BY organization_id, date) AS parts_credits,
+            rank() OVER (PARTITION BY organization_id, date, scope = 'organization'
+                         ORDER BY credits DESC) AS credit_rank
+        FROM filled
+    ),
+    lagged AS (
+        SELECT *, lag(sum7, 7) OVER (PARTITION BY {series} ORDER BY date) AS prev7
+        FROM windowed
+    )
+    SELECT
+        t.organization_id, t.organization_name, t.scope,
+        CASE WHEN t.scope = 'project' THEN t.project_id END AS project_id,
+        CASE WHEN t.scope = 'project' THEN t.project_name END AS project_name,
+        t.date, t.credits,
+        t.sum7 / least(t.pos + 1, 7) AS mean_7d,
+        t.sum30 / least(t.pos + 1, 30) AS mean_30d,
+        CASE WHEN t.pos >= 13 AND t.prev7 > 0 THEN (t.sum7 - t.prev7) / t.prev7 END
+            AS wow_change,
+        t.period_start, t.period_to_date,
+        CASE WHEN b.period_to_date > 0
+             THEN (t.period_to_date - b.period_to_date) / b.period_to_date END AS pop_change,
+        CASE WHEN t.{org_total} > 0 THEN t.credits / t.{org_total} END AS share_of_org,
+        CASE WHEN t.scope <> 'organization' THEN CAST(t.credit_rank AS DOUBLE) END
+            AS rank_in_org,
+        coalesce(t.first_use IS NOT NULL AND t.date >= t.first_use
+                 AND datediff('day', t.first_use, t.date) < $new_days, false) AS is_new,
+        coalesce(datediff('day', coalesce(t.last_use, CASE WHEN t.first_use < $first
+                                                      THEN $first - INTERVAL 1 DAY END),
+                          t.date) >= $dormant_days, false) AS is_dormant
+    FROM lagged AS t
+    LEFT JOIN lagged AS b
+        ON b.organization_id = t.organization_id AND b.scope = t.scope AND b.pkey = t.pkey
+       AND b.period_start = t.prev_start
+       AND b.date = t.prev_start + (t.date - t.period_start)
+    WHERE t.date >= $start
+    ORDER BY t.organization_id, t.date, t.scope, t.project_id NULLS LAST
+    """
+    params = {
+        "first": pd.Timestamp(first).to_pydatetime(),
+        "start": pd.Timestamp(start).to_pydatetime(),
+        "end": pd.Timestamp(end).to_pydatetime(),
+        "new_days": new_days,
+        "dormant_days": dormant_days,
+    }
+    text = ("organization_id", "organization_name", "scope", "project_id", "project_name")
+    frame = frame_sharing_text(con.execute(query, params).to_arrow_table(), text)
+    return _typed(frame)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The analytics conventions: naive UTC ``datetime64[us]`` days, object ids and names."""
+    for column in ("date", "period_start"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
+    for column in ("organization_id", "organization_name", "scope", "project_id", "project_name"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    for column in ("is_new", "is_dormant"):
+        frame[column] = frame[column].astype(bool)
+    return frame[TREND_COLUMNS]
+
+
+def project_usage_trends(
+    credit_usage_daily: pd.DataFrame,
+    organizations: pd.DataFrame | None = None,
+    *,
+    new_days: int = NEW_DAYS,
+    dormant_days: int = DORMANT_DAYS,
+) -> pd.DataFrame:
+    """Daily trends per series of an in-memory frame (see module doc); columns are
+    :data:`TREND_COLUMNS`. The pipeline computes the stored table month by month from the
+    Parquet files instead (`insights.derived_slices`); both run the same SQL.
+
+    - ``mean_7d`` / ``mean_30d``: trailing means over the days of the series (min 1 day).
+    - ``wow_change``: last 7 days' sum vs the 7 days before, as a fraction (NaN if no base).
+    - ``period_to_date`` / ``pop_change``: credits so far in the subscription period vs the same
+      number of days of the previous period (anchors from ``organizations``; calendar months
+      when unknown).
+    - ``share_of_org``: the series' credits / the organization total that day (org rows: 1).
+    - ``rank_in_org``: 1 = largest project/deleted line that day (org rows: NaN).
+    - ``is_new``: first day with usage is within the last ``new_days`` days.
+    - ``is_dormant``: had usage, none in the last ``dormant_days`` days.
+    """
+    with derived_connection() as con:
+        frame_daily_view(con, credit_usage_daily)
+        prepare_series(con, anchors_by_organization(organizations))
+        row = con.execute(
+            f"SELECT min(first_day), max(last_day) FROM {SERIES_TABLE}, {ORG_LAST_TABLE}"
+        ).fetchone()
+        if row is None or row[0] is None:
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in TREND_COLUMNS})
+        first, last = pd.Timestamp(row[0]).date(), pd.Timestamp(row[1]).date()
+        return trends_between(
+            con, first, last + timedelta(days=1), new_days=new_days, dormant_days=dormant_days
+        )

@@ -1,0 +1,251 @@
+"""The one HTTP client every asset uses to talk to the UbiOps Organizations API.
+
+- asynchronous httpx over a pooled connection set, at most `max_concurrency` requests in flight;
+- paced under the server's rate limit (`pacing.RatePacer`), honouring `Retry-After` and
+  `x-ratelimit-reset` on 429;
+- transient failures (5xx, timeouts, dropped connections, unreadable bodies) retried with jittered
+  exponential backoff up to `max_retries`; other 4xx fail at once;
+- every response validated (`api_models`); errors name the endpoint and the organization;
+- the token is never logged, put in an exception or shown by `repr`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from common.errors import ApiError, ApiResponseError
+from ubiops_api.models import (
+    CreditUsage,
+    OrganizationDetail,
+    OrganizationItem,
+    OrganizationUser,
+    ResourceUsage,
+)
+from ubiops_api.pacing import RatePacer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class RequestStats:
+    """What the client did, for progress reports and run summaries."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    failures: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited_429": self.rate_limited,
+            "failed": self.failures,
+        }
+
+
+def authorization_header(token: str) -> str:
+    """`Token xxx` from a bare key; a value that already has a scheme is kept (as the SDK does)."""
+    token = token.strip()
+    if not token:
+        raise ApiError("UBIOPS_API_TOKEN is empty; expected `Token <key>` or a bare key")
+    return token if " " in token else f"Token {token}"
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].replace("\n", " ")
+    if isinstance(body, dict):
+        for key in ("error", "error_message", "detail"):
+            if key in body:
+                return str(body[key])[:300]
+    return str(body)[:200]
+
+
+def _format_date(value: date | datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.isoformat()
+
+
+class UbiOpsClient:
+    """Async client for the Organizations endpoints. Use as `async with UbiOpsClient(...) as c`."""
+
+    def __init__(
+        self,
+        host: str,
+        token: str,
+        *,
+        max_concurrency: int = 16,
+        timeout: float = 60.0,
+        max_retries: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        pacing_utilization: float = 0.98,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.host = host.rstrip("/")
+        self._authorization = authorization_header(token)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.stats = RequestStats()
+        self._pacing_utilization = pacing_utilization
+        self._max_concurrency = max_concurrency
+        self._timeout = timeout
+        self._transport = transport  # None: the network; tests pass httpx.MockTransport
+        self._pacer: RatePacer | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"UbiOpsClient(host={self.host!r})"
+
+    async def __aenter__(self) -> UbiOpsClient:
+        self._pacer = RatePacer(self._pacing_utilization)
+        self._slots = asyncio.Semaphore(self._max_concurrency)
+        self._http = httpx.AsyncClient(
+            base_url=self.host,
+            headers={
+                "Authorization": self._authorization,
+                "Accept": "application/json",
+                "User-Agent": "ubiops-usage/0.1",
+            },
+            timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
+            limits=httpx.Limits(
+                max_connections=self._max_concurrency,
+                max_keepalive_connections=self._max_concurrency,
+            ),
+            transport=self._transport,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        self._http = None
+
+    # -- the endpoints ---------------------------------------------------------------------
+
+    async def list_organizations(self) -> list[OrganizationItem]:
+        return await self._get("/organizations", list[OrganizationItem], None)
+
+    async def get_organization(self, name: str) -> OrganizationDetail:
+        return await self._get(f"/organizations/{quote(name, safe='')}", OrganizationDetail, name)
+
+    async def list_users(self, organization: str) -> list[OrganizationUser]:
+        path = f"/organizations/{quote(organization, safe='')}/users"
+        return await self._get(path, list[OrganizationUser], organization)
+
+    async def resource_usage(self, organization: str) -> ResourceUsage:
+        path = f"/organizations/{quote(organization, safe='')}/resources"
+        return await self._get(path, ResourceUsage, organization)
+
+    async def credit_usage(
+        self,
+        organization: str,
+        interval: str = "month",
+        start_date: date | datetime | str | None = None,
+        end_date: date | datetime | str | None = None,
+    ) -> CreditUsage:
+        """Credits per bucket; without dates the current subscription period (end exclusive)."""
+        params = {"interval": interval}
+        if start_date is not None:
+            params["start_date"] = _format_date(start_date) or ""
+        if end_date is not None:
+            params["end_date"] = _format_date(end_date) or ""
+        path = f"/organizations/{quote(organization, safe='')}/usage"
+        return await self._get(path, CreditUsage, organization, params)
+
+    # -- the machinery ---------------------------------------------------------------------
+
+    async def _get(
+        self,
+        path: str,
+        shape: type[T] | Any,
+        organization: str | None,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        what = f"GET {path}" + (f" (organization {organization!r})" if organization else "")
+        payload = await self._request_json("GET", path, params, what)
+        try:
+            if isinstance(shape, type) and issubclass(shape, BaseModel):
+                return shape.model_validate(payload)  # type: ignore[return-value]
+            return TypeAdapter(shape).validate_python(payload)  # type: ignore[no-any-return]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "response"
+            if first["type"] == "missing" and where.endswith("data_deleted_projects"):
+                where += " (or data_projects_deleted)"
+            raise ApiResponseError(
+                f"{what}: response field {where!r}: {first['msg'].lower()}"
+            ) from None
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+
+    async def _request_json(
+        self, method: str, path: str, params: dict[str, str] | None, what: str
+    ) -> Any:
+        assert self._http is not None and self._pacer is not None and self._slots is not None, (
+            "use UbiOpsClient inside `async with`"
+        )
+        attempt = 0
+        while True:
+            await self._pacer.acquire()
+            problem: str
+            wait: float | None = None
+            async with self._slots:
+                self.stats.requests += 1
+                try:
+                    response = await self._http.request(method, path, params=params)
+                except httpx.TimeoutException:
+                    self._pacer.observe_failure()
+                    problem = "timed out"
+                except httpx.TransportError as exc:
+                    self._pacer.observe_failure()
+                    problem = f"connection failed ({type(exc).__name__})"
+                else:
+                    status = response.status_code
+                    self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+                    retry_wait = self._pacer.observe(response.headers, status)
+                    if status == 429:
+                        self.stats.rate_limited += 1
+                        problem, wait = "rate limited (429)", retry_wait
+                    elif status >= 500:
+                        problem = f"server error {status}"
+                    elif status >= 400:
+                        self.stats.failures += 1
+                        raise ApiError(
+                            f"{what} failed with {status}: {_error_text(response)}", status
+                        )
+                    else:
+                        try:
+                            return json.loads(response.content)
+                        except ValueError:
+                            problem = "unreadable JSON body"
+            if attempt >= self.max_retries:
+                self.stats.failures += 1
+                raise ApiError(f"{what} failed after {attempt + 1} attempts: {problem}")
+            delay = wait if wait is not None else self._backoff(attempt)
+            log.warning("%s: %s; retry %d in %.1fs", what, problem, attempt + 1, delay)
+            self.stats.retries += 1
+            attempt += 1
+            await asyncio.sleep(delay)
