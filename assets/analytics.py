@@ -22,6 +22,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     MaterializeResult,
+    Output,
     asset,
 )
 
@@ -30,6 +31,7 @@ from alerting.restatements import check_load
 from alerting.routing import alert_routes
 from alerting.state import open_state, record_tables
 from assets.credit_usage import credit_usage_daily
+from assets.io_manager import WAREHOUSE_IO_MANAGER, Tables
 from assets.materialize import table_metadata
 from assets.organizations import now_utc, organization_users, organizations, resource_usage
 from assets.resources import Alerting, Warehouse
@@ -43,7 +45,6 @@ from warehouse.derived_schema import (
     QUOTA_FORECASTS,
     QUOTA_STATUS,
 )
-from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import ORGANIZATIONS
 
@@ -76,7 +77,7 @@ def project_usage_trends(context: AssetExecutionContext, warehouse: Warehouse) -
     metadata["dagster/row_count"] = sum(r.rows for r in records if r is not None)
     metadata["organizations"] = len({o for r in records if r is not None for o in r.organizations})
     metadata.update(describe_refresh(refresh))
-    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    return MaterializeResult(metadata=metadata)
 
 
 ALERT_CHECKS = {
@@ -142,6 +143,7 @@ def check_evaluation(
     deps=[credit_usage_daily, organizations, organization_users, resource_usage],
     owners=["team:usage-analytics"],
     kinds={"pandas", "sqlite"},
+    io_manager_key=WAREHOUSE_IO_MANAGER,
     check_specs=[
         AssetCheckSpec(name, asset="quota_alerts", description=text, blocking=True)
         for name, text in ALERT_CHECKS.items()
@@ -156,7 +158,7 @@ def check_evaluation(
 )
 def quota_alerts(
     context: AssetExecutionContext, warehouse: Warehouse, alerting: Alerting
-) -> Iterator[MaterializeResult | AssetCheckResult]:
+) -> Iterator[Output[Tables] | MaterializeResult | AssetCheckResult]:
     config = alerting.config()
     store = ParquetStore(warehouse.root)
     orgs = store.read(ORGANIZATIONS)
@@ -181,7 +183,7 @@ def quota_alerts(
     if not all(c.passed for c in checks):
         failed = ", ".join(c.check_name for c in checks if not c.passed)
         context.log.error(f"alert evaluation failed its checks ({failed}): nothing recorded")
-        yield MaterializeResult(metadata={"recorded": False, "failed_checks": failed})  # type: ignore[arg-type]
+        yield MaterializeResult(metadata={"recorded": False, "failed_checks": failed})
         yield from checks
         return
 
@@ -200,9 +202,6 @@ def quota_alerts(
         )
         alert_frame = state.store.alerts_frame()
         pending = state.store.pending_count()
-        with writer_lock(warehouse.root):
-            store.replace_table(QUOTA_FORECASTS, evaluation.forecasts)
-            store.replace_table(QUOTA_STATUS, evaluation.status)
         record_tables(warehouse.root, state.store)
     opened = len(sync.opened) + len(sync.reopened)
     context.log.info(
@@ -230,5 +229,8 @@ def quota_alerts(
     if state.recovered:
         context.log.warning(state.recovered)
         metadata["state_recovered"] = state.recovered
-    yield MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    # the IO manager replaces quota_forecasts and quota_status (the alert tables are the state's
+    # copy, written above by record_tables as after every delivery pass)
+    tables = Tables(((QUOTA_FORECASTS, evaluation.forecasts), (QUOTA_STATUS, evaluation.status)))
+    yield Output(tables, metadata=metadata)
     yield from checks

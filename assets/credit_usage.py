@@ -24,9 +24,11 @@ from dagster import (
     AssetExecutionContext,
     MaterializeResult,
     MonthlyPartitionsDefinition,
+    Output,
     asset,
 )
 
+from assets.io_manager import WAREHOUSE_IO_MANAGER, Slices, writes_table
 from assets.materialize import partition_metadata
 from assets.organizations import current_organizations, now_utc, organizations
 from assets.resources import UbiOpsApi, Warehouse
@@ -38,7 +40,6 @@ from extraction.fanout import Org, ProgressFn
 from extraction.normalize import credit_period_frame, credit_period_from_days, credit_usage_frame
 from insights.reconcile import reconcile_periods
 from ubiops_api.client import RequestStats
-from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS
 
@@ -153,51 +154,27 @@ def _concat(frames: dict[date, pd.DataFrame], interval: str) -> pd.DataFrame:
     )
 
 
-def _write_slices(
-    warehouse: Warehouse,
+def _slices(
     interval: str,
     months: list[date],
     frames: dict[date, pd.DataFrame],
     requests: list[MonthKey] | list[PeriodKey],
-) -> pd.DataFrame:
-    """Replace the month slices, per organization pulled; returns the rows pulled."""
+) -> Slices:
+    """The month slices to replace, per organization pulled (the IO manager keeps the rows of
+    organizations not pulled, and refuses to rebuild a damaged slice that held some)."""
     pulled: dict[date, set[str]] = {}
     for key in requests:
         pulled.setdefault(key.month, set()).add(key.org.id)
-    store = ParquetStore(warehouse.root)
     empty = credit_usage_frame([], interval, now_utc())
-    with writer_lock(warehouse.root):
-        damaged = {b.path: b for b in store.check(CREDIT_USAGE).bad}
-        slices = []
-        for month in months:
-            partition = {"interval": interval, "month": f"{month:%Y-%m}"}
-            path = store.partition_path(CREDIT_USAGE, partition, "data.parquet")
-            orgs = pulled.get(month, set())
-            if path in damaged:
-                lost = damaged[path].organization_ids - orgs
-                if lost:
-                    raise RuntimeError(
-                        f"cannot repair {damaged[path].describe()}: it held usage of "
-                        f"organization(s) {', '.join(sorted(lost))} that this run did not pull "
-                        "(no longer visible to the token); restore the file from a backup, or "
-                        "remove those organizations on purpose with `usage-etl forget`"
-                    )
-                kept = empty
-            elif path.exists():
-                previous = store.read_file(CREDIT_USAGE, path)
-                kept = previous[~previous["organization_id"].isin(orgs)]
-            else:
-                kept = empty
-            parts = [f for f in (kept, frames.get(month, empty)) if not f.empty]
-            slices.append((partition, pd.concat(parts, ignore_index=True) if parts else empty))
-        store.replace_partitions(CREDIT_USAGE, slices)
-    loaded = [f for f in frames.values() if not f.empty]
-    return pd.concat(loaded, ignore_index=True) if loaded else empty
+    return Slices(
+        {f"{m:%Y-%m-%d}": frames.get(m, empty) for m in months},
+        organizations={f"{m:%Y-%m-%d}": pulled.get(m, set()) for m in months},
+        damaged="refuse",
+    )
 
 
 def _materialize(
     context: AssetExecutionContext,
-    warehouse: Warehouse,
     interval: str,
     months: list[date],
     frames: dict[date, pd.DataFrame],
@@ -205,9 +182,10 @@ def _materialize(
     findings: dict[str, quality.Finding],
     repair: list[date],
     requests: list[MonthKey] | list[PeriodKey],
-) -> MaterializeResult:
-    """Write the month slices (and damaged ones being repaired) unless a blocking check failed;
-    each partition of the run gets its own row count."""
+) -> Output[Slices] | MaterializeResult:
+    """The month slices (and damaged ones being repaired) for the IO manager to write, unless a
+    blocking check failed (then a materialization without rows: nothing is written); each
+    partition of the run gets its own row count."""
     asset_name = {"day": "credit_usage_daily", "month": "credit_usage_periods"}[interval]
     blocking = {spec.name for spec in _checks(asset_name) if spec.blocking}
     failed = sorted(name for name, f in findings.items() if name in blocking and not f.passed)
@@ -216,14 +194,14 @@ def _materialize(
             f"not written: blocking check(s) {', '.join(failed)} failed; the warehouse keeps "
             "its previous state and nothing downstream runs (no publish, no alerts)"
         )
-    else:
-        _write_slices(warehouse, interval, months + repair, frames, requests)
     pulled = _concat(frames, interval)
     empty = pulled.iloc[0:0]
     per_partition = {f"{m:%Y-%m-%d}": frames.get(m, empty) for m in months}
     metadata = partition_metadata(context, CREDIT_USAGE, pulled, per_partition, stats)
     metadata["written"] = not failed
-    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    if failed:
+        return MaterializeResult(metadata=metadata)
+    return Output(_slices(interval, months + repair, frames, requests), metadata=metadata)
 
 
 @asset(
@@ -233,6 +211,8 @@ def _materialize(
     check_specs=_checks("credit_usage_daily"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
+    io_manager_key=WAREHOUSE_IO_MANAGER,
+    metadata=writes_table(CREDIT_USAGE, interval="day"),
     description=(
         "Daily credits per organization, project and deleted projects (`credit_usage` rows with "
         "interval 'day'), one partition per calendar month."
@@ -240,7 +220,7 @@ def _materialize(
 )
 def credit_usage_daily(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
-) -> Iterator[MaterializeResult | AssetCheckResult]:
+) -> Iterator[Output[Slices] | MaterializeResult | AssetCheckResult]:
     months = months_of(context)
     orgs = current_organizations(warehouse)
     today = now_utc().date()
@@ -264,7 +244,7 @@ def credit_usage_daily(
         "unique_keys": quality.unique_keys(pulled),
         "complete_days": quality.complete_days(pulled, registry, first, end),
     }
-    yield _materialize(context, warehouse, "day", months, frames, stats, findings, repair, requests)
+    yield _materialize(context, "day", months, frames, stats, findings, repair, requests)
     for name, finding in findings.items():
         yield _check_result(name, finding)
 
@@ -388,6 +368,8 @@ def plan_periods(
     check_specs=_checks("credit_usage_periods"),
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
+    io_manager_key=WAREHOUSE_IO_MANAGER,
+    metadata=writes_table(CREDIT_USAGE, interval="month"),
     description=(
         "Credits per subscription period (`credit_usage` rows with interval 'month'), one row "
         "per organization, series and whole period: the sum of the period's days when they are "
@@ -399,7 +381,7 @@ def plan_periods(
 )
 def credit_usage_periods(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
-) -> Iterator[MaterializeResult | AssetCheckResult]:
+) -> Iterator[Output[Slices] | MaterializeResult | AssetCheckResult]:
     months = months_of(context)
     repair = [m for m in damaged_months(context, warehouse, "month") if m not in months]
     today = now_utc().date()
@@ -437,9 +419,7 @@ def credit_usage_periods(
         "unique_keys": quality.unique_keys(pulled),
         "period_reconciliation": reconcile_periods(asked, daily, today),
     }
-    yield _materialize(
-        context, warehouse, "month", months, frames, stats, findings, repair, plan.all
-    )
+    yield _materialize(context, "month", months, frames, stats, findings, repair, plan.all)
     for name, finding in findings.items():
         yield _check_result(name, finding)
 

@@ -6,6 +6,8 @@ by slice (only the partitions this run changed) or, when it cannot be, rebuilt w
 says which and why.
 """
 
+from typing import Any
+
 from dagster import (
     AssetExecutionContext,
     MaterializeResult,
@@ -63,7 +65,7 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
     else:
         context.log.info(f"rebuilt whole because: {published.reason[:130]}")
     context.log.info(f"integrity check: {published.files_hashed} changed file(s) hashed")
-    metadata: dict[str, object] = {f"rows/{name}": n for name, n in counts.items()}
+    metadata: dict[str, Any] = {f"rows/{name}": n for name, n in counts.items()}
     metadata["publish_mode"] = "incremental" if published.incremental else "full rebuild"
     metadata["partitions_replaced"] = ", ".join(published.replaced) or "-"
     metadata["rebuild_reason"] = published.reason or "-"
@@ -77,4 +79,4 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
             metadata["lake_snapshot"] = synced.snapshot
     metadata["path"] = MetadataValue.path(str(path))
     metadata["dagster/row_count"] = sum(counts.values())
-    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    return MaterializeResult(metadata=metadata)

@@ -10,6 +10,7 @@ gives the requests actually sent.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -26,8 +27,8 @@ from warehouse.schema import Table
 
 def table_metadata(
     t: Table, frame: pd.DataFrame, stats: RequestStats | None = None, preview_rows: int = 5
-) -> dict[str, object]:
-    metadata: dict[str, object] = {
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
         "dagster/row_count": len(frame),
         "dagster/column_schema": TableSchema(
             columns=[TableColumn(c.name, str(c.type), description=c.description) for c in t.columns]
@@ -48,7 +49,7 @@ def partition_metadata(
     frame: pd.DataFrame,
     per_partition: Mapping[str, pd.DataFrame],
     stats: RequestStats | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Metadata for a partition-range materialization; each partition gets its own row count.
 
     Returns what every partition's event shares (schema); sets, per partition, its row count and

@@ -17,8 +17,16 @@ the files of a warehouse written before manifests existed) and reports damaged s
 import asyncio
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, Output, asset
 
+from assets.io_manager import (
+    WAREHOUSE_IO_MANAGER,
+    Merge,
+    Slices,
+    Snapshot,
+    TableWrite,
+    writes_table,
+)
 from assets.materialize import table_metadata
 from assets.resources import UbiOpsApi, Warehouse
 from common import settings
@@ -43,7 +51,7 @@ from ubiops_api.models import OrganizationItem
 from warehouse.files import writer_lock
 from warehouse.manifest import ManifestError, reconcile_warehouse
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS, Table, now_utc
+from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE, Table, now_utc
 
 GROUP = "ubiops_registry"
 
@@ -124,6 +132,8 @@ def plan_details(
     group_name=GROUP,
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
+    io_manager_key=WAREHOUSE_IO_MANAGER,
+    metadata=writes_table(ORGANIZATIONS),
     description=(
         "Organizations the token can see (list + details + current subscription period), "
         "keyed by id; details and the anchor are re-read only for a new organization, a rename "
@@ -132,15 +142,21 @@ def plan_details(
 )
 def organizations(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
-) -> MaterializeResult:
+) -> Output[Merge]:
+    """Returns the registry as a merge with the stored rows (applied by the IO manager under the
+    writer lock, so hidden organizations keep their rows and a concurrent `forget` is kept); the
+    metadata and warnings describe the merge with the rows read at the start of the step."""
     store = ParquetStore(warehouse.root)
+    with writer_lock(warehouse.root):
+        settle_manifests(context, warehouse)
+    previous = previous_rows(context, store, ORGANIZATIONS)
 
     async def listing() -> tuple[list[OrganizationItem], RequestStats]:
         async with ubiops.client() as client:
             return await client.list_organizations(), client.stats
 
     items, list_stats = asyncio.run(listing())
-    due, anchor = plan_details(context, items, previous_rows(context, store, ORGANIZATIONS))
+    due, anchor = plan_details(context, items, previous)
     (details, periods), stats = pull(
         ubiops.client, [(ORGANIZATION_DETAILS, due), (CURRENT_PERIOD, anchor)], context.log.info
     )
@@ -150,11 +166,11 @@ def organizations(
     reread = {org.id for org in due}
     carried = [(i, period_of.get(i.id)) for i in items if i.id not in reread]
     seen_at = now_utc()
-    with writer_lock(warehouse.root):
-        settle_manifests(context, warehouse)
-        previous = previous_rows(context, store, ORGANIZATIONS)
-        frame = organizations_frame(current, previous, seen_at, carried)
-        store.replace_table(ORGANIZATIONS, frame)
+
+    def merged(stored: pd.DataFrame) -> pd.DataFrame:
+        return organizations_frame(current, stored, seen_at, carried)
+
+    frame = merged(previous)
     for name in unknown_anchor_names(frame, seen_at):
         context.log.warning(
             f"organization {name}: subscription anchor day unknown (its usage answer has no "
@@ -175,7 +191,7 @@ def organizations(
     metadata["organizations"] = len(frame) - len(hidden)
     metadata["not_visible"] = ", ".join(hidden["organization_name"]) or "-"
     metadata["details_reread"] = len(due)
-    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    return Output(Merge(merged), metadata=metadata)
 
 
 def merged_stats(*parts: RequestStats) -> RequestStats:
@@ -213,36 +229,29 @@ def run_per_organization(
     warehouse: Warehouse,
     endpoint: Endpoint,
     orgs: list[Org],
-) -> MaterializeResult:
-    """The generic runner of a per-organization endpoint: pull, normalize, write by its mode."""
+) -> Output[TableWrite]:
+    """The generic runner of a per-organization endpoint: pull, normalize, and hand the rows to
+    the IO manager by the endpoint's write mode."""
     (found,), stats = pull(ubiops.client, [(endpoint, orgs)], context.log.info)
     assert endpoint.normalize is not None, endpoint.name
     loaded_at = now_utc()
     fresh = endpoint.normalize(found, loaded_at)
-    store = ParquetStore(warehouse.root)
-    table = endpoint.table
-    with writer_lock(warehouse.root):
-        if endpoint.write is WriteMode.APPEND_SNAPSHOT:
-            store.append_file(
-                table,
-                {"observed_date": loaded_at.date().isoformat()},
-                f"snapshot-{loaded_at:%Y%m%dT%H%M%S%f}.parquet",
-                fresh,
-            )
-            frame = fresh
-        elif endpoint.write is WriteMode.REPLACE_PER_ORGANIZATION:
-            # the pulled organizations' rows replaced; those not pulled (not due, or no longer
-            # visible) are kept
-            previous = previous_rows(context, store, table)
-            kept = previous[~previous["organization_id"].isin([o.id for o in orgs])]
-            parts = [f for f in (kept, fresh) if not f.empty]
-            frame = pd.concat(parts, ignore_index=True) if parts else fresh
-            store.replace_table(table, frame)
-        else:
-            raise ValueError(f"{endpoint.name}: write mode {endpoint.write.name} is not per-org")
-    metadata = table_metadata(table, frame, stats)
-    metadata["organizations_pulled"] = len(orgs)
-    return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    rows: Slices | Snapshot
+    if endpoint.write is WriteMode.APPEND_SNAPSHOT:
+        rows = Snapshot(
+            fresh,
+            {"observed_date": loaded_at.date().isoformat()},
+            f"snapshot-{loaded_at:%Y%m%dT%H%M%S%f}.parquet",
+        )
+    elif endpoint.write is WriteMode.REPLACE_PER_ORGANIZATION:
+        # the pulled organizations' rows replaced; those not pulled (not due, or no longer
+        # visible) are kept
+        rows = Slices.whole(fresh, organizations=[o.id for o in orgs], damaged="rebuild")
+    else:
+        raise ValueError(f"{endpoint.name}: write mode {endpoint.write.name} is not per-org")
+    metadata = table_metadata(endpoint.table, fresh, stats)
+    metadata["organizations_pulled"] = len(orgs)  # row counts: the IO manager's, of the table
+    return Output(rows, metadata=metadata)
 
 
 @asset(
@@ -250,6 +259,8 @@ def run_per_organization(
     deps=[organizations],
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
+    io_manager_key=WAREHOUSE_IO_MANAGER,
+    metadata=writes_table(ORGANIZATION_USERS),
     description=(
         "Members of every organization, with their admin flag; re-read when the organization's "
         "details are. Table `organization_users`."
@@ -257,7 +268,7 @@ def run_per_organization(
 )
 def organization_users(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
-) -> MaterializeResult:
+) -> Output[TableWrite]:
     orgs = current_organizations(warehouse)
     stored = previous_rows(context, ParquetStore(warehouse.root), ORGANIZATION_USERS)
     due = users_due(warehouse, orgs, stored)
@@ -270,6 +281,8 @@ def organization_users(
     deps=[organizations],
     owners=["team:usage-analytics"],
     kinds={"python", "parquet"},
+    io_manager_key=WAREHOUSE_IO_MANAGER,
+    metadata=writes_table(RESOURCE_USAGE),
     description=(
         "A snapshot of each organization's resource counts (projects, users, deployments, ...) "
         "per run; history accumulates. Table `resource_usage`."
@@ -277,6 +290,6 @@ def organization_users(
 )
 def resource_usage(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
-) -> MaterializeResult:
+) -> Output[TableWrite]:
     orgs = current_organizations(warehouse)
     return run_per_organization(context, ubiops, warehouse, RESOURCES, orgs)

@@ -4,6 +4,7 @@
 - `Warehouse` (`warehouse`): the warehouse directory and where the shared
   lake is, if anywhere (`lake_catalog`, `lake_data`, the S3 settings).
 - `Alerting` (`alerting`): the quota/alert file (rules, budgets, notification channels).
+- `warehouse_io_manager`: writes the assets' rows into the `warehouse` (assets/io_manager.py).
 
 Each resource declares, once, which environment variable backs each field (`ENVIRONMENT`).
 `resources_from_env()` builds them all from the environment: plain settings become literal
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field
 
+from assets.io_manager import WAREHOUSE_IO_MANAGER, warehouse_io_manager
 from common import settings
 from ubiops_api.client import UbiOpsClient
 
@@ -211,8 +213,13 @@ RESOURCES: dict[str, type[EnvResource]] = {
 def resources_from_env(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> dict[str, EnvResource]:
+) -> dict[str, Any]:
     """Every resource of the code location, from the environment, with per-resource field
-    `overrides` (`{"warehouse": {"path": ...}}`; None values are ignored) on top."""
+    `overrides` (`{"warehouse": {"path": ...}}`; None values are ignored) on top, and the
+    warehouse IO manager writing into that warehouse (`assets/io_manager.py`)."""
     given = overrides or {}
-    return {key: kind.from_env(environ, **given.get(key, {})) for key, kind in RESOURCES.items()}
+    built: dict[str, Any] = {
+        key: kind.from_env(environ, **given.get(key, {})) for key, kind in RESOURCES.items()
+    }
+    built[WAREHOUSE_IO_MANAGER] = warehouse_io_manager
+    return built
