@@ -476,7 +476,9 @@ def credit_usage_periods(
     daily = stored_rows(store, "day", first, last)
     daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
     partitions = {k.month for k in keys} | set(months + repair)
-    limit = settings.reconcile_per_run(daily_refresh=is_daily_refresh(months + repair, today))
+    limit = settings.reconcile_limit(
+        ubiops.reconcile_per_run, daily_refresh=is_daily_refresh(months + repair, today)
+    )
     plan = plan_periods(
         candidates,
         daily,

@@ -137,6 +137,9 @@ class UbiOpsApi(EnvResource):
         "details_max_age_days": FromEnv.var(
             settings.DETAILS_MAX_AGE_ENV, parse=settings.parse_details_max_age_days
         ),
+        "reconcile_per_run": FromEnv.var(
+            settings.RECONCILE_PER_RUN_ENV, parse=settings.parse_reconcile_per_run
+        ),
     }
 
     host: str = Field(default=settings.DEFAULT_HOST, description="API base URL (UBIOPS_API_HOST).")
@@ -157,6 +160,12 @@ class UbiOpsApi(EnvResource):
         ge=0,
         description="Days an organization's details, members and subscription anchor go "
         "without being re-read; 0 re-reads them every run (USAGE_DETAILS_MAX_AGE_DAYS).",
+    )
+    reconcile_per_run: int | None = Field(
+        default=None,
+        ge=0,
+        description="Closed periods older than the previous month confirmed with the API per run "
+        "at most; unset: 500 in a backfill, 0 in a daily refresh (USAGE_RECONCILE_PER_RUN).",
     )
 
     def client(self) -> UbiOpsClient:

@@ -102,13 +102,9 @@ RECONCILE_PER_RUN_ENV = "USAGE_RECONCILE_PER_RUN"
 DEFAULT_RECONCILE_PER_RUN = 500
 
 
-def reconcile_per_run(daily_refresh: bool) -> int:
-    """Older closed periods (closed before the previous month) confirmed with the API per run at
-    most: `USAGE_RECONCILE_PER_RUN` when set, else 500 in a backfill and 0 in a daily refresh
-    (which keeps to its request budget; the periods that closed recently are always confirmed)."""
-    text = os.environ.get(RECONCILE_PER_RUN_ENV, "").strip()
-    if not text:
-        return 0 if daily_refresh else DEFAULT_RECONCILE_PER_RUN
+def parse_reconcile_per_run(text: str) -> int:
+    """`USAGE_RECONCILE_PER_RUN`'s text as a number of periods, 0 or more (the `ubiops`
+    resource's `reconcile_per_run` field is read from it), or a `SettingsError` naming it."""
     try:
         count = int(text)
     except ValueError:
@@ -118,6 +114,15 @@ def reconcile_per_run(daily_refresh: bool) -> int:
             f"{RECONCILE_PER_RUN_ENV}={text!r}: expected a whole number of periods, 0 or more"
         )
     return count
+
+
+def reconcile_limit(configured: int | None, daily_refresh: bool) -> int:
+    """Older closed periods (closed before the previous month) a run confirms with the API at
+    most: the configured number when set, else 500 in a backfill and 0 in a daily refresh (which
+    keeps to its request budget; periods that closed recently are always confirmed)."""
+    if configured is not None:
+        return configured
+    return 0 if daily_refresh else DEFAULT_RECONCILE_PER_RUN
 
 
 def api_host(explicit: str | None = None) -> str:

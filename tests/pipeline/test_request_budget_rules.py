@@ -206,10 +206,11 @@ def test_only_backfills_confirm_older_closed_periods_unless_asked(
     assert is_daily_refresh([date(2026, 10, 1), date(2026, 11, 1)], today)
     assert not is_daily_refresh([date(2026, 9, 1), date(2026, 10, 1)], today)
     monkeypatch.delenv("USAGE_RECONCILE_PER_RUN", raising=False)
-    assert settings.reconcile_per_run(daily_refresh=True) == 0
-    assert settings.reconcile_per_run(daily_refresh=False) == 500
+    unset = UbiOpsApi.from_env().reconcile_per_run
+    assert settings.reconcile_limit(unset, daily_refresh=True) == 0
+    assert settings.reconcile_limit(unset, daily_refresh=False) == 500
     monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "40")
-    assert settings.reconcile_per_run(daily_refresh=True) == 40
+    assert settings.reconcile_limit(UbiOpsApi.from_env().reconcile_per_run, True) == 40
     monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "-1")
     with pytest.raises(SettingsError, match="USAGE_RECONCILE_PER_RUN='-1': expected a whole"):
-        settings.reconcile_per_run(daily_refresh=False)
+        UbiOpsApi.from_env()
