@@ -38,6 +38,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -470,10 +471,23 @@ READONLY_CONFIG: dict[str, str | bool] = {
 }
 
 
-def _connect_lake_readonly(lake: LakeConfig) -> duckdb.DuckDBPyConnection:
+def _bound_memory(con: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:
+    """Cap the connection's memory, spilling to a directory of this process under the system's
+    temporary directory (an in-memory database would spill to `./.tmp`)."""
+    if memory_limit is None:
+        return
+    spill = Path(tempfile.gettempdir()) / f"usage-etl-spill-{os.getpid()}"
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+
+
+def _connect_lake_readonly(
+    lake: LakeConfig, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     con = lake_connect(lake, read_only=True)
     try:
         ensure_views(con)
+        _bound_memory(con, memory_limit)
         literal = lake.data_path.replace("'", "''")
         con.execute(f"SET allowed_directories = ['{literal}']")
         con.execute("SET enable_external_access = false")
@@ -484,7 +498,9 @@ def _connect_lake_readonly(lake: LakeConfig) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def connect_readonly(warehouse: Path, lake: LakeConfig | None = None) -> duckdb.DuckDBPyConnection:
+def connect_readonly(
+    warehouse: Path, lake: LakeConfig | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """A locked-down, read-only connection to the published database.
 
     The file is attached read-only to an in-memory database (so a reader with other settings in
@@ -495,11 +511,14 @@ def connect_readonly(warehouse: Path, lake: LakeConfig | None = None) -> duckdb.
     Given a `lake` (the `warehouse` resource's `lake_config()`), it is the shared lake instead,
     attached read-only with the analyst views available (no local warehouse is needed), and
     locked down the same way except that the lake's data path stays readable.
+
+    `memory_limit` (a DuckDB size such as '512MB') caps what its queries hold in memory; they
+    spill to disk beyond it. Default: DuckDB's own (80% of the machine's memory).
     """
     from common.errors import WarehouseError
 
     if lake is not None:
-        return _connect_lake_readonly(lake)
+        return _connect_lake_readonly(lake, memory_limit)
     path = Path(warehouse) / DATABASE_NAME
     if not path.exists():
         raise WarehouseError(
@@ -510,6 +529,7 @@ def connect_readonly(warehouse: Path, lake: LakeConfig | None = None) -> duckdb.
         literal = str(path).replace("'", "''")
         con.execute(f"ATTACH '{literal}' AS usage (READ_ONLY)")
         con.execute("USE usage")
+        _bound_memory(con, memory_limit)
         con.execute("SET enable_external_access = false")
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET lock_configuration = true")
