@@ -12,8 +12,8 @@ outside the run's range, is re-pulled and rewritten, and the run says so; one th
 organizations the token cannot see any more cannot be rebuilt and fails the run, naming the file.
 """
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pandas as pd
@@ -31,6 +31,7 @@ from dagster import (
 from assets.io_manager import WAREHOUSE_IO_MANAGER, Slices, writes_table
 from assets.materialize import partition_metadata
 from assets.organizations import current_organizations, now_utc, organizations
+from assets.reconciliation_ledger import PendingPeriod, read_pending, write_pending
 from assets.resources import UbiOpsApi, Warehouse
 from common import settings
 from common.periods import organization_anchor, periods_starting_in, shift_month
@@ -272,6 +273,28 @@ def period_requests(
     return requests, unknown
 
 
+def touching_periods(
+    orgs: list[Org], registry: pd.DataFrame, months: list[date]
+) -> list[tuple[Org, date, date, date]]:
+    """(org, partition month, period start, period end) for every subscription period that
+    started in the month before one of ``months`` (and is not itself in ``months``) but runs
+    into it: anchor 20 and a run over November only, the period Oct 20 - Nov 20. Its row lives
+    in October's partition; the days this run loads change it."""
+    rows = {str(r["organization_id"]): r for r in registry.to_dict("records")}
+    loaded = set(months)
+    touching: list[tuple[Org, date, date, date]] = []
+    for month in sorted(loaded):
+        previous = date(*shift_month(month.year, month.month, -1), 1)
+        if previous in loaded:
+            continue  # its periods are the run's own
+        for org in orgs:
+            anchor = organization_anchor(rows.get(org.id, {}))
+            for start, end in periods_starting_in(previous.year, previous.month, anchor):
+                if end > month:
+                    touching.append((org, previous, start, end))
+    return touching
+
+
 @dataclass
 class PeriodPlan:
     """What a run does for each subscription period in its range (the request budget).
@@ -281,16 +304,26 @@ class PeriodPlan:
     it closed; the current period of an organization whose details were re-read in this run,
     which happens on a new organization, a rename and at most every USAGE_DETAILS_MAX_AGE_DAYS)
     or because their days are not all loaded (then the API's answer is the row).
+    A period of an earlier partition that the run's days touch (`touching_periods`) is derived
+    when its days are all stored and left as it is otherwise (never asked for its own sake).
+    Closed periods are confirmed at most `limit` a run, oldest first: `confirm_only` are
+    periods left pending by earlier runs (asked, their stored rows kept), `deferred` the closed
+    periods left pending by this run (see `assets/reconciliation_ledger.py`), `gone` pending
+    periods whose days are no longer stored.
     """
 
     derived: list[PeriodKey]
     requested: list[PeriodKey]
     reasons: dict[str, int]
+    confirm_only: list[PeriodKey] = field(default_factory=list)
+    deferred: list[PeriodKey] = field(default_factory=list)
+    gone: list[PeriodKey] = field(default_factory=list)
 
     @property
     def all(self) -> list[PeriodKey]:
-        derived = set(self.derived)  # once: per request it made a backfill quadratic
-        return self.derived + [k for k in self.requested if k not in derived]
+        """The periods whose rows this run writes."""
+        skip = set(self.derived) | set(self.confirm_only)  # sets: per key, quadratic
+        return self.derived + [k for k in self.requested if k not in skip]
 
 
 def _month_files(store: ParquetStore, interval: str, first: date, last: date) -> list[pd.DataFrame]:
@@ -319,8 +352,15 @@ def plan_periods(
     stored_periods: pd.DataFrame,
     reread: set[str],
     today: date,
+    touching: Collection[PeriodKey] = (),
+    pending: Collection[PeriodKey] = (),
+    limit: int | None = None,
 ) -> PeriodPlan:
-    """Split the periods of a run into those summed from their days and those asked for."""
+    """Split the periods of a run into those summed from their days and those asked for;
+    `touching` periods (of earlier partitions, see `touching_periods`) only when derivable;
+    closed periods to confirm (`pending` ones recorded by earlier runs, and those not checked
+    since they closed): those that closed since the previous month began always, older ones at
+    most `limit`, oldest first (the others are `deferred`)."""
     totals = daily[daily["scope"] == "organization"]
     days: dict[str, set[date]] = {}
     for org_id, day in zip(totals["organization_id"], totals["start_date"], strict=True):
@@ -338,26 +378,54 @@ def plan_periods(
         if pd.Timestamp(at) >= pd.Timestamp(e)
     }
     plan = PeriodPlan([], [], {})
+    optional = set(touching)
 
     def ask(key: PeriodKey, reason: str) -> None:
         plan.requested.append(key)
         plan.reasons[reason] = plan.reasons.get(reason, 0) + 1
 
-    for key in candidates:
+    def complete(key: PeriodKey) -> bool:
         stop = min(key.end, today + timedelta(days=1))
         have = days.get(key.org.id, set())
-        complete = all(
+        return all(
             date.fromordinal(d) in have for d in range(key.start.toordinal(), stop.toordinal())
         )
-        if not complete:
-            ask(key, "days missing")
+
+    waiting = {(k.org.id, k.start) for k in pending}
+    to_confirm: list[tuple[PeriodKey, bool]] = []  # (period, its row is written by this run)
+    own = set(candidates)
+    for key in [*candidates, *(k for k in touching if k not in own)]:
+        if not complete(key):
+            if key not in optional:
+                ask(key, "days missing")
             continue
         plan.derived.append(key)
         closed = key.end <= today
-        if closed and (key.org.id, key.start) not in checked_after_close:
-            ask(key, "closed")
+        ident = (key.org.id, key.start)
+        if closed and (ident not in checked_after_close or ident in waiting):
+            to_confirm.append((key, True))
         elif not closed and key.org.id in reread:
             ask(key, "details re-read")
+    written = {(k.org.id, k.start) for k in plan.derived}
+    for key in pending:
+        if (key.org.id, key.start) in written:
+            continue
+        if complete(key):
+            to_confirm.append((key, False))
+        else:  # its days are gone (forgotten, pruned): nothing left to confirm
+            plan.gone.append(key)
+    to_confirm.sort(key=lambda item: (item[0].start, item[0].org.id))
+    recently = date(*shift_month(today.year, today.month, -1), 1)
+    older = 0
+    for key, row_written in to_confirm:
+        if key.end < recently:  # closed before the previous month: a backfill's, or a backlog's
+            older += 1
+            if limit is not None and older > limit:
+                plan.deferred.append(key)
+                continue
+        ask(key, "closed")
+        if not row_written:
+            plan.confirm_only.append(key)
     return plan
 
 
@@ -394,20 +462,48 @@ def credit_usage_periods(
             f"organization {name}: subscription anchor day unknown; its periods are calendar months"
         )
     candidates = [PeriodKey(*r) for r in requests]
-    first = min((k.start for k in candidates), default=today)
-    last = max((k.end for k in candidates), default=today)
+    touching = [PeriodKey(*r) for r in touching_periods(orgs, registry, months + repair)]
+    recorded = read_pending(warehouse.root)
+    by_id = {o.id: o for o in orgs}
+    pending = [
+        PeriodKey(by_id[p.organization_id], date(p.start.year, p.start.month, 1), p.start, p.end)
+        for p in sorted(recorded)
+        if p.organization_id in by_id
+    ]
+    keys = candidates + touching + pending
+    first = min((k.start for k in keys), default=today)
+    last = max((k.end for k in keys), default=today)
     daily = stored_rows(store, "day", first, last)
     daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
+    partitions = {k.month for k in keys} | set(months + repair)
+    limit = settings.reconcile_per_run(daily_refresh=is_daily_refresh(months + repair, today))
     plan = plan_periods(
         candidates,
         daily,
-        stored_rows(store, "month", min(months + repair), max(months + repair)),
+        stored_rows(store, "month", min(partitions), max(partitions)),
         reread_organizations(registry),
         today,
+        touching,
+        pending,
+        limit,
     )
     why = ", ".join(f"{n} {r}" for r, n in sorted(plan.reasons.items())) or "none"
+    earlier = sorted({k.month for k in plan.all} - set(months + repair))
     context.log.info(
         f"periods: {len(plan.derived)} summed from days, {len(plan.requested)} asked ({why})"
+        + (
+            f"; rows of periods begun in {', '.join(f'{m:%Y-%m}' for m in earlier)} "
+            "recomputed (this run's days reach into them)"
+            if earlier
+            else ""
+        )
+        + (
+            f"; {len(plan.deferred)} closed periods left to confirm by later runs "
+            f"({limit} this run; backfills confirm 500 a run, daily refreshes none unless "
+            "USAGE_RECONCILE_PER_RUN is set)"
+            if plan.deferred
+            else ""
+        )
     )
     answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info)
     asked = _concat(answers, "month")
@@ -419,9 +515,27 @@ def credit_usage_periods(
         "unique_keys": quality.unique_keys(pulled),
         "period_reconciliation": reconcile_periods(asked, daily, today),
     }
-    yield _materialize(context, "month", months, frames, stats, findings, repair, plan.all)
+    blocking = {spec.name for spec in _checks("credit_usage_periods") if spec.blocking}
+    if all(f.passed for name, f in findings.items() if name in blocking):
+        # recorded before the rows are written: a crash never leaves one unconfirmed unrecorded
+        confirmed = {(k.org.id, k.start) for k in plan.requested + plan.gone}
+        write_pending(
+            warehouse.root,
+            {p for p in recorded if (p.organization_id, p.start) not in confirmed}
+            | {PendingPeriod(k.start, k.org.id, k.end) for k in plan.deferred},
+        )
+    yield _materialize(
+        context, "month", months, frames, stats, findings, repair + earlier, plan.all
+    )
     for name, finding in findings.items():
         yield _check_result(name, finding)
+
+
+def is_daily_refresh(months: list[date], today: date) -> bool:
+    """A run over the current month, and the previous one at most (the daily schedule's and
+    `usage-etl run`'s default range), as opposed to a backfill of older months."""
+    previous = date(*shift_month(today.year, today.month, -1), 1)
+    return all(month >= previous for month in months)
 
 
 def reread_organizations(registry: pd.DataFrame) -> set[str]:
@@ -440,6 +554,7 @@ def _frames_to_write(
     """Per partition month: the derived rows, and the API's rows for periods not derivable."""
     loaded_at = now_utc()
     derived_keys = {(k.org.id, k.start) for k in plan.derived}
+    derived_keys |= {(k.org.id, k.start) for k in plan.confirm_only}  # their stored rows stay
     by_month: dict[date, list[PeriodKey]] = {}
     for key in plan.derived:
         by_month.setdefault(key.month, []).append(key)

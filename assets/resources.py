@@ -104,7 +104,11 @@ class UbiOpsApi(EnvResource):
         description="API token, `Token <key>` or the bare key (EnvVar UBIOPS_API_TOKEN: only the "
         "variable's name is ever stored or shown).",
     )
-    max_concurrency: int = Field(default=16, description="Requests in flight at most.")
+    max_concurrency: int = Field(
+        default=8,
+        description="Requests in flight at most (each a pooled connection: httpcore checks every "
+        "idle one per request, so 16 cost ~35% more client CPU than 8 for no more throughput).",
+    )
     max_retries: int = Field(default=8, description="Retries of a transient failure or 429.")
     timeout_seconds: float = Field(default=60.0, description="Timeout of every request.")
 

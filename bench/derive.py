@@ -12,12 +12,16 @@ process's peak RSS):
   file, and the alert evaluation over the whole history and every resource snapshot;
 - **after, from scratch**: `refresh_trends` computing every month in DuckDB SQL (a first run);
 - **after, daily refresh**: the current month's slice reloaded (as the schedule does), then
-  `refresh_trends` (recomputes that month) and the evaluation on the SQL window.
+  `refresh_trends` (recomputes that month) and the evaluation on the SQL window;
+- **publish** and **report** of that daily refresh: `usage.duckdb` updated by slice (after a
+  first, unmeasured full publish) and the HTML report written from it.
 
-and prints the ratios within the run: refresh over N months / over 1 month, before / after.
+and prints the ratios within the run: refresh over N months / over 1 month (the derived step,
+and derive + publish + report), before / after.
 
     .venv/bin/python bench/derive.py                          # 1,000 organizations, 1/12/24 months
     .venv/bin/python bench/derive.py --orgs 100 --months 1 6  # quicker
+    .venv/bin/python bench/derive.py --orgs 5000 --months 1 24 --without-before
 """
 
 from __future__ import annotations
@@ -191,22 +195,21 @@ def step_after_scratch(warehouse: Path) -> str:
 
     store = ParquetStore(warehouse)
     result = refresh_trends(warehouse, anchors_by_organization(store.read(ORGANIZATIONS)))
+    _evaluate_on_window(store)
     return f"{len(result.recomputed)} months, {result.rows_written:,} rows"
 
 
-def step_after_daily(warehouse: Path) -> str:
+def _evaluate_on_window(store: ParquetStore) -> int:
+    """The alert evaluation of the asset (on the SQL window), its two tables stored; forecasts."""
     from alerting.evaluate import compute_alerts
-    from common.periods import anchors_by_organization
-    from insights.derived_slices import refresh_trends
     from insights.usage_window import (
         load_resource_window,
         load_usage_window,
         window_days,
     )
+    from warehouse.derived_schema import QUOTA_FORECASTS, QUOTA_STATUS
 
-    store = ParquetStore(warehouse)
     orgs, config, today = _evaluation_inputs(store)
-    result = refresh_trends(warehouse, anchors_by_organization(orgs))
     window = load_usage_window(store, today - timedelta(days=1), window_days(config))  # type: ignore[arg-type]
     observed = load_resource_window(store, today)
     evaluation = compute_alerts(
@@ -219,17 +222,51 @@ def step_after_daily(warehouse: Path) -> str:
         first_days=window.first_days,
         observation_counts=observed.counts,
     )
+    with writer_lock(store.root.parent):
+        store.replace_table(QUOTA_FORECASTS, evaluation.forecasts)
+        store.replace_table(QUOTA_STATUS, evaluation.status)
+    return len(evaluation.forecasts)
+
+
+def step_after_daily(warehouse: Path) -> str:
+    from common.periods import anchors_by_organization
+    from insights.derived_slices import refresh_trends
+
+    store = ParquetStore(warehouse)
+    result = refresh_trends(warehouse, anchors_by_organization(store.read(ORGANIZATIONS)))
+    forecasts = _evaluate_on_window(store)
     return (
         f"{len(result.recomputed)} of {len(result.months)} months recomputed, "
-        f"{result.rows_written:,} rows; {len(evaluation.forecasts):,} forecasts"
+        f"{result.rows_written:,} rows; {forecasts:,} forecasts"
     )
+
+
+def step_publish(warehouse: Path) -> str:
+    from warehouse.publish import publish_database
+
+    with writer_lock(warehouse):
+        result = publish_database(warehouse)
+    how = "by slice" if result.incremental else f"rebuilt ({result.reason})"
+    return f"{how}, {sum(result.rows.values()):,} rows"
+
+
+def step_report(warehouse: Path) -> str:
+    from reports import write_report
+
+    path = write_report(warehouse)
+    size = sum(p.stat().st_size for p in path.parent.rglob("*.html"))
+    return f"{sum(1 for _ in path.parent.rglob('*.html')):,} pages, {size / 2**20:.1f} MB"
 
 
 STEPS: dict[str, Callable[[Path], str]] = {
     "before": step_before,
     "after_scratch": step_after_scratch,
     "after_daily": step_after_daily,
+    "publish": step_publish,
+    "report": step_report,
 }
+DAILY_STEPS = ("after_daily", "publish", "report")
+"""The steps of a daily refresh after the current month's slice is reloaded, in order."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +303,11 @@ def main() -> int:
     parser.add_argument("--months", type=int, nargs="+", default=[1, 12, 24])
     parser.add_argument("--step", choices=sorted(STEPS))
     parser.add_argument("--warehouse", type=Path)
+    parser.add_argument(
+        "--without-before",
+        action="store_true",
+        help="skip the whole-history pandas baseline (it needs many GB at 5,000 organizations)",
+    )
     args = parser.parse_args()
     if args.step:
         return child(args.step, args.warehouse)
@@ -278,11 +320,14 @@ def main() -> int:
         for months in args.months:
             warehouse = Path(tmp) / f"m{months}"
             build(warehouse, args.orgs, months, today)
-            for name in ("before", "after_scratch"):
+            first_steps = ("after_scratch",) if args.without_before else ("before", "after_scratch")
+            for name in first_steps:
                 results[(months, name)] = run_step(name, warehouse)
+            run_step("publish", warehouse)  # the first publish: a full build, not measured
             reload_current_month(warehouse, args.orgs, today)
-            results[(months, "after_daily")] = run_step("after_daily", warehouse)
-            for name in ("before", "after_scratch", "after_daily"):
+            for name in DAILY_STEPS:
+                results[(months, name)] = run_step(name, warehouse)
+            for name in (*first_steps, *DAILY_STEPS):
                 r = results[(months, name)]
                 print(
                     f"| {months} mo | {name} | {r.seconds:.2f} s | {r.rss_mb:,.0f} MB | {r.what} |",
@@ -291,6 +336,18 @@ def main() -> int:
     base = min(args.months)
     print()
     for months in args.months:
+        daily = sum(results[(months, n)].seconds for n in DAILY_STEPS)
+        daily_base = sum(results[(base, n)].seconds for n in DAILY_STEPS)
+        peak = max(results[(months, n)].rss_mb for n in DAILY_STEPS)
+        steps = ", ".join(
+            f"{n} {results[(months, n)].seconds / results[(base, n)].seconds:.2f}x"
+            for n in DAILY_STEPS
+        )
+        print(
+            f"{months:>2} months / {base}: daily derive + publish + report {daily:.1f} s, "
+            f"{daily / daily_base:.2f}x wall ({steps}); peak RSS of a step {peak:,.0f} MB"
+        )
+    for months in [] if args.without_before else args.months:
         before, daily = results[(months, "before")], results[(months, "after_daily")]
         grown_before = before.seconds / results[(base, "before")].seconds
         grown_after = daily.seconds / results[(base, "after_daily")].seconds

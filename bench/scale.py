@@ -19,6 +19,10 @@ requests per organization of a daily refresh (the budget: 2, plus the organizati
     .venv/bin/python bench/scale.py                      # 1,000 organizations
     .venv/bin/python bench/scale.py --orgs 1000 5000     # and 5,000 (long)
     .venv/bin/python bench/scale.py --orgs 50            # quick check that the bench works
+    .venv/bin/python bench/scale.py --scenarios first backfill-12   # a subset, in order
+
+CPU seconds are the run process's own (user + system, from wait4): under a loaded machine they
+move less than wall time.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ USAGE_ETL = ROOT / ".venv" / "bin" / "usage-etl"
 class Measured:
     name: str
     seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
     requests: int
     organizations: int
@@ -55,7 +60,8 @@ class Measured:
     def row(self) -> str:
         per_org = self.requests / self.organizations if self.organizations else float("nan")
         return (
-            f"| {self.name} | {self.seconds:.1f} s | {self.peak_rss_mb:,.0f} MB | {self.rows:,} "
+            f"| {self.name} | {self.seconds:.1f} s | {self.cpu_seconds:.1f} s "
+            f"| {self.peak_rss_mb:,.0f} MB | {self.rows:,} "
             f"| {self.requests:,} | {per_org:.2f} | {'ok' if self.ok else 'FAILED'} |"
         )
 
@@ -85,6 +91,7 @@ def measure(name: str, args: list[str], env: dict[str, str]) -> Measured:
     return Measured(
         name=name,
         seconds=seconds,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,
         requests=int(requests.group(1)) if requests else 0,
         organizations=int(orgs.group(1)) if orgs else 0,
@@ -101,24 +108,35 @@ def months_back(today: date, months: int) -> date:
 HISTORY_MONTHS = 25  # the emulator's history: 24 whole months before the current one
 
 
-def scenarios(today: date) -> list[tuple[str, list[str]]]:
+SCENARIOS = ("first", "refresh-2", "backfill-12", "refresh-12", "backfill-older", "refresh-24")
+
+
+def scenarios(today: date) -> list[tuple[str, str, list[str]]]:
+    """(id, name, `usage-etl run` arguments) of every scenario, in order."""
     refresh = ["--start", f"{today:%Y-%m}-01", "--end", today.isoformat()]
     last_12 = months_back(today, 12)
     before = months_back(today, 24)
     older = ["--start", before.isoformat(), "--end", (last_12 - timedelta(days=1)).isoformat()]
-    return [
-        ("first run (2 months)", []),
-        ("daily refresh, 2 months of history", refresh),
-        ("backfill (12 months)", ["--start", last_12.isoformat()]),
-        ("daily refresh, 12 months of history", refresh),
-        ("backfill (12 older months)", older),
-        ("daily refresh, 24 months of history", refresh),
-    ]
+    return list(
+        zip(
+            SCENARIOS,
+            (
+                "first run (2 months)",
+                "daily refresh, 2 months of history",
+                "backfill (12 months)",
+                "daily refresh, 12 months of history",
+                "backfill (12 older months)",
+                "daily refresh, 24 months of history",
+            ),
+            ([], refresh, ["--start", last_12.isoformat()], refresh, older, refresh),
+            strict=True,
+        )
+    )
 
 
-def bench(orgs: int, now: datetime) -> list[Measured]:
+def bench(orgs: int, now: datetime, chosen: list[str]) -> dict[str, Measured]:
     """Every scenario in order on one fresh warehouse, against an emulator of `orgs`."""
-    results: list[Measured] = []
+    results: dict[str, Measured] = {}
     with (
         tempfile.TemporaryDirectory(prefix="usage-scale-") as tmp,
         emulator_process(
@@ -134,9 +152,11 @@ def bench(orgs: int, now: datetime) -> list[Measured]:
         }
         env.pop("USAGE_QUOTAS", None)
         env.pop("USAGE_DETAILS_MAX_AGE_DAYS", None)
-        for name, run_args in scenarios(now.date()):
+        for key, name, run_args in scenarios(now.date()):
+            if key not in chosen:
+                continue
             print(f"{orgs} organizations: {name} ...", file=sys.stderr, flush=True)
-            results.append(measure(name, run_args, env))
+            results[key] = measure(name, run_args, env)
     return results
 
 
@@ -145,22 +165,45 @@ def main() -> int:
     parser.add_argument(
         "--orgs", type=int, nargs="+", default=[1000], help="organizations (default 1000)"
     )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help="run only these scenarios (in the bench's order, on one fresh warehouse; default all)",
+    )
     args = parser.parse_args()
     now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     ok = True
     for orgs in args.orgs:
         began = time.perf_counter()
-        results = bench(orgs, now)
-        ok = ok and all(r.ok for r in results)
+        results = bench(orgs, now, args.scenarios)
+        ok = ok and all(r.ok for r in results.values())
         print(
             f"\n{orgs} organizations, emulator rate limit off, {os.cpu_count()} cores "
             f"({time.perf_counter() - began:.0f} s in all)\n"
         )
-        print("| run | wall | peak RSS | rows published | API requests | requests/org | status |")
-        print("|---|---|---|---|---|---|---|")
-        for result in results:
+        print(
+            "| run | wall | CPU (run process) | peak RSS | rows published | API requests "
+            "| requests/org | status |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for result in results.values():
             print(result.row())
-        short, refresh_12, refresh_24 = results[1], results[3], results[5]
+        if "first" in results and "backfill-12" in results:
+            first, backfill = results["first"], results["backfill-12"]
+            print(
+                f"\n12-month backfill / first run (2 months): wall "
+                f"{backfill.seconds / first.seconds:.2f}x, CPU "
+                f"{backfill.cpu_seconds / first.cpu_seconds:.2f}x"
+            )
+        if not all(k in results for k in ("refresh-2", "refresh-12", "refresh-24")):
+            continue
+        short, refresh_12, refresh_24 = (
+            results["refresh-2"],
+            results["refresh-12"],
+            results["refresh-24"],
+        )
         print(
             f"\nrefresh over 24 months / over 12 months of history: wall "
             f"{refresh_24.seconds / refresh_12.seconds:.2f}x, peak RSS "

@@ -100,6 +100,28 @@ def details_max_age_days() -> int:
     return days
 
 
+RECONCILE_PER_RUN_ENV = "USAGE_RECONCILE_PER_RUN"
+DEFAULT_RECONCILE_PER_RUN = 500
+
+
+def reconcile_per_run(daily_refresh: bool) -> int:
+    """Older closed periods (closed before the previous month) confirmed with the API per run at
+    most: `USAGE_RECONCILE_PER_RUN` when set, else 500 in a backfill and 0 in a daily refresh
+    (which keeps to its request budget; the periods that closed recently are always confirmed)."""
+    text = os.environ.get(RECONCILE_PER_RUN_ENV, "").strip()
+    if not text:
+        return 0 if daily_refresh else DEFAULT_RECONCILE_PER_RUN
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise SettingsError(
+            f"{RECONCILE_PER_RUN_ENV}={text!r}: expected a whole number of periods, 0 or more"
+        )
+    return count
+
+
 def api_host(explicit: str | None = None) -> str:
     """The API host: `explicit`, else `UBIOPS_API_HOST`, else the real API; validated."""
     return checked_host(explicit or os.environ.get("UBIOPS_API_HOST") or DEFAULT_HOST)

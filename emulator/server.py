@@ -201,6 +201,12 @@ class EmulatorServer:
         """Add credits to today's usage; returns the project id charged."""
         return self.state.add_usage_today(org_name, credits, project_id).id
 
+    def add_usage(
+        self, org_name: str, day: date, credits: float, project_id: str | None = None
+    ) -> str:
+        """Add credits to a past day's usage (a late correction); returns the project id."""
+        return self.state.add_usage(org_name, day, credits, project_id).id
+
     def scenario(self) -> dict[str, Any]:
         """The scenario document (same as ``GET /_emulator/scenario``)."""
         return scenario_document(self.state)

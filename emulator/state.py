@@ -461,6 +461,13 @@ class State:
 
     def add_usage_today(self, name: str, credits: float, project_id: str | None = None) -> Project:
         """Add ``credits`` to today's usage of a project (default: the first live project)."""
+        return self.add_usage(name, self.now().date(), credits, project_id)
+
+    def add_usage(
+        self, name: str, day: date, credits: float, project_id: str | None = None
+    ) -> Project:
+        """Add ``credits`` to a day's usage of a project (default: the first live project): a
+        late correction of a past day, as the real API restates usage."""
         with self.lock:
             org = self.org_by_name(name)
             if project_id is not None:
@@ -472,10 +479,10 @@ class State:
                 if not live:
                     raise ApiError(400, f"Organization '{name}' has no live project.")
                 project = live[0]
-            day = (self.now().date() - self.day0).days
-            if not 0 <= day < self.n_days:
-                raise ApiError(400, "Today is outside the emulator's data range.")
-            org.usage[project.row, day] += round(credits * MICRO)
+            index = (day - self.day0).days
+            if not 0 <= index < self.n_days or day > self.now().date():
+                raise ApiError(400, f"{day} is outside the emulator's data range.")
+            org.usage[project.row, index] += round(credits * MICRO)
             return project
 
     def totals(self, name: str, start: date, end: date) -> dict[str, Any]:

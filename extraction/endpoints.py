@@ -16,8 +16,11 @@ written, and when the endpoint is asked at all (the request budget):
 
 "details due": a new organization, a rename, or details older than `USAGE_DETAILS_MAX_AGE_DAYS`
 (`normalize.details_due`). "reconcile": a period whose days are not all loaded, a closed period
-not yet checked since it closed, or the current period of an organization whose details were
-re-read in this run (`assets/credit_usage.py`); every other period row is summed from its days.
+not yet checked since it closed (older than the previous month: at most
+`USAGE_RECONCILE_PER_RUN` a run, oldest first; the rest wait in
+`assets/reconciliation_ledger.py`'s file), or the current period of an organization whose
+details were re-read in this run (`assets/credit_usage.py`); every other period row is summed
+from its days.
 The assets (`assets/organizations.py`, `assets/credit_usage.py`) select the keys by the policy,
 run them through `extract.pull` and write with the mode named here.
 """

@@ -189,6 +189,14 @@ def credit_usage_frame(
 ) -> pd.DataFrame:
     """One row per organization, scope, project and bucket (see the `credit_usage` table)."""
     rows: list[tuple[object, ...]] = []
+    naive: dict[datetime, datetime | None] = {}  # every organization has the same days
+
+    def at(value: datetime) -> datetime | None:
+        found = naive.get(value)
+        if found is None:
+            found = naive[value] = utc_naive(value)
+        return found
+
     for org_id, org_name, usage in responses:
         series: list[tuple[str, str | None, str | None, list]] = [
             ("organization", None, None, usage.data_organization),
@@ -205,8 +213,8 @@ def credit_usage_frame(
                         scope,
                         project_id,
                         project_name,
-                        utc_naive(point.start_date),
-                        utc_naive(point.end_date),
+                        at(point.start_date),
+                        at(point.end_date),
                         float(point.value),
                         loaded_at,
                     )

@@ -7,7 +7,9 @@ data.parquet`). A month's rows depend on (see `insights.trends`):
   previous subscription period reach back at most that far), by their manifest digests;
 - per series alive in that range: its latest names, its first day and first day with usage
   (clipped to the range: earlier values give the same rows), its organization's last day
-  (clipped to the month's end) and period anchor; hashed by one SQL aggregate;
+  (clipped to the month's end) and period anchor; hashed by one SQL aggregate over the
+  per-slice facts of `insights.series_facts` (only the day slices that changed since
+  the last run are read for them);
 - the algorithm (:data:`ALGORITHM`) and its parameters.
 
 These make the month's *fingerprint*. Next to the slices, `_derived_from.json` records per month
@@ -16,7 +18,9 @@ when its fingerprint or its slice's digest (in the table's manifest) differs fro
 or it has none: so it works however the run was launched (a partition backfill, the CLI, `dg`,
 a lake sync that replaced a slice, `usage-etl forget`), and a daily refresh that reloaded the
 current month recomputes that month only. Months that no longer have rows are removed, as is
-the single-file table written before the table was sliced.
+the single-file table written before the table was sliced. Recomputing a month reads only the
+day slices of that month and the two before it: a daily refresh reads the last three months and
+the changed slices, whatever the length of the history.
 
 Slices are written first and the record after (under the writer lock): a crash in between
 leaves a record that no longer matches, so the next run recomputes those months.
@@ -36,17 +40,24 @@ import duckdb
 import pandas as pd
 
 from common.periods import CALENDAR_MONTHS, shift_month
+from insights.series_facts import (
+    FactsLoad,
+    combine,
+    daily_view_over,
+    day_slices,
+    load_slice_facts,
+    slices_between,
+)
 from insights.trends import (
     ANCHOR_TABLE,
     DORMANT_DAYS,
     NEW_DAYS,
     ORG_LAST_TABLE,
     SERIES_TABLE,
+    anchor_table,
     derived_connection,
     has_organization_rows,
     lookback_start,
-    parquet_daily_view,
-    prepare_series,
     trends_between,
 )
 from warehouse.derived_schema import PROJECT_USAGE_TRENDS
@@ -69,6 +80,7 @@ class TrendsRefresh:
     removed: list[str] = field(default_factory=list)
     rows_written: int = 0
     preview: pd.DataFrame | None = None
+    facts: FactsLoad = field(default_factory=FactsLoad)
 
     @property
     def unchanged(self) -> int:
@@ -252,14 +264,15 @@ def refresh_trends(
     table_dir = store.table_dir(PROJECT_USAGE_TRENDS)
     record = DerivedRecord(table_dir)
     sources = _source_digests(store)  # before reading data: a later change only re-triggers
-    source_sql = store.scan_sql(CREDIT_USAGE)
+    slices = day_slices(store)
     with derived_connection() as con:
         months: list[str] = []
         contexts: dict[str, str] = {}
         organization_rows = True
-        if source_sql is not None:
-            parquet_daily_view(con, source_sql)
-            prepare_series(con, anchors)
+        if slices:
+            result.facts = load_slice_facts(con, store, slices)
+            combine(con, SERIES_TABLE, ORG_LAST_TABLE)
+            anchor_table(con, anchors)
             months = _months(con)
             contexts = _context_hashes(con, months)
             organization_rows = has_organization_rows(con)
@@ -282,6 +295,7 @@ def refresh_trends(
         result.recomputed = stale
         for batch in _batches(stale):
             start, end = month_bounds(batch[0])[0], month_bounds(batch[-1])[1]
+            daily_view_over(con, store, slices_between(slices, lookback_start(start), end))
             frame = trends_between(con, start, end, new_days=new_days, dormant_days=dormant_days)
             parts = []
             for key in batch:
@@ -344,4 +358,5 @@ def describe(result: TrendsRefresh) -> dict[str, Any]:
         "months_unchanged": result.unchanged,
         "months_removed": ", ".join(result.removed) or "-",
         "rows_written": result.rows_written,
+        "day_slices_scanned_for_series_facts": f"{result.facts.computed} of {result.facts.slices}",
     }

@@ -9,8 +9,12 @@ and ``""`` in alert keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from common.periods import to_date
 
@@ -152,3 +156,18 @@ def dense_series_frame(daily: pd.DataFrame) -> pd.DataFrame:
     out["credits"] = values.reindex(index).fillna(0.0).to_numpy()
     out["project_id"] = out["project_id"].astype("object").where(out["scope"] == "project", None)
     return out.drop(columns=["first", "last"])
+
+
+def frame_sharing_text(table: pa.Table, text_columns: Iterable[str]) -> pd.DataFrame:
+    """An Arrow query result as a pandas frame whose ``text_columns`` are object columns (None
+    where null) holding one Python string per distinct value: ids, names and scopes repeat on
+    every day of a series, and one string object per row cost about ten times the memory of the
+    rest of the frame (a frame of a few million rows took gigabytes)."""
+    names = [c for c in text_columns if c in table.column_names]
+    for name in names:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
+    frame = table.to_pandas()
+    for name in names:
+        frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame

@@ -11,10 +11,11 @@ The computation reads daily rows from a relation with the analytics columns
 (:func:`parquet_daily_view`) or an in-memory frame (:func:`project_usage_trends`). It is done
 for a range of output days at a time: a day's row needs at most the two calendar months before
 its own (30-day mean, week-over-week, the previous subscription period's same day), plus a few
-per-series facts over the whole history (:func:`prepare_series`: first day, first day with
-usage, latest names, the organization's last day) that one streaming aggregate gives. So the
-cost of a range does not grow with the history; `insights.derived_slices` decides
-which months to recompute.
+per-series facts over the whole history (first day, first day with usage, latest names, the
+organization's last day): :func:`prepare_series` aggregates them over a frame;
+`insights.series_facts` keeps them per Parquet day slice, so that a run reads only
+the slices that changed. So the cost of a range does not grow with the history;
+`insights.derived_slices` decides which months to recompute.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from common.periods import (
     periods_starting_in,
     shift_month,
 )
-from insights.frames import daily_usage
+from insights.frames import daily_usage, frame_sharing_text
 from warehouse.derived_schema import PROJECT_USAGE_TRENDS
 
 TREND_COLUMNS: list[str] = PROJECT_USAGE_TRENDS.column_names
@@ -88,6 +89,20 @@ def parquet_daily_view(con: duckdb.DuckDBPyConnection, credit_usage_sql: str) ->
     )
 
 
+def empty_daily_view(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the view of daily rows with no rows (no day slice covers the days asked for)."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW {DAILY_VIEW} AS
+        SELECT CAST(NULL AS VARCHAR) AS organization_id, CAST(NULL AS VARCHAR) AS organization_name,
+               CAST(NULL AS VARCHAR) AS scope, CAST(NULL AS VARCHAR) AS project_id,
+               CAST(NULL AS VARCHAR) AS project_name, CAST(NULL AS TIMESTAMP) AS date,
+               CAST(NULL AS DOUBLE) AS credits
+        WHERE false
+        """
+    )
+
+
 def frame_daily_view(con: duckdb.DuckDBPyConnection, credit_usage: pd.DataFrame) -> None:
     """Create the view of daily rows over an in-memory ``credit_usage`` (or daily) frame."""
     daily = daily_usage(credit_usage)
@@ -122,6 +137,11 @@ def prepare_series(con: duckdb.DuckDBPyConnection, anchors: dict[str, int] | Non
         f"CREATE OR REPLACE TEMP TABLE {ORG_LAST_TABLE} AS SELECT organization_id, "
         f"max(date) AS last_day FROM {DAILY_VIEW} GROUP BY organization_id"
     )
+    anchor_table(con, anchors)
+
+
+def anchor_table(con: duckdb.DuckDBPyConnection, anchors: dict[str, int] | None) -> None:
+    """Each organization's period anchor, as the temporary table :data:`ANCHOR_TABLE`."""
     frame = pd.DataFrame(
         {
             "organization_id": pd.Series(list((anchors or {}).keys()), dtype=object),
@@ -292,7 +312,8 @@ def trends_between(
         "new_days": new_days,
         "dormant_days": dormant_days,
     }
-    frame = con.execute(query, params).df()
+    text = ("organization_id", "organization_name", "scope", "project_id", "project_name")
+    frame = frame_sharing_text(con.execute(query, params).to_arrow_table(), text)
     return _typed(frame)
 
 

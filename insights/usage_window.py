@@ -10,8 +10,10 @@ both: the window's rows in the analytics convention
 window gets a 0-credit row on the window's first day (so its dense history starts there, as the
 zero-filled full history would show it), and the first days. Resource counts likewise
 (:func:`load_resource_window`): the observations of each organization's last 30 days and the
-number of observations it has. The evaluation on this window equals the one on the whole
-history (tests/derive/test_evaluation_window.py compares them).
+number of observations it has. The first days (and names) come from the per-slice facts of
+`insights.series_facts` for the slices before the window, so only the window's
+slices are read. The evaluation on this window equals the one on the whole history
+(tests/derive/test_evaluation_window.py compares them).
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ import duckdb
 import pandas as pd
 
 from insights.forecast import history_days_needed
-from insights.frames import DAILY_COLUMNS, to_day
+from insights.frames import DAILY_COLUMNS, frame_sharing_text, to_day
 from insights.quota_status import RESOURCE_WINDOW_DAYS
 from insights.quotas import QuotaConfig
-from insights.trends import DAILY_VIEW, derived_connection, parquet_daily_view
+from insights.series_facts import (
+    FACTS_TABLE,
+    daily_view_over,
+    day_slices,
+    load_slice_facts,
+)
+from insights.trends import DAILY_VIEW, derived_connection
 from warehouse.parquet_store import ParquetStore, to_arrow
-from warehouse.schema import CREDIT_USAGE, RESOURCE_USAGE
+from warehouse.schema import RESOURCE_USAGE
 
 PERIODS_DAYS = 2 * 31 + 2
 """The current and the previous subscription period (explanations compare the two)."""
@@ -55,33 +63,56 @@ class UsageWindow:
 
 def load_usage_window(store: ParquetStore, as_of: object, days: int) -> UsageWindow:
     """The daily ``credit_usage`` rows of ``[as_of - days + 1, as_of]`` (see module doc)."""
-    source = store.scan_sql(CREDIT_USAGE)
+    slices = day_slices(store)
     end = to_day(as_of)
     start = end - timedelta(days=days - 1)
-    if source is None:
+    if not slices:
         return UsageWindow(_empty_daily())
+    first_month = f"{start.year:04d}-{start.month:02d}"
     with derived_connection() as con:
-        parquet_daily_view(con, source)
-        return _window(con, start, end)
+        load_slice_facts(con, store, slices)
+        recent = [s for s in slices if s.month is None or s.month >= first_month]
+        daily_view_over(con, store, recent)
+        return _window(con, start, end, first_month)
 
 
-def _window(con: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp) -> UsageWindow:
+def _window(
+    con: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp, first_month: str
+) -> UsageWindow:
+    """The window from the daily view (over the slices of ``first_month`` on) and the series'
+    facts: the cached facts of the earlier slices combined with those of the view's rows up to
+    ``end``."""
     params = {"start": start.to_pydatetime(), "end": end.to_pydatetime()}
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE window_series AS
-        SELECT organization_id, scope, coalesce(project_id, '') AS pkey,
-               any_value(project_id) AS project_id, min(date) AS first_day,
-               arg_max(organization_name, date) FILTER (WHERE organization_name IS NOT NULL)
-                   AS organization_name,
-               arg_max(project_name, date) FILTER (WHERE project_name IS NOT NULL)
-                   AS project_name
-        FROM {DAILY_VIEW} WHERE date <= $end
+        WITH parts AS (
+            SELECT organization_id, scope, pkey, project_id, first_day, organization_name,
+                   organization_name_day, project_name, project_name_day
+            FROM {FACTS_TABLE}
+            WHERE organization_id IS NOT NULL AND month IS NOT NULL AND month < $first_month
+            UNION ALL
+            SELECT organization_id, scope, coalesce(project_id, '') AS pkey,
+                   any_value(project_id), min(date),
+                   arg_max(organization_name, date) FILTER (WHERE organization_name IS NOT NULL),
+                   max(date) FILTER (WHERE organization_name IS NOT NULL),
+                   arg_max(project_name, date) FILTER (WHERE project_name IS NOT NULL),
+                   max(date) FILTER (WHERE project_name IS NOT NULL)
+            FROM {DAILY_VIEW} WHERE date <= $end
+            GROUP BY organization_id, scope, coalesce(project_id, '')
+        )
+        SELECT organization_id, scope, pkey, any_value(project_id) AS project_id,
+               min(first_day) AS first_day,
+               arg_max(organization_name, organization_name_day)
+                   FILTER (WHERE organization_name IS NOT NULL) AS organization_name,
+               arg_max(project_name, project_name_day)
+                   FILTER (WHERE project_name IS NOT NULL) AS project_name
+        FROM parts
         GROUP BY organization_id, scope, pkey
         """,
-        {"end": params["end"]},
+        {"end": params["end"], "first_month": first_month},
     )
-    daily = con.execute(
+    arrow = con.execute(
         f"""
         WITH rows AS (
             SELECT organization_id, any_value(organization_name) AS organization_name, scope,
@@ -104,7 +135,10 @@ def _window(con: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timesta
         ORDER BY organization_id, scope, project_id NULLS LAST, date
         """,
         params,
-    ).df()
+    ).to_arrow_table()
+    daily = frame_sharing_text(
+        arrow, ("organization_id", "organization_name", "scope", "project_id", "project_name")
+    )
     firsts = con.execute(
         """
         SELECT organization_id, NULL AS project_id,

@@ -6,9 +6,11 @@ the resource or project they name and a sentence explaining them, and per organi
 history aggregated to one grain for the whole report (day, week or month, chosen from the span of
 the data so a chart has at most ~120 bars), the current period's days, the subscription periods
 and the latest resource counts. Everything is read through the analyst views of
-`warehouse.views` (TEMP views when the database lacks them); columns only the derived tables
-have are read only when they exist. Aggregation happens in DuckDB, and each query runs once for
-all organizations, so the cost is linear in the data, not in organizations x data.
+`warehouse.views` (TEMP views when the database lacks them), except the daily rows the charts
+aggregate, read from `credit_usage` with the views' definitions (:data:`PROJECT_LINES`); columns
+only the derived tables have are read only when they exist. Aggregation happens in DuckDB, and
+each query runs once for all organizations, so the cost is linear in the data, not in
+organizations x data.
 """
 
 from __future__ import annotations
@@ -249,6 +251,32 @@ def load_alerts(con: duckdb.DuckDBPyConnection, views: set[str]) -> list[Alert]:
     return alerts
 
 
+# The rows of the views `daily_usage_by_organization` and `daily_usage_by_project` that the
+# report charts, read from `credit_usage` itself: the same days, credits and latest project
+# names, without the views' ordering of the whole history and their columns the charts do not
+# use (the views took ten times as long, growing with the history).
+ORGANIZATION_DAYS = """
+    SELECT organization_id, CAST(start_date AS DATE) AS day, credits
+    FROM credit_usage WHERE interval = 'day' AND scope = 'organization'
+"""
+PROJECT_LINES = """
+    project_names AS (
+        SELECT organization_id, project_id, arg_max(project_name, start_date) AS project_name
+        FROM credit_usage WHERE scope = 'project' GROUP BY organization_id, project_id
+    ),
+    lines AS (
+        SELECT c.organization_id, c.scope AS line, c.project_id,
+               CASE WHEN c.scope = 'deleted_projects' THEN $deleted
+                    ELSE coalesce(p.project_name, c.project_name) END AS project_name,
+               CAST(c.start_date AS DATE) AS day, c.credits
+        FROM credit_usage AS c
+        LEFT JOIN project_names AS p
+            ON p.organization_id = c.organization_id AND p.project_id = c.project_id
+        WHERE c.interval = 'day' AND c.scope IN ('project', 'deleted_projects')
+    )
+"""
+
+
 def choose_grain(first: date | None, last: date | None) -> str:
     """'day' for spans up to ~4 months, 'week' up to ~3 years, else 'month'."""
     if first is None or last is None:
@@ -292,20 +320,22 @@ def load_history(con: duckdb.DuckDBPyConnection) -> History:
     """Credits per organization, series line and bucket: the top projects of each organization
     over the whole range, the rest as 'Other projects', deleted projects as their own line."""
     first, last = con.execute(
-        "SELECT min(day), max(day) FROM daily_usage_by_organization"
+        f"SELECT min(day), max(day) FROM ({ORGANIZATION_DAYS})"
     ).fetchone() or (None, None)
     first, last = as_date(first), as_date(last)
     grain = choose_grain(first, last)
     if first is None or last is None:
         return History(grain, None, None, [], {})
     buckets = _buckets(grain, first, last)
-    index = {b.start: i for i, b in enumerate(buckets)}
+    # one row per organization and line, its buckets' credits as two lists (bucket index,
+    # credits): a few rows per organization to bring into Python instead of one per bucket
+    con.execute("CREATE OR REPLACE TEMP TABLE report_buckets (start DATE, slot INTEGER)")
+    con.executemany(
+        "INSERT INTO report_buckets VALUES (?, ?)", [(b.start, i) for i, b in enumerate(buckets)]
+    )
     rows = con.execute(
         f"""
-        WITH lines AS (
-            SELECT organization_id, line, project_id, project_name, day, credits
-            FROM daily_usage_by_project
-        ),
+        WITH {PROJECT_LINES},
         ranked AS (
             SELECT organization_id, project_id, arg_max(project_name, day) AS name,
                    row_number() OVER (PARTITION BY organization_id
@@ -313,29 +343,36 @@ def load_history(con: duckdb.DuckDBPyConnection) -> History:
             FROM lines WHERE line = 'project'
             GROUP BY organization_id, project_id
             HAVING sum(credits) > 0
+        ),
+        bucketed AS (
+            SELECT l.organization_id,
+                   CASE WHEN l.line = 'deleted_projects' THEN $deleted_key
+                        WHEN r.rank <= {TOP_PROJECTS} THEN l.project_id
+                        ELSE $other_key END AS key,
+                   any_value(r.name) AS name,
+                   min(r.rank) AS rank,
+                   greatest(CAST(date_trunc('{grain}', l.day) AS DATE), DATE '{first}')
+                       AS bucket,
+                   sum(l.credits) AS credits
+            FROM lines AS l
+            LEFT JOIN ranked AS r USING (organization_id, project_id)
+            GROUP BY ALL
         )
-        SELECT l.organization_id,
-               CASE WHEN l.line = 'deleted_projects' THEN $deleted_key
-                    WHEN r.rank <= {TOP_PROJECTS} THEN l.project_id
-                    ELSE $other_key END AS key,
-               any_value(r.name) AS name,
-               min(r.rank) AS rank,
-               greatest(CAST(date_trunc('{grain}', l.day) AS DATE), DATE '{first}') AS bucket,
-               sum(l.credits) AS credits
-        FROM lines AS l
-        LEFT JOIN ranked AS r USING (organization_id, project_id)
-        GROUP BY ALL
+        SELECT b.organization_id, b.key, any_value(b.name) AS name, min(b.rank) AS rank,
+               list(s.slot) AS slots, list(coalesce(b.credits, 0.0)) AS credits
+        FROM bucketed AS b JOIN report_buckets AS s ON s.start = b.bucket
+        GROUP BY b.organization_id, b.key
         """,
-        {"deleted_key": DELETED_KEY, "other_key": OTHER_KEY},
+        {"deleted_key": DELETED_KEY, "other_key": OTHER_KEY, "deleted": DELETED_PROJECTS_LABEL},
     ).fetchall()
+    con.execute("DROP TABLE report_buckets")
     values: dict[str, dict[str, list[float]]] = defaultdict(dict)
     meta: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
-    for oid, key, name, rank, bucket, credits in rows:
+    for oid, key, name, rank, slots, credits in rows:
         oid = str(oid)
         per_key = values[oid].setdefault(key, [0.0] * len(buckets))
-        slot = index.get(as_date(bucket))  # type: ignore[arg-type]
-        if slot is not None:
-            per_key[slot] += float(credits or 0.0)
+        for slot, amount in zip(slots, credits, strict=True):
+            per_key[slot] += float(amount)
         if key == DELETED_KEY:
             meta[oid][key] = (1001, DELETED_PROJECTS_LABEL)
         elif key == OTHER_KEY:
@@ -361,9 +398,8 @@ def load_current_days(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[da
     """Daily credits of the last ~2 months per organization (enough for the current period)."""
     out: dict[str, list[tuple[date, float]]] = defaultdict(list)
     for oid, day, credits in con.execute(
-        "SELECT organization_id, day, credits FROM daily_usage_by_organization "
-        "WHERE day >= (SELECT max(day) FROM daily_usage_by_organization) - 62 "
-        "ORDER BY organization_id, day"
+        f"WITH days AS ({ORGANIZATION_DAYS}) SELECT organization_id, day, credits FROM days "
+        "WHERE day >= (SELECT max(day) FROM days) - 62 ORDER BY organization_id, day"
     ).fetchall():
         out[str(oid)].append((as_date(day), float(credits or 0.0)))  # type: ignore[arg-type]
     return out

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from common.errors import ApiError, ApiResponseError
 from ubiops_api.models import (
@@ -85,6 +86,19 @@ def _format_date(value: date | datetime | str | None) -> str | None:
     return value.isoformat()
 
 
+@functools.cache
+def _validator(shape: Any) -> TypeAdapter[Any]:
+    """A response shape's validator, built once (building one costs more than validating)."""
+    return TypeAdapter(shape)
+
+
+def _shape_error(what: str, first: ErrorDetails) -> ApiResponseError:
+    where = ".".join(str(p) for p in first["loc"]) or "response"
+    if first["type"] == "missing" and where.endswith("data_deleted_projects"):
+        where += " (or data_projects_deleted)"
+    return ApiResponseError(f"{what}: response field {where!r}: {first['msg'].lower()}")
+
+
 class UbiOpsClient:
     """Async client for the Organizations endpoints. Use as `async with UbiOpsClient(...) as c`."""
 
@@ -93,7 +107,7 @@ class UbiOpsClient:
         host: str,
         token: str,
         *,
-        max_concurrency: int = 16,
+        max_concurrency: int = 8,
         timeout: float = 60.0,
         max_retries: int = 8,
         backoff_base: float = 0.5,
@@ -117,6 +131,11 @@ class UbiOpsClient:
 
     def __repr__(self) -> str:
         return f"UbiOpsClient(host={self.host!r})"
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at most (over as many pooled connections)."""
+        return self._max_concurrency
 
     async def __aenter__(self) -> UbiOpsClient:
         self._pacer = RatePacer(self._pacing_utilization)
@@ -184,26 +203,23 @@ class UbiOpsClient:
         params: dict[str, str] | None = None,
     ) -> T:
         what = f"GET {path}" + (f" (organization {organization!r})" if organization else "")
-        payload = await self._request_json("GET", path, params, what)
-        try:
-            if isinstance(shape, type) and issubclass(shape, BaseModel):
-                return shape.model_validate(payload)  # type: ignore[return-value]
-            return TypeAdapter(shape).validate_python(payload)  # type: ignore[no-any-return]
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "response"
-            if first["type"] == "missing" and where.endswith("data_deleted_projects"):
-                where += " (or data_projects_deleted)"
-            raise ApiResponseError(
-                f"{what}: response field {where!r}: {first['msg'].lower()}"
-            ) from None
+        return await self._request("GET", path, params, what, _validator(shape))  # type: ignore[no-any-return]
 
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
-    async def _request_json(
-        self, method: str, path: str, params: dict[str, str] | None, what: str
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        what: str,
+        validator: TypeAdapter[Any],
     ) -> Any:
+        """One call, retried while transient; the body parsed and validated in one pass."""
         assert self._http is not None and self._pacer is not None and self._slots is not None, (
             "use UbiOpsClient inside `async with`"
         )
@@ -238,8 +254,11 @@ class UbiOpsClient:
                         )
                     else:
                         try:
-                            return json.loads(response.content)
-                        except ValueError:
+                            return validator.validate_json(response.content)
+                        except ValidationError as exc:
+                            first = exc.errors()[0]
+                            if first["type"] != "json_invalid":
+                                raise _shape_error(what, first) from None
                             problem = "unreadable JSON body"
             if attempt >= self.max_retries:
                 self.stats.failures += 1

@@ -4,12 +4,15 @@ and that a period summed from its days is the row an API answer for that period 
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from assets.credit_usage import plan_periods
+from assets.credit_usage import is_daily_refresh, plan_periods, touching_periods
+from assets.reconciliation_ledger import PendingPeriod, ledger_path, read_pending, write_pending
 from common import settings
+from common.errors import SettingsError
 from extraction.endpoints import PeriodKey
 from extraction.fanout import Org
 from extraction.normalize import (
@@ -107,7 +110,7 @@ def test_periods_are_asked_for_only_to_reconcile() -> None:
     never_checked = daily.iloc[0:0]
     plan = plan_periods([closed, current, gap], daily, never_checked, set(), today)
     assert plan.derived == [closed, current]
-    assert plan.requested == [closed, gap], "closed: once to reconcile; o-2: no days loaded"
+    assert set(plan.requested) == {closed, gap}, "closed: once to reconcile; o-2: no days loaded"
 
     checked = credit_period_frame(
         [("o-1", "acme", closed.start, closed.end, _answer(closed.start, closed.end, False))],
@@ -118,3 +121,96 @@ def test_periods_are_asked_for_only_to_reconcile() -> None:
 
     plan = plan_periods([closed, current], daily, checked, {"o-1"}, today)
     assert plan.requested == [current], "details re-read: the current period is reconciled"
+
+
+def test_a_period_begun_before_the_run_is_recomputed_only_from_stored_days() -> None:
+    today = date(2026, 11, 5)
+    acme, blue = Org("o-1", "acme"), Org("o-2", "blue")
+    registry = pd.DataFrame(
+        {"organization_id": ["o-1", "o-2"], "period_anchor_day": [20, 1]},
+    )
+    touching = [
+        PeriodKey(*t) for t in touching_periods([acme, blue], registry, [date(2026, 11, 1)])
+    ]
+    assert touching == [PeriodKey(acme, date(2026, 10, 1), date(2026, 10, 20), date(2026, 11, 20))]
+    assert touching_periods([acme], registry, [date(2026, 10, 1), date(2026, 11, 1)]) == [
+        (acme, date(2026, 9, 1), date(2026, 9, 20), date(2026, 10, 20))
+    ], "a period of a month in the run is the run's own; only the first month looks back"
+
+    days = credit_usage_frame(
+        [("o-1", "acme", _answer(date(2026, 10, 1), date(2026, 11, 6), days=True))], "day", NOW
+    )
+    plan = plan_periods([], days, days.iloc[0:0], set(), today, touching)
+    assert plan.derived == touching and plan.requested == [], "its days are stored: summed"
+    plan = plan_periods(
+        [], days[days.start_date >= "2026-11-01"], days.iloc[0:0], set(), today, touching
+    )
+    assert plan.derived == [] and plan.requested == [], "days missing: left as stored, not asked"
+
+
+def test_older_closed_periods_are_confirmed_at_most_a_limit_a_run_oldest_first() -> None:
+    today = date(2027, 1, 28)  # periods that ended before December 1 are "older"
+    org = Org("o-1", "acme")
+    august, september, october = (
+        PeriodKey(org, date(2026, m, 1), date(2026, m, 20), date(2026, m + 1, 20))
+        for m in (8, 9, 10)
+    )
+    november = PeriodKey(org, date(2026, 11, 1), date(2026, 11, 20), date(2026, 12, 20))
+    daily = credit_usage_frame(
+        [("o-1", "acme", _answer(date(2026, 8, 1), date(2027, 1, 29), days=True))], "day", NOW
+    )
+    never_checked = daily.iloc[0:0]
+    plan = plan_periods([october, september, november], daily, never_checked, set(), today, limit=1)
+    assert plan.requested == [september, november] and plan.deferred == [october], (
+        "the oldest within the limit, and the one closed recently whatever the limit"
+    )
+    assert plan.derived == [october, september, november], "every row is the sum of its days"
+    assert set(plan.all) == {october, september, november}
+    plan = plan_periods([october, september], daily, never_checked, set(), today, limit=0)
+    assert plan.requested == [] and plan.deferred == [september, october]
+
+    # a later run over October only: September's row is not rewritten, August (pending since an
+    # earlier run) is confirmed first, being older; October waits again
+    checked = credit_period_frame(
+        [("o-1", "acme", october.start, october.end, _answer(october.start, october.end, False))],
+        datetime(2026, 11, 21),  # loaded after it closed, but recorded as pending
+    )
+    plan = plan_periods([october], daily, checked, set(), today, pending=[august, october], limit=1)
+    assert plan.requested == [august] and plan.confirm_only == [august]
+    assert plan.deferred == [october] and plan.all == [october], "August's stored row stays"
+
+    gone = daily[daily.start_date >= "2026-09-01"]
+    plan = plan_periods([], gone, checked, set(), today, pending=[august], limit=5)
+    assert plan.requested == [] and plan.gone == [august], "its days were forgotten"
+
+
+def test_the_pending_periods_file_round_trips_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    assert read_pending(tmp_path) == set()
+    waiting = {
+        PendingPeriod(date(2026, 9, 20), "o-1", date(2026, 10, 20)),
+        PendingPeriod(date(2026, 8, 20), "o-1", date(2026, 9, 20)),
+    }
+    write_pending(tmp_path, waiting)
+    assert read_pending(tmp_path) == waiting
+    write_pending(tmp_path, set())
+    assert not ledger_path(tmp_path).exists(), "nothing pending: no file"
+
+    ledger_path(tmp_path).write_text('{"periods": [{"organization_id": "o-1"}]}')
+    with pytest.raises(RuntimeError, match=r"periods-to-reconcile\.json: unreadable; expected"):
+        read_pending(tmp_path)
+
+
+def test_only_backfills_confirm_older_closed_periods_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    today = date(2026, 11, 28)
+    assert is_daily_refresh([date(2026, 10, 1), date(2026, 11, 1)], today)
+    assert not is_daily_refresh([date(2026, 9, 1), date(2026, 10, 1)], today)
+    monkeypatch.delenv("USAGE_RECONCILE_PER_RUN", raising=False)
+    assert settings.reconcile_per_run(daily_refresh=True) == 0
+    assert settings.reconcile_per_run(daily_refresh=False) == 500
+    monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "40")
+    assert settings.reconcile_per_run(daily_refresh=True) == 40
+    monkeypatch.setenv("USAGE_RECONCILE_PER_RUN", "-1")
+    with pytest.raises(SettingsError, match="USAGE_RECONCILE_PER_RUN='-1': expected a whole"):
+        settings.reconcile_per_run(daily_refresh=False)

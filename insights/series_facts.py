@@ -1,0 +1,254 @@
+"""The whole-history facts of every usage series, kept per `credit_usage` day slice and combined,
+so that a daily run reads only the slices that changed instead of the whole history.
+
+A series is an organization total, a project or an organization's deleted-projects line
+(``organization_id, scope, pkey``; ``pkey`` is the project id or ``''``). Its facts are its first
+day, its first day with usage, its last day, and its latest organization and project names. Each
+is an associative aggregate (min, max, the value at the latest day), so the facts of the whole
+history are the facts of each day slice combined: :func:`load_slice_facts` computes one slice's
+facts with one aggregate over that file, and :func:`combine` merges the slices' rows.
+
+Per-slice facts are cached in `<warehouse>/state/series-facts.parquet`, each row tagged with its
+slice (path inside the table) and the slice's SHA-256 from the table's manifest. A run reuses the
+rows whose tag equals the slice's committed digest and computes the others (a new, reloaded,
+restated, repaired or forgotten-from slice); rows of slices that no longer exist are dropped. A
+slice with an unfinished change in its manifest (a pending record) is computed every time and
+never cached. Every slice gets one marker row (no organization) so that a slice without day rows
+is known to be computed. The cache is only ever a shortcut: replaced atomically, unreadable or
+missing it is rebuilt from the slices, and a row is used only when its digest matches.
+
+The day slices are ``interval=day/month=YYYY-MM/...``: a slice's month names the days it holds,
+which :func:`day_slices` uses to pick the slices of a range of days.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from insights.trends import DAILY_VIEW, empty_daily_view, parquet_daily_view
+from warehouse.files import atomic_write
+from warehouse.parquet_store import ParquetStore
+from warehouse.schema import CREDIT_USAGE
+
+log = logging.getLogger(__name__)
+
+CACHE = Path("state") / "series-facts.parquet"
+FACTS_TABLE = "slice_facts"
+FORMAT = "series-facts-1"
+"""Stored in every cached row: a cache of another format is not used."""
+
+_FACT_COLUMNS = """
+    organization_id VARCHAR, scope VARCHAR, pkey VARCHAR, project_id VARCHAR,
+    first_day TIMESTAMP, first_use TIMESTAMP, last_day TIMESTAMP,
+    organization_name VARCHAR, organization_name_day TIMESTAMP,
+    project_name VARCHAR, project_name_day TIMESTAMP
+"""
+
+
+@dataclass(frozen=True)
+class DaySlice:
+    """One file of `credit_usage` day rows: its path, its name in the table's manifest, its
+    month (``YYYY-MM``, None when the path does not say) and its committed digest (None when it
+    has none or a change of it is unfinished: then it is not cached)."""
+
+    path: Path
+    name: str
+    month: str | None
+    sha256: str | None
+
+
+def day_slices(store: ParquetStore) -> list[DaySlice]:
+    """Every file of `credit_usage` day rows, with its manifest digest."""
+    manifest = store.manifest(CREDIT_USAGE)
+    entries = manifest.load() if manifest.exists else {}
+    out: list[DaySlice] = []
+    for path in store.files(CREDIT_USAGE):
+        name = manifest.relative(path)
+        parts = name.split("/")
+        if parts[0] != "interval=day":
+            continue  # period rows: never day rows
+        month = next((p[len("month=") :] for p in parts[1:-1] if p.startswith("month=")), None)
+        entry = entries.get(name)
+        sha = None
+        if entry is not None and entry.pending is None and entry.committed is not None:
+            sha = entry.committed.sha256
+        out.append(DaySlice(path, name, month, sha))
+    return out
+
+
+def slices_between(slices: list[DaySlice], first: date | None, end: date | None) -> list[DaySlice]:
+    """The slices that can hold days of ``[first, end)`` (None: unbounded)."""
+    lo = None if first is None else f"{first.year:04d}-{first.month:02d}"
+    last = None if end is None else end - pd.Timedelta(days=1)
+    hi = None if last is None else f"{last.year:04d}-{last.month:02d}"
+    return [
+        s
+        for s in slices
+        if s.month is None or ((lo is None or s.month >= lo) and (hi is None or s.month <= hi))
+    ]
+
+
+def daily_view_over(
+    con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
+) -> None:
+    """Create the daily view (`trends.DAILY_VIEW`) over these slices only (no rows without)."""
+    if slices:
+        parquet_daily_view(con, store.scan_files_sql(CREDIT_USAGE, [s.path for s in slices]))
+    else:
+        empty_daily_view(con)
+
+
+def _slice_facts_sql(view: str, tag: str) -> str:
+    """One aggregate over a daily view: each series' facts, plus the slice's marker row."""
+    return f"""
+        SELECT {tag}, organization_id, scope, coalesce(project_id, '') AS pkey,
+               any_value(project_id) AS project_id,
+               min(date) AS first_day,
+               min(date) FILTER (WHERE credits > 0) AS first_use,
+               max(date) AS last_day,
+               arg_max(organization_name, date) FILTER (WHERE organization_name IS NOT NULL)
+                   AS organization_name,
+               max(date) FILTER (WHERE organization_name IS NOT NULL) AS organization_name_day,
+               arg_max(project_name, date) FILTER (WHERE project_name IS NOT NULL)
+                   AS project_name,
+               max(date) FILTER (WHERE project_name IS NOT NULL) AS project_name_day
+        FROM {view}
+        GROUP BY organization_id, scope, pkey
+        UNION ALL
+        SELECT {tag}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    """
+
+
+def _quote(text: str | None) -> str:
+    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class FactsLoad:
+    """What :func:`load_slice_facts` did: slices in all, and those it had to compute."""
+
+    slices: int = 0
+    computed: int = 0
+
+
+def load_slice_facts(
+    con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
+) -> FactsLoad:
+    """Create the temporary table :data:`FACTS_TABLE` with the facts of every series in each of
+    ``slices`` (one row per slice and series, plus one marker row per slice with no
+    organization), from the cache where it is current, computing the rest; then save the cache
+    if it changed. Replaces :data:`trends.DAILY_VIEW` (left over the last computed slice)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {FACTS_TABLE} (format VARCHAR, slice VARCHAR, "
+        f"sha256 VARCHAR, month VARCHAR, {_FACT_COLUMNS})"
+    )
+    result = FactsLoad(slices=len(slices))
+    cached = _read_cache(con, store, slices)
+    missing = [s for s in slices if s.sha256 is None or (s.name, s.sha256) not in cached]
+    for s in missing:
+        parquet_daily_view(con, store.scan_files_sql(CREDIT_USAGE, [s.path]))
+        tag = (
+            f"{_quote(FORMAT)} AS format, {_quote(s.name)} AS slice, {_quote(s.sha256)} AS sha256,"
+            f" {_quote(s.month)} AS month"
+        )
+        con.execute(f"INSERT INTO {FACTS_TABLE} {_slice_facts_sql(DAILY_VIEW, tag)}")
+    result.computed = len(missing)
+    if any(s.sha256 is not None for s in missing) or cached.dropped:
+        _save(con, store)
+    return result
+
+
+@dataclass
+class _Cached:
+    keys: set[tuple[str, str]]
+    dropped: bool
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+
+def _cache_path(store: ParquetStore) -> Path:
+    return store.root.parent / CACHE
+
+
+def _read_cache(
+    con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
+) -> _Cached:
+    """Copy the cached rows of current slices into :data:`FACTS_TABLE`; which (slice, digest)
+    pairs they cover, and whether the cache held rows of anything else (then it is rewritten)."""
+    path = _cache_path(store)
+    if not path.exists():
+        return _Cached(set(), dropped=False)
+    wanted = pd.DataFrame(
+        {
+            "slice": pd.Series([s.name for s in slices if s.sha256], dtype=object),
+            "sha256": pd.Series([s.sha256 for s in slices if s.sha256], dtype=object),
+        }
+    )
+    con.register("series_facts_wanted", wanted)
+    try:
+        source = f"read_parquet({_quote(str(path))})"
+        con.execute(
+            f"INSERT INTO {FACTS_TABLE} SELECT c.* FROM {source} AS c "
+            "JOIN series_facts_wanted AS w ON CAST(w.slice AS VARCHAR) = c.slice "
+            "AND CAST(w.sha256 AS VARCHAR) = c.sha256 "
+            f"WHERE c.format = {_quote(FORMAT)}"
+        )
+        kept = con.execute(f"SELECT DISTINCT slice, sha256 FROM {FACTS_TABLE}").fetchall()
+        total = con.execute(f"SELECT count(DISTINCT (slice, sha256)) FROM {source}").fetchone()
+    except duckdb.Error as exc:
+        log.warning("series facts cache %s unreadable (%s): recomputing it", path, exc)
+        con.execute(f"DELETE FROM {FACTS_TABLE}")
+        return _Cached(set(), dropped=True)
+    finally:
+        con.unregister("series_facts_wanted")
+    keys = {(str(a), str(b)) for a, b in kept}
+    return _Cached(keys, dropped=bool(total and total[0] != len(keys)))
+
+
+def _save(con: duckdb.DuckDBPyConnection, store: ParquetStore) -> None:
+    """Write the cacheable rows of :data:`FACTS_TABLE` to the cache, atomically."""
+    path = _cache_path(store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        con.execute(
+            f"COPY (SELECT * FROM {FACTS_TABLE} WHERE sha256 IS NOT NULL "
+            f"ORDER BY slice, organization_id, scope, pkey) TO {_quote(str(tmp))} "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
+
+    atomic_write(path, write)
+
+
+def combine(
+    con: duckdb.DuckDBPyConnection, series_table: str, org_last_table: str, where: str = "TRUE"
+) -> None:
+    """The whole-history facts from the per-slice rows of :data:`FACTS_TABLE` (those matching
+    ``where``): per series in ``series_table`` (first day, first day with usage, latest names),
+    per organization its last day in ``org_last_table``."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {series_table} AS
+        SELECT organization_id, scope, pkey, any_value(project_id) AS project_id,
+               min(first_day) AS first_day, min(first_use) AS first_use,
+               arg_max(organization_name, organization_name_day)
+                   FILTER (WHERE organization_name IS NOT NULL) AS organization_name,
+               arg_max(project_name, project_name_day)
+                   FILTER (WHERE project_name IS NOT NULL) AS project_name
+        FROM {FACTS_TABLE}
+        WHERE organization_id IS NOT NULL AND ({where})
+        GROUP BY organization_id, scope, pkey
+        """
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {org_last_table} AS SELECT organization_id, "
+        f"max(last_day) AS last_day FROM {FACTS_TABLE} "
+        f"WHERE organization_id IS NOT NULL AND ({where}) GROUP BY organization_id"
+    )
