@@ -23,7 +23,6 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,6 +33,7 @@ import pytest
 from filelock import FileLock
 
 from tests.services.clock import FakeClock
+from tests.services.demo_run import DemoBuild, copy_demo_run
 from tests.services.emulator import EmulatorEnv, Pipeline, default_range, start_emulator
 from tests.services.postgres import Postgres, fresh_database, postgres_cluster
 
@@ -70,19 +70,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # ---- warehouses built once per session -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DemoBuild:
-    """The session's demo run: its directory (`warehouse/`, `dagster/`) and the emulator clock
-    it loaded from (seed 11; the same seed and clock make an emulator in the same state)."""
-
-    root: Path
-    now: datetime
-
-    @property
-    def warehouse(self) -> Path:
-        return self.root / "warehouse"
 
 
 def shared_build(
@@ -200,9 +187,7 @@ def pipeline_after_demo_run(
     """A `pipeline` whose first run (the default range) is done: a private copy of the session's
     demo run (warehouse and Dagster home) and an emulator in the state it loaded from. For tests
     about what a later run does; the first run itself is tested in tests/pipeline."""
-    warehouse = tmp_path / "warehouse"
-    shutil.copytree(demo_build.warehouse, warehouse, ignore=shutil.ignore_patterns("*.lock"))
-    shutil.copytree(demo_build.root / "dagster", tmp_path / "dagster")
+    warehouse = copy_demo_run(demo_build, tmp_path)
     with start_emulator(now=demo_build.now) as server:
         monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
         monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from emulator.server import EmulatorServer
+from tests.services.demo_run import DemoBuild, copy_demo_run
 from tests.services.emulator import Pipeline, start_emulator
 
 
@@ -79,17 +80,36 @@ def recorded(
         )
 
 
+@pytest.fixture
+def recorded_after_demo_run(
+    demo_build: DemoBuild, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Pipeline, RecordingApp]]:
+    """`recorded` after a first run of the previous month through today: a private copy of the
+    session's demo run (that range), an emulator in the state it loaded from, and a recorder
+    that sees only what comes after."""
+    warehouse = copy_demo_run(demo_build, tmp_path)
+    server: EmulatorServer = start_emulator(now=demo_build.now)
+    recorder = RecordingApp(server.app)
+    server.app = recorder
+    with server:
+        monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
+        monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
+        monkeypatch.setenv("USAGE_WAREHOUSE", str(warehouse))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+        monkeypatch.delenv("USAGE_DETAILS_MAX_AGE_DAYS", raising=False)
+        today = demo_build.now.date()
+        yield Pipeline(warehouse, server, date(today.year, today.month, 1), today), recorder
+
+
 def per_kind(seen: list[tuple[str, str]]) -> Counter[str]:
     return Counter(kind for kind, _ in seen)
 
 
 def test_daily_refresh_makes_two_requests_per_organization(
-    recorded: tuple[Pipeline, RecordingApp],
+    recorded_after_demo_run: tuple[Pipeline, RecordingApp],
 ) -> None:
-    pipeline, recorder = recorded
-    first_month = date(*_previous_month(pipeline.start))
-    assert pipeline.run(first_month, pipeline.end).success
-    recorder.take()
+    pipeline, recorder = recorded_after_demo_run  # the first run: the session's demo run
+    assert recorder.take() == []
 
     summary = pipeline.run()  # the daily refresh: the current month
     assert summary.success and not summary.failed_checks, summary.lines()
@@ -169,8 +189,3 @@ def test_details_reread_on_rename_new_organization_and_max_age(
     n = summary.organizations
     assert n == 7
     assert counts["details"] == counts["users"] == counts["current period"] == n, counts
-
-
-def _previous_month(first: date) -> tuple[int, int, int]:
-    index = first.year * 12 + first.month - 2
-    return index // 12, index % 12 + 1, 1

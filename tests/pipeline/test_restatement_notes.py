@@ -1,8 +1,9 @@
 """A load that restates days already loaded, moving an organization's period total across a
 quota threshold, leaves a note on the alert (table, `usage-etl alerts`, the message text).
 
-End to end: two real pipeline runs against the loopback emulator; between them a complete day
-of usage is corrected upwards in the emulator (late data), as a re-pull would see it."""
+End to end: real pipeline runs against the loopback emulator (the first is a copy of the
+session's demo run); between two of them a complete day of usage is corrected upwards in the
+emulator (late data), as a re-pull would see it."""
 
 from __future__ import annotations
 
@@ -41,12 +42,13 @@ def restate_day(pipeline: Pipeline, org_name: str, day: datetime, credits: float
 
 @pytest.mark.timeout(600)
 def test_a_repull_that_moves_a_total_across_a_threshold_is_noted(
-    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    pipeline_after_demo_run: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
+    # the first load: the session's demo run (the bundled example quotas: no organization's
+    # own budget, the log channel)
+    pipeline = pipeline_after_demo_run
     quotas = tmp_path / "quotas.yaml"
-    monkeypatch.setenv("USAGE_QUOTAS", str(write_quotas(quotas, {})))
-    first = pipeline.run()
-    assert first.success, first.lines()
+    monkeypatch.setenv("USAGE_QUOTAS", str(quotas))
     status = pipeline.query(
         "SELECT organization_name, period_start, as_of, value FROM quota_status "
         "WHERE metric = 'credits' AND scope = 'organization' AND period_start < as_of "
