@@ -463,22 +463,24 @@ def credit_usage_periods(
         )
     candidates = [PeriodKey(*r) for r in requests]
     touching = [PeriodKey(*r) for r in touching_periods(orgs, registry, months + repair)]
+    limit = settings.reconcile_limit(
+        ubiops.reconcile_per_run, daily_refresh=is_daily_refresh(months + repair, today)
+    )
     recorded = read_pending(warehouse.root)
     by_id = {o.id: o for o in orgs}
+    # only the oldest `limit` recorded periods can be confirmed by this run: the others stay
+    # recorded, and their days (a backfill's backlog spans its whole range) are not read
     pending = [
         PeriodKey(by_id[p.organization_id], date(p.start.year, p.start.month, 1), p.start, p.end)
         for p in sorted(recorded)
         if p.organization_id in by_id
-    ]
+    ][:limit]
     keys = candidates + touching + pending
     first = min((k.start for k in keys), default=today)
     last = max((k.end for k in keys), default=today)
     daily = stored_rows(store, "day", first, last)
     daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
     partitions = {k.month for k in keys} | set(months + repair)
-    limit = settings.reconcile_limit(
-        ubiops.reconcile_per_run, daily_refresh=is_daily_refresh(months + repair, today)
-    )
     plan = plan_periods(
         candidates,
         daily,
@@ -490,6 +492,7 @@ def credit_usage_periods(
         limit,
     )
     why = ", ".join(f"{n} {r}" for r, n in sorted(plan.reasons.items())) or "none"
+    waiting = len(recorded) - len(pending) + len(plan.deferred)
     earlier = sorted({k.month for k in plan.all} - set(months + repair))
     context.log.info(
         f"periods: {len(plan.derived)} summed from days, {len(plan.requested)} asked ({why})"
@@ -500,10 +503,10 @@ def credit_usage_periods(
             else ""
         )
         + (
-            f"; {len(plan.deferred)} closed periods left to confirm by later runs "
-            f"({limit} this run; backfills confirm 500 a run, daily refreshes none unless "
-            "USAGE_RECONCILE_PER_RUN is set)"
-            if plan.deferred
+            f"; {waiting} closed periods wait to be confirmed by later runs "
+            f"(at most {limit} this run; backfills confirm 500 a run, daily refreshes none "
+            "unless USAGE_RECONCILE_PER_RUN is set)"
+            if waiting
             else ""
         )
     )
