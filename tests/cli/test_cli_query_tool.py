@@ -3,6 +3,11 @@
 The lockdown cases reproduce issue 13.5 as written: `COPY ... TO` over a warehouse slice,
 `read_csv('/etc/passwd')`, `INSTALL httpfs`: each is one line and exit 2, and nothing is
 written. `--out` still writes CSV, JSON and Parquet.
+
+The console script runs as a subprocess once (an unknown query name: exit 2 and one line, end to
+end); the other error cases call the CLI's `main()` in process with the same arguments and
+environment (`usage_etl_in_process`): the same exit code and lines, without a new interpreter
+(and its imports of DuckDB and pandas) for each.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pytest
 from pipelines import ready_queries
 from pipelines.cli import main
 from pipelines.render import format_value, render_table
-from tests.services.cli import assert_one_line_error, usage_etl
+from tests.services.cli import assert_one_line_error, usage_etl, usage_etl_in_process
 
 
 def test_list_shows_every_ready_query_with_its_question(capsys) -> None:
@@ -125,17 +130,19 @@ def test_the_query_tool_only_reads(
     before = slice_file.read_bytes()
     target = tmp_path / "leak.csv"
     statement = sql.format(target=target, slice=slice_file)
-    done = usage_etl("query", "--warehouse", str(demo_warehouse), statement)
+    done = usage_etl_in_process("query", "--warehouse", str(demo_warehouse), statement)
     assert_one_line_error(done, 2, *words)
     assert not target.exists()
     assert slice_file.read_bytes() == before, "a warehouse slice was overwritten"
 
 
 def test_errors_in_sql_are_one_line(empty_warehouse: Path) -> None:
-    done = usage_etl("query", "--warehouse", str(empty_warehouse), "select * from nowhere")
+    done = usage_etl_in_process(
+        "query", "--warehouse", str(empty_warehouse), "select * from nowhere"
+    )
     assert_one_line_error(done, 2, "nowhere")
 
 
 def test_no_warehouse_yet_is_one_line(tmp_path: Path) -> None:
-    done = usage_etl("query", "--warehouse", str(tmp_path), "select 1")
+    done = usage_etl_in_process("query", "--warehouse", str(tmp_path), "select 1")
     assert_one_line_error(done, 2, "usage-etl run")
