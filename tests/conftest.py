@@ -65,8 +65,26 @@ def start_weight(item: pytest.Item) -> int:
     return max(weights, default=0)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: -start_weight(item))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker, `--dist loadgroup`
+        for item in items:
+            keep_xdist_group(item)
+
+
+def keep_xdist_group(item: pytest.Item) -> None:
+    """Give `item` the `@group` node id suffix `--dist loadgroup` schedules by.
+
+    pytest-xdist 3.8 writes it into `item._nodeid`, which pytest 9.2 no longer reads (it keeps
+    the id in `item._id`): without this the tests of one `xdist_group` are spread over the
+    workers and each builds the group's module fixtures (pytest-xdist issue #1386)."""
+    marks = list(item.iter_markers("xdist_group"))
+    if not marks or "@" in item.nodeid.rpartition("]")[2] or not hasattr(item, "_id"):
+        return
+    from _pytest.nodeid import NodeId
+
+    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks})
+    item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
 # ---- warehouses built once per session -----------------------------------------------------
