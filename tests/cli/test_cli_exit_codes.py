@@ -156,16 +156,27 @@ def test_only_the_projects_own_errors_are_exit_2(
 
 @pytest.mark.long
 def test_piping_into_head_ends_quietly(empty_warehouse: Path) -> None:
-    for fmt in ("table", "csv", "json"):
-        done = subprocess.run(
+    """Each format's output piped into `head -n 2`: the three pipelines run side by side."""
+    pipelines = {
+        fmt: subprocess.Popen(
             f"'{USAGE_ETL}' query --format {fmt} --max-rows 100000 --warehouse "
             f"'{empty_warehouse}' 'select range as n from range(200000)' | head -n 2",
             shell=True,
             env=clean_env(),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             text=True,
-            timeout=120,
-            check=False,
         )
-        assert done.stderr == "", done.stderr
-        assert len(done.stdout.splitlines()) == 2
+        for fmt in ("table", "csv", "json")
+    }
+    try:
+        for fmt, pipeline in pipelines.items():
+            stdout, stderr = pipeline.communicate(timeout=240)
+            assert stderr == "", (fmt, stderr)
+            assert len(stdout.splitlines()) == 2, (fmt, stdout)
+    finally:
+        for pipeline in pipelines.values():
+            if pipeline.poll() is None:
+                pipeline.kill()
+                pipeline.communicate()
