@@ -333,22 +333,73 @@ def test_definitions_are_loadable() -> None:
     Definitions.validate_loadable(defs)
 
 
-@pytest.mark.long
-def test_dagster_definitions_validate(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(INSTANCE_CONFIG)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "USAGE_WAREHOUSE": str(tmp_path / "wh")}
+@dataclass
+class Finished:
+    """A command that ran to its end: exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_concurrently(commands: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, Finished]:
+    """Start every command at once (from the repository root), then wait for all of them."""
+    started = {}
+    for name, (argv, env) in commands.items():
+        started[name] = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    done = {}
+    try:
+        for name, process in started.items():
+            out, err = process.communicate(timeout=600)
+            done[name] = Finished(process.returncode, out, err)
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return done
+
+
+@pytest.fixture(scope="module")
+def loading_commands(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+    """`dagster definitions validate -w workspace.yaml`, `dg check defs` and `dg list defs
+    --json`, each with a fresh home of its own, run side by side (each only loads the code
+    location; none writes anything another reads)."""
+    commands = {}
+    for name in ("validate", "check", "list"):
+        base = tmp_path_factory.mktemp(name)
+        home = base / "dagster_home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text(INSTANCE_CONFIG)
+        commands[name] = dg_env(home, base / "wh")
     dagster = shutil.which("dagster", path=str(BIN)) or str(BIN / "dagster")
-    done = subprocess.run(
-        [dagster, "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    validate = [dagster, "definitions", "validate", "-w", "workspace.yaml"]
+    validate_env = {
+        **os.environ,
+        "DAGSTER_HOME": commands["validate"]["DAGSTER_HOME"],
+        "USAGE_WAREHOUSE": commands["validate"]["USAGE_WAREHOUSE"],
+    }
+    return run_concurrently(
+        {
+            "validate": (validate, validate_env),
+            "check": ([str(BIN / "dg"), "check", "defs"], commands["check"]),
+            "list": ([str(BIN / "dg"), "list", "defs", "--json"], commands["list"]),
+        }
     )
+
+
+@pytest.mark.long
+@pytest.mark.xdist_group("loading_commands")  # the three commands run once, side by side
+def test_dagster_definitions_validate(loading_commands: dict[str, Finished]) -> None:
+    done = loading_commands["validate"]
     assert done.returncode == 0, done.stdout + done.stderr
     # (this command itself is superseded by `dg check defs`, and says so: that is its only note)
     warnings = [w for w in WARNINGS if w in done.stdout + done.stderr]
@@ -357,16 +408,13 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
 
 
 @pytest.mark.long
-def test_dg_check_and_list_defs(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(INSTANCE_CONFIG)
-    env = dg_env(home, tmp_path / "wh")
-    checked = dg("check", "defs", env=env)
+@pytest.mark.xdist_group("loading_commands")  # the three commands run once, side by side
+def test_dg_check_and_list_defs(loading_commands: dict[str, Finished]) -> None:
+    checked = loading_commands["check"]
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
     assert_no_framework_warnings(checked.stdout + checked.stderr)
-    listed = dg("list", "defs", "--json", env=env)
+    listed = loading_commands["list"]
     assert listed.returncode == 0, listed.stderr
     payload = json.loads(listed.stdout)
     keys = {a["asset_key"] for a in payload["assets"]}
