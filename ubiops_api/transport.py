@@ -8,11 +8,11 @@ organizations is 12,000 small requests on loopback).
 
 What it does, no more: HTTP/1.1 requests on a LIFO pool of idle connections per origin (plain or
 TLS with httpx's default certificate checks), bodies by Content-Length, chunked encoding or
-until the server closes; a connection is reused unless either side said `Connection: close`. A
-reused connection the server closed while idle is replaced once before the request counts as
-failed (GET only: nothing was answered). Failures raise httpx's own exceptions (`ConnectTimeout`,
-`ReadTimeout`, `ConnectError`, `ReadError`, `RemoteProtocolError`), so the client's retries see
-exactly what they saw with httpx's default transport.
+until the server closes; a connection is reused unless either side said `Connection: close`,
+and never once the server has closed it while idle (as httpcore checks before reuse). A request
+is sent once: a failure raises httpx's own exceptions (`ConnectTimeout`, `ReadTimeout`,
+`ConnectError`, `ReadError`, `RemoteProtocolError`), so the client's retries and request counts
+see exactly what they saw with httpx's default transport.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from contextlib import suppress
 
 import httpx
 
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 _MAX_HEAD = 64 * 1024  # bytes of status line and headers accepted
 
 
@@ -41,12 +40,11 @@ class _ByteStream(httpx.AsyncByteStream):
 class _Connection:
     """One open socket and whether it may carry another request."""
 
-    __slots__ = ("reader", "reused", "writer")
+    __slots__ = ("reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.reused = False
 
     def usable(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
@@ -54,10 +52,6 @@ class _Connection:
     def close(self) -> None:
         with suppress(Exception):
             self.writer.close()
-
-
-class _StaleConnection(Exception):
-    """A reused connection closed by the server before any byte of the answer."""
 
 
 class KeepAliveTransport(httpx.AsyncBaseTransport):
@@ -87,23 +81,19 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         origin = (scheme, url.raw_host, port)
         timeouts = request.extensions.get("timeout", {})
         head, body = _serialize(request, await request.aread())
-        retried = False
-        while True:
-            connection = self._take(origin)
-            if connection is None:
-                connection = await self._connect(request, origin, timeouts.get("connect"))
-            try:
-                return await self._exchange(connection, request, origin, head + body, timeouts)
-            except _StaleConnection:
-                connection.close()
-                if retried or request.method.encode() not in _IDEMPOTENT:
-                    raise httpx.RemoteProtocolError(
-                        "server disconnected without sending a response", request=request
-                    ) from None
-                retried = True
-            except BaseException:
-                connection.close()
-                raise
+        connection = self._take(origin)
+        if connection is None:
+            connection = await self._connect(request, origin, timeouts.get("connect"))
+        try:
+            return await self._exchange(connection, request, origin, head + body, timeouts)
+        except BaseException:
+            connection.close()
+            raise
+
+    @property
+    def idle(self) -> int:
+        """Idle connections kept open for reuse."""
+        return sum(c.usable() for idle in self._idle.values() for c in idle)
 
     def _take(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -119,7 +109,6 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         if self._closed or len(idle) >= self._max_idle or not connection.usable():
             connection.close()
             return
-        connection.reused = True
         idle.append(connection)
 
     async def _connect(
@@ -156,16 +145,12 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.WriteTimeout("timed out sending the request", request=request) from None
         except OSError as exc:
-            if connection.reused:
-                raise _StaleConnection from None
             raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from None
         try:
             async with asyncio.timeout(timeouts.get("read")):
                 try:
                     raw_head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError as exc:
-                    if connection.reused and not exc.partial:
-                        raise _StaleConnection from None
+                except asyncio.IncompleteReadError:
                     raise httpx.RemoteProtocolError(
                         "server disconnected without sending a complete response", request=request
                     ) from None

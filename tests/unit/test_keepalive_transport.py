@@ -105,7 +105,7 @@ def test_body_until_close_and_connection_close_are_not_reused() -> None:
     assert connections == 2
 
 
-def test_an_idle_connection_the_server_closed_is_replaced_without_a_failure() -> None:
+def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
     closed = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -117,10 +117,17 @@ def test_an_idle_connection_the_server_closed_is_replaced_without_a_failure() ->
         closed.set()
 
     async def go() -> tuple[int, int]:
-        async with raw_server(handle) as (url, accepted), UbiOpsClient(url, "key") as api:
+        transport = KeepAliveTransport()
+        async with (
+            raw_server(handle) as (url, accepted),
+            UbiOpsClient(url, "key", max_retries=0, transport=transport) as api,
+        ):
             await api.list_organizations()
             await closed.wait()
-            await api.list_organizations()
+            deadline = asyncio.get_running_loop().time() + 5
+            while transport.idle and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.001)  # the client's side learns of the close
+            await api.list_organizations()  # on a new connection: no retry allowed
             return api.stats.requests, len(accepted)
 
     requests, connections = asyncio.run(go())
