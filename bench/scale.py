@@ -21,8 +21,8 @@ requests per organization of a daily refresh (the budget: 2, plus the organizati
     .venv/bin/python bench/scale.py --orgs 50            # quick check that the bench works
     .venv/bin/python bench/scale.py --scenarios first backfill-12   # a subset, in order
 
-CPU seconds are the run process's own (user + system, from wait4): under a loaded machine they
-move less than wall time.
+CPU seconds are the run process's own (user + system, from wait4), and the emulator's during that
+run (from /proc; n/a elsewhere): on a loaded machine they move less than wall time.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Measured:
     name: str
     seconds: float
     cpu_seconds: float
+    emulator_cpu_seconds: float
     peak_rss_mb: float
     requests: int
     organizations: int
@@ -61,13 +62,31 @@ class Measured:
         per_org = self.requests / self.organizations if self.organizations else float("nan")
         return (
             f"| {self.name} | {self.seconds:.1f} s | {self.cpu_seconds:.1f} s "
+            f"| {self.emulator_cpu_seconds:.1f} s "
             f"| {self.peak_rss_mb:,.0f} MB | {self.rows:,} "
             f"| {self.requests:,} | {per_org:.2f} | {'ok' if self.ok else 'FAILED'} |"
         )
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's running children: between runs, the
+    emulator's (from /proc/<pid>/stat; NaN where there is no /proc)."""
+    try:
+        tasks = Path(f"/proc/{os.getpid()}/task")
+        pids = {int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()}
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    except OSError:
+        return float("nan")
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def measure(name: str, args: list[str], env: dict[str, str]) -> Measured:
-    """Run `usage-etl run ARGS` and read wall time, its own peak RSS and its summary."""
+    """Run `usage-etl run ARGS` and read wall time, its own peak RSS and its summary, and the
+    emulator's CPU meanwhile."""
+    emulator_before = children_cpu_seconds()
     began = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(
@@ -79,6 +98,7 @@ def measure(name: str, args: list[str], env: dict[str, str]) -> Measured:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - began
+        emulator_cpu = children_cpu_seconds() - emulator_before
         if proc.returncode != 0:
             errors.seek(0)
             tail = "\n".join((output + errors.read()).splitlines()[-15:])
@@ -92,6 +112,7 @@ def measure(name: str, args: list[str], env: dict[str, str]) -> Measured:
         name=name,
         seconds=seconds,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
+        emulator_cpu_seconds=emulator_cpu,
         peak_rss_mb=usage.ru_maxrss / 1024,
         requests=int(requests.group(1)) if requests else 0,
         organizations=int(orgs.group(1)) if orgs else 0,
@@ -184,10 +205,10 @@ def main() -> int:
             f"({time.perf_counter() - began:.0f} s in all)\n"
         )
         print(
-            "| run | wall | CPU (run process) | peak RSS | rows published | API requests "
-            "| requests/org | status |"
+            "| run | wall | CPU (run process) | CPU (emulator) | peak RSS | rows published "
+            "| API requests | requests/org | status |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for result in results.values():
             print(result.row())
         if "first" in results and "backfill-12" in results:

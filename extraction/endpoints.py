@@ -28,7 +28,9 @@ run them through `extract.pull` and write with the mode named here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import gc
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -192,6 +194,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off meanwhile (as it was after).
+
+    A fan-out keeps every validated answer until the last one arrives (12,000 daily-usage
+    answers of ~220 points in a 12-month backfill of 1,000 organizations, millions of objects
+    without cycles): each collection walked them all again, ~40% more client CPU per request.
+    Reference counting still frees everything at once; only cyclic garbage waits for the end."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def pull(
     client: Callable[[], UbiOpsClient],
     plan: Sequence[tuple[Endpoint, Sequence[Any]]],
@@ -220,4 +239,5 @@ def pull(
                 )
             return found, api.stats
 
-    return asyncio.run(run())
+    with cyclic_gc_paused():
+        return asyncio.run(run())

@@ -1,6 +1,7 @@
 """The one HTTP client every asset uses to talk to the UbiOps Organizations API.
 
-- asynchronous httpx over a pooled connection set, at most `max_concurrency` requests in flight;
+- asynchronous httpx (over `transport.KeepAliveTransport`), at most `max_concurrency` requests in
+  flight on as many keep-alive connections;
 - paced under the server's rate limit (`pacing.RatePacer`), honouring `Retry-After` and
   `x-ratelimit-reset` on 429;
 - transient failures (5xx, timeouts, dropped connections, unreadable bodies) retried with jittered
@@ -33,6 +34,7 @@ from ubiops_api.models import (
     ResourceUsage,
 )
 from ubiops_api.pacing import RatePacer
+from ubiops_api.transport import KeepAliveTransport
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +150,9 @@ class UbiOpsClient:
                 "User-Agent": "ubiops-usage/0.1",
             },
             timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
-            limits=httpx.Limits(
-                max_connections=self._max_concurrency,
-                max_keepalive_connections=self._max_concurrency,
-            ),
-            transport=self._transport,
+            # tests pass httpx.MockTransport; the network is keep-alive HTTP/1.1 over asyncio
+            # streams (`transport.py`: httpcore cost as much CPU as the rest of a request)
+            transport=self._transport or KeepAliveTransport(max_idle=self._max_concurrency),
         )
         return self
 
@@ -204,9 +204,6 @@ class UbiOpsClient:
     ) -> T:
         what = f"GET {path}" + (f" (organization {organization!r})" if organization else "")
         return await self._request("GET", path, params, what, _validator(shape))  # type: ignore[no-any-return]
-
-    def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
