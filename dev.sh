@@ -9,6 +9,9 @@ cd "$(dirname "$0")"
 
 UV_VERSION=0.13.8
 PYTHON_BIN=${PYTHON_BIN:-$(command -v python3.11 || command -v python3)}
+# The interpreter itself, not a launcher (a pyenv shim): uv compares it with the one .venv was
+# made from, and a shim's path never matches, so every sync recreated .venv from scratch.
+PYTHON_BIN=$("$PYTHON_BIN" -c 'import sys; print(sys.executable)')
 
 sync() {
   if [[ ! -x .tools/bin/uv ]]; then

@@ -1,11 +1,13 @@
 """The one HTTP client every asset uses to talk to the UbiOps Organizations API.
 
-- asynchronous httpx (over `transport.KeepAliveTransport`), at most `max_concurrency` requests in
-  flight on as many keep-alive connections;
+- asynchronous httpx over aiohttp's connection pool (`httpx_aiohttp`: httpcore's pool, h11 and
+  anyio cost about as much CPU as the rest of a request), at most `max_concurrency` requests in
+  flight on as many keep-alive connections; proxies from the environment as httpx honours them;
 - paced under the server's rate limit (`pacing.RatePacer`), honouring `Retry-After` and
   `x-ratelimit-reset` on 429;
 - transient failures (5xx, timeouts, dropped connections, unreadable bodies) retried with jittered
-  exponential backoff up to `max_retries`; other 4xx fail at once;
+  exponential backoff up to `max_retries`; other 4xx fail at once (a GET on a kept-alive
+  connection the server had closed is re-sent once by aiohttp's pool first, as RFC 9112 allows);
 - every response validated (`api_models`); errors name the endpoint and the organization;
 - the token is never logged, put in an exception or shown by `repr`.
 """
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -34,7 +37,6 @@ from ubiops_api.models import (
     ResourceUsage,
 )
 from ubiops_api.pacing import RatePacer
-from ubiops_api.transport import KeepAliveTransport
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,19 @@ def _shape_error(what: str, first: ErrorDetails) -> ApiResponseError:
     return ApiResponseError(f"{what}: response field {where!r}: {first['msg'].lower()}")
 
 
+def transport_problem(exc: httpx.TransportError) -> str:
+    """A failed request in words: "timed out", or "connection failed (<error>)".
+
+    aiohttp's errors reach the client as httpx's, with aiohttp's as the cause; `httpx_aiohttp`
+    files a dropped connection under httpx's `ConnectTimeout`, so the cause decides."""
+    cause = exc.__cause__
+    if cause is None:
+        timed_out = isinstance(exc, httpx.TimeoutException)
+    else:
+        timed_out = isinstance(cause, asyncio.TimeoutError)  # aiohttp.ServerTimeoutError too
+    return "timed out" if timed_out else f"connection failed ({type(cause or exc).__name__})"
+
+
 class UbiOpsClient:
     """Async client for the Organizations endpoints. Use as `async with UbiOpsClient(...) as c`."""
 
@@ -142,7 +157,10 @@ class UbiOpsClient:
     async def __aenter__(self) -> UbiOpsClient:
         self._pacer = RatePacer(self._pacing_utilization)
         self._slots = asyncio.Semaphore(self._max_concurrency)
-        self._http = httpx.AsyncClient(
+        # tests pass a transport (httpx.MockTransport, the emulator's ASGI app); the network is
+        # aiohttp under httpx's API: same timeouts, errors (httpx's) and environment proxies
+        client = httpx.AsyncClient if self._transport is not None else HttpxAiohttpClient
+        self._http = client(
             base_url=self.host,
             headers={
                 "Authorization": self._authorization,
@@ -150,9 +168,11 @@ class UbiOpsClient:
                 "User-Agent": "ubiops-usage/0.1",
             },
             timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
-            # tests pass httpx.MockTransport; the network is keep-alive HTTP/1.1 over asyncio
-            # streams (`transport.py`: httpcore cost as much CPU as the rest of a request)
-            transport=self._transport or KeepAliveTransport(max_idle=self._max_concurrency),
+            limits=httpx.Limits(
+                max_connections=self._max_concurrency,
+                max_keepalive_connections=self._max_concurrency,
+            ),
+            transport=self._transport,
         )
         return self
 
@@ -229,12 +249,9 @@ class UbiOpsClient:
                 self.stats.requests += 1
                 try:
                     response = await self._http.request(method, path, params=params)
-                except httpx.TimeoutException:
-                    self._pacer.observe_failure()
-                    problem = "timed out"
                 except httpx.TransportError as exc:
                     self._pacer.observe_failure()
-                    problem = f"connection failed ({type(exc).__name__})"
+                    problem = transport_problem(exc)
                 else:
                     status = response.status_code
                     self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1

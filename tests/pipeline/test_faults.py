@@ -19,7 +19,9 @@ def test_a_bad_day_of_transient_faults_is_ridden_out(pipeline: Pipeline) -> None
     pipeline.server.set_faults(**faults, deleted_projects_key="data_projects_deleted")
     summary = pipeline.run()
     assert summary.success, summary.lines()
-    assert summary.retries >= sum(faults.values())
+    # a connection dropped while kept alive may be re-sent once by aiohttp's pool (RFC 9112
+    # 9.3.1: an idempotent GET) before the client sees a failure; the rest are its retries
+    assert summary.retries >= sum(faults.values()) - faults["drop_connections"]
     state = pipeline.server.fault_state()
     assert all(state[kind] == 0 for kind in faults), f"every fault was served: {state}"
     deleted = pipeline.query(

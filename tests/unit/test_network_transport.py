@@ -1,6 +1,8 @@
-"""The client's HTTP/1.1 transport on loopback: against the emulator (same answers as httpx's own
-transport, connections reused) and against a scripted raw server (chunked bodies, bodies until
-close, a keep-alive connection the server dropped while idle, a server that answers nothing)."""
+"""The client's network path (httpx over aiohttp, `httpx_aiohttp`) on loopback: against the
+emulator (same answers as httpx's own transport), and against a scripted raw server (chunked
+bodies and keep-alive reuse, `Connection: close`, a keep-alive connection the server dropped
+while idle, a server that answers nothing, a slow server) and through an HTTP proxy named in the
+environment, as a user behind a corporate proxy has it."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import pytest
 
 from emulator.server import EmulatorConfig, EmulatorServer
 from ubiops_api.client import ApiError, UbiOpsClient
-from ubiops_api.transport import KeepAliveTransport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -63,6 +64,12 @@ def test_answers_equal_httpx_own_transport_and_connections_are_reused() -> None:
     assert len(ours) == 14
 
 
+EMPTY_LIST_CHUNKED = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    b"transfer-encoding: chunked\r\n\r\n1\r\n[\r\n1;x=y\r\n]\r\n0\r\n\r\n"
+)
+
+
 def test_chunked_body_and_keep_alive_reuse() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -70,42 +77,38 @@ def test_chunked_body_and_keep_alive_reuse() -> None:
                 await read_request(reader)
             except asyncio.IncompleteReadError:
                 return
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                b"transfer-encoding: chunked\r\n\r\n"
-                b"4\r\n[1, \r\n3;x=y\r\n2, \r\n2\r\n3]\r\n0\r\n\r\n"
-            )
+            writer.write(EMPTY_LIST_CHUNKED)
             await writer.drain()
 
     async def go() -> tuple[list[object], int]:
         async with raw_server(handle) as (url, accepted):
-            async with httpx.AsyncClient(transport=KeepAliveTransport()) as client:
-                bodies = [(await client.get(url + f"/n{i}")).json() for i in range(3)]
-            return bodies, len(accepted)
+            async with UbiOpsClient(url, "key", max_retries=0) as api:
+                answers = [await api.list_organizations() for _ in range(3)]
+            return answers, len(accepted)
 
-    bodies, connections = asyncio.run(go())
-    assert bodies == [[1, 2, 3]] * 3
+    answers, connections = asyncio.run(go())
+    assert answers == [[]] * 3
     assert connections == 1
 
 
-def test_body_until_close_and_connection_close_are_not_reused() -> None:
+def test_connection_close_is_honoured() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{"ok": true}')
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n[]")
         await writer.drain()
 
     async def go() -> tuple[list[object], int]:
         async with raw_server(handle) as (url, accepted):
-            async with httpx.AsyncClient(transport=KeepAliveTransport()) as client:
-                bodies = [(await client.get(url)).json() for _ in range(2)]
-            return bodies, len(accepted)
+            async with UbiOpsClient(url, "key", max_retries=0) as api:
+                answers = [await api.list_organizations() for _ in range(2)]
+            return answers, len(accepted)
 
-    bodies, connections = asyncio.run(go())
-    assert bodies == [{"ok": True}] * 2
+    answers, connections = asyncio.run(go())
+    assert answers == [[]] * 2
     assert connections == 2
 
 
-def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
+def test_an_idle_connection_the_server_closed_does_not_fail_the_next_request() -> None:
     closed = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -117,24 +120,20 @@ def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
         closed.set()
 
     async def go() -> tuple[int, int]:
-        transport = KeepAliveTransport()
         async with (
             raw_server(handle) as (url, accepted),
-            UbiOpsClient(url, "key", max_retries=0, transport=transport) as api,
+            UbiOpsClient(url, "key", max_retries=0) as api,
         ):
             await api.list_organizations()
             await closed.wait()
-            deadline = asyncio.get_running_loop().time() + 5
-            while transport.idle and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.001)  # the client's side learns of the close
-            await api.list_organizations()  # on a new connection: no retry allowed
+            await api.list_organizations()  # no retry allowed: a new connection must serve it
             return api.stats.requests, len(accepted)
 
     requests, connections = asyncio.run(go())
     assert (requests, connections) == (2, 2)
 
 
-def test_a_server_that_closes_without_answering_is_a_retried_transport_failure() -> None:
+def test_a_server_that_closes_without_answering_is_a_retried_connection_failure() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)  # and close
 
@@ -145,11 +144,11 @@ def test_a_server_that_closes_without_answering_is_a_retried_transport_failure()
         ):
             await api.list_organizations()
 
-    with pytest.raises(ApiError, match=r"after 2 attempts: connection failed \(RemoteProtocol"):
+    with pytest.raises(ApiError, match=r"after 2 attempts: connection failed \(ServerDisconnected"):
         asyncio.run(go())
 
 
-def test_a_slow_server_is_a_read_timeout() -> None:
+def test_a_slow_server_times_out() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         await reader.read()  # no answer: until the client gives up and closes
@@ -157,9 +156,37 @@ def test_a_slow_server_is_a_read_timeout() -> None:
     async def go() -> None:
         async with (
             raw_server(handle) as (url, _),
-            httpx.AsyncClient(transport=KeepAliveTransport(), timeout=0.2) as client,
+            UbiOpsClient(url, "key", max_retries=0, timeout=0.2) as api,
         ):
-            await client.get(url)
+            await api.list_organizations()
 
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(ApiError, match="timed out"):
         asyncio.run(go())
+
+
+def test_requests_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            seen.append(head.split(b"\r\n", 1)[0])  # a proxy sees the absolute URL
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]")
+            await writer.drain()
+
+    async def go() -> list[object]:
+        async with raw_server(proxy) as (proxy_url, _):
+            monkeypatch.setenv("HTTP_PROXY", proxy_url)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            # the API's host needs no server: the proxy answers for it
+            async with UbiOpsClient("http://api.example.invalid/v2.1", "key") as api:
+                return await api.list_organizations()
+
+    assert asyncio.run(go()) == []
+    assert seen == [b"GET http://api.example.invalid/v2.1/organizations HTTP/1.1"]
