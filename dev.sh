@@ -15,7 +15,9 @@ sync() {
     "$PYTHON_BIN" -m venv .tools
     .tools/bin/python -m pip install --quiet "uv==${UV_VERSION}"
   fi
-  .tools/bin/uv sync --frozen --quiet --python "$PYTHON_BIN"
+  # --compile-bytecode: the .pyc files of every package, written once here (an environment with
+  # PYTHONDONTWRITEBYTECODE=1 would otherwise compile Dagster and pandas in every process).
+  .tools/bin/uv sync --frozen --quiet --compile-bytecode --python "$PYTHON_BIN"
 }
 
 # System packages the test suite drives for real (a browser, PostgreSQL). Installed when missing
