@@ -12,6 +12,8 @@
 - `pipeline` and `emulator_env`: a loopback emulator and an isolated warehouse for one test;
 - `postgres_server` / `postgres`: one PostgreSQL cluster for the session, a database per test;
 - `clock`: a fake monotonic clock and `asyncio.sleep` for unit tests of the client and pacer;
+- where the session's temporary directories live: a RAM file system (`/dev/shm`) when the
+  machine has one with room and `TMPDIR` does not choose otherwise (`pytest_configure`);
 - the order tests start in: the long end-to-end tests first (`pytest_collection_modifyitems`),
   so that under pytest-xdist no worker starts a two-minute test while the other runs out of work.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -36,6 +39,25 @@ from tests.services.clock import FakeClock
 from tests.services.demo_run import DemoBuild, copy_demo_run
 from tests.services.emulator import EmulatorEnv, Pipeline, default_range, start_emulator
 from tests.services.postgres import Postgres, fresh_database, postgres_cluster
+
+# ---- temporary directories in memory ----------------------------------------------------------
+
+RAM_TEMP = Path("/dev/shm")
+RAM_TEMP_MIN_FREE = 4 * 1024**3  # the suite's warehouses, Dagster homes and clusters fit in this
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put `tmp_path` and the shared builds on a RAM file system when there is one with room
+    and `TMPDIR` is unset. Every run commits SQLite (Dagster's event log), DuckDB and Parquet
+    files with fsync; on a disk those waits are most of a small run's time and leave the CPU
+    idle. Nothing a test proves depends on the medium: the crash tests kill processes, which
+    leaves written pages in place on any file system."""
+    if os.environ.get("TMPDIR") or not RAM_TEMP.is_dir() or not os.access(RAM_TEMP, os.W_OK):
+        return
+    stats = os.statvfs(RAM_TEMP)
+    if stats.f_bavail * stats.f_frsize >= RAM_TEMP_MIN_FREE:
+        tempfile.tempdir = str(RAM_TEMP)  # read by pytest when it makes the session's basetemp
+
 
 # ---- the longest tests start first ---------------------------------------------------------
 
