@@ -8,10 +8,14 @@
   previous and the current month) and `long_warehouse` (24 months, one run);
   `demo_warehouse_copy` for a test that writes into one; `pipeline_after_demo_run` for a test
   about a later run. Under pytest-xdist the workers share one build (a file lock in the
-  session's common temporary directory), so the suite pays for each build once;
+  session's common temporary directory), so the suite pays for each build once. The builds a
+  session's tests need start with the session, each in a process of its own
+  (`shared_builds_started`), so they run while the first long tests do and no worker waits;
 - `pipeline` and `emulator_env`: a loopback emulator and an isolated warehouse for one test;
 - `postgres_server` / `postgres`: one PostgreSQL cluster for the session, a database per test;
 - `clock`: a fake monotonic clock and `asyncio.sleep` for unit tests of the client and pacer;
+- where the session's temporary directories live: a RAM file system (`/dev/shm`) when the
+  machine has one with room and `TMPDIR` does not choose otherwise (`pytest_configure`);
 - the order tests start in: the long end-to-end tests first (`pytest_collection_modifyitems`),
   so that under pytest-xdist no worker starts a two-minute test while the other runs out of work.
 """
@@ -21,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,9 +40,29 @@ import pytest
 from filelock import FileLock
 
 from tests.services.clock import FakeClock
-from tests.services.demo_run import DemoBuild, copy_demo_run
+from tests.services.demo_run import BUILDS, DemoBuild, copy_demo_run, read_demo_build
 from tests.services.emulator import EmulatorEnv, Pipeline, default_range, start_emulator
 from tests.services.postgres import Postgres, fresh_database, postgres_cluster
+
+# ---- temporary directories in memory ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+RAM_TEMP = Path("/dev/shm")
+RAM_TEMP_MIN_FREE = 4 * 1024**3  # the suite's warehouses, Dagster homes and clusters fit in this
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put `tmp_path` and the shared builds on a RAM file system when there is one with room
+    and `TMPDIR` is unset. Every run commits SQLite (Dagster's event log), DuckDB and Parquet
+    files with fsync; on a disk those waits are most of a small run's time and leave the CPU
+    idle. Nothing a test proves depends on the medium: the crash tests kill processes, which
+    leaves written pages in place on any file system."""
+    if os.environ.get("TMPDIR") or not RAM_TEMP.is_dir() or not os.access(RAM_TEMP, os.W_OK):
+        return
+    stats = os.statvfs(RAM_TEMP)
+    if stats.f_bavail * stats.f_frsize >= RAM_TEMP_MIN_FREE:
+        tempfile.tempdir = str(RAM_TEMP)  # read by pytest when it makes the session's basetemp
+
 
 # ---- the longest tests start first ---------------------------------------------------------
 
@@ -90,44 +117,84 @@ def keep_xdist_group(item: pytest.Item) -> None:
 # ---- warehouses built once per session -----------------------------------------------------
 
 
-def shared_build(
-    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
-) -> Path:
-    """`build(root)` run once for the whole session (all xdist workers), in a thread of its own;
-    returns `root`.
-
-    The thread: the pipeline calls asyncio.run(), which cannot run where a browser test keeps an
-    event loop. The lock and the marker file: the first worker builds, the others wait for it
-    and reuse the result; a failed build leaves no marker, so every worker reports the failure.
-    """
+def shared_root(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """Where the session's build `name` lives: in the directory all xdist workers share."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the directory all workers' temporary directories share
-    root = base / f"shared-{name}"
+    return base / f"shared-{name}"
+
+
+def shared_build(root: Path, name: str, env: Mapping[str, str]) -> Path:
+    """The build `name` (tests/services/demo_run.py) made once for the whole session (all xdist
+    workers) in `root`, by a process of its own with the environment `env`; returns `root`.
+
+    The lock and the marker file: the first to ask builds, the others wait for it and reuse the
+    result; a failed build leaves no marker, so every worker reports the failure (with the end
+    of the build's output).
+    """
     done = root / "BUILT"
     with FileLock(str(root) + ".lock"):
         if not done.exists():
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pool.submit(build, root).result()
+            log = root.with_suffix(".log")
+            with log.open("wb") as out:
+                built = subprocess.run(
+                    [sys.executable, "-m", "tests.services.demo_run", name, str(root)],
+                    cwd=REPO,
+                    env=dict(env),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            if built.returncode != 0:
+                tail = log.read_text(errors="replace")[-4000:]
+                raise RuntimeError(
+                    f"the shared {name} build failed (exit {built.returncode}):\n{tail}"
+                )
             done.touch()
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_builds_started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Future[Path]]:
+    """The session's shared builds that its tests need, started when the session starts (in
+    the background, with the session's environment), so that no worker sits waiting for one
+    when its first test that needs it comes up."""
+    wanted = {
+        name
+        for name, (fixture, _) in BUILDS.items()
+        if any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
+    }
+    env = dict(os.environ)
+    pool = ThreadPoolExecutor(max_workers=max(len(wanted), 1), thread_name_prefix="shared-build")
+    started = {
+        name: pool.submit(shared_build, shared_root(tmp_path_factory, name), name, env)
+        for name in sorted(wanted)
+    }
+    pool.shutdown(wait=False)
+    return started
+
+
+def shared(
+    started: dict[str, Future[Path]], tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Path:
+    """The root of the build `name`, once built (by the session's start, else now)."""
+    if name in started:
+        return started[name].result()
+    return shared_build(shared_root(tmp_path_factory, name), name, os.environ)
+
+
 @pytest.fixture(scope="session")
-def demo_build(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+def demo_build(
+    shared_builds_started: dict[str, Future[Path]], tmp_path_factory: pytest.TempPathFactory
+) -> DemoBuild:
     """Two months (previous + current) of the emulator's demo organizations: one real run of
     the whole pipeline, shared by every test that only reads its result."""
-    from pipelines.demo import build_demo_warehouse
-
-    def build(root: Path) -> None:
-        now = datetime.now(UTC).replace(microsecond=0)
-        build_demo_warehouse(root, now=now)
-        (root / "NOW").write_text(now.isoformat())
-
-    root = shared_build(tmp_path_factory, "demo", build)
-    return DemoBuild(root, datetime.fromisoformat((root / "NOW").read_text()))
+    return read_demo_build(shared(shared_builds_started, tmp_path_factory, "demo"))
 
 
 @pytest.fixture(scope="session")
@@ -136,42 +203,12 @@ def demo_warehouse(demo_build: DemoBuild) -> Path:
     return demo_build.warehouse
 
 
-LONG_MONTHS = 24
-
-
-def build_long_warehouse(root: Path) -> None:
-    """`LONG_MONTHS` calendar months (this one included) of the demo organizations in
-    `root/warehouse`: one real run of the whole pipeline against an emulator that serves a
-    month more history than that (its default 15 months would need two runs)."""
-    from common.periods import shift_month
-    from emulator.server import EmulatorConfig, EmulatorServer
-    from pipelines.commands.run_cmd import execute
-
-    now = datetime.now(UTC).replace(microsecond=0)
-    today = now.date()
-    year, month = shift_month(today.year, today.month, -(LONG_MONTHS - 1))
-    config = EmulatorConfig(
-        seed=11, rate_limit_per_minute=0, now=now, history_months=LONG_MONTHS + 1
-    )
-    with EmulatorServer(config, host="127.0.0.1", port=0) as server:
-        summary = execute(
-            date(year, month, 1),
-            today,
-            log_level="WARNING",
-            overrides={
-                "ubiops": {"host": server.base_url, "token": server.token},
-                "warehouse": {"path": str(root / "warehouse")},
-            },
-            dagster_home=root / "dagster",
-        )
-    if not summary.success:
-        raise RuntimeError("the 24-month run failed: " + "; ".join(summary.lines()))
-
-
 @pytest.fixture(scope="session")
-def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 months of the demo organizations (`build_long_warehouse`), built once, read-only."""
-    return shared_build(tmp_path_factory, "long", build_long_warehouse) / "warehouse"
+def long_warehouse(
+    shared_builds_started: dict[str, Future[Path]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """24 months of the demo organizations in one run (`build_long`), built once, read-only."""
+    return shared(shared_builds_started, tmp_path_factory, "long") / "warehouse"
 
 
 @pytest.fixture

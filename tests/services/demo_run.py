@@ -1,11 +1,18 @@
-"""The session's demo run (built once by the `demo_build` fixture in tests/conftest.py): where
-it is, the emulator clock it loaded from, and a private copy for a test about a later run."""
+"""The session's shared runs (built once by tests/conftest.py): the demo run (the previous and
+the current month) and the 24-month run, what each builds and how a test reaches it.
+
+Each build is one real run of the whole pipeline against a loopback emulator, made in a process
+of its own (`python -m tests.services.demo_run NAME ROOT`): it starts when the session does, with
+the session's environment, and no test's environment changes can reach it.
+"""
 
 from __future__ import annotations
 
 import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 
@@ -29,3 +36,60 @@ def copy_demo_run(demo_build: DemoBuild, tmp_path: Path) -> Path:
     shutil.copytree(demo_build.warehouse, warehouse, ignore=shutil.ignore_patterns("*.lock"))
     shutil.copytree(demo_build.root / "dagster", tmp_path / "dagster")
     return warehouse
+
+
+def build_demo(root: Path) -> None:
+    """The demo run in `root` (`warehouse/`, `dagster/`) and its emulator clock in `root/NOW`."""
+    from pipelines.demo import build_demo_warehouse
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    build_demo_warehouse(root, now=now)
+    (root / "NOW").write_text(now.isoformat())
+
+
+def read_demo_build(root: Path) -> DemoBuild:
+    return DemoBuild(root, datetime.fromisoformat((root / "NOW").read_text()))
+
+
+LONG_MONTHS = 24
+
+
+def build_long(root: Path) -> None:
+    """`LONG_MONTHS` calendar months (this one included) of the demo organizations in
+    `root/warehouse`: one real run of the whole pipeline against an emulator that serves a
+    month more history than that (its default 15 months would need two runs)."""
+    from common.periods import shift_month
+    from emulator.server import EmulatorConfig, EmulatorServer
+    from pipelines.commands.run_cmd import execute
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.date()
+    year, month = shift_month(today.year, today.month, -(LONG_MONTHS - 1))
+    config = EmulatorConfig(
+        seed=11, rate_limit_per_minute=0, now=now, history_months=LONG_MONTHS + 1
+    )
+    with EmulatorServer(config, host="127.0.0.1", port=0) as server:
+        summary = execute(
+            date(year, month, 1),
+            today,
+            log_level="WARNING",
+            overrides={
+                "ubiops": {"host": server.base_url, "token": server.token},
+                "warehouse": {"path": str(root / "warehouse")},
+            },
+            dagster_home=root / "dagster",
+        )
+    if not summary.success:
+        raise RuntimeError("the 24-month run failed: " + "; ".join(summary.lines()))
+
+
+# the builds by name, with the fixture a test asks for to get each (tests/conftest.py)
+BUILDS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "demo": ("demo_build", build_demo),
+    "long": ("long_warehouse", build_long),
+}
+
+
+if __name__ == "__main__":
+    name, root_arg = sys.argv[1:]
+    BUILDS[name][1](Path(root_arg))
