@@ -5,7 +5,7 @@
   and `USAGE_PARTITIONS_START` is read when the definitions load, so it is set here, once, for
   the session and the processes it starts;
 - warehouses made by real pipeline runs, built once and shared read-only: `demo_warehouse` (the
-  previous and the current month) and `long_warehouse` (24 months, one run);
+  previous and the current month) and `long_warehouse` (24 months of two organizations, one run);
   `demo_warehouse_copy` for a test that writes into one; `pipeline_after_demo_run` for a test
   about a later run. Under pytest-xdist the workers share one build (a file lock in the
   session's common temporary directory), so the suite pays for each build once;
@@ -119,12 +119,15 @@ def demo_warehouse(demo_build: DemoBuild) -> Path:
 
 
 LONG_MONTHS = 24
+# The first two demo organizations: what the 24-month report tests check (weekly bars, legible
+# axes, a page per organization) depends on the length of the history, not on their number.
+LONG_ORGANIZATIONS = 2
 
 
 def build_long_warehouse(root: Path) -> None:
-    """`LONG_MONTHS` calendar months (this one included) of the demo organizations in
-    `root/warehouse`: one real run of the whole pipeline against an emulator that serves a
-    month more history than that (its default 15 months would need two runs)."""
+    """`LONG_MONTHS` calendar months (this one included) of `LONG_ORGANIZATIONS` demo
+    organizations in `root/warehouse`: one real run of the whole pipeline against an emulator
+    that serves a month more history than that (its default 15 months would need two runs)."""
     from common.periods import shift_month
     from emulator.server import EmulatorConfig, EmulatorServer
     from pipelines.commands.run_cmd import execute
@@ -133,7 +136,11 @@ def build_long_warehouse(root: Path) -> None:
     today = now.date()
     year, month = shift_month(today.year, today.month, -(LONG_MONTHS - 1))
     config = EmulatorConfig(
-        seed=11, rate_limit_per_minute=0, now=now, history_months=LONG_MONTHS + 1
+        seed=11,
+        rate_limit_per_minute=0,
+        now=now,
+        history_months=LONG_MONTHS + 1,
+        organizations=LONG_ORGANIZATIONS,
     )
     with EmulatorServer(config, host="127.0.0.1", port=0) as server:
         summary = execute(
@@ -152,7 +159,7 @@ def build_long_warehouse(root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def long_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 months of the demo organizations (`build_long_warehouse`), built once, read-only."""
+    """24 months of two demo organizations (`build_long_warehouse`), built once, read-only."""
     return shared_build(tmp_path_factory, "long", build_long_warehouse) / "warehouse"
 
 
