@@ -54,7 +54,8 @@ from typing import Any
 
 import pandas as pd
 
-from warehouse.schema import now_utc
+from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
+from warehouse.schema import TS, now_utc
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -121,24 +122,34 @@ CREATE TABLE IF NOT EXISTS period_totals (
 # columns added after the first release: added to older state files when opened
 _OUTBOX_ADDED = (("next_attempt_at", "TEXT"), ("delivered_to", "TEXT"))
 _ALERTS_ADDED = (("restatement", "TEXT"),)
-_OUTBOX_COLUMNS = (
-    "id",
-    "idempotency_key",
-    "webhook_id",
-    "alert_key",
-    "occurrence",
-    "event",
-    "channel",
-    "status",
-    "attempts",
-    "last_error",
-    "payload",
-    "created_at",
-    "claimed_at",
-    "delivered_at",
-)
+# The outbox columns the warehouse copy holds (`alert_outbox`): all but the retry bookkeeping.
+_OUTBOX_COLUMNS = tuple(ALERT_OUTBOX.column_names)
+_OUTBOX_TIME_COLUMNS = tuple(c.name for c in ALERT_OUTBOX.columns if c.type == TS)
 
 ACTIVE = ("open", "notified")
+# The `alert` object of every queued message (webhook JSON body, and what the other channels
+# format): part of the receivers' contract (docs/alerts.md, "The message"), so a new column of
+# the alerts table does not reach receivers unless it is added here.
+PAYLOAD_ALERT_FIELDS = (
+    "alert_key",
+    "organization_id",
+    "organization_name",
+    "project_id",
+    "project_name",
+    "rule",
+    "metric",
+    "threshold",
+    "period_start",
+    "period_end",
+    "severity",
+    "value",
+    "limit_value",
+    "forecast",
+    "title",
+    "explanation",
+    "restatement",
+    "occurrence",
+)
 _ALERT_FIELDS = (
     "organization_name",
     "project_name",
@@ -183,16 +194,7 @@ def _num(value: Any) -> float | None:
 
 
 # The alerts table's timestamp columns (stored as ISO text in SQLite).
-_ALERT_TIME_COLUMNS = (
-    "period_start",
-    "period_end",
-    "first_seen_at",
-    "last_seen_at",
-    "opened_at",
-    "notified_at",
-    "resolved_at",
-    "updated_at",
-)
+_ALERT_TIME_COLUMNS = tuple(c.name for c in QUOTA_ALERTS.columns if c.type == TS)
 
 
 @dataclass(frozen=True)
@@ -521,29 +523,7 @@ class AlertStore:
                 "idempotency_key": idem,
                 "webhook_id": webhook_id,
                 "occurred_at": now_s,
-                "alert": {
-                    k: alert[k]
-                    for k in (
-                        "alert_key",
-                        "organization_id",
-                        "organization_name",
-                        "project_id",
-                        "project_name",
-                        "rule",
-                        "metric",
-                        "threshold",
-                        "period_start",
-                        "period_end",
-                        "severity",
-                        "value",
-                        "limit_value",
-                        "forecast",
-                        "title",
-                        "explanation",
-                        "restatement",
-                        "occurrence",
-                    )
-                },
+                "alert": {k: alert[k] for k in PAYLOAD_ALERT_FIELDS},
                 "details": json.loads(alert["details"]) if alert["details"] else {},
             }
             cur = db.execute(
@@ -695,7 +675,7 @@ class AlertStore:
         ids). Returns (alerts, messages) restored; refuses a store that holds alerts."""
         if not self.is_empty():
             raise RuntimeError(f"{self.path}: refusing to restore over existing alert state")
-        time_cols = {*_ALERT_TIME_COLUMNS, "created_at", "claimed_at", "delivered_at"}
+        time_cols = {*_ALERT_TIME_COLUMNS, *_OUTBOX_TIME_COLUMNS}
 
         def value(column: str, raw: Any) -> Any:
             if column in time_cols:
@@ -745,6 +725,6 @@ class AlertStore:
         df = pd.read_sql_query(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox ORDER BY id", self._conn
         )
-        for col in ("created_at", "claimed_at", "delivered_at"):
+        for col in _OUTBOX_TIME_COLUMNS:
             df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
         return df

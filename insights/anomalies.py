@@ -14,16 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from insights.frames import daily_usage, dense_series_frame
+from insights.frames import DAILY_COLUMNS, daily_usage, dense_series_frame
 
 ANOMALY_COLUMNS: list[str] = [
-    "organization_id",
-    "organization_name",
-    "scope",
-    "project_id",
-    "project_name",
-    "date",
-    "credits",
+    *DAILY_COLUMNS,
     "expected",
     "scale",
     "robust_z",

@@ -39,7 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,10 +214,28 @@ def _read_state(con: duckdb.DuckDBPyConnection) -> Published:
 
 
 # ------------------------------------------------------------------ building a new file
-def _configure(con: duckdb.DuckDBPyConnection) -> None:
-    """UTC, and no progress bar on the run's stderr for a long INSERT."""
-    con.execute("SET TimeZone='UTC'")
-    con.execute("SET enable_progress_bar = false")
+PUBLISH_MEMORY_LIMIT = "256MB"
+"""What the publishing connection may hold in memory (DuckDB's default is 80% of the machine).
+Without it, the blocks of the copied file a publish reads (the partition filters, row counts,
+the checkpoint) stayed cached in the run's process, growing with the history; beyond it DuckDB
+evicts them, and spills what a query cannot evict to a temporary directory."""
+
+
+@contextlib.contextmanager
+def _building(con: duckdb.DuckDBPyConnection, path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`con`, the connection to the file being built at `path`, configured: UTC, no progress bar
+    on the run's stderr for a long INSERT, memory bounded by :data:`PUBLISH_MEMORY_LIMIT`
+    (spilling under the system's temporary directory, removed afterwards); closed (and any WAL
+    removed) on leaving."""
+    with tempfile.TemporaryDirectory(prefix="usage-publish-") as spill:
+        try:
+            con.execute("SET TimeZone='UTC'")
+            con.execute("SET enable_progress_bar = false")
+            con.execute(f"SET memory_limit = '{PUBLISH_MEMORY_LIMIT}'")
+            con.execute("SET temp_directory = ?", [spill])
+            yield con
+        finally:
+            _close(con, path)
 
 
 def _drop_views(con: duckdb.DuckDBPyConnection) -> None:
@@ -257,16 +275,12 @@ def _build_full(
     tmp: Path, store: ParquetStore, wanted: Published, views_sql: list[str] | None
 ) -> dict[str, int]:
     counts: dict[str, int] = {}
-    con = duckdb.connect(str(tmp))
-    try:
-        _configure(con)
+    with _building(duckdb.connect(str(tmp)), tmp) as con:
         con.execute("BEGIN")
         for t in ALL_TABLES:
             counts[t.name] = create_table(con, t, store.scan_sql(t))
         _write_state(con, wanted, wanted)
         _finish(con, views_sql)
-    finally:
-        _close(con, tmp)
     return counts
 
 
@@ -395,16 +409,13 @@ def _build_incremental(
         con = duckdb.connect(str(tmp))
     except duckdb.Error as exc:
         raise StateUnusable(f"previous file unreadable ({str(exc).splitlines()[0]})") from None
-    try:
-        _configure(con)
+    with _building(con, tmp):
         published = _read_state(con)
         _check_free_space(con)
         con.execute("BEGIN")
         replaced = _update(con, store, published, wanted)
         _drop_views(con)
         _finish(con, views_sql)
-    finally:
-        _close(con, tmp)
     return replaced
 
 
