@@ -5,7 +5,7 @@
   and `USAGE_PARTITIONS_START` is read when the definitions load, so it is set here, once, for
   the session and the processes it starts;
 - warehouses made by real pipeline runs, built once and shared read-only: `demo_warehouse` (the
-  previous and the current month) and `long_warehouse` (24 months, one run);
+  previous and the current month) and `long_warehouse` (24 months of two organizations, one run);
   `demo_warehouse_copy` for a test that writes into one; `pipeline_after_demo_run` for a test
   about a later run. Under pytest-xdist the workers share one build (a file lock in the
   session's common temporary directory), so the suite pays for each build once. The builds a
@@ -207,7 +207,7 @@ def demo_warehouse(demo_build: DemoBuild) -> Path:
 def long_warehouse(
     shared_builds_started: dict[str, Future[Path]], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """24 months of the demo organizations in one run (`build_long`), built once, read-only."""
+    """24 months of two demo organizations in one run (`build_long`), built once, read-only."""
     return shared(shared_builds_started, tmp_path_factory, "long") / "warehouse"
 
 

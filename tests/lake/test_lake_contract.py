@@ -5,7 +5,9 @@ loopback) by the writers' own path (`lake_sync.publish_up`).
 Both must hold every contract table with its documented columns (types' nullability and
 descriptions from `warehouse/schema.py` / `warehouse/derived_schema.py`), every analyst view
 with the registry's columns, nothing undocumented, and the views must give the same answers.
-One lake serves the whole module: it is built once from the session's demo warehouse."""
+One lake serves the whole module: it is built once from the session's demo warehouse, the
+module's tests run on one xdist worker (so it is built once in the session), and each backend's
+read-only connection is opened once and shared by the tests that only read through it."""
 
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ from warehouse.publish import connect_readonly
 from warehouse.schema import ALL_TABLES
 
 NUMERIC = ("DOUBLE", "BIGINT", "INTEGER", "HUGEINT")
+
+# One worker builds the module's lake (a publish of the whole demo warehouse): spread over two
+# workers, both would build it.
+pytestmark = pytest.mark.xdist_group("lake_contract")
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +65,29 @@ def lake_env(
     return env
 
 
-@pytest.fixture(params=["local", "lake"])
+@pytest.fixture(scope="module")
+def lake_reader(
+    demo_warehouse: Path, lake_env: dict[str, str]
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The lake as analysts read it (`connect_readonly` with the lake), opened once for the
+    module: attaching loads and checks the DuckDB extensions, seconds of CPU each time."""
+    con = connect_readonly(demo_warehouse, LakeConfig.from_env(lake_env))
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module", params=["local", "lake"])
 def catalog(
     request: pytest.FixtureRequest, demo_warehouse: Path
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection as analysts get it (`connect_readonly`), on one backend."""
-    lake = None
+    """A read-only connection as analysts get it (`connect_readonly`), on one backend; the
+    tests only read through it, so one per backend serves the module."""
     if request.param == "lake":
-        lake = LakeConfig.from_env(request.getfixturevalue("lake_env"))
-        assert lake is not None
-    con = connect_readonly(demo_warehouse, lake)
+        yield request.getfixturevalue("lake_reader")
+        return
+    con = connect_readonly(demo_warehouse)
     try:
         yield con
     finally:
@@ -142,10 +161,12 @@ def test_tables_keep_the_contract(catalog: duckdb.DuckDBPyConnection) -> None:
         assert published[t.name].description == t.description
 
 
-def test_both_backends_answer_alike(demo_warehouse: Path, lake_env: dict[str, str]) -> None:
+def test_both_backends_answer_alike(
+    demo_warehouse: Path, lake_reader: duckdb.DuckDBPyConnection
+) -> None:
     """The same question, asked of every view and table, gets the same answer on both."""
     local = duckdb.connect(str(demo_warehouse / "usage.duckdb"), read_only=True)
-    lake = connect_readonly(demo_warehouse, LakeConfig.from_env(lake_env))
+    lake = lake_reader
     try:
         names = [*(t.name for t in ALL_TABLES), *(v.name for v in views.VIEWS)]
         for name in names:
@@ -157,4 +178,3 @@ def test_both_backends_answer_alike(demo_warehouse: Path, lake_env: dict[str, st
             assert lake.execute(sql).fetchone() == pytest.approx(expected, rel=1e-12), name
     finally:
         local.close()
-        lake.close()

@@ -51,7 +51,7 @@ def test_lake_flags_work_like_the_environment_and_never_show_the_password(
     base = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_LAKE_")}
     base.update(lake.s3.env())
     today = datetime.now(UTC).date()
-    with start_emulator() as server:
+    with start_emulator(organizations=1) as server:  # one organization: the flags are the point
         writer = {
             **base,
             "UBIOPS_API_HOST": server.base_url,

@@ -16,14 +16,14 @@ import pytest
 
 from emulator.model import MICRO
 from tests.lake.conftest import Lake
-from tests.lake.test_lake_pipeline import Team
+from tests.lake.test_lake_pipeline import TEAM_ORGANIZATIONS, Team
 from tests.pipeline.test_restatement_notes import write_quotas
 from tests.services.emulator import start_emulator
 
 
 @pytest.fixture
 def team(lake: Lake, tmp_path: Path) -> Iterator[Team]:
-    with start_emulator() as server:
+    with start_emulator(organizations=TEAM_ORGANIZATIONS) as server:
         yield Team(server, lake, tmp_path)
 
 
