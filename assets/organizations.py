@@ -227,7 +227,6 @@ def users_due(warehouse: Warehouse, orgs: list[Org], stored_users: pd.DataFrame)
 def run_per_organization(
     context: AssetExecutionContext,
     ubiops: UbiOpsApi,
-    warehouse: Warehouse,
     endpoint: Endpoint,
     orgs: list[Org],
 ) -> Output[TableWrite]:
@@ -274,7 +273,7 @@ def organization_users(
     stored = previous_rows(context, ParquetStore(warehouse.root), ORGANIZATION_USERS)
     due = users_due(warehouse, orgs, stored)
     context.log.info(f"members: re-read for {len(due)} of {len(orgs)} organizations")
-    return run_per_organization(context, ubiops, warehouse, USERS, due)
+    return run_per_organization(context, ubiops, USERS, due)
 
 
 @asset(
@@ -293,4 +292,4 @@ def resource_usage(
     context: AssetExecutionContext, ubiops: UbiOpsApi, warehouse: Warehouse
 ) -> Output[TableWrite]:
     orgs = current_organizations(warehouse)
-    return run_per_organization(context, ubiops, warehouse, RESOURCES, orgs)
+    return run_per_organization(context, ubiops, RESOURCES, orgs)

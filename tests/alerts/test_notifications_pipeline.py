@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
 from alerting.state import state_path
 from emulator.server import EmulatorConfig, EmulatorServer
 from pipelines.cli import main
+from tests.services.warehouse_files import query_published
 
 from .conftest import WEBHOOK_SECRET
 
@@ -36,14 +36,6 @@ def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulat
         monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "warehouse"))
         monkeypatch.setenv("USAGE_QUOTAS", str(tmp_path / "quotas.yaml"))
         yield server
-
-
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(warehouse / "usage.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_misconfigured_and_failing_channels_lose_and_block_nothing(
@@ -76,10 +68,11 @@ def test_misconfigured_and_failing_channels_lose_and_block_nothing(
 
     monkeypatch.setenv(SLACK_ENV, slack.url)
     assert main(run) == 0, capsys.readouterr()
-    alerts = query(warehouse, "select count(*) from quota_alerts where not suppressed")[0][0]
+    unsuppressed = "select count(*) from quota_alerts where not suppressed"
+    alerts = query_published(warehouse, unsuppressed)[0][0]
     assert alerts > 0 and len(slack.received) == alerts
     by_channel = dict(
-        query(
+        query_published(
             warehouse,
             "select channel || ':' || status, count(*) from alert_outbox"
             " where status <> 'suppressed' group by all",
@@ -90,7 +83,7 @@ def test_misconfigured_and_failing_channels_lose_and_block_nothing(
         "slack:delivered": alerts,
         "webhook:pending": alerts,
     }, "the down webhook keeps its messages pending; the warehouse is published anyway"
-    [(error,)] = query(
+    [(error,)] = query_published(
         warehouse, "select distinct last_error from alert_outbox where last_error is not null"
     )
     assert error.startswith(f"webhook: POST to http://127.0.0.1:{webhook_port} failed")
@@ -111,7 +104,7 @@ def test_misconfigured_and_failing_channels_lose_and_block_nothing(
     assert len(webhook.received) == alerts and webhook.rejected == 0
     ids = [h["webhook-id"] for h in webhook.headers]
     assert len(set(ids)) == alerts
-    statuses = query(
+    statuses = query_published(
         warehouse, "select distinct status from alert_outbox where status <> 'suppressed'"
     )
     assert statuses == [("delivered",)]

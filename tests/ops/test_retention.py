@@ -13,7 +13,6 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -21,6 +20,7 @@ from common import settings
 from pipelines import retention
 from pipelines.cli import main
 from tests.services.emulator import Pipeline
+from tests.services.warehouse_files import query_published
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.publish import DATABASE_NAME, publish
@@ -83,14 +83,6 @@ def parquet_files(warehouse: Path) -> dict[str, str]:
     }
 
 
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(warehouse / DATABASE_NAME), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_plan_keeps_recent_days_whole_and_the_last_snapshot_of_older_days(tmp_path: Path) -> None:
     expected = build_history(tmp_path, TODAY)
     plan = retention.plan_prune(tmp_path, 3, TODAY)
@@ -115,13 +107,13 @@ def test_plan_edge_cases(tmp_path: Path) -> None:
 def test_prune_removes_exactly_the_planned_files_and_republishes(tmp_path: Path) -> None:
     expected = build_history(tmp_path, TODAY)
     publish(tmp_path)
-    before = query(tmp_path, "select count(*) from resource_usage")[0][0]
+    before = query_published(tmp_path, "select count(*) from resource_usage")[0][0]
     result = retention.prune_warehouse(tmp_path, 3, today=TODAY)
     assert sorted(ParquetStore(tmp_path).files(RESOURCE_USAGE)) == expected["keep"]
     assert not any(p.exists() for p in expected["remove"])
     assert result.published is not None
     assert result.published["resource_usage"] == before - len(ORGS) * len(expected["remove"])
-    rows = query(
+    rows = query_published(
         tmp_path,
         """select cast(observed_at as date) as day, count(distinct observed_at)
            from resource_usage group by 1 order by 1""",
@@ -134,7 +126,7 @@ def test_prune_removes_exactly_the_planned_files_and_republishes(tmp_path: Path)
         (TODAY - timedelta(days=1), 2),
         (TODAY, 2),
     ]
-    latest_day5 = query(
+    latest_day5 = query_published(
         tmp_path,
         f"select max(observed_at) from resource_usage "
         f"where cast(observed_at as date) = '{TODAY - timedelta(days=5)}'",
@@ -202,7 +194,7 @@ def test_prune_after_real_runs_leaves_analyst_tables_unchanged(
     # a private copy of the session's demo run: its warehouse and its Dagster run history
     warehouse = pipeline_after_demo_run.warehouse
     # Older history, as earlier runs would have left it, for the organizations just loaded.
-    orgs = [r[0] for r in query(warehouse, "select organization_id from organizations")]
+    orgs = [r[0] for r in query_published(warehouse, "select organization_id from organizations")]
     today = datetime.now(UTC).date()
     old: list[Path] = []
     for offset in (40, 39):
@@ -211,9 +203,9 @@ def test_prune_after_real_runs_leaves_analyst_tables_unchanged(
     others_before = {
         k: v for k, v in parquet_files(warehouse).items() if not k.startswith("resource_usage/")
     }
-    credit_before = query(warehouse, "select * from credit_usage order by all")
-    orgs_before = query(warehouse, "select * from organizations order by all")
-    users_before = query(warehouse, "select * from organization_users order by all")
+    credit_before = query_published(warehouse, "select * from credit_usage order by all")
+    orgs_before = query_published(warehouse, "select * from organizations order by all")
+    users_before = query_published(warehouse, "select * from organization_users order by all")
 
     code = main(["prune", "--keep-days", "30", "--warehouse", str(warehouse)])
     assert code == 0
@@ -226,10 +218,12 @@ def test_prune_after_real_runs_leaves_analyst_tables_unchanged(
         k: v for k, v in parquet_files(warehouse).items() if not k.startswith("resource_usage/")
     }
     assert others_after == others_before
-    assert query(warehouse, "select * from credit_usage order by all") == credit_before
-    assert query(warehouse, "select * from organizations order by all") == orgs_before
-    assert query(warehouse, "select * from organization_users order by all") == users_before
-    per_day = query(
+    assert query_published(warehouse, "select * from credit_usage order by all") == credit_before
+    assert query_published(warehouse, "select * from organizations order by all") == orgs_before
+    assert (
+        query_published(warehouse, "select * from organization_users order by all") == users_before
+    )
+    per_day = query_published(
         warehouse,
         "select cast(observed_at as date), count(distinct observed_at) from resource_usage "
         "group by 1 order by 1",

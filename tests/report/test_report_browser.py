@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-import duckdb
 import pytest
 
 from reports import write_report
 from tests.report.conftest import PageLog, open_page, screenshot
+from tests.services.warehouse_files import query_published
 
 PERIOD = re.compile(r"^\d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d$")
 
@@ -33,14 +33,6 @@ def report_2m(demo_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def report_24m(long_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_report(long_warehouse, tmp_path_factory.mktemp("r24m") / "report")
-
-
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(warehouse / "usage.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def chart_legibility(page) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -106,7 +98,7 @@ def test_index_at_two_months(browser, report_2m: Path, demo_warehouse: Path) -> 
         assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+';", csp), csp
         assert_legible(chart_legibility(page), "credits per day")
         rows = visible_rows(page, "organizations")
-        (orgs,) = query(demo_warehouse, "SELECT count(*) FROM organizations")[0]
+        (orgs,) = query_published(demo_warehouse, "SELECT count(*) FROM organizations")[0]
         assert len(rows) == orgs == 6
         risks = [int(r["risk"]) for r in rows]
         assert risks == sorted(risks, reverse=True) and risks[0] == 3, risks
@@ -146,7 +138,7 @@ def test_every_organization_page_opens_from_the_index(browser, report_2m: Path) 
 def test_report_at_24_months_is_weekly_and_legible(
     browser, report_24m: Path, long_warehouse: Path
 ) -> None:
-    (days,) = query(
+    (days,) = query_published(
         long_warehouse,
         "SELECT count(DISTINCT day) FROM daily_usage_by_organization",
     )[0]
@@ -247,7 +239,7 @@ def test_csv_export_gives_the_tables_shown_rows(
         assert rows[1:] == [r["cells"] for r in visible_rows(page, "organizations")]
         assert len(rows) == 1 + 6
 
-        (open_alerts,) = query(demo_warehouse, "SELECT count(*) FROM open_alerts")[0]
+        (open_alerts,) = query_published(demo_warehouse, "SELECT count(*) FROM open_alerts")[0]
         page.click("text=All open alerts")
         page.wait_for_load_state("load")
         alerts = export_csv(page, "alerts")

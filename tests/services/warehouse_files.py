@@ -1,11 +1,13 @@
 """Helpers for tests that damage or inspect a warehouse's files: garble a file, find a month's
-Parquet slice, read the published credit totals, run `usage-etl verify`."""
+Parquet slice, read the published credit totals, query `usage.duckdb` read-only, run
+`usage-etl verify`."""
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -18,6 +20,16 @@ def garble(path: Path, offset_fraction: float = 0.5, length: int = 4) -> None:
     at = int(len(data) * offset_fraction)
     data[at : at + length] = bytes(255 - b for b in data[at : at + length])
     path.write_bytes(bytes(data))
+
+
+def query_published(warehouse: Path, sql: str) -> list[tuple]:
+    """The rows of `sql` over the warehouse's published `usage.duckdb`, opened read-only as an
+    analyst would."""
+    con = duckdb.connect(str(warehouse / "usage.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
 
 
 def credit_totals(p: Pipeline) -> pd.DataFrame:
