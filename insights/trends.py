@@ -36,6 +36,7 @@ from common.periods import (
 )
 from insights.frames import daily_usage, frame_sharing_text
 from warehouse.derived_schema import PROJECT_USAGE_TRENDS
+from warehouse.publish import cap_memory
 
 TREND_COLUMNS: list[str] = PROJECT_USAGE_TRENDS.column_names
 NEW_DAYS = 14
@@ -62,8 +63,7 @@ def derived_connection(memory_limit: str = "2GB") -> Iterator[duckdb.DuckDBPyCon
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone='UTC'")
-            con.execute(f"SET memory_limit='{memory_limit}'")
-            con.execute("SET temp_directory=?", [spill])
+            cap_memory(con, memory_limit, spill)
             yield con
         finally:
             con.close()

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 
 REPORT_DIR = Path("report")
 REPORT_PATH = REPORT_DIR / "index.html"
-# The report's queries group every day of the history: DuckDB's default (80% of the machine)
-# took a 1,000-organization x 24-month build to a 1.26 GB peak; capped at 256 MB, 0.5 GB, no
-# slower. What the connection holds up to its cap is mostly the warehouse blocks it read, which
-# grow with the history: at 300 organizations, 24 months of history took the build's peak from
-# 231 MB (2 months) to 345 MB at 256 MB, and kept it at 234 MB at 64 MB, no slower. 128 MB.
+# The report's queries group every day of the history. DuckDB's default (80% of the machine)
+# took a 1,000-organization x 24-month build to a 1.26 GB peak; 256 MB to 0.5 GB, no slower.
+# What the connection holds up to its cap is mostly warehouse blocks it read, which grow with
+# the history: at 300 organizations x 24 months the peak was 345 MB at 256 MB, 294 MB at 128 MB
+# and 234 MB at 64 MB, all at the same CPU.
 MEMORY_LIMIT = "128MB"
 _TMP_PREFIX = ".report-build-"
 _OLD_PREFIX = ".report-old-"

@@ -231,8 +231,7 @@ def _building(con: duckdb.DuckDBPyConnection, path: Path) -> Iterator[duckdb.Duc
         try:
             con.execute("SET TimeZone='UTC'")
             con.execute("SET enable_progress_bar = false")
-            con.execute(f"SET memory_limit = '{PUBLISH_MEMORY_LIMIT}'")
-            con.execute("SET temp_directory = ?", [spill])
+            cap_memory(con, PUBLISH_MEMORY_LIMIT, spill)
             yield con
         finally:
             _close(con, path)
@@ -482,14 +481,21 @@ READONLY_CONFIG: dict[str, str | bool] = {
 }
 
 
+def cap_memory(con: duckdb.DuckDBPyConnection, memory_limit: str, spill: Path | str) -> None:
+    """Cap what `con` holds in memory at `memory_limit` (DuckDB's default is 80% of the
+    machine); beyond it DuckDB evicts cached blocks and spills what it cannot evict to `spill`
+    (an in-memory database would otherwise spill to `./.tmp`)."""
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET temp_directory = ?", [str(spill)])
+
+
 def _bound_memory(con: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:
     """Cap the connection's memory, spilling to a directory of this process under the system's
-    temporary directory (an in-memory database would spill to `./.tmp`)."""
-    if memory_limit is None:
-        return
-    spill = Path(tempfile.gettempdir()) / f"usage-etl-spill-{os.getpid()}"
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+    temporary directory."""
+    if memory_limit is not None:
+        cap_memory(
+            con, memory_limit, Path(tempfile.gettempdir()) / f"usage-etl-spill-{os.getpid()}"
+        )
 
 
 def _connect_lake_readonly(
