@@ -5,16 +5,19 @@ The production instance file is copied unchanged into a temporary `DAGSTER_HOME`
 through that instance, then the run, its materializations and the writer pool are read back both
 through Dagster and with plain SQL, and a later run adds to the same history.
 
-The operator commands (`dagster instance concurrency set/get`, `dagster schedule start`) run
-through the `dagster` CLI's entry point in the test's process, with the same arguments and
-environment (a new interpreter would only add seconds of imports); `schedule start` still loads
-`workspace.yaml`'s code location in a code server process of its own.
+`dagster instance concurrency set/get` run through the `dagster` CLI's entry point in the test's
+process, with the same arguments and environment (a new interpreter would only add seconds of
+imports). `dagster schedule start -w workspace.yaml` stays a process of its own: it starts a code
+server for the workspace, which a finished command process leaves to exit and be reaped.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import psycopg2.extensions
 import pytest
@@ -29,6 +32,7 @@ from tests.services.emulator import EmulatorEnv
 from tests.services.postgres import Postgres
 
 DEPLOY_CONFIG = REPO / "deploy" / "dagster.yaml"
+DAGSTER_CLI = Path(sys.executable).with_name("dagster")
 
 
 @pytest.fixture
@@ -139,7 +143,8 @@ def test_run_is_recorded_in_postgres(postgres: Postgres, production_home: Emulat
 
 def dagster_cli(*args: str) -> Result:
     """`dagster ARGS` through the CLI's entry point in this process, from the repository root,
-    with this process's environment (the fixtures set `DAGSTER_HOME` and `DAGSTER_PG_*`)."""
+    with this process's environment (the fixtures set `DAGSTER_HOME` and `DAGSTER_PG_*`), for
+    commands that start no process of their own."""
     from dagster._cli import cli
 
     with environment(dict(os.environ)):
@@ -158,8 +163,17 @@ def test_schedule_is_turned_on_in_postgres(
     postgres: Postgres, production_home: EmulatorEnv
 ) -> None:
     """The documented `dagster schedule start` stores the schedule's state in PostgreSQL."""
-    started = dagster_cli("schedule", "start", "daily_usage_refresh", "-w", "workspace.yaml")
-    assert started.exit_code == 0, started.output
+    env = {**os.environ, **production_home.env}
+    started = subprocess.run(
+        [str(DAGSTER_CLI), "schedule", "start", "daily_usage_refresh", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
     con = postgres.connect()
     try:
         with con.cursor() as cur:
