@@ -433,7 +433,8 @@ def test_dg_check_and_list_defs(loading_commands: dict[str, Finished]) -> None:
 
 @pytest.mark.long
 def test_dg_launch_loads_a_partition_range_in_one_run(tmp_path: Path) -> None:
-    """The whole job over two months, then two assets re-pulled over the same range."""
+    """The whole job over two months, then two assets re-pulled over the same range (one
+    organization: the runs and the months are the point, not how many organizations)."""
     import duckdb
     from dagster import DagsterInstance
 
@@ -443,7 +444,7 @@ def test_dg_launch_loads_a_partition_range_in_one_run(tmp_path: Path) -> None:
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE_CONFIG)
     warehouse = tmp_path / "wh"
-    with start_emulator() as server:
+    with start_emulator(organizations=1) as server:
         now = server.state.now().date()
         year, month = shift_month(now.year, now.month, -1)
         first, last = f"{year}-{month:02d}-01", f"{now.year}-{now.month:02d}-01"
