@@ -32,7 +32,7 @@ with ``reason``) before ``min_days`` days of data exist for the organization.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -48,7 +48,6 @@ from common.periods import (
 )
 from insights.frames import (
     daily_usage,
-    dense_days,
     organization_daily,
     text_or_none,
     to_day,
@@ -298,40 +297,85 @@ def forecast_series(
     ``days_of_data``: the series' days of history when ``history`` holds only its last
     :func:`history_days_needed` days (default: ``len(history)``).
     """
-    as_of = history.index[-1]
+    dates = history.index[-max(SHIFT_WINDOW, lookback_days) :]
+    parts = (
+        [part.reindex(dates, fill_value=0.0).to_numpy(dtype=float) for part in components]
+        if components
+        else None
+    )
+    return forecast_values(
+        history.to_numpy(dtype=float),
+        history.index[-1],
+        period_start,
+        period_end,
+        components=parts,
+        min_days=min_days,
+        lookback_days=lookback_days,
+        interval=interval,
+        method=method,
+        n_boot=n_boot,
+        seed=seed,
+        days_of_data=days_of_data,
+    )
+
+
+def _weekdays(as_of: pd.Timestamp, days: int, *, future: bool = False) -> np.ndarray:
+    """Weekdays (Monday 0) of the ``days`` days ending on ``as_of`` (oldest first), or of the
+    ``days`` days after it."""
+    if future:
+        return (as_of.day_of_week + 1 + np.arange(days)) % 7
+    return (as_of.day_of_week - np.arange(days - 1, -1, -1)) % 7
+
+
+def forecast_values(
+    values: np.ndarray,
+    as_of: pd.Timestamp,
+    period_start: date,
+    period_end: date,
+    *,
+    components: list[np.ndarray] | None = None,
+    min_days: int = 7,
+    lookback_days: int = 28,
+    interval: float = 0.8,
+    method: Method = "robust",
+    n_boot: int = 400,
+    seed: int = 0,
+    days_of_data: int | None = None,
+) -> SeriesForecast:
+    """:func:`forecast_series` on plain arrays: ``values`` holds one credit figure per day
+    ending on ``as_of`` (no gaps), each of ``components`` the same for the last
+    ``max(SHIFT_WINDOW, lookback_days)`` of those days."""
     start, _, days_elapsed, days_remaining = _period_days(as_of, period_start, period_end)
-    used = float(history[history.index >= start].sum())
-    n = len(history) if days_of_data is None else days_of_data
+    since_start = min(int((as_of - start).days) + 1, len(values))
+    used = float(values[len(values) - since_start :].sum()) if since_start > 0 else 0.0
+    n = len(values) if days_of_data is None else days_of_data
     if n < min_days:
         return SeriesForecast(
             used, np.nan, np.nan, np.nan, np.nan, n, days_elapsed, days_remaining, method,
             f"insufficient data: {n} of {min_days} days",
         )  # fmt: skip
     if method == "naive":
-        rate = used / days_elapsed if days_elapsed > 0 else float(history.iloc[-7:].mean())
+        rate = used / days_elapsed if days_elapsed > 0 else float(values[-7:].mean())
         total = used + rate * days_remaining
         return SeriesForecast(
             used, total, total, total, rate, n, days_elapsed, days_remaining, "naive", None
         )
     if method == "theil_sen":
         return _theil_sen_forecast(
-            history, used, start, days_elapsed, days_remaining, lookback_days, interval, n_boot,
+            values, as_of, used, days_elapsed, days_remaining, lookback_days, interval, n_boot,
             seed, n,
         )  # fmt: skip
-    y = history.to_numpy(dtype=float)[-max(SHIFT_WINDOW, lookback_days) :]
-    dates = history.index[-len(y) :]
-    weekdays = np.asarray(dates.day_of_week)
+    y = values[-max(SHIFT_WINDOW, lookback_days) :]
+    weekdays = _weekdays(as_of, len(y))
     factors = _weekday_factors(y[-lookback_days:], weekdays[-lookback_days:])
-    future = pd.date_range(as_of + pd.Timedelta(days=1), periods=days_remaining, freq="D")
-    future_factors = factors[np.asarray(future.day_of_week)]
-    parts = components if components else [history]
+    future_factors = factors[_weekdays(as_of, days_remaining, future=True)]
+    parts = components if components else [y]
     pred = np.zeros(days_remaining)
     shifted = False
     for part in parts:
-        values = part.reindex(dates, fill_value=0.0).to_numpy(dtype=float)
-        if not values.any():
+        if not part.any():
             continue
-        level = series_level(values / factors[weekdays])
+        level = series_level(part / factors[weekdays])
         shifted |= level.shift_days is not None
         pred += level_path(level, days_remaining) * future_factors
     total = used + float(pred.sum())
@@ -350,7 +394,7 @@ def forecast_series(
     high = total + z * sd
     # spikes recur at the rate the history shows: the upper end allows for as many as the
     # interval's upper quantile of that Poisson rate over the remaining days
-    rate_spikes, spike_size = spike_history(history.to_numpy(dtype=float)[-SPIKE_WINDOW:])
+    rate_spikes, spike_size = spike_history(values[-SPIKE_WINDOW:])
     if days_remaining and rate_spikes > 0:
         high += _poisson_quantile(rate_spikes * h, (1 + interval) / 2) * spike_size
     rate = mean_level if days_remaining else float(np.median(y[-7:]))
@@ -359,9 +403,9 @@ def forecast_series(
 
 
 def _theil_sen_forecast(
-    history: pd.Series,
+    values: np.ndarray,
+    as_of: pd.Timestamp,
     used: float,
-    start: pd.Timestamp,
     days_elapsed: int,
     days_remaining: int,
     lookback_days: int,
@@ -371,19 +415,17 @@ def _theil_sen_forecast(
     n: int,
 ) -> SeriesForecast:
     """The previous method: one Theil-Sen line on the total, residual bootstrap interval."""
-    as_of = history.index[-1]
-    y = history.to_numpy(dtype=float)[-lookback_days:]
-    dates = history.index[-len(y) :]
-    weekdays = np.asarray(dates.day_of_week)
+    y = values[-lookback_days:]
+    weekdays = _weekdays(as_of, len(y))
     t = np.arange(len(y), dtype=float)
     factors = _weekday_factors(y, weekdays)
     d = y / factors[weekdays]
     intercept, slope = _theil_sen(t, d)
     fitted = np.maximum(intercept + slope * t, 0.0) * factors[weekdays]
     residuals = y - fitted
-    future = pd.date_range(as_of + pd.Timedelta(days=1), periods=days_remaining, freq="D")
     tf = len(y) - 1 + np.arange(1, days_remaining + 1, dtype=float)
-    pred = np.maximum(intercept + slope * tf, 0.0) * factors[np.asarray(future.day_of_week)]
+    future = _weekdays(as_of, days_remaining, future=True)
+    pred = np.maximum(intercept + slope * tf, 0.0) * factors[future]
     total = used + float(pred.sum())
     if days_remaining > 0:
         rng = np.random.default_rng(seed)
@@ -425,6 +467,49 @@ def _budgeted_projects(
         if row.project_id in budgets or row.project_name in budgets:
             out.append((row.organization_id, row.project_id))
     return out
+
+
+def _day_numbers(dates: pd.Series) -> np.ndarray:
+    """Days since the epoch of naive UTC midnights."""
+    return dates.to_numpy(dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
+
+
+def _dense(days: np.ndarray, credits: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Credits per day of ``[first, last]`` (day numbers), missing days as 0, one day's rows
+    summed."""
+    out = np.zeros(last - first + 1)
+    np.add.at(out, days - first, credits)
+    return out
+
+
+def _groups(
+    frame: pd.DataFrame,
+    keys: list[str],
+    since: int | None,
+    *,
+    name_column: str | None = None,
+) -> Iterator[tuple]:
+    """Per group of ``keys`` (sorted, missing keys last): the organization id, the day numbers
+    and credits of its rows from day ``since`` on (all when None), oldest first, and the last
+    row's ``name_column``."""
+    if frame.empty:
+        return
+    codes = frame.groupby(keys, dropna=False, sort=True).ngroup().to_numpy()
+    days = _day_numbers(frame["date"])
+    order = np.lexsort((days, codes))
+    codes, days = codes[order], days[order]
+    credits = frame["credits"].to_numpy(dtype=float)[order]
+    org_ids = frame["organization_id"].to_numpy()[order]
+    names = frame[name_column].to_numpy()[order] if name_column else None
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(codes)]))
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        keep = slice(start, end)
+        if since is not None:
+            keep = slice(start + int(np.searchsorted(days[start:end], since)), end)
+        group = (str(org_ids[start]), days[keep], credits[keep])
+        yield (*group, names[end - 1]) if names is not None else group
 
 
 def forecast_usage(
@@ -476,24 +561,26 @@ def forecast_usage(
     rows: list[dict[str, object]] = []
 
     today = today_after(day)
-    parts_by_org: dict[str, list[pd.Series]] = {}
+    last_day = _day_numbers(pd.Series([day]))[0]
+    window = max(SHIFT_WINDOW, lookback_days)
+    parts_by_org: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     if method == "robust":
         series = daily[daily["scope"] != "organization"]
-        for (org_id, _, _), group in series.groupby(
-            ["organization_id", "scope", "project_id"], dropna=False, sort=True
+        for org_id, days, credits in _groups(
+            series, ["organization_id", "scope", "project_id"], last_day - window + 1
         ):
-            values = group.set_index("date")["credits"]
-            parts_by_org.setdefault(str(org_id), []).append(values)
+            parts_by_org.setdefault(org_id, []).append((days, credits))
 
     def run(
         org_id: str,
-        values: pd.DataFrame,
+        days: np.ndarray,
+        credits: np.ndarray,
+        name: object,
         extra: dict[str, object],
-        components: list[pd.Series] | None = None,
+        components: list[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         period_start, period_end = current_period(today, anchors.get(org_id, CALENDAR_MONTHS))
-        if values.empty:
-            history = pd.Series([], dtype=float, index=pd.DatetimeIndex([], dtype="datetime64[us]"))
+        if not len(days):
             n = 0
             fc = SeriesForecast(
                 0.0, np.nan, np.nan, np.nan, np.nan, n,
@@ -502,24 +589,42 @@ def forecast_usage(
                 method, f"insufficient data: 0 of {min_days} days",
             )  # fmt: skip
         else:
-            history = dense_days(values.set_index("date")["credits"], values["date"].min(), day)
+            history = _dense(days, credits, int(days.min()), last_day)
             first = (first_days or {}).get((org_id, text_or_none(extra["project_id"])))
-            fc = forecast_series(
-                history,
-                period_start,
-                period_end,
-                components=components,
-                min_days=min_days,
-                lookback_days=lookback_days,
-                interval=interval,
-                method=method,
-                days_of_data=None if first is None else (day - first).days + 1,
-            )
+            days_of_data = None if first is None else (day - first).days + 1
+            if method != "robust":
+                index = pd.date_range(end=day, periods=len(history), freq="D", unit="us")
+                fc = forecast_series(
+                    pd.Series(history, index=index),
+                    period_start,
+                    period_end,
+                    min_days=min_days,
+                    lookback_days=lookback_days,
+                    interval=interval,
+                    method=method,
+                    days_of_data=days_of_data,
+                )
+            else:
+                first_kept = last_day - min(len(history), window) + 1
+                parts = [
+                    _dense(d[d >= first_kept], c[d >= first_kept], first_kept, last_day)
+                    for d, c in components or []
+                ]
+                fc = forecast_values(
+                    history,
+                    day,
+                    period_start,
+                    period_end,
+                    components=parts or None,
+                    min_days=min_days,
+                    lookback_days=lookback_days,
+                    interval=interval,
+                    days_of_data=days_of_data,
+                )
         rows.append(
             {
                 "organization_id": org_id,
-                "organization_name": org_names.get(org_id)
-                or (values["organization_name"].iloc[-1] if not values.empty else None),
+                "organization_name": org_names.get(org_id) or name,
                 **extra,
                 "as_of": day,
                 "period_start": pd.Timestamp(period_start),
@@ -528,13 +633,20 @@ def forecast_usage(
             }
         )
 
-    by_org = {str(k): g for k, g in org_daily.groupby("organization_id", sort=False)}
-    empty = org_daily.iloc[0:0]
+    org_rows = {
+        org_id: (days, credits, name)
+        for org_id, days, credits, name in _groups(
+            org_daily, ["organization_id"], None, name_column="organization_name"
+        )
+    }
+    no_days, no_credits = np.zeros(0, dtype=np.int64), np.zeros(0)
     for org_id in org_ids:
-        values = by_org.get(org_id, empty)
+        days, credits, name = org_rows.get(org_id, (no_days, no_credits, None))
         run(
             org_id,
-            values,
+            days,
+            credits,
+            name,
             {"scope": "organization", "project_id": None, "project_name": None},
             parts_by_org.get(org_id),
         )
@@ -552,7 +664,13 @@ def forecast_usage(
             "project_id": project_id,
             "project_name": values["project_name"].iloc[-1],
         }
-        run(org_id, values, extra)
+        run(
+            org_id,
+            _day_numbers(values["date"]),
+            values["credits"].to_numpy(dtype=float),
+            values["organization_name"].iloc[-1],
+            extra,
+        )
     out = pd.DataFrame(rows, columns=FORECAST_COLUMNS)
     for col in ("as_of", "period_start", "period_end"):
         out[col] = out[col].astype("datetime64[us]")
