@@ -32,9 +32,11 @@ with ``reason``) before ``min_days`` days of data exist for the organization.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -75,17 +77,58 @@ class SeriesForecast:
     reason: str | None
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-d float array (the same value, bit for bit: the middle order
+    statistic, or the mean of the two middle ones; NaN when there is a NaN), without its
+    generic machinery: the forecast takes a few medians of a few dozen numbers per series."""
+    n = len(values)
+    if n == 0:
+        return math.nan
+    half = n // 2
+    if n % 2:
+        part = np.partition(values, (half, n - 1))
+        middle = float(part[half])
+    else:
+        part = np.partition(values, (half - 1, half, n - 1))
+        middle = float((part[half - 1] + part[half]) / 2.0)
+    return math.nan if math.isnan(part[n - 1]) else middle
+
+
+def _centred_median_7(values: np.ndarray) -> np.ndarray:
+    """``pd.Series(values).rolling(7, center=True, min_periods=4).median()`` of a series of
+    finite numbers (the same values): the median of each day and the 3 days either side, fewer
+    at the ends."""
+    n = len(values)
+    if n < 7 or not np.isfinite(values).all():
+        return pd.Series(values).rolling(7, center=True, min_periods=4).median().to_numpy()
+    out = np.empty(n)
+    out[3 : n - 3] = np.sort(np.lib.stride_tricks.sliding_window_view(values, 7), axis=1)[:, 3]
+    for i in (*range(3), *range(n - 3, n)):
+        window = values[max(i - 3, 0) : i + 4]
+        out[i] = _median(window) if len(window) >= 4 else math.nan
+    return out
+
+
+@cache
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, k=1)``: every pair of points of an ``n``-point line fit."""
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = False
+    j.flags.writeable = False
+    return i, j
+
+
 def _weekday_factors(y: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
     factors = np.ones(7)
     if len(y) < 14:
         return factors
-    base = pd.Series(y).rolling(7, center=True, min_periods=4).median().to_numpy()
+    base = _centred_median_7(y)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(base > 0, y / base, np.nan)
     for w in range(7):
         r = ratio[(weekdays == w) & ~np.isnan(ratio)]
         if len(r) >= 2:
-            factors[w] = float(np.median(r))
+            factors[w] = float(_median(r))
     factors = np.clip(factors, 0.1, 5.0)
     return factors / factors.mean()
 
@@ -144,12 +187,12 @@ def spike_history(d: np.ndarray) -> tuple[float, float]:
     3x their centred 7-day median (and above it by more than 1 credit)."""
     if len(d) < 14:
         return 0.0, 0.0
-    base = pd.Series(d).rolling(7, center=True, min_periods=4).median().to_numpy()
+    base = _centred_median_7(d)
     excess = d - base
     spikes = (d > 3.0 * base) & (excess > 1.0)
     if not spikes.any():
         return 0.0, 0.0
-    return float(spikes.sum() / len(d)), float(np.median(excess[spikes]))
+    return float(spikes.sum() / len(d)), float(_median(excess[spikes]))
 
 
 def _poisson_quantile(mean: float, q: float) -> int:
@@ -167,7 +210,7 @@ def _noise_scale(d: np.ndarray) -> float:
     """Robust scale of day-to-day noise (in the series' units)."""
     if len(d) < 3:
         return 0.0
-    return float(1.4826 * np.median(np.abs(np.diff(d))) / np.sqrt(2.0))
+    return float(1.4826 * _median(np.abs(np.diff(d))) / np.sqrt(2.0))
 
 
 def level_shift(d: np.ndarray, min_days: int = SHIFT_MIN_DAYS) -> int | None:
@@ -206,7 +249,7 @@ def series_level(d: np.ndarray) -> Level:
             t = np.arange(k, dtype=float)
             intercept, slope = _theil_sen(t, seg)
             return Level(intercept + slope * (k - 1), slope, floor, k, k)
-        return Level(float(np.median(seg)), 0.0, floor, k, k)
+        return Level(float(_median(seg)), 0.0, floor, k, k)
     best: tuple[float, float, float, int] | None = None
     for size in (TREND_WINDOW, RECENT_TREND_WINDOW):
         window = d[-size:]
@@ -215,7 +258,7 @@ def series_level(d: np.ndarray) -> Level:
         t = np.arange(len(window), dtype=float)
         intercept, slope = _theil_sen(t, window)
         slope = _shrunk(slope, window - (intercept + slope * t))
-        intercept = float(np.median(window - slope * t)) if len(t) else 0.0
+        intercept = float(_median(window - slope * t)) if len(t) else 0.0
         # which line describes the last week better: a trend that changed lately wins, but
         # only when clearly better (a 14-day slope is noisy)
         misfit = float(np.abs(window[-7:] - (intercept + slope * t[-7:])).sum()) if len(t) else 0.0
@@ -232,7 +275,7 @@ def _shrunk(slope: float, residuals: np.ndarray) -> float:
     n = len(residuals)
     if n < 3 or slope == 0:
         return slope
-    sigma = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    sigma = 1.4826 * float(_median(np.abs(residuals - _median(residuals))))
     se = sigma * np.sqrt(12.0 / (n * (n * n - 1.0)))
     if se <= 0:
         return slope
@@ -254,10 +297,10 @@ def level_path(level: Level, horizon: int) -> np.ndarray:
 
 def _theil_sen(t: np.ndarray, d: np.ndarray, min_points: int = 14) -> tuple[float, float]:
     if len(d) < min_points:
-        return (float(np.median(d)) if len(d) else 0.0), 0.0
-    i, j = np.triu_indices(len(t), k=1)
-    slope = float(np.median((d[j] - d[i]) / (t[j] - t[i])))
-    intercept = float(np.median(d - slope * t))
+        return (float(_median(d)) if len(d) else 0.0), 0.0
+    i, j = _pairs(len(t))
+    slope = float(_median((d[j] - d[i]) / (t[j] - t[i])))
+    intercept = float(_median(d - slope * t))
     return intercept, slope
 
 
@@ -397,7 +440,7 @@ def forecast_values(
     rate_spikes, spike_size = spike_history(values[-SPIKE_WINDOW:])
     if days_remaining and rate_spikes > 0:
         high += _poisson_quantile(rate_spikes * h, (1 + interval) / 2) * spike_size
-    rate = mean_level if days_remaining else float(np.median(y[-7:]))
+    rate = mean_level if days_remaining else float(_median(y[-7:]))
     name = ("per_series_" if len(parts) > 1 else "") + ("level_shift" if shifted else "trend")
     return SeriesForecast(used, total, low, high, rate, n, days_elapsed, days_remaining, name, None)
 
