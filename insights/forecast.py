@@ -109,6 +109,28 @@ def _centred_median_7(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _quantile(values: np.ndarray, q: float) -> float:
+    """``np.quantile(values, q)`` (its default, linear method) of a short 1-d float array, the
+    same value bit for bit, computed as numpy does (its virtual index, the two order statistics
+    either side, its interpolation) without its generic machinery."""
+    n = len(values)
+    virtual = (n - 1) * q
+    below = math.floor(virtual)
+    if virtual >= n - 1:
+        below = above = -1
+    elif virtual < 0:
+        below = above = 0
+    else:
+        above = below + 1
+    ordered = np.sort(values)
+    if math.isnan(ordered[-1]):
+        return math.nan
+    a, b = float(ordered[below]), float(ordered[above])
+    t = virtual - below
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
 @cache
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.triu_indices(n, k=1)``: every pair of points of an ``n``-point line fit."""
@@ -156,30 +178,56 @@ class Level:
     support_days: int
 
 
-def _row_medians(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Median of each row over the entries where ``mask`` is true (every row has one)."""
-    counts = mask.sum(axis=1)
-    ordered = np.sort(np.where(mask, values, np.inf), axis=1)
-    lo = np.take_along_axis(ordered, ((counts - 1) // 2)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(ordered, (counts // 2)[:, None], axis=1)[:, 0]
-    return (lo + hi) / 2.0
+@dataclass(frozen=True)
+class _SplitLayout:
+    """The candidate splits of an ``n``-day series (recent segment >= ``min_days`` days,
+    before it >= 3): per candidate (a row), which days are recent, and where the middle order
+    statistics of each segment sit once a row is sorted with the other segment's days last."""
+
+    ks: np.ndarray
+    recent: np.ndarray
+    rows: np.ndarray
+    recent_middle: tuple[np.ndarray, np.ndarray]
+    before_middle: tuple[np.ndarray, np.ndarray]
+
+
+@cache
+def _split_layout(n: int, min_days: int) -> _SplitLayout:
+    ks = np.arange(min_days, n - 3)
+    recent = np.arange(n)[None, :] >= (n - ks)[:, None]
+    before = n - ks
+    return _SplitLayout(
+        ks, recent, np.arange(len(ks)), ((ks - 1) // 2, ks // 2), ((before - 1) // 2, before // 2)
+    )
+
+
+def _row_medians(
+    ordered: np.ndarray, rows: np.ndarray, middle: tuple[np.ndarray, ...]
+) -> np.ndarray:
+    """Median of each sorted row whose entries of interest come first: the mean of its two
+    middle order statistics (the same one twice for an odd count)."""
+    lo, hi = middle
+    return (ordered[rows, lo] + ordered[rows, hi]) / 2.0
 
 
 def _best_split(d: np.ndarray, min_days: int) -> tuple[float, int, float, float] | None:
     """The split of ``d`` into (before, recent >= min_days days, before >= 3 days) with the
     least absolute deviation from the two segment medians: (cost, recent length, medians)."""
     n = len(d)
-    ks = np.arange(min_days, n - 3)
-    if len(ks) == 0:
+    layout = _split_layout(n, min_days)
+    if len(layout.ks) == 0:
         return None
-    grid = np.broadcast_to(d, (len(ks), n))
-    recent = np.arange(n)[None, :] >= (n - ks)[:, None]
-    mr = _row_medians(grid, recent)
-    mb = _row_medians(grid, ~recent)
+    recent = layout.recent
+    mr = _row_medians(
+        np.sort(np.where(recent, d, np.inf), axis=1), layout.rows, layout.recent_middle
+    )
+    mb = _row_medians(
+        np.sort(np.where(recent, np.inf, d), axis=1), layout.rows, layout.before_middle
+    )
     centre = np.where(recent, mr[:, None], mb[:, None])
-    cost = np.abs(grid - centre).sum(axis=1)
+    cost = np.abs(d - centre).sum(axis=1)
     best = int(np.argmin(cost))
-    return float(cost[best]), int(ks[best]), float(mr[best]), float(mb[best])
+    return float(cost[best]), int(layout.ks[best]), float(mr[best]), float(mb[best])
 
 
 def spike_history(d: np.ndarray) -> tuple[float, float]:
@@ -241,7 +289,7 @@ def series_level(d: np.ndarray) -> Level:
     """Level, slope and floor of a deseasonalised daily series (oldest first)."""
     n = len(d)
     recent7 = d[-7:]
-    floor = float(np.quantile(recent7, 0.2)) if n else 0.0
+    floor = _quantile(recent7, 0.2) if n else 0.0
     k = level_shift(d)
     if k is not None:
         seg = d[-k:]
