@@ -191,8 +191,16 @@ def evaluate_alerts(
             strict=True,
         )
     )
-    # only rows with a limit can cross a threshold
-    for row in status[status["limit"].astype(float) > 0].to_dict("records"):
+    # only rows with a limit and a percentage at or above the lowest threshold can cross one
+    lowest = min(
+        (*r.credit_actual_thresholds, *r.credit_forecast_thresholds, *r.resource_thresholds),
+        default=math.inf,
+    )
+    crossing = (status["limit"].astype(float) > 0) & (
+        (status["used_pct"].astype(float) >= lowest)
+        | (status["forecast_pct"].astype(float) >= lowest)
+    )
+    for row in status[crossing].to_dict("records"):
         limit = row["limit"]
         project_id = text_or_none(row["project_id"]) or ""
         checks: list[tuple[str, str, float, list[float]]] = []
