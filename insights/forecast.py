@@ -101,12 +101,24 @@ def _centred_median_7(values: np.ndarray) -> np.ndarray:
     n = len(values)
     if n < 7 or not np.isfinite(values).all():
         return pd.Series(values).rolling(7, center=True, min_periods=4).median().to_numpy()
-    out = np.empty(n)
-    out[3 : n - 3] = np.sort(np.lib.stride_tricks.sliding_window_view(values, 7), axis=1)[:, 3]
-    for i in (*range(3), *range(n - 3, n)):
-        window = values[max(i - 3, 0) : i + 4]
-        out[i] = _median(window) if len(window) >= 4 else math.nan
-    return out
+    padded = np.concatenate((_INF_3, values, _INF_3))  # the days beyond the ends sort last
+    ordered = np.sort(np.lib.stride_tricks.sliding_window_view(padded, 7), axis=1)
+    lo, hi, odd = _window_middles(n)
+    rows = np.arange(n)
+    low, high = ordered[rows, lo], ordered[rows, hi]
+    return np.where(odd, low, (low + high) / 2.0)
+
+
+_INF_3 = np.full(3, np.inf)
+
+
+@cache
+def _window_middles(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each day of an ``n``-day series, the positions of the middle order statistics of
+    its centred 7-day window (4 to 7 days), and whether it has an odd number of days."""
+    i = np.arange(n)
+    counts = np.minimum(i, 3) + 1 + np.minimum(n - 1 - i, 3)
+    return (counts - 1) // 2, counts // 2, counts % 2 == 1
 
 
 def _quantile(values: np.ndarray, q: float) -> float:
@@ -147,10 +159,17 @@ def _weekday_factors(y: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
     base = _centred_median_7(y)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(base > 0, y / base, np.nan)
-    for w in range(7):
-        r = ratio[(weekdays == w) & ~np.isnan(ratio)]
-        if len(r) >= 2:
-            factors[w] = float(_median(r))
+    # per weekday, the median of its ratios (those that exist): sorted by weekday then ratio,
+    # the middle order statistics of each weekday's run
+    keys = np.where(np.isnan(ratio), 7, weekdays)
+    ordered = ratio[np.lexsort((ratio, keys))]
+    counts = np.bincount(keys, minlength=8)[:7]
+    starts = np.cumsum(counts) - counts
+    last = len(ordered) - 1
+    low = ordered[np.clip(starts + (counts - 1) // 2, 0, last)]
+    high = ordered[np.clip(starts + counts // 2, 0, last)]
+    medians = np.where(counts % 2 == 1, low, (low + high) / 2.0)
+    factors = np.where(counts >= 2, medians, factors)
     factors = np.clip(factors, 0.1, 5.0)
     return factors / factors.mean()
 
