@@ -308,7 +308,7 @@ def load_alerts(con: duckdb.DuckDBPyConnection, views: set[str]) -> list[Alert]:
 # month by month, so DuckDB skips the other months' row groups).
 RECENT_DAYS = 42  # an organization's daily chart and table: the last six weeks
 PERIOD_DAYS = 62  # its daily totals kept for the current-period chart (a period is <= 31 days)
-RECENT_PERIODS = 12  # its subscription periods listed per project
+RECENT_PERIODS = 6  # its subscription periods listed per project (half a year)
 
 # The project lines of every organization: each project's latest name (from its period rows
 # and its day rows in the window, a day's row winning over a period's row of the same start)
@@ -348,22 +348,41 @@ PROJECT_LINES = """
            CASE WHEN r.rank <= $top THEN n.project_id ELSE $other_key END AS key
     FROM names AS n LEFT JOIN ranked AS r USING (organization_id, project_id)
 """
-# Credits per organization, line and bucket (a day or a subscription period's start) from
-# `since` on, as one row per organization and line holding its buckets and credits as lists.
-LINE_SERIES = """
-    WITH bucketed AS (
-        SELECT c.organization_id,
-               CASE WHEN c.scope = 'deleted_projects' THEN $deleted_key
-                    ELSE coalesce(l.key, $other_key) END AS key,
-               CAST(c.start_date AS DATE) AS bucket, sum(c.credits) AS credits
+# Credits per organization, line and bucket, as one row per organization and line holding its
+# buckets' indexes and credits as two lists. A bucket is a day from $since on (`RECENT_SERIES`)
+# or one of the organization's subscription periods, oldest first (`PERIOD_SERIES`).
+_LINE_KEY = """
+    CASE WHEN c.scope = 'deleted_projects' THEN $deleted_key
+         ELSE coalesce(l.key, $other_key) END
+"""
+RECENT_SERIES = f"""
+    WITH cells AS (
+        SELECT c.organization_id, {_LINE_KEY} AS key,
+               date_diff('day', CAST($since AS DATE), CAST(c.start_date AS DATE)) AS slot,
+               sum(c.credits) AS credits
         FROM credit_usage AS c
         LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
-        WHERE c.interval = $interval AND c.scope IN ('project', 'deleted_projects')
+        WHERE c.interval = 'day' AND c.scope IN ('project', 'deleted_projects')
           AND c.start_date >= $since
         GROUP BY ALL
     )
-    SELECT organization_id, key, list(bucket ORDER BY bucket), list(credits ORDER BY bucket)
-    FROM bucketed GROUP BY ALL
+    SELECT organization_id, key, list(slot), list(credits) FROM cells GROUP BY ALL
+"""
+PERIOD_SERIES = f"""
+    WITH periods AS (
+        SELECT organization_id, start_date,
+               row_number() OVER (PARTITION BY organization_id ORDER BY start_date) - 1 AS slot
+        FROM credit_usage WHERE interval = 'month' AND scope = 'organization'
+    ),
+    cells AS (
+        SELECT c.organization_id, {_LINE_KEY} AS key, p.slot, sum(c.credits) AS credits
+        FROM credit_usage AS c
+        JOIN periods AS p USING (organization_id, start_date)
+        LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
+        WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
+        GROUP BY ALL
+    )
+    SELECT organization_id, key, list(slot), list(credits) FROM cells GROUP BY ALL
 """
 # The organization rows of the subscription periods: whole history, newest first.
 PERIOD_TOTALS = """
@@ -488,46 +507,37 @@ def _line_meta(
 
 
 def _series(
-    con: duckdb.DuckDBPyConnection, *, interval: str, since: date
-) -> dict[str, dict[str, list[tuple[date, float]]]]:
-    """organization id -> line key -> (bucket start, credits), from LINE_SERIES."""
-    out: dict[str, dict[str, list[tuple[date, float]]]] = defaultdict(dict)
-    params = {"deleted_key": DELETED_KEY, "other_key": OTHER_KEY, "interval": interval}
-    for oid, key, buckets, credits in con.execute(
-        LINE_SERIES, {**params, "since": since}
-    ).fetchall():
-        out[str(oid)][str(key)] = list(zip(buckets, credits, strict=True))
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], size: dict[str, int] | int
+) -> dict[str, dict[str, list[float]]]:
+    """organization id -> line key -> credits per bucket, from RECENT_SERIES or PERIOD_SERIES;
+    `size` is the number of buckets (per organization, or for all)."""
+    out: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    params = {"deleted_key": DELETED_KEY, "other_key": OTHER_KEY, **params}
+    for oid, key, slots, credits in con.execute(sql, params).fetchall():
+        oid = str(oid)
+        values = [0.0] * (size if isinstance(size, int) else size.get(oid, 0))
+        for slot, amount in zip(slots, credits, strict=True):
+            if 0 <= slot < len(values) and amount is not None:
+                values[slot] += amount
+        out[oid][str(key)] = values
     return out
 
 
-def _aligned(points: list[tuple[date, float]], slots: dict[date, int], size: int) -> list[float]:
-    """Credits per bucket (`slots` maps a bucket's start to its index); others are dropped."""
-    values = [0.0] * size
-    for start, credits in points:
-        i = slots.get(start)
-        if i is not None and credits is not None:
-            values[i] += float(credits)
-    return values
-
-
 def _lines(
-    points: dict[str, list[tuple[date, float]]],
-    meta: dict[str, tuple[int, str]],
-    buckets: list[Bucket],
+    per_key: dict[str, list[float]], meta: dict[str, tuple[int, str]], size: int
 ) -> list[Line]:
     """The chart lines of one organization: its top projects in rank order (zeros where they
     have no credits), then 'Other projects' and 'Deleted projects' when they have any."""
-    slots = {b.start: i for i, b in enumerate(buckets)}
     lines: list[Line] = [
-        (name, "project", _aligned(points.get(key, []), slots, len(buckets)))
+        (name, "project", per_key.get(key) or [0.0] * size)
         for key, (_, name) in sorted(meta.items(), key=lambda item: item[1][0])
     ]
     for key, label, kind in (
         (OTHER_KEY, OTHER_LABEL, "other"),
         (DELETED_KEY, DELETED_PROJECTS_LABEL, "deleted"),
     ):
-        values = _aligned(points.get(key, []), slots, len(buckets))
-        if any(v > 0 for v in values):
+        values = per_key.get(key)
+        if values and any(v > 0 for v in values):
             lines.append((label, kind, values))
     return lines
 
@@ -560,12 +570,14 @@ def load_details(con: duckdb.DuckDBPyConnection, last: date | None) -> dict[str,
         details[str(oid)].days.append((as_date(day), float(credits or 0.0)))  # type: ignore[arg-type]
 
     recent = _day_buckets(recent_from, last)
-    for oid, points in _series(con, interval="day", since=recent_from).items():
-        details[oid].recent = Chart("day", recent, _lines(points, meta.get(oid, {}), recent))
+    by_day = _series(con, RECENT_SERIES, {"since": recent_from}, len(recent))
+    for oid, per_key in by_day.items():
+        details[oid].recent = Chart("day", recent, _lines(per_key, meta.get(oid, {}), len(recent)))
 
-    for r in _rows(con, PERIOD_TOTALS):
+    for r in _rows(con, PERIOD_TOTALS):  # newest first
         details[str(r["organization_id"])].periods.append(r)
-    by_period = _series(con, interval="month", since=date.min)
+    sizes = {oid: len(detail.periods) for oid, detail in details.items()}
+    by_period = _series(con, PERIOD_SERIES, {}, sizes)
     for oid, detail in details.items():
         buckets = [
             Bucket(
@@ -575,12 +587,9 @@ def load_details(con: duckdb.DuckDBPyConnection, last: date | None) -> dict[str,
                 + (" (current period, so far)" if p["is_current_period"] else ""),
             )
             for p in reversed(detail.periods)
-            if p["period_start"] and p["period_end"]
         ]
-        points = by_period.get(oid, {})
-        detail.by_period = Chart(
-            "subscription period", buckets, _lines(points, meta.get(oid, {}), buckets)
-        )
+        lines = _lines(by_period.get(oid, {}), meta.get(oid, {}), len(buckets))
+        detail.by_period = Chart("subscription period", buckets, lines)
 
     for r in _rows(
         con, PERIOD_PROJECTS, {"periods": RECENT_PERIODS, "deleted": DELETED_PROJECTS_LABEL}

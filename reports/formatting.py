@@ -33,6 +33,8 @@ def finite(value: object) -> float | None:
 
 def as_date(value: object) -> date | None:
     """A `date` from a date, datetime, pandas Timestamp or ISO text; None when missing."""
+    if type(value) is date:  # the common case, from DuckDB
+        return value
     if value is None or value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, float) and math.isnan(value):

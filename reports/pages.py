@@ -545,25 +545,21 @@ def render_org(
         )
         + "</section>"
     )
-    project_rows = [
-        Row(
-            [
-                (
-                    escape(fmt_period(p["period_start"], p["period_end"])),
-                    fmt_day(p["period_start"]),
-                ),
-                text_cell(p["project_name"]),
-                num_cell(p["credits"]),
-                pct_cell(
-                    None
-                    if p["share_of_organization"] is None
-                    else 100.0 * p["share_of_organization"]
-                ),
-            ],
-            {"from": fmt_day(p["period_start"]), "to": fmt_day(p["period_end"])},
-        )
-        for p in detail.period_projects
-    ]
+    project_rows = []
+    period_cells: dict[tuple[object, object], tuple[str, str, str]] = {}  # one per period
+    for p in detail.period_projects:
+        span = (p["period_start"], p["period_end"])
+        if span not in period_cells:
+            period_cells[span] = (escape(fmt_period(*span)), fmt_day(span[0]), fmt_day(span[1]))
+        label, start, end = period_cells[span]
+        share = p["share_of_organization"]
+        cells = [
+            (label, start),
+            text_cell(p["project_name"]),
+            num_cell(p["credits"]),
+            pct_cell(None if share is None else 100.0 * share),
+        ]
+        project_rows.append(Row(cells, {"from": start, "to": end}))
     if resources:
         resource_html = charts.resource_chart(
             resources, label=f"{o.name}: resource counts against limits"
