@@ -2,7 +2,8 @@
 errors or network requests, its charts are legible (units on the axes, tick labels that do not
 collide, weekly bars on the index at 24 months), an organization's page shows a bounded window in
 full detail beside its whole history per subscription period, the filters hide rows, sorting and
-CSV export work, and every organization's page is linked and opens. Screenshots go to tests/artifacts/report-*.png.
+CSV export work, and every organization's page is linked and opens. Screenshots go to
+tests/artifacts/report-*.png.
 """
 
 from __future__ import annotations
