@@ -15,8 +15,10 @@ from reports import write_report
     description=(
         "`<warehouse>/report/`: `index.html` (every organization, the ones at risk first, with "
         "filters and CSV export, and every open alert) plus `organizations/<id>.html` per "
-        "organization (current period against budget and forecast, usage history, projects, "
-        "resources against limits, open alerts). Offline. Same as `usage-etl report`."
+        "organization (current period against budget and forecast, credits by project per day "
+        "for the last six weeks and per subscription period over the whole history, projects "
+        "of the last six periods, resources against limits, open alerts). Offline. Same as "
+        "`usage-etl report`."
     ),
 )
 def usage_report(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:

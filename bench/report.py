@@ -1,17 +1,23 @@
-"""The HTML report at scale: the old single-file report vs the index + per-organization pages.
+"""The HTML report alone: build time (wall, CPU), peak memory, sizes and Chromium's time to open
+the index, for the report of this tree against the report of a git revision, on the same
+warehouses in one run (so the same machine load).
 
-Starts the emulator with N organizations and the rate limit off (its own process, loopback),
-runs the pipeline over the previous and the current month into a temporary warehouse, then
-builds, from that one warehouse, the report as it was before (the single page of
-`pipelines/report/build.py` at BASELINE_COMMIT, taken from git) and as it is now, and prints for
-each: build time, total size, index size, largest page, and Chromium's time to load the index
-(navigation start to the load event, median of --repeat loads in a fresh page).
+Each warehouse given (a directory holding `usage.duckdb`, or one holding `warehouse/usage.duckdb`
+as `bench/refresh_profile.py` keeps them) is copied to a scratch directory first, never modified.
+Each build runs in its own process (`reports.write_report` of this tree, or of the revision's
+`reports/` package with the rest of this tree), measured with wait4: wall, CPU seconds (user +
+system) and peak RSS. Without --warehouse, the emulator serves N organizations (rate limit off)
+and the pipeline loads the previous and the current month into a scratch warehouse first.
 
-    .venv/bin/python bench/report.py                          # 1,000 organizations, 2 months
-    .venv/bin/python bench/report.py --orgs 100               # quicker
-    .venv/bin/python bench/report.py --warehouse /tmp/wh      # reuse a warehouse, skip the run
+    .venv/bin/python bench/report.py --warehouse /tmp/lead/o1000/h2 /tmp/lead/o1000/h24
+    .venv/bin/python bench/report.py --warehouse /tmp/wh --baseline HEAD~3 --repeat 5
+    .venv/bin/python bench/report.py --orgs 100               # a fresh 2-month warehouse
 
-Needs git (for the baseline) and Chromium (/usr/bin/chromium or CHROMIUM_PATH).
+Prints per warehouse and report: wall, CPU, peak RSS, total size, index size, largest page,
+pages, and the index's load time in Chromium (navigation start to the load event, median of
+--repeat loads in a fresh page); then the ratios new/baseline, and every warehouse's figures
+against the first's (history growth). Needs git and Chromium (/usr/bin/chromium or
+CHROMIUM_PATH).
 """
 
 from __future__ import annotations
@@ -22,22 +28,40 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from reports import write_report  # noqa: E402
 
-BASELINE_COMMIT = "2996399a4e96bf5a8be9b5036e392ea5d2987809"  # the single-file report
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+BUILD = (
+    "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+    "from reports import write_report; write_report(Path(sys.argv[2]), Path(sys.argv[3]))"
+)
+
+
+@dataclass
+class Build:
+    """One report build and what it produced."""
+
+    label: str
+    wall: float
+    cpu: float
+    peak_mb: float
+    total: int
+    index: int
+    largest: int
+    pages: int
+    load: float
 
 
 @contextmanager
@@ -67,24 +91,45 @@ def run_pipeline(orgs: int, root: Path) -> Path:
     return warehouse
 
 
-def baseline_module(root: Path) -> ModuleType:
-    """The single-file report builder as of BASELINE_COMMIT, importable as `baseline_report`."""
-    package = root / "baseline_report"
-    package.mkdir(parents=True, exist_ok=True)
-    (package / "__init__.py").write_text("")
-    for name in ("build.py", "charts.py"):
-        text = subprocess.run(
-            ["git", "show", f"{BASELINE_COMMIT}:pipelines/report/{name}"],
-            cwd=ROOT, check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        text = text.replace(
-            "from pipelines.report import charts", "from baseline_report import charts"
-        )
-        (package / name).write_text(text)
-    sys.path.insert(0, str(root))
-    import baseline_report.build as build  # type: ignore[import-not-found]
+def database_of(path: Path) -> Path:
+    """The `usage.duckdb` of a warehouse directory (or of its `warehouse/` subdirectory)."""
+    for candidate in (path / "usage.duckdb", path / "warehouse" / "usage.duckdb"):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"no usage.duckdb in {path} or {path / 'warehouse'}: pass a warehouse")
 
-    return build
+
+def extract_revision(revision: str, into: Path) -> Path:
+    """The `reports/` package of `revision`, extracted under `into`; returns its parent."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "reports"],
+        cwd=ROOT, check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    tar_path = into / "reports.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def build(source: Path, warehouse: Path, out: Path) -> tuple[float, float, float]:
+    """Build the report of `source`'s `reports` package in a child process: (wall, CPU, peak
+    RSS MB). Its output (DuckDB's progress bars) is kept aside and shown only on failure."""
+    began = time.perf_counter()
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", BUILD, str(source), str(warehouse), str(out)],
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - began
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            output.seek(0)
+            tail = output.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"report build of {source} failed:\n{tail}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def sizes(report_dir: Path) -> tuple[int, int, int, int]:
@@ -119,57 +164,74 @@ def load_times(index: Path, repeat: int) -> list[float]:
     return times
 
 
-def mb(n: int) -> str:
+def mb(n: float) -> str:
     return f"{n / 1_000_000:.2f} MB"
+
+
+def measure(label: str, source: Path, warehouse: Path, out: Path, repeat: int) -> Build:
+    wall, cpu, peak = build(source, warehouse, out)
+    total, index, largest, pages = sizes(out)
+    load = statistics.median(load_times(out / "index.html", repeat))
+    return Build(label, wall, cpu, peak, total, index, largest, pages, load)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orgs", type=int, default=1000, help="organizations (default 1000)")
-    parser.add_argument("--warehouse", help="reuse this warehouse instead of running the pipeline")
+    parser.add_argument("--warehouse", nargs="+", help="warehouses to copy and report on")
+    parser.add_argument("--orgs", type=int, default=1000, help="without --warehouse (1000)")
+    parser.add_argument("--baseline", default="main", help="git revision to compare (main)")
     parser.add_argument("--repeat", type=int, default=3, help="browser loads per report")
     args = parser.parse_args()
 
+    results: list[tuple[str, Build, Build]] = []
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         root = Path(tmp)
-        warehouse = Path(args.warehouse) if args.warehouse else run_pipeline(args.orgs, root)
+        baseline = extract_revision(args.baseline, root / "baseline")
+        sources = [Path(w) for w in args.warehouse] if args.warehouse else [None]
+        for n, given in enumerate(sources):
+            copy = root / f"w{n}"
+            copy.mkdir()
+            if given is None:
+                shutil.copytree(run_pipeline(args.orgs, root / "run"), copy, dirs_exist_ok=True)
+                name = f"{args.orgs} organizations, 2 months"
+            else:
+                shutil.copy(database_of(given), copy / "usage.duckdb")
+                name = str(given)
+            old = measure(args.baseline, baseline, copy, root / f"old{n}", args.repeat)
+            new = measure("this tree", ROOT, copy, root / f"new{n}", args.repeat)
+            results.append((name, old, new))
+            shutil.rmtree(root / f"old{n}")
+            shutil.rmtree(root / f"new{n}")
+            shutil.rmtree(copy)
 
-        old = baseline_module(root)
-        old_dir = root / "old"
-        began = time.perf_counter()
-        old.write_report(warehouse, old_dir / "index.html")
-        old_build = time.perf_counter() - began
-
-        new_dir = root / "new"
-        began = time.perf_counter()
-        write_report(warehouse, new_dir)
-        new_build = time.perf_counter() - began
-
-        rows = []
-        for label, directory, build in (("old", old_dir, old_build), ("new", new_dir, new_build)):
-            total, index, largest, pages = sizes(directory)
-            loads = load_times(directory / "index.html", args.repeat)
-            rows.append((label, build, total, index, largest, pages, statistics.median(loads)))
-
-    print(f"warehouse: {warehouse}")
     print(
-        f"{'report':<7}{'build':>9}{'total':>12}{'index':>12}{'largest page':>14}"
-        f"{'pages':>7}{'index load':>12}"
+        f"{'warehouse / report':<34}{'wall':>8}{'CPU':>8}{'peak':>9}{'total':>11}{'index':>10}"
+        f"{'largest':>10}{'pages':>7}{'open':>8}"
     )
-    for label, build, total, index, largest, pages, load in rows:
+    for name, old, new in results:
+        print(name)
+        for b in (old, new):
+            print(
+                f"  {b.label:<32}{b.wall:>7.1f}s{b.cpu:>7.1f}s{b.peak_mb:>6.0f} MB"
+                f"{mb(b.total):>11}{mb(b.index):>10}{mb(b.largest):>10}{b.pages:>7}{b.load:>7.2f}s"
+            )
         print(
-            f"{label:<7}{build:>8.1f}s{mb(total):>12}{mb(index):>12}{mb(largest):>14}"
-            f"{pages:>7}{load:>11.2f}s"
+            f"  new/{args.baseline}: CPU {new.cpu / old.cpu:.2f}, wall {new.wall / old.wall:.2f}, "
+            f"total size {new.total / old.total:.2f}, index open {new.load / old.load:.2f}"
         )
-    (_, _, _, old_index, _, _, old_load), (_, _, _, new_index, _, _, new_load) = rows
-    print(
-        f"index size new/old = {new_index / old_index:.3f}; "
-        f"index load time new/old = {new_load / old_load:.3f}"
-    )
-    print(
-        f"goals: index <= 5 MB: {'yes' if new_index <= 5_000_000 else 'NO'}; "
-        f"index loads in <= 2 s: {'yes' if new_load <= 2.0 else 'NO'}"
-    )
+        print(
+            f"  goals: index <= 5 MB: {'yes' if new.index <= 5_000_000 else 'NO'}; "
+            f"index opens in <= 2 s: {'yes' if new.load <= 2.0 else 'NO'}"
+        )
+    if len(results) > 1:
+        first_old, first_new = results[0][1], results[0][2]
+        print(f"against {results[0][0]} (history growth, same run):")
+        for name, old, new in results[1:]:
+            print(
+                f"  {name}: {args.baseline} CPU x{old.cpu / first_old.cpu:.2f} "
+                f"(+{old.cpu - first_old.cpu:.1f}s), this tree CPU x{new.cpu / first_new.cpu:.2f} "
+                f"(+{new.cpu - first_new.cpu:.1f}s)"
+            )
 
 
 if __name__ == "__main__":

@@ -55,9 +55,7 @@ def iter_pages(
         alerts = data.load_alerts(con, views)
         orgs = data.load_organizations(con, views, alerts)
         history = data.load_history(con)
-        days = data.load_current_days(con)
-        periods = data.load_periods(con)
-        period_projects = data.load_period_projects(con)
+        details = data.load_details(con, history.last)
         resources = data.load_resources(con)
     finally:
         con.close()
@@ -70,9 +68,7 @@ def iter_pages(
             pages.render_org(
                 o,
                 history=history,
-                days=days.get(oid, []),
-                periods=periods.get(oid, []),
-                period_projects=period_projects.get(oid, []),
+                detail=details.get(oid) or data.Detail(),
                 resources=resources.get(oid, []),
                 alerts_known="open_alerts" in views,
                 generated_at=generated_at,

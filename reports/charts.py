@@ -1,11 +1,12 @@
 """Inline SVG charts for the HTML report, drawn in Python (no chart library, no network).
 
-Owns the chart kinds of the report: the subscription-period chart (cumulative credits, forecast
-band, budget line), the stacked usage-history bars (by day, week or month, by project line), and
-the resource counts against limits. Axes carry their units, tick labels use the report's one
-number format and are thinned to what fits. Every text that reaches the SVG is escaped here;
-every chart carries `data-chart` (its kind), data marks carry `class="mark"`, and each history
-bucket is a `<g class="bucket" data-from data-to>` so the page's date filter can dim it.
+Owns the chart kinds of the report: the current-period chart (cumulative credits, forecast
+band, budget line), the stacked usage-history bars (by day, week, month or subscription period,
+by project line), and the resource counts against limits. Axes carry their units, tick labels
+use the report's one number format and are thinned to what fits. Every text that reaches the
+SVG is escaped here; every chart carries `data-chart` (its kind), data marks carry
+`class="mark"`, and each history bucket is a `<g class="bucket" data-from data-to>` so the
+page's date filter can dim it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ BUDGET_COLOR = "#dc2626"
 
 WIDTH = 760
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 84, 16, 16, 40
-GRAINS = {"day": "day", "week": "week", "month": "month"}
+GRAINS = {
+    "day": "day",
+    "week": "week",
+    "month": "month",
+    "subscription period": "subscription period",
+}
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
@@ -281,38 +287,52 @@ def history_chart(
     *,
     grain: str,
     label: str,
+    kind: str = "history",
 ) -> str:
     """Stacked bars per bucket: `series` = (name, color, credits per bucket aligned with
-    `buckets`); the y axis reads 'credits per <grain>'."""
+    `buckets`); the y axis reads 'credits per <grain>'. `kind` names the chart (`data-chart`).
+    Each bar carries one tooltip with its total and every line's credits."""
     if not buckets:
-        return _svg("history", 60, label, ['<text class="note" x="10" y="30">no data</text>'])
+        return _svg(kind, 60, label, ['<text class="note" x="10" y="30">no data</text>'])
     totals = [sum(s[2][i] for s in series) for i in range(len(buckets))]
     y_max, step = _nice_max(max(totals) * 1.05 if totals and max(totals) > 0 else 1.0)
     height = 260
     frame = _Frame(height, buckets[0].start, buckets[-1].end, y_max)
     body = _axes(frame, step, f"credits per {GRAINS.get(grain, grain)}", centre_ticks=False)
+    names = [escape(name) for name, _, _ in series]
+    colors = [escape(color) for _, color, _ in series]
+    scale = (frame.bottom - frame.top) / frame.y_max
     for i, bucket in enumerate(buckets):
         x0, x1 = frame.x(bucket.start), frame.x(bucket.end, 1.0)
         gap = min(2.0, (x1 - x0) * 0.2)
-        marks = []
-        base = 0.0
-        for name, color, values in series:
+        x, width = f"{x0 + gap / 2:.1f}", f"{max(x1 - x0 - gap, 0.5):.1f}"
+        marks, parts = [], []
+        top = frame.bottom  # the stack's top so far, in pixels
+        for s, (_, _, values) in enumerate(series):
             value = values[i]
             if value <= 0:
                 continue
-            y_top, y_bottom = frame.y(base + value), frame.y(base)
+            height_px = value * scale
+            top -= height_px
             marks.append(
-                f'<rect class="mark" x="{x0 + gap / 2:.2f}" y="{y_top:.2f}" '
-                f'width="{max(x1 - x0 - gap, 0.5):.2f}" height="{max(y_bottom - y_top, 0.3):.2f}" '
-                f'fill="{escape(color)}"><title>{escape(name)}, {escape(bucket.caption)}: '
-                f"{escape(fmt_number(value))} credits</title></rect>"
+                f'<rect class="mark" x="{x}" y="{top:.1f}" width="{width}" '
+                f'height="{max(height_px, 0.3):.1f}" fill="{colors[s]}"/>'
             )
-            base += value
+            parts.append(f"{names[s]} {fmt_number(value)}")
+        # one tooltip per bar, naming every line's credits (top of the stack last)
+        title = ""
+        if marks:
+            total = fmt_number(sum(values[i] for _, _, values in series))
+            title = (
+                f"<title>{escape(bucket.caption)}: {total} credits"
+                + (f" ({'; '.join(parts)})" if len(series) > 1 else "")
+                + "</title>"
+            )
         body.append(
             f'<g class="bucket" data-from="{bucket.start.isoformat()}" '
-            f'data-to="{bucket.end.isoformat()}">' + "".join(marks) + "</g>"
+            f'data-to="{bucket.end.isoformat()}">{title}' + "".join(marks) + "</g>"
         )
-    return _svg("history", height, label, body)
+    return _svg(kind, height, label, body)
 
 
 def resource_chart(rows: Sequence[tuple[str, float, float | None]], *, label: str) -> str:

@@ -2,15 +2,19 @@
 
 Owns the report's reading side: the overview row of every organization (usage against budget,
 forecast, open alerts, and a risk level that sorts the ones at risk first), the open alerts with
-the resource or project they name and a sentence explaining them, and per organization the usage
-history aggregated to one grain for the whole report (day, week or month, chosen from the span of
-the data so a chart has at most ~120 bars), the current period's days, the subscription periods
-and the latest resource counts. Everything is read through the analyst views of
-`warehouse.views` (TEMP views when the database lacks them), except the daily rows the charts
-aggregate, read from `credit_usage` with the views' definitions (:data:`PROJECT_LINES`); columns
-only the derived tables have are read only when they exist. Aggregation happens in DuckDB, and
-each query runs once for all organizations, so the cost is linear in the data, not in
-organizations x data.
+the resource or project they name and a sentence explaining them, the credits of all
+organizations over the whole range (one grain, day, week or month, chosen from the span so the
+index's chart has at most ~120 bars), and per organization (:class:`Detail`) a bounded window:
+the daily totals of its current period, its last RECENT_DAYS days by project, its whole history
+per subscription period by project (from the period rows, a few dozen per project) and its last
+RECENT_PERIODS periods per project, plus the latest resource counts.
+
+What an organization's page costs does not grow with the history: day rows are read only from
+the window, and the whole history only through the period rows. The analyst views of
+`warehouse.views` (TEMP views when the database lacks them) are used where they read no more
+than the report needs (alerts, resources); elsewhere `credit_usage` and `quota_status` are read
+with the views' definitions (project names, shares, budget figures) restricted to the window.
+Aggregation happens in DuckDB, and each query runs once for all organizations.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import duckdb
 
 from reports.charts import Bucket
-from reports.formatting import as_date, finite, fmt_number, fmt_pct
+from reports.formatting import as_date, finite, fmt_number, fmt_pct, fmt_period
 from warehouse.schema import RESOURCE_NAMES
 from warehouse.views import DELETED_PROJECTS_LABEL, ensure_views, live_tables
 
@@ -92,17 +96,42 @@ class Organization:
 
 @dataclass
 class History:
-    """Every organization's usage over the report's range, at one grain."""
+    """Credits of all organizations over the whole range, at one grain (the index's chart)."""
 
     grain: str
     first: date | None
     last: date | None
     buckets: list[Bucket]
-    # organization id -> [(series name, line kind, credits per bucket)], top projects first
-    series: dict[str, list[tuple[str, str, list[float]]]]
+    totals: list[float]  # credits per bucket
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> list:
+Line = tuple[str, str, list[float]]
+"""A chart line: (name, kind 'project'/'other'/'deleted', credits per bucket)."""
+
+
+@dataclass
+class Chart:
+    """An organization's credits per bucket and line, top projects first."""
+
+    grain: str  # 'day' or 'subscription period'
+    buckets: list[Bucket] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+
+
+@dataclass
+class Detail:
+    """What an organization's page shows beside its overview row."""
+
+    days: list[tuple[date, float]] = field(default_factory=list)  # daily totals, last ~2 months
+    recent: Chart = field(default_factory=lambda: Chart("day"))  # last RECENT_DAYS days
+    by_period: Chart = field(default_factory=lambda: Chart("subscription period"))  # all periods
+    periods: list[dict[str, Any]] = field(default_factory=list)  # period totals, newest first
+    period_projects: list[dict[str, Any]] = field(default_factory=list)  # last RECENT_PERIODS
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | dict[str, object] | None = None
+) -> list:
     cursor = con.execute(sql, params or [])
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -111,6 +140,21 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None 
 def available_views(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Make the analyst views usable on `con`; the names of those available."""
     return set(ensure_views(con))
+
+
+# The organization rows of the view `usage_against_budget` (its definitions, without the project
+# names it joins for project rows: those are computed from the whole history), the worst
+# forecast first.
+ORGANIZATION_BUDGETS = """
+    SELECT organization_id, CAST(period_start AS DATE) AS period_start,
+           CAST(period_end AS DATE) AS period_end, value AS used_so_far, "limit" AS budget,
+           CASE WHEN "limit" > 0 THEN 100.0 * value / "limit" END AS used_pct,
+           forecast_total, forecast_low, forecast_high,
+           CASE WHEN "limit" > 0 THEN 100.0 * forecast_total / "limit" END AS forecast_pct,
+           days_until_limit AS days_until_budget, status
+    FROM quota_status WHERE metric = 'credits' AND scope = 'organization'
+    ORDER BY forecast_pct DESC NULLS LAST, organization_id
+"""
 
 
 def load_organizations(
@@ -132,7 +176,7 @@ def load_organizations(
             period_end=as_date(r["period_end"]),
         )
     if "usage_against_budget" in views:
-        for r in _rows(con, "SELECT * FROM usage_against_budget WHERE scope = 'organization'"):
+        for r in _rows(con, ORGANIZATION_BUDGETS):
             org = orgs.get(str(r["organization_id"]))
             if org is None or org.status is not None:
                 continue
@@ -150,12 +194,16 @@ def load_organizations(
     # credits used in the current period when quota_status has no row for the organization
     missing = [o for o in orgs.values() if o.used is None and o.period_start is not None]
     if missing:
+        since = min(o.period_start for o in missing if o.period_start is not None)
         for r in _rows(
             con,
             "SELECT d.organization_id, sum(d.credits) AS used "
-            "FROM daily_usage_by_organization AS d JOIN organizations AS o USING (organization_id) "
-            "WHERE d.day >= CAST(o.period_start AS DATE) "
-            "AND (o.period_end IS NULL OR d.day < CAST(o.period_end AS DATE)) GROUP BY ALL",
+            "FROM credit_usage AS d JOIN organizations AS o USING (organization_id) "
+            "WHERE d.interval = 'day' AND d.scope = 'organization' AND d.start_date >= ? "
+            "AND CAST(d.start_date AS DATE) >= CAST(o.period_start AS DATE) "
+            "AND (o.period_end IS NULL OR CAST(d.start_date AS DATE) < CAST(o.period_end AS DATE)) "
+            "GROUP BY ALL",
+            [since],
         ):
             org = orgs.get(str(r["organization_id"]))
             if org is not None and org.used is None:
@@ -251,29 +299,123 @@ def load_alerts(con: duckdb.DuckDBPyConnection, views: set[str]) -> list[Alert]:
     return alerts
 
 
-# The rows of the views `daily_usage_by_organization` and `daily_usage_by_project` that the
-# report charts, read from `credit_usage` itself: the same days, credits and latest project
-# names, without the views' ordering of the whole history and their columns the charts do not
-# use (the views took ten times as long, growing with the history).
-ORGANIZATION_DAYS = """
-    SELECT organization_id, CAST(start_date AS DATE) AS day, credits
-    FROM credit_usage WHERE interval = 'day' AND scope = 'organization'
-"""
+# What the report reads is bounded by a window, not by the history: the index's chart is the
+# daily total of all organizations (one scan of the organization rows, the only read that spans
+# the history); an organization's page shows its last RECENT_DAYS days per project, the daily
+# totals of its current period, and per subscription period (the `credit_usage` rows with
+# interval 'month', ~one row per project and month) the whole history by project and the last
+# RECENT_PERIODS periods in full. Day rows are read only from the window (credit_usage is stored
+# month by month, so DuckDB skips the other months' row groups).
+RECENT_DAYS = 42  # an organization's daily chart and table: the last six weeks
+PERIOD_DAYS = 62  # its daily totals kept for the current-period chart (a period is <= 31 days)
+RECENT_PERIODS = 6  # its subscription periods listed per project (half a year)
+
+# The project lines of every organization: each project's latest name (from its period rows
+# and its day rows in the window, a day's row winning over a period's row of the same start)
+# and its rank by credits over the last RECENT_PERIODS periods; the top TOP_PROJECTS get a line
+# of their own, the others share OTHER_KEY.
 PROJECT_LINES = """
-    project_names AS (
-        SELECT organization_id, project_id, arg_max(project_name, start_date) AS project_name
-        FROM credit_usage WHERE scope = 'project' GROUP BY organization_id, project_id
+    CREATE OR REPLACE TEMP TABLE report_project_lines AS
+    WITH recent_periods AS (
+        SELECT organization_id, start_date
+        FROM (SELECT organization_id, start_date,
+                     row_number() OVER (PARTITION BY organization_id
+                                        ORDER BY start_date DESC) AS age
+              FROM credit_usage WHERE interval = 'month' AND scope = 'organization')
+        WHERE age <= $periods
     ),
-    lines AS (
-        SELECT c.organization_id, c.scope AS line, c.project_id,
-               CASE WHEN c.scope = 'deleted_projects' THEN $deleted
-                    ELSE coalesce(p.project_name, c.project_name) END AS project_name,
-               CAST(c.start_date AS DATE) AS day, c.credits
-        FROM credit_usage AS c
-        LEFT JOIN project_names AS p
-            ON p.organization_id = c.organization_id AND p.project_id = c.project_id
-        WHERE c.interval = 'day' AND c.scope IN ('project', 'deleted_projects')
+    named AS (
+        SELECT organization_id, project_id, project_name, epoch_us(start_date) * 2 AS recency
+        FROM credit_usage WHERE interval = 'month' AND scope = 'project'
+        UNION ALL
+        SELECT organization_id, project_id, project_name, epoch_us(start_date) * 2 + 1
+        FROM credit_usage
+        WHERE interval = 'day' AND scope = 'project' AND start_date >= $days_from
+    ),
+    names AS (
+        SELECT organization_id, project_id, arg_max(project_name, recency) AS name
+        FROM named GROUP BY ALL
+    ),
+    ranked AS (
+        SELECT c.organization_id, c.project_id,
+               row_number() OVER (PARTITION BY c.organization_id
+                                  ORDER BY sum(c.credits) DESC, c.project_id) AS rank
+        FROM credit_usage AS c JOIN recent_periods AS p USING (organization_id, start_date)
+        WHERE c.interval = 'month' AND c.scope = 'project'
+        GROUP BY c.organization_id, c.project_id HAVING sum(c.credits) > 0
     )
+    SELECT n.organization_id, n.project_id, n.name, r.rank,
+           CASE WHEN r.rank <= $top THEN n.project_id ELSE $other_key END AS key
+    FROM names AS n LEFT JOIN ranked AS r USING (organization_id, project_id)
+"""
+# Credits per organization, line and bucket, as one row per organization and line holding its
+# buckets' indexes and credits as two lists. A bucket is a day from $since on (`RECENT_SERIES`)
+# or one of the organization's subscription periods, oldest first (`PERIOD_SERIES`).
+_LINE_KEY = """
+    CASE WHEN c.scope = 'deleted_projects' THEN $deleted_key
+         ELSE coalesce(l.key, $other_key) END
+"""
+RECENT_SERIES = f"""
+    WITH cells AS (
+        SELECT c.organization_id, {_LINE_KEY} AS key,
+               date_diff('day', CAST($since AS DATE), CAST(c.start_date AS DATE)) AS slot,
+               sum(c.credits) AS credits
+        FROM credit_usage AS c
+        LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
+        WHERE c.interval = 'day' AND c.scope IN ('project', 'deleted_projects')
+          AND c.start_date >= $since
+        GROUP BY ALL
+    )
+    SELECT organization_id, key, list(slot), list(credits) FROM cells GROUP BY ALL
+"""
+PERIOD_SERIES = f"""
+    WITH periods AS (
+        SELECT organization_id, start_date,
+               row_number() OVER (PARTITION BY organization_id ORDER BY start_date) - 1 AS slot
+        FROM credit_usage WHERE interval = 'month' AND scope = 'organization'
+    ),
+    cells AS (
+        SELECT c.organization_id, {_LINE_KEY} AS key, p.slot, sum(c.credits) AS credits
+        FROM credit_usage AS c
+        JOIN periods AS p USING (organization_id, start_date)
+        LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
+        WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
+        GROUP BY ALL
+    )
+    SELECT organization_id, key, list(slot), list(credits) FROM cells GROUP BY ALL
+"""
+# The organization rows of the subscription periods: whole history, newest first.
+PERIOD_TOTALS = """
+    SELECT organization_id, CAST(start_date AS DATE) AS period_start,
+           CAST(end_date AS DATE) AS period_end,
+           start_date <= get_current_timestamp() AT TIME ZONE 'UTC'
+               AND get_current_timestamp() AT TIME ZONE 'UTC' < end_date AS is_current_period,
+           credits
+    FROM credit_usage WHERE interval = 'month' AND scope = 'organization'
+    ORDER BY organization_id, period_start DESC
+"""
+# Every project line's credits in the last RECENT_PERIODS periods, with its share of the
+# organization's (as the view `period_usage_by_project`).
+PERIOD_PROJECTS = """
+    WITH totals AS (
+        SELECT organization_id, start_date, credits
+        FROM (SELECT organization_id, start_date, credits,
+                     row_number() OVER (PARTITION BY organization_id
+                                        ORDER BY start_date DESC) AS age
+              FROM credit_usage WHERE interval = 'month' AND scope = 'organization')
+        WHERE age <= $periods
+    )
+    SELECT c.organization_id, c.scope AS line,
+           CASE WHEN c.scope = 'deleted_projects' THEN $deleted
+                ELSE coalesce(l.name, c.project_name) END AS project_name,
+           CAST(c.start_date AS DATE) AS period_start, CAST(c.end_date AS DATE) AS period_end,
+           c.credits,
+           CASE WHEN t.credits > 0 THEN c.credits / t.credits END AS share_of_organization
+    FROM credit_usage AS c
+    JOIN totals AS t USING (organization_id, start_date)
+    LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
+    WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
+    ORDER BY c.organization_id, period_start DESC, c.credits DESC, project_name
 """
 
 
@@ -285,13 +427,17 @@ def choose_grain(first: date | None, last: date | None) -> str:
     return "day" if span <= DAILY_UP_TO_DAYS else "week" if span <= WEEKLY_UP_TO_DAYS else "month"
 
 
+def _day_buckets(first: date, last: date) -> list[Bucket]:
+    return [
+        Bucket(d, d, d.isoformat())
+        for d in (first + timedelta(days=i) for i in range((last - first).days + 1))
+    ]
+
+
 def _buckets(grain: str, first: date, last: date) -> list[Bucket]:
     out: list[Bucket] = []
     if grain == "day":
-        return [
-            Bucket(d, d, d.isoformat())
-            for d in (first + timedelta(days=i) for i in range((last - first).days + 1))
-        ]
+        return _day_buckets(first, last)
     if grain == "week":
         start = first - timedelta(days=first.weekday())
         while start <= last:
@@ -316,118 +462,141 @@ def _clipped(start: date, end: date, first: date, last: date, caption: str) -> B
     return Bucket(lo, hi, caption)
 
 
+def _bucket_index(buckets: list[Bucket]) -> dict[date, int]:
+    """The bucket of every day of the range."""
+    index: dict[date, int] = {}
+    for i, b in enumerate(buckets):
+        for n in range((b.end - b.start).days + 1):
+            index[b.start + timedelta(days=n)] = i
+    return index
+
+
 def load_history(con: duckdb.DuckDBPyConnection) -> History:
-    """Credits per organization, series line and bucket: the top projects of each organization
-    over the whole range, the rest as 'Other projects', deleted projects as their own line."""
-    first, last = con.execute(
-        f"SELECT min(day), max(day) FROM ({ORGANIZATION_DAYS})"
-    ).fetchone() or (None, None)
-    first, last = as_date(first), as_date(last)
-    grain = choose_grain(first, last)
-    if first is None or last is None:
-        return History(grain, None, None, [], {})
-    buckets = _buckets(grain, first, last)
-    # one row per organization and line, its buckets' credits as two lists (bucket index,
-    # credits): a few rows per organization to bring into Python instead of one per bucket
-    con.execute("CREATE OR REPLACE TEMP TABLE report_buckets (start DATE, slot INTEGER)")
-    con.executemany(
-        "INSERT INTO report_buckets VALUES (?, ?)", [(b.start, i) for i, b in enumerate(buckets)]
-    )
+    """Credits of all organizations over the whole range, at the grain its span calls for.
+
+    One scan of the organization day rows (a few columns): the report's only read that spans
+    the history."""
     rows = con.execute(
-        f"""
-        WITH {PROJECT_LINES},
-        ranked AS (
-            SELECT organization_id, project_id, arg_max(project_name, day) AS name,
-                   row_number() OVER (PARTITION BY organization_id
-                                      ORDER BY sum(credits) DESC, project_id) AS rank
-            FROM lines WHERE line = 'project'
-            GROUP BY organization_id, project_id
-            HAVING sum(credits) > 0
-        ),
-        bucketed AS (
-            SELECT l.organization_id,
-                   CASE WHEN l.line = 'deleted_projects' THEN $deleted_key
-                        WHEN r.rank <= {TOP_PROJECTS} THEN l.project_id
-                        ELSE $other_key END AS key,
-                   any_value(r.name) AS name,
-                   min(r.rank) AS rank,
-                   greatest(CAST(date_trunc('{grain}', l.day) AS DATE), DATE '{first}')
-                       AS bucket,
-                   sum(l.credits) AS credits
-            FROM lines AS l
-            LEFT JOIN ranked AS r USING (organization_id, project_id)
-            GROUP BY ALL
-        )
-        SELECT b.organization_id, b.key, any_value(b.name) AS name, min(b.rank) AS rank,
-               list(s.slot) AS slots, list(coalesce(b.credits, 0.0)) AS credits
-        FROM bucketed AS b JOIN report_buckets AS s ON s.start = b.bucket
-        GROUP BY b.organization_id, b.key
-        """,
-        {"deleted_key": DELETED_KEY, "other_key": OTHER_KEY, "deleted": DELETED_PROJECTS_LABEL},
+        "SELECT CAST(start_date AS DATE) AS day, sum(credits) FROM credit_usage "
+        "WHERE interval = 'day' AND scope = 'organization' GROUP BY 1 ORDER BY 1"
     ).fetchall()
-    con.execute("DROP TABLE report_buckets")
-    values: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    if not rows:
+        return History("day", None, None, [], [])
+    first, last = as_date(rows[0][0]), as_date(rows[-1][0])
+    assert first is not None and last is not None
+    grain = choose_grain(first, last)
+    buckets = _buckets(grain, first, last)
+    slot = _bucket_index(buckets)
+    totals = [0.0] * len(buckets)
+    for day, credits in rows:
+        totals[slot[as_date(day)]] += float(credits or 0.0)  # type: ignore[index]
+    return History(grain, first, last, buckets, totals)
+
+
+def _line_meta(
+    con: duckdb.DuckDBPyConnection,
+) -> dict[str, dict[str, tuple[int, str]]]:
+    """organization id -> line key -> (rank, name) of its top projects."""
     meta: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
-    for oid, key, name, rank, slots, credits in rows:
-        oid = str(oid)
-        per_key = values[oid].setdefault(key, [0.0] * len(buckets))
-        for slot, amount in zip(slots, credits, strict=True):
-            per_key[slot] += float(amount)
-        if key == DELETED_KEY:
-            meta[oid][key] = (1001, DELETED_PROJECTS_LABEL)
-        elif key == OTHER_KEY:
-            meta[oid][key] = (1000, OTHER_LABEL)
-        else:
-            meta[oid][key] = (int(rank), str(name or key))
-    series: dict[str, list[tuple[str, str, list[float]]]] = {}
-    for oid, per_key in values.items():
-        ordered = sorted(per_key, key=lambda k: meta[oid][k][0])
-        series[oid] = [
-            (
-                meta[oid][k][1],
-                "deleted" if k == DELETED_KEY else "other" if k == OTHER_KEY else "project",
-                per_key[k],
-            )
-            for k in ordered
-            if any(v > 0 for v in per_key[k]) or k not in (OTHER_KEY, DELETED_KEY)
-        ]
-    return History(grain, first, last, buckets, series)
-
-
-def load_current_days(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[date, float]]]:
-    """Daily credits of the last ~2 months per organization (enough for the current period)."""
-    out: dict[str, list[tuple[date, float]]] = defaultdict(list)
-    for oid, day, credits in con.execute(
-        f"WITH days AS ({ORGANIZATION_DAYS}) SELECT organization_id, day, credits FROM days "
-        "WHERE day >= (SELECT max(day) FROM days) - 62 ORDER BY organization_id, day"
+    for oid, key, name, rank in con.execute(
+        "SELECT organization_id, key, name, rank FROM report_project_lines WHERE rank <= ?",
+        [TOP_PROJECTS],
     ).fetchall():
-        out[str(oid)].append((as_date(day), float(credits or 0.0)))  # type: ignore[arg-type]
+        meta[str(oid)][str(key)] = (int(rank), str(name or key))
+    return meta
+
+
+def _series(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], size: dict[str, int] | int
+) -> dict[str, dict[str, list[float]]]:
+    """organization id -> line key -> credits per bucket, from RECENT_SERIES or PERIOD_SERIES;
+    `size` is the number of buckets (per organization, or for all)."""
+    out: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    params = {"deleted_key": DELETED_KEY, "other_key": OTHER_KEY, **params}
+    for oid, key, slots, credits in con.execute(sql, params).fetchall():
+        oid = str(oid)
+        values = [0.0] * (size if isinstance(size, int) else size.get(oid, 0))
+        for slot, amount in zip(slots, credits, strict=True):
+            if 0 <= slot < len(values) and amount is not None:
+                values[slot] += amount
+        out[oid][str(key)] = values
     return out
 
 
-def load_periods(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
-    """Credits per subscription period per organization, newest first."""
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in _rows(
-        con,
-        "SELECT organization_id, period_start, period_end, is_current_period, credits "
-        "FROM period_usage_by_organization ORDER BY organization_id, period_start DESC",
+def _lines(
+    per_key: dict[str, list[float]], meta: dict[str, tuple[int, str]], size: int
+) -> list[Line]:
+    """The chart lines of one organization: its top projects in rank order (zeros where they
+    have no credits), then 'Other projects' and 'Deleted projects' when they have any."""
+    lines: list[Line] = [
+        (name, "project", per_key.get(key) or [0.0] * size)
+        for key, (_, name) in sorted(meta.items(), key=lambda item: item[1][0])
+    ]
+    for key, label, kind in (
+        (OTHER_KEY, OTHER_LABEL, "other"),
+        (DELETED_KEY, DELETED_PROJECTS_LABEL, "deleted"),
     ):
-        out[str(r["organization_id"])].append(r)
-    return out
+        values = per_key.get(key)
+        if values and any(v > 0 for v in values):
+            lines.append((label, kind, values))
+    return lines
 
 
-def load_period_projects(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
-    """Credits per subscription period and project line per organization."""
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def load_details(con: duckdb.DuckDBPyConnection, last: date | None) -> dict[str, Detail]:
+    """Every organization's page data, read from the window ending on `last` (the last day of
+    data) and from the subscription-period rows."""
+    if last is None:
+        return {}
+    recent_from = last - timedelta(days=RECENT_DAYS - 1)
+    days_from = last - timedelta(days=PERIOD_DAYS)
+    con.execute(
+        PROJECT_LINES,
+        {
+            "periods": RECENT_PERIODS,
+            "days_from": min(recent_from, days_from),
+            "top": TOP_PROJECTS,
+            "other_key": OTHER_KEY,
+        },
+    )
+    meta = _line_meta(con)
+    details: dict[str, Detail] = defaultdict(Detail)
+
+    for oid, day, credits in con.execute(
+        "SELECT organization_id, CAST(start_date AS DATE), credits FROM credit_usage "
+        "WHERE interval = 'day' AND scope = 'organization' AND start_date >= ? "
+        "ORDER BY organization_id, start_date",
+        [days_from],
+    ).fetchall():
+        details[str(oid)].days.append((as_date(day), float(credits or 0.0)))  # type: ignore[arg-type]
+
+    recent = _day_buckets(recent_from, last)
+    by_day = _series(con, RECENT_SERIES, {"since": recent_from}, len(recent))
+    for oid, per_key in by_day.items():
+        details[oid].recent = Chart("day", recent, _lines(per_key, meta.get(oid, {}), len(recent)))
+
+    for r in _rows(con, PERIOD_TOTALS):  # newest first
+        details[str(r["organization_id"])].periods.append(r)
+    sizes = {oid: len(detail.periods) for oid, detail in details.items()}
+    by_period = _series(con, PERIOD_SERIES, {}, sizes)
+    for oid, detail in details.items():
+        buckets = [
+            Bucket(
+                p["period_start"],
+                p["period_end"] - timedelta(days=1),
+                fmt_period(p["period_start"], p["period_end"])
+                + (" (current period, so far)" if p["is_current_period"] else ""),
+            )
+            for p in reversed(detail.periods)
+        ]
+        lines = _lines(by_period.get(oid, {}), meta.get(oid, {}), len(buckets))
+        detail.by_period = Chart("subscription period", buckets, lines)
+
     for r in _rows(
-        con,
-        "SELECT organization_id, line, project_name, period_start, period_end, credits, "
-        "share_of_organization FROM period_usage_by_project "
-        "ORDER BY organization_id, period_start DESC, credits DESC, project_name",
+        con, PERIOD_PROJECTS, {"periods": RECENT_PERIODS, "deleted": DELETED_PROJECTS_LABEL}
     ):
-        out[str(r["organization_id"])].append(r)
-    return out
+        details[str(r["organization_id"])].period_projects.append(r)
+    con.execute("DROP TABLE report_project_lines")
+    return dict(details)
 
 
 def load_resources(

@@ -20,6 +20,8 @@ MISSING = "\u2013"  # an en dash
 
 def finite(value: object) -> float | None:
     """`value` as a float, or None for None/NaN/NA/non-numbers."""
+    if type(value) is float:  # the common case, from DuckDB
+        return value if math.isfinite(value) else None
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     try:
@@ -31,6 +33,8 @@ def finite(value: object) -> float | None:
 
 def as_date(value: object) -> date | None:
     """A `date` from a date, datetime, pandas Timestamp or ISO text; None when missing."""
+    if type(value) is date:  # the common case, from DuckDB
+        return value
     if value is None or value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, float) and math.isnan(value):
@@ -43,13 +47,14 @@ def fmt_number(value: object) -> str:
     number = finite(value)
     if number is None:
         return MISSING
-    if abs(number) >= 100 or number.is_integer():
+    size = abs(number)
+    if size >= 100 or number.is_integer():
         text = f"{number:,.0f}"
-    elif abs(number) >= 10:
+    elif size >= 10:
         text = f"{number:,.1f}"
     else:
         text = f"{number:,.2f}"
-    return "0" if text.strip("-0.,") == "" else text
+    return "0" if size < 1 and text.strip("-0.,") == "" else text
 
 
 def fmt_tick(value: float, step: float) -> str:

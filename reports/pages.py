@@ -20,7 +20,18 @@ from html import escape
 import pandas as pd
 
 from reports import charts
-from reports.data import RISK_LABELS, STATUS_RISK, Alert, History, Organization
+from reports.data import (
+    RECENT_DAYS,
+    RECENT_PERIODS,
+    RISK_LABELS,
+    STATUS_RISK,
+    Alert,
+    Chart,
+    Detail,
+    History,
+    Line,
+    Organization,
+)
 from reports.formatting import (
     MISSING,
     fmt_day,
@@ -34,6 +45,7 @@ from reports.inline import head_tags, script_tag
 ORG_DIR = "organizations"
 ALERTS_PAGE = "alerts.html"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
+_UNSAFE = re.compile(r"[&<>\"']")
 
 
 def org_filename(organization_id: str) -> str:
@@ -65,12 +77,18 @@ class Row:
     attrs: dict[str, str] = field(default_factory=dict)
 
 
+def _attr(text: str) -> str:
+    """`text` escaped for an attribute value (most raw values are digits and dates: as is)."""
+    return escape(text) if _UNSAFE.search(text) else text
+
+
 def num_cell(value: object) -> tuple[str, str]:
-    return escape(fmt_number(value)), raw_number(value)
+    # a formatted number is digits, separators, a sign or an en dash: nothing to escape
+    return fmt_number(value), raw_number(value)
 
 
 def pct_cell(value: object) -> tuple[str, str]:
-    return escape(fmt_pct(value)), raw_number(value)
+    return fmt_pct(value), raw_number(value)
 
 
 def text_cell(value: object) -> tuple[str, str | None]:
@@ -106,7 +124,7 @@ def table(
     )
     body = []
     for row in rows:
-        attrs = "".join(f' data-{k}="{escape(v)}"' for k, v in row.attrs.items())
+        attrs = "".join(f' data-{k}="{_attr(v)}"' for k, v in row.attrs.items())
         cells = []
         for column, (html, raw) in zip(columns, row.cells, strict=True):
             cls = (
@@ -114,7 +132,7 @@ def table(
                 if column.kind == "number"
                 else (' class="nowrap"' if column.kind == "date" else "")
             )
-            data = f' data-v="{escape(raw)}"' if raw is not None else ""
+            data = f' data-v="{_attr(raw)}"' if raw is not None else ""
             cells.append(f"<td{cls}{data}>{html}</td>")
         body.append(f"<tr{attrs}>" + "".join(cells) + "</tr>")
     foot = ""
@@ -184,13 +202,11 @@ def page(title: str, header: str, body: str) -> str:
     )
 
 
-def _generated(generated_at: datetime, history: History) -> str:
+def _generated(generated_at: datetime, history: History, charted: str | None = None) -> str:
     span = ""
     if history.first and history.last:
-        span = (
-            f"; data from {history.first.isoformat()} to {history.last.isoformat()}, "
-            f"charted per {history.grain}"
-        )
+        charted = charted or f"charted per {history.grain}"
+        span = f"; data from {history.first.isoformat()} to {history.last.isoformat()}, {charted}"
     return (
         f'<div class="sub">Generated {generated_at:%Y-%m-%d %H:%M} UTC from the warehouse'
         f"{escape(span)}. All days are UTC days; amounts are credits as reported by the API."
@@ -202,13 +218,12 @@ def _figure(value: str, label: str) -> str:
     return f'<div class="figure"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
 
 
-def _history_section(
-    history: History, series: list[tuple[str, str, list[float]]], label: str
-) -> tuple[str, list[tuple[str, str, list[float]]]]:
-    """The stacked history chart with its legend; returns it and the colored series."""
+def _colored(lines: Sequence[Line]) -> list[tuple[str, str, list[float]]]:
+    """(name, color, values) of chart lines: projects take the palette in order, 'Other
+    projects' and 'Deleted projects' their own grays (the same on both of a page's charts)."""
     colored: list[tuple[str, str, list[float]]] = []
     i = 0
-    for name, kind, values in series:
+    for name, kind, values in lines:
         if kind == "deleted":
             color = charts.DELETED_COLOR
         elif kind == "other":
@@ -217,9 +232,21 @@ def _history_section(
             color = charts.PALETTE[i % len(charts.PALETTE)]
             i += 1
         colored.append((name, color, values))
-    svg = charts.history_chart(history.buckets, colored, grain=history.grain, label=label)
+    return colored
+
+
+def _history_section(
+    buckets: Sequence[charts.Bucket],
+    colored: Sequence[tuple[str, str, list[float]]],
+    *,
+    grain: str,
+    label: str,
+    kind: str = "history",
+) -> str:
+    """A stacked history chart with its legend."""
+    svg = charts.history_chart(buckets, colored, grain=grain, label=label, kind=kind)
     legend = charts.legend_html([(n, c, "box") for n, c, _ in colored]) if colored else ""
-    return svg + legend, colored
+    return svg + legend
 
 
 # --- the index ------------------------------------------------------------------------------------
@@ -303,13 +330,11 @@ def render_index(
         + _figure(fmt_number(sum(o.used or 0.0 for o in orgs)), "credits in current periods")
         + "</div>"
     )
-    total = [0.0] * len(history.buckets)
-    for series in history.series.values():
-        for _, _, values in series:
-            for i, v in enumerate(values):
-                total[i] += v
-    chart, _ = _history_section(
-        history, [("All organizations", "project", total)], "credits of all organizations"
+    chart = _history_section(
+        history.buckets,
+        [("All organizations", charts.PALETTE[0], history.totals)],
+        grain=history.grain,
+        label="credits of all organizations",
     )
     chart_card = (
         f'<section class="card chart-card"><h2>All organizations: credits per '
@@ -435,87 +460,106 @@ def _period_section(o: Organization, days: list[tuple[date, float]]) -> str:
     )
 
 
+def _daily_rows(chart: Chart, colored: Sequence[tuple[str, str, list[float]]]) -> list[Row]:
+    """One table row per day, newest first: the credits and each line's."""
+    rows = []
+    for i, bucket in enumerate(chart.buckets):
+        values = [v[i] for _, _, v in colored]
+        day = bucket.start.isoformat()
+        cells = [(day, day), num_cell(sum(values)), *(num_cell(v) for v in values)]
+        rows.append(Row(cells, {"from": day, "to": day}))
+    rows.reverse()
+    return rows
+
+
+def _period_rows(periods: Sequence[dict]) -> list[Row]:
+    """One table row per subscription period, newest first, with the organization's credits
+    (per project: the chart's tooltips and the per-project table)."""
+    rows = []
+    for p in periods:
+        start, end = fmt_day(p["period_start"]), fmt_day(p["period_end"])
+        cells = [
+            (escape(fmt_period(p["period_start"], p["period_end"])), start),
+            text_cell("current" if p["is_current_period"] else ""),
+            num_cell(p["credits"]),
+        ]
+        rows.append(Row(cells, {"from": start, "to": end}))
+    return rows
+
+
 def render_org(
     o: Organization,
     *,
     history: History,
-    days: list[tuple[date, float]],
-    periods: list[dict],
-    period_projects: list[dict],
+    detail: Detail,
     resources: list[tuple[str, float, float | None]],
     alerts_known: bool,
     generated_at: datetime,
 ) -> str:
-    """One organization's page."""
+    """One organization's page: a bounded window of detail (its current period, its last
+    RECENT_DAYS days by project, its last RECENT_PERIODS periods per project) and its whole
+    history per subscription period by project."""
+    stem = org_filename(o.organization_id)[:-5]
     header = (
         '<div class="sub"><a href="../index.html">&larr; all organizations</a></div>'
         f"<h1>{escape(o.name)} {risk_pill(o.risk)}</h1>"
         f'<div class="sub">{escape(o.subscription or "no subscription")} subscription; '
-        f"organization id {escape(o.organization_id)}</div>" + _generated(generated_at, history)
+        f"organization id {escape(o.organization_id)}</div>"
+        + _generated(
+            generated_at,
+            history,
+            f"per day for the last {RECENT_DAYS} days and per subscription period before",
+        )
     )
-    series = history.series.get(o.organization_id, [])
-    chart, colored = _history_section(
-        history, series, f"{o.name}: credits per {history.grain} by project"
-    )
-    history_card = (
-        f'<section class="card chart-card"><h2>Credits per {escape(history.grain)} by project</h2>'
-        + (chart if series else '<p class="empty">No daily usage loaded.</p>')
+    recent, by_period = detail.recent, detail.by_period
+    # both charts and tables color and name the same lines (the organization's top projects)
+    recent_colored = _colored(recent.lines)
+    period_colored = _colored(by_period.lines)
+    recent_card = (
+        f'<section class="card chart-card"><h2>Credits per day by project, last {RECENT_DAYS} '
+        "days</h2>"
+        + (
+            _history_section(
+                recent.buckets,
+                recent_colored,
+                grain="day",
+                label=f"{o.name}: credits per day by project, last {RECENT_DAYS} days",
+            )
+            if recent.lines
+            else f'<p class="empty">No daily usage in the last {RECENT_DAYS} days.</p>'
+        )
         + "</section>"
     )
-    grain_label = history.grain
-    usage_columns = [
-        Column(grain_label, "start", "date"),
-        Column("last day", "end", "date"),
-        Column("credits", "credits", "number", total=True),
-    ] + [Column(name, name, "number", total=True) for name, _, _ in colored]
-    usage_rows = []
-    for i, bucket in enumerate(history.buckets if series else []):
-        values = [v[i] for _, _, v in colored]
-        usage_rows.append(
-            Row(
-                [
-                    (escape(bucket.start.isoformat()), bucket.start.isoformat()),
-                    (escape(bucket.end.isoformat()), bucket.end.isoformat()),
-                    num_cell(sum(values)),
-                ]
-                + [num_cell(v) for v in values],
-                {"from": bucket.start.isoformat(), "to": bucket.end.isoformat()},
+    period_card = (
+        '<section class="card chart-card"><h2>Credits per subscription period by project</h2>'
+        + (
+            _history_section(
+                by_period.buckets,
+                period_colored,
+                grain="subscription period",
+                label=f"{o.name}: credits per subscription period by project",
+                kind="period-history",
             )
+            if by_period.buckets
+            else '<p class="empty">No subscription periods loaded.</p>'
         )
-    usage_rows.reverse()  # newest first
-    period_rows = [
-        Row(
-            [
-                (
-                    escape(fmt_period(p["period_start"], p["period_end"])),
-                    fmt_day(p["period_start"]),
-                ),
-                text_cell("current" if p["is_current_period"] else ""),
-                num_cell(p["credits"]),
-            ],
-            {"from": fmt_day(p["period_start"]), "to": fmt_day(p["period_end"])},
-        )
-        for p in periods
-    ]
-    project_rows = [
-        Row(
-            [
-                (
-                    escape(fmt_period(p["period_start"], p["period_end"])),
-                    fmt_day(p["period_start"]),
-                ),
-                text_cell(p["project_name"]),
-                num_cell(p["credits"]),
-                pct_cell(
-                    None
-                    if p["share_of_organization"] is None
-                    else 100.0 * p["share_of_organization"]
-                ),
-            ],
-            {"from": fmt_day(p["period_start"]), "to": fmt_day(p["period_end"])},
-        )
-        for p in period_projects
-    ]
+        + "</section>"
+    )
+    project_rows = []
+    period_cells: dict[tuple[object, object], tuple[str, str, str]] = {}  # one per period
+    for p in detail.period_projects:
+        span = (p["period_start"], p["period_end"])
+        if span not in period_cells:
+            period_cells[span] = (escape(fmt_period(*span)), fmt_day(span[0]), fmt_day(span[1]))
+        label, start, end = period_cells[span]
+        share = p["share_of_organization"]
+        cells = [
+            (label, start),
+            text_cell(p["project_name"]),
+            num_cell(p["credits"]),
+            pct_cell(None if share is None else 100.0 * share),
+        ]
+        project_rows.append(Row(cells, {"from": start, "to": end}))
     if resources:
         resource_html = charts.resource_chart(
             resources, label=f"{o.name}: resource counts against limits"
@@ -526,17 +570,22 @@ def render_org(
         resource_html = '<p class="empty">No resource counts observed.</p>'
     body = (
         filter_bar(organizations=False, first=history.first, last=history.last)
-        + _period_section(o, days)
-        + history_card
+        + _period_section(o, detail.days)
+        + recent_card
         + table(
             "usage",
-            f"Credits per {grain_label}",
-            usage_columns,
-            usage_rows,
-            csv_file=f"{org_filename(o.organization_id)[:-5]}-credits-per-{grain_label}.csv",
-            empty="No daily usage loaded.",
+            f"Credits per day, last {RECENT_DAYS} days",
+            [
+                Column("day", "day", "date"),
+                Column("credits", "credits", "number", total=True),
+                *(Column(name, name, "number", total=True) for name, _, _ in recent_colored),
+            ],
+            _daily_rows(recent, recent_colored) if recent.lines else [],
+            csv_file=f"{stem}-credits-per-day.csv",
+            empty=f"No daily usage in the last {RECENT_DAYS} days.",
             collapsed=True,
         )
+        + period_card
         + table(
             "periods",
             "Credits per subscription period",
@@ -545,14 +594,15 @@ def render_org(
                 Column("", "is_current"),
                 Column("credits", "credits", "number", total=True),
             ],
-            period_rows,
-            csv_file=f"{org_filename(o.organization_id)[:-5]}-periods.csv",
-            note='<p class="sub">The first period may be cut at the start of the loaded range.</p>',
+            _period_rows(detail.periods),
+            csv_file=f"{stem}-periods.csv",
+            note='<p class="sub">The whole history; the first period may be cut at the start '
+            "of the loaded range.</p>",
             empty="No subscription periods loaded.",
         )
         + table(
             "period-projects",
-            "Credits per subscription period and project",
+            f"Credits per project, last {RECENT_PERIODS} subscription periods",
             [
                 Column("subscription period", "period_start", "date"),
                 Column("project", "project"),
@@ -560,7 +610,10 @@ def render_org(
                 Column("share of organization", "share_pct", "number"),
             ],
             project_rows,
-            csv_file=f"{org_filename(o.organization_id)[:-5]}-period-projects.csv",
+            csv_file=f"{stem}-period-projects.csv",
+            note='<p class="sub">Every project; the chart and the table above group all but '
+            "the organization's top projects (by credits in these periods) as other "
+            "projects.</p>",
             empty="No project usage loaded.",
             collapsed=True,
         )
@@ -573,7 +626,7 @@ def render_org(
                 "Open alerts",
                 _alert_columns(with_org=False),
                 _alert_rows(o.alerts, link_prefix=None),
-                csv_file=f"{org_filename(o.organization_id)[:-5]}-open-alerts.csv",
+                csv_file=f"{stem}-open-alerts.csv",
                 empty="No open alerts.",
             )
             if alerts_known

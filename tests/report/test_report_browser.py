@@ -1,7 +1,9 @@
 """The report in a real headless Chromium, at 2 and at 24 months of data: it loads without console
 errors or network requests, its charts are legible (units on the axes, tick labels that do not
-collide, weekly bars at 24 months), the filters hide rows, sorting and CSV export work, and
-every organization's page is linked and opens. Screenshots go to tests/artifacts/report-*.png.
+collide, weekly bars on the index at 24 months), an organization's page shows a bounded window in
+full detail beside its whole history per subscription period, the filters hide rows, sorting and
+CSV export work, and every organization's page is linked and opens. Screenshots go to
+tests/artifacts/report-*.png.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import ClassVar
 import pytest
 
 from reports import write_report
+from reports.data import RECENT_DAYS, RECENT_PERIODS
 from tests.report.conftest import PageLog, open_page, screenshot
 from tests.services.warehouse_files import query_published
 
@@ -52,8 +55,10 @@ def chart_legibility(page) -> list[dict]:  # type: ignore[no-untyped-def]
     )
 
 
-def assert_legible(charts: list[dict], unit: str) -> None:
-    time_charts = [c for c in charts if c["kind"] in ("period", "history")]
+def assert_legible(charts: list[dict], units: dict[str, str]) -> None:
+    """Every time chart has both axes' units and x labels that do not collide; the bar charts
+    of each kind in `units` read that unit on the y axis."""
+    time_charts = [c for c in charts if c["kind"] in ("period", *units)]
     assert time_charts, charts
     for c in time_charts:
         assert "date (UTC)" in c["units"], c
@@ -64,8 +69,12 @@ def assert_legible(charts: list[dict], unit: str) -> None:
             assert a["right"] + 4 <= b["left"], f"x labels collide: {a} {b}"
         # one number format: thousands separators, never 25k beside 5,000
         assert all(re.fullmatch(r"\d{1,3}(,\d{3})*(\.\d+)?", t) for t in c["yticks"]), c
-    history = [c for c in charts if c["kind"] == "history"]
-    assert history and all(unit in c["units"] for c in history), history
+    for kind, unit in units.items():
+        bars = [c for c in charts if c["kind"] == kind]
+        assert bars and all(unit in c["units"] for c in bars), (kind, bars)
+
+
+ORG_UNITS = {"history": "credits per day", "period-history": "credits per subscription period"}
 
 
 def visible_rows(page, table: str) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -96,7 +105,7 @@ def test_index_at_two_months(browser, report_2m: Path, demo_warehouse: Path) -> 
         csp = page.get_attribute('meta[http-equiv="Content-Security-Policy"]', "content")
         assert "default-src 'none'" in csp and "'unsafe-inline'" not in csp, csp
         assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+';", csp), csp
-        assert_legible(chart_legibility(page), "credits per day")
+        assert_legible(chart_legibility(page), {"history": "credits per day"})
         rows = visible_rows(page, "organizations")
         (orgs,) = query_published(demo_warehouse, "SELECT count(*) FROM organizations")[0]
         assert len(rows) == orgs == 6
@@ -123,10 +132,10 @@ def test_every_organization_page_opens_from_the_index(browser, report_2m: Path) 
             assert page.inner_text("h1").startswith(name)
             kinds = [c["kind"] for c in chart_legibility(page)]
             assert kinds.count("period") == 1 and kinds.count("history") == 1, kinds
-            assert "resources" in kinds
+            assert kinds.count("period-history") == 1 and "resources" in kinds, kinds
             if i == 0:
                 screenshot(page, "report-2-months-org")
-                assert_legible(chart_legibility(page), "credits per day")
+                assert_legible(chart_legibility(page), ORG_UNITS)
             page.click("text=all organizations")
             page.wait_for_load_state("load")
             assert page.url == report_2m.as_uri()
@@ -147,7 +156,7 @@ def test_report_at_24_months_is_weekly_and_legible(
     try:
         screenshot(page, "report-24-months-index")
         charts = chart_legibility(page)
-        assert_legible(charts, "credits per week")
+        assert_legible(charts, {"history": "credits per week"})
         history = next(c for c in charts if c["kind"] == "history")
         assert 100 <= history["buckets"] <= 110, history["buckets"]
         labels = [t["text"] for t in history["ticks"]]
@@ -155,8 +164,19 @@ def test_report_at_24_months_is_weekly_and_legible(
         page.click("#organizations tbody tr:nth-child(1) a")
         page.wait_for_load_state("load")
         screenshot(page, "report-24-months-org")
-        assert_legible(chart_legibility(page), "credits per week")
-        assert len(visible_rows(page, "periods")) >= 24
+        charts = chart_legibility(page)
+        assert_legible(charts, ORG_UNITS)
+        # a bounded window in full detail: the last RECENT_DAYS days, per day ...
+        daily = next(c for c in charts if c["kind"] == "history")
+        assert daily["buckets"] == len(visible_rows(page, "usage")) == RECENT_DAYS
+        # ... the last RECENT_PERIODS subscription periods per project ...
+        per_project = {r["from"] for r in visible_rows(page, "period-projects")}
+        assert len(per_project) == RECENT_PERIODS, sorted(per_project)
+        # ... and the whole history per subscription period
+        periods = visible_rows(page, "periods")
+        assert len(periods) >= 24 and per_project < {r["from"] for r in periods}
+        by_period = next(c for c in charts if c["kind"] == "period-history")
+        assert by_period["buckets"] == len(periods)
         log.assert_clean()
     finally:
         page.close()
@@ -214,10 +234,12 @@ def test_date_range_filters_an_organization_page(browser, report_2m: Path) -> No
         page.fill('[data-filter="to"]', end)
         shown = visible_rows(page, "usage")
         assert sorted(r["from"] for r in shown) == days[10:20]
-        total = sum(float(r["cells"][2]) for r in shown)
-        footer = page.text_content("#usage tfoot td[data-sum='2']") or ""
+        total = sum(float(r["cells"][1]) for r in shown)
+        footer = page.text_content("#usage tfoot td[data-sum='1']") or ""
         assert float(footer.replace(",", "")) == pytest.approx(total, rel=1e-3, abs=0.01)
-        dimmed = page.eval_on_selector_all("g.bucket.out", "gs => gs.length")
+        dimmed = page.eval_on_selector_all(
+            'svg[data-chart="history"] g.bucket.out', "gs => gs.length"
+        )
         assert dimmed == len(every) - 10
         periods = visible_rows(page, "periods")
         assert all(r["to"] >= start and r["from"] <= end for r in periods)
