@@ -322,24 +322,57 @@ def credit_period_from_days(
     )
     if wanted.empty:
         return pd.DataFrame(columns=CREDIT_USAGE.column_names)
-    in_range = (
-        daily["organization_id"].isin(wanted["organization_id"])
-        & (daily["start_date"] >= wanted["start_date"].min())
-        & (daily["start_date"] < wanted["end_date"].max())
+    # the days are matched to their periods by integer codes (organization, scope, project):
+    # joining, sorting and grouping hundreds of thousands of string keys cost ~3x more
+    in_range = (daily["start_date"] >= wanted["start_date"].min()) & (
+        daily["start_date"] < wanted["end_date"].max()
     )
-    days = daily.loc[
-        in_range,
-        ["organization_id", "scope", "project_id", "project_name", "start_date", "credits"],
-    ].rename(columns={"start_date": "day"})
-    joined = days.merge(wanted, on="organization_id")
+    days = daily.loc[in_range, ["organization_id", "scope", "project_id", "project_name"]]
+    orgs = pd.Index(wanted["organization_id"].unique())
+    day_org, day_orgs = pd.factorize(days["organization_id"])  # Arrow's, then 1,000 lookups
+    org_code = orgs.get_indexer(day_orgs)[day_org] if len(day_orgs) else day_org
+    wanted_days = org_code >= 0
+    scope_code, scopes = pd.factorize(days["scope"])
+    project_code, project_ids = pd.factorize(days["project_id"])  # no project: -1
+    coded = pd.DataFrame(
+        {
+            "org": org_code,
+            "scope": scope_code,
+            "project": project_code,
+            "day": daily.loc[in_range, "start_date"].to_numpy(),
+            "credits": daily.loc[in_range, "credits"].to_numpy(),
+            "project_name": days["project_name"].reset_index(drop=True),
+        }
+    )[wanted_days]
+    periods_of = pd.DataFrame(
+        {
+            "org": orgs.get_indexer(wanted["organization_id"]),
+            "start_date": wanted["start_date"],
+            "end_date": wanted["end_date"],
+        }
+    )
+    joined = coded.merge(periods_of, on="org")
     joined = joined[(joined["day"] >= joined["start_date"]) & (joined["day"] < joined["end_date"])]
-    joined = joined.assign(project_id=joined["project_id"].astype("object").fillna(""))
-    keys = ["organization_id", "start_date", "scope", "project_id"]
-    sums = (
+    coded_sums = (
         joined.sort_values("day")
-        .groupby(keys, sort=False)
+        .groupby(["org", "start_date", "scope", "project"], sort=False)
         .agg(credits=("credits", "sum"), project_name=("project_name", "last"))
         .reset_index()
+    )
+    project = coded_sums["project"].to_numpy()
+    keys = ["organization_id", "start_date", "scope", "project_id"]
+    sums = pd.DataFrame(
+        {
+            "organization_id": orgs.take(coded_sums["org"].to_numpy()),
+            "start_date": coded_sums["start_date"],
+            "scope": scopes.take(coded_sums["scope"].to_numpy()),
+            "project_id": pd.Series(
+                np.where(project >= 0, project_ids.astype(object).take(project.clip(0)), ""),
+                dtype=_TEXT if len(coded_sums) else object,  # as pandas made the key column
+            ),
+            "credits": coded_sums["credits"],
+            "project_name": coded_sums["project_name"],
+        }
     )
     # every period has an organization and a deleted-projects row, even with no usage
     base = wanted[["organization_id", "start_date"]]
