@@ -72,21 +72,38 @@ def complete_days(
     end_day: date,
 ) -> Finding:
     """Every organization has an organization-scope row for every day in [first_day, end_day),
-    from its creation date on."""
-    days = frame[(frame["scope"] == "organization") & (frame["interval"] == "day")]
-    have = days.groupby("organization_id")["start_date"].apply(lambda s: set(s.dt.date))
+    from its creation date on.
+
+    Counted per organization in columns (a 12-month backfill of 1,000 organizations has
+    365,000 such days); the days missing are listed only for the organizations named as
+    examples."""
+    days = frame.loc[
+        (frame["scope"] == "organization") & (frame["interval"] == "day"),
+        ["organization_id", "start_date"],
+    ]
+    created = pd.to_datetime(organizations["creation_date"]).dt.normalize()
+    first = pd.Timestamp(first_day)
+    starts = pd.Series(
+        [max(first, c) if pd.notna(c) else first for c in created],
+        index=organizations["organization_id"].astype(object).to_numpy(),
+    )
+    starts = starts[~starts.index.duplicated(keep="first")]
+    day = days["start_date"].dt.normalize()
+    start_of = days["organization_id"].map(starts)
+    present = days.assign(day=day)[(day >= start_of) & (day < pd.Timestamp(end_day))]
+    have = present.drop_duplicates(["organization_id", "day"])["organization_id"].value_counts()
     missing_total = 0
     examples: list[str] = []
-    for org in organizations.itertuples():
-        created = org.creation_date.date() if pd.notna(org.creation_date) else first_day
-        start = max(first_day, created)
-        expected = {start + timedelta(days=i) for i in range(max(0, (end_day - start).days))}
-        missing = sorted(expected - have.get(org.organization_id, set()))
-        missing_total += len(missing)
+    for org, start in zip(organizations.itertuples(), created, strict=True):
+        begin = max(first_day, start.date()) if pd.notna(start) else first_day
+        expected = max(0, (end_day - begin).days)
+        missing = expected - int(have.get(org.organization_id, 0))
+        missing_total += missing
         if missing and len(examples) < 5:
-            examples.append(
-                f"{org.organization_name}: {len(missing)} days missing from {missing[0]}"
-            )
+            seen = set(day[days["organization_id"] == org.organization_id].dt.date)
+            every = (begin + timedelta(days=i) for i in range(expected))
+            first_missing = next(d for d in every if d not in seen)
+            examples.append(f"{org.organization_name}: {missing} days missing from {first_missing}")
     return Finding(
         missing_total == 0,
         f"{len(organizations)} organizations, {first_day} to {end_day} (exclusive)",

@@ -1,4 +1,4 @@
-"""The client's network path (httpx over aiohttp, `httpx_aiohttp`) on loopback: against the
+"""The client's network path (aiohttp's pool) on loopback: against the
 emulator (same answers as httpx's own transport), and against a scripted raw server (chunked
 bodies and keep-alive reuse, `Connection: close`, a keep-alive connection the server dropped
 while idle, a server that answers nothing, a slow server) and through an HTTP proxy named in the

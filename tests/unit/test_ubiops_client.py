@@ -253,8 +253,8 @@ def test_usage_accepts_either_spelling_of_the_deleted_projects_key(clock: FakeCl
     for body in (USAGE, prose):
         handler, _ = scripted(ok(body))
         usage, _ = run(mock(handler), lambda c: c.credit_usage("acme", "day"))
-        assert [p.value for p in usage.data_deleted_projects] == [0.5]
-        assert usage.data_projects[0].project_id == "p1"
+        assert [p["value"] for p in usage.data_deleted_projects] == [0.5]
+        assert usage.data_projects[0]["project_id"] == "p1"
 
 
 def test_a_missing_deleted_projects_key_is_named_with_its_organization(clock: FakeClock) -> None:
@@ -327,7 +327,7 @@ def test_every_endpoint_validates_against_the_emulator(emulator: EmulatorServer)
     assert got["users"] and got["resources"].projects >= 1
     truth = emulator.totals(got["detail"].name, date(2026, 11, 1), date(2026, 11, 28))
     assert len(got["usage"].data_organization) == 27
-    assert sum(p.value for p in got["usage"].data_organization) == pytest.approx(
+    assert sum(p["value"] for p in got["usage"].data_organization) == pytest.approx(
         truth["organization_total"], abs=1e-3
     )
     assert client.stats.requests == 5 and client.stats.retries == 0
@@ -349,7 +349,7 @@ def test_emulator_faults_in_process_are_retried_and_the_prose_key_accepted(
     finally:
         emulator.reset_faults()
     truth = emulator.totals(name, date(2026, 11, 1), date(2026, 11, 28))
-    assert sum(p.value for p in usage.data_deleted_projects) == pytest.approx(
+    assert sum(p["value"] for p in usage.data_deleted_projects) == pytest.approx(
         truth["deleted_projects"], abs=1e-3
     )
     assert client.stats.retries == 6 and client.stats.rate_limited == 2
