@@ -384,6 +384,10 @@ def _update(
     return replaced
 
 
+DEAD_ROWS_MIN = 1_000_000
+"""Deleted rows never make a rebuild below this many (a small warehouse stays incremental)."""
+
+
 def _check_free_space(con: duckdb.DuckDBPyConnection, published: Published) -> None:
     """Replaced rows free blocks that later publishes reuse, and leave deleted rows in row groups
     they shared with rows that stay (incremental publishes do not vacuum, see
@@ -404,7 +408,7 @@ def _check_free_space(con: duckdb.DuckDBPyConnection, published: Published) -> N
             "WHERE column_id = 0 AND column_path = '[0]'",
             [t.name],
         )
-    if stored - live > max(live, 1_000_000):
+    if stored - live > max(live, DEAD_ROWS_MIN):
         raise StateUnusable(
             f"{stored - live:,} of {stored:,} stored rows are deleted ones: rebuilt to compact "
             "the file"
