@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -164,7 +164,9 @@ def load_slice_facts(
         )
         con.execute(f"INSERT INTO {FACTS_TABLE} {_slice_facts_sql(DAILY_VIEW, tag)}")
     result.computed = len(missing)
-    _save(con, store, [s for s in missing if s.sha256 is not None], cached.stale)
+    computed = [s for s in missing if s.sha256 is not None]
+    migrated = set(cached.migrated)
+    _save(con, store, computed + [s for s in slices if s.name in migrated], cached.stale)
     return result
 
 
@@ -173,6 +175,9 @@ class _Cached:
     keys: set[tuple[str, str]]
     stale: list[Path]
     """Cache files of no current slice (or unreadable): removed when the cache is saved."""
+    migrated: list[str] = field(default_factory=list)
+    """Slices whose rows came from the single-file cache of earlier versions: written to their
+    own files when the cache is saved (so an upgraded warehouse computes nothing again)."""
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys
@@ -187,26 +192,14 @@ def _cache_file(store: ParquetStore, slice_name: str) -> Path:
     return _cache_dir(store) / f"{hashlib.sha256(slice_name.encode()).hexdigest()[:32]}.parquet"
 
 
-def _read_cache(
-    con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
-) -> _Cached:
-    """Copy the cached rows of current slices into :data:`FACTS_TABLE`; which (slice, digest)
-    pairs they cover, and the cache files to remove (of no current slice, or unreadable)."""
-    directory = _cache_dir(store)
-    legacy = store.root.parent / LEGACY_CACHE
-    stale = [legacy] if legacy.exists() else []
-    if not directory.exists():
-        return _Cached(set(), stale)
-    wanted = {_cache_file(store, s.name): s for s in slices if s.sha256}
-    present = sorted(p for p in directory.glob("*.parquet"))
-    stale += [p for p in present if p not in wanted]
-    files = [p for p in present if p in wanted]
-    if not files:
-        return _Cached(set(), stale)
+def _insert_cached(
+    con: duckdb.DuckDBPyConnection, files: list[Path], slices: list[DaySlice]
+) -> None:
+    """Copy the rows of cache `files` tagged with one of `slices`' current digests."""
     frame = pd.DataFrame(
         {
-            "slice": pd.Series([wanted[p].name for p in files], dtype=object),
-            "sha256": pd.Series([wanted[p].sha256 for p in files], dtype=object),
+            "slice": pd.Series([s.name for s in slices], dtype=object),
+            "sha256": pd.Series([s.sha256 for s in slices], dtype=object),
         }
     )
     con.register("series_facts_wanted", frame)
@@ -218,14 +211,44 @@ def _read_cache(
             "AND CAST(w.sha256 AS VARCHAR) = c.sha256 "
             f"WHERE c.format = {_quote(FORMAT)}"
         )
-        kept = con.execute(f"SELECT DISTINCT slice, sha256 FROM {FACTS_TABLE}").fetchall()
+    finally:
+        con.unregister("series_facts_wanted")
+
+
+def _read_cache(
+    con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
+) -> _Cached:
+    """Copy the cached rows of current slices into :data:`FACTS_TABLE`; which (slice, digest)
+    pairs they cover, the cache files to remove (of no current slice, or unreadable) and the
+    slices taken from the single-file cache of earlier versions."""
+    directory = _cache_dir(store)
+    legacy = store.root.parent / LEGACY_CACHE
+    wanted = {_cache_file(store, s.name): s for s in slices if s.sha256}
+    present = sorted(directory.glob("*.parquet")) if directory.exists() else []
+    stale = [p for p in present if p not in wanted]
+    files = [p for p in present if p in wanted]
+    try:
+        if files:
+            _insert_cached(con, files, [wanted[p] for p in files])
     except duckdb.Error as exc:
         log.warning("series facts cache %s unreadable (%s): recomputing it", directory, exc)
         con.execute(f"DELETE FROM {FACTS_TABLE}")
-        return _Cached(set(), stale + files)
-    finally:
-        con.unregister("series_facts_wanted")
-    return _Cached({(str(a), str(b)) for a, b in kept}, stale)
+        return _Cached(set(), stale + files + ([legacy] if legacy.exists() else []))
+    own = {str(r[0]) for r in con.execute(f"SELECT DISTINCT slice FROM {FACTS_TABLE}").fetchall()}
+    migrated: list[str] = []
+    rest = [s for s in wanted.values() if s.name not in own]
+    if legacy.exists():
+        stale.append(legacy)
+        try:  # one statement: on failure nothing of it is inserted
+            if rest:
+                _insert_cached(con, [legacy], rest)
+        except duckdb.Error as exc:
+            log.warning("series facts cache %s unreadable (%s): not migrated", legacy, exc)
+        else:
+            done = con.execute(f"SELECT DISTINCT slice FROM {FACTS_TABLE}").fetchall()
+            migrated = [str(r[0]) for r in done if str(r[0]) not in own]
+    kept = con.execute(f"SELECT DISTINCT slice, sha256 FROM {FACTS_TABLE}").fetchall()
+    return _Cached({(str(a), str(b)) for a, b in kept}, stale, migrated)
 
 
 def _save(

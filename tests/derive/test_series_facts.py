@@ -213,3 +213,19 @@ def test_a_changed_slice_rewrites_only_its_own_cache_file(tmp_path: Path) -> Non
     after = {p: p.stat().st_ino for p in (tmp_path / CACHE).glob("*.parquet")}
     assert set(after) == set(before)
     assert sum(after[p] != before[p] for p in before) == 1
+
+
+def test_the_single_file_cache_of_earlier_versions_is_taken_over(tmp_path: Path) -> None:
+    usage = synthetic_usage(seed=8, organizations=3)
+    months = sorted(set(month_of(usage)))
+    write_usage(tmp_path, usage)
+    store = ParquetStore(tmp_path)
+    with derived_connection() as con:  # the old cache: every slice's rows in one file
+        load_slice_facts(con, store, day_slices(store))
+        con.execute(f"COPY {FACTS_TABLE} TO '{tmp_path / LEGACY_CACHE}' (FORMAT parquet)")
+    for path in (tmp_path / CACHE).glob("*.parquet"):
+        path.unlink()
+    assert_facts_match(tmp_path, expected_reads=0)  # nothing recomputed
+    assert not (tmp_path / LEGACY_CACHE).exists()
+    assert len(list((tmp_path / CACHE).glob("*.parquet"))) == len(months)
+    assert_facts_match(tmp_path, expected_reads=0)
