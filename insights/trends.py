@@ -56,6 +56,7 @@ DAILY_VIEW = "trend_daily"
 SERIES_TABLE = "trend_series"
 ORG_LAST_TABLE = "trend_org_last"
 ANCHOR_TABLE = "trend_anchor"
+VALS_TABLE = "trend_vals"
 
 
 @contextmanager
@@ -243,11 +244,8 @@ def trends_between(
           AND s.organization_id BETWEEN $lo AND $hi
     ),
     vals AS (
-        SELECT organization_id, scope, coalesce(project_id, '') AS pkey, date,
-               sum(credits) AS credits
-        FROM {DAILY_VIEW}
-        WHERE date >= $first AND date < $end AND organization_id BETWEEN $lo AND $hi
-        GROUP BY ALL
+        SELECT organization_id, scope, pkey, date, credits FROM {VALS_TABLE}
+        WHERE organization_id BETWEEN $lo AND $hi
     ),
     filled AS (
         SELECT d.organization_id, d.scope, d.pkey, d.project_id, d.organization_name,
@@ -319,6 +317,18 @@ def trends_between(
         "new_days": new_days,
         "dormant_days": dormant_days,
     }
+    # the days read, summed per series and day once for all the organization groups
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {VALS_TABLE} AS
+        SELECT organization_id, scope, coalesce(project_id, '') AS pkey, date,
+               sum(credits) AS credits
+        FROM {DAILY_VIEW}
+        WHERE date >= $first AND date < $end
+        GROUP BY ALL
+        """,
+        {"first": params["first"], "end": params["end"]},
+    )
     text = ("organization_id", "organization_name", "scope", "project_id", "project_name")
     frames = []
     for lo, hi in _organization_chunks(con, first, end):
@@ -327,6 +337,7 @@ def trends_between(
         del arrow
     if not frames:
         frames.append(_typed(frame_sharing_text(_empty_result(con, query, params), text)))
+    con.execute(f"DROP TABLE {VALS_TABLE}")
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
