@@ -175,8 +175,15 @@ def test_two_writer_processes_on_different_months_both_land(lake: Lake) -> None:
 
 
 def test_kill_9_during_a_commit_leaves_the_old_or_the_new_slice(lake: Lake) -> None:
-    ready = writer(lake, "2026-08", 1, rows=2000)
-    assert ready.wait(timeout=120) == 0
+    # the old slice, written here (only the writer that is killed needs a process of its own)
+    con = connect(lake.config)
+    try:
+        LakeTables(con, lake.config).replace_slices(
+            CREDIT_USAGE,
+            [({"interval": "day", "month": "2026-08"}, slice_rows("2026-08", 2000, 1.0))],
+        )
+    finally:
+        con.close()
     victim = writer(lake, "2026-08", 50, rows=20000)
     assert victim.stdout is not None
     victim.stdout.readline()  # round 1 committed: round 2 is being written right now

@@ -2,15 +2,17 @@
 do, and a catalog password given on the command line appears nowhere: not in the output, the
 logs, the Dagster run storage (events, metadata) nor the warehouse.
 
-Real parts: PostgreSQL catalog with a password, moto S3 server, the emulator on loopback, the
-run as a separate process; the other commands through the CLI's `main()` in the test's process
-(the same arguments, environment, exit codes and output)."""
+Real parts: PostgreSQL catalog with a password, moto S3 server, the emulator on loopback; every
+command through the CLI's `main()` in the test's process (the same arguments, environment, exit
+codes and output, without a new interpreter's imports). Besides what the CLI prints, whatever
+reaches the process's stdout and stderr file descriptors during the run (C-level writes, handlers
+holding the original streams) is captured (`capfd`) and checked for the password too, as a
+subprocess's whole output would be."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,15 +21,6 @@ import pytest
 from tests.lake.conftest import Lake
 from tests.services.cli import usage_etl_in_process
 from tests.services.emulator import start_emulator
-
-REPO = Path(__file__).resolve().parents[2]
-USAGE_ETL = [sys.executable, "-m", "pipelines.cli"]
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*USAGE_ETL, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=600
-    )
 
 
 def cli_here(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +35,7 @@ def files_containing(root: Path, secret: str) -> list[Path]:
 
 @pytest.mark.timeout(900)
 def test_lake_flags_work_like_the_environment_and_never_show_the_password(
-    lake: Lake, tmp_path: Path
+    lake: Lake, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     flags = ["--lake-catalog", lake.env["USAGE_LAKE_CATALOG"], "--lake-data",
              lake.env["USAGE_LAKE_DATA"]]  # fmt: skip
@@ -59,10 +52,13 @@ def test_lake_flags_work_like_the_environment_and_never_show_the_password(
             "USAGE_WAREHOUSE": str(tmp_path / "writer" / "warehouse"),
             "DAGSTER_HOME": str(tmp_path / "writer" / "dagster"),
         }
-        run = cli(writer, "run", "--start", f"{today:%Y-%m}-01", "--end", str(today), *flags)
+        capfd.readouterr()
+        run = cli_here(writer, "run", "--start", f"{today:%Y-%m}-01", "--end", str(today), *flags)
+        beside = capfd.readouterr()  # what went to the file descriptors, not through the CLI
     assert run.returncode == 0, run.stderr[-3000:]
     assert "publishing to the shared lake" in run.stderr
     assert password not in run.stdout + run.stderr
+    assert password not in beside.out + beside.err
     assert files_containing(tmp_path / "writer", password) == []
     verify = cli_here(writer, "verify", *flags)
     assert verify.returncode == 0, verify.stderr

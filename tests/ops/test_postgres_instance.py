@@ -3,7 +3,12 @@
 The production instance file is copied unchanged into a temporary `DAGSTER_HOME`; only the
 `DAGSTER_PG_*` variables point it at the throwaway server. The whole job runs against the emulator
 through that instance, then the run, its materializations and the writer pool are read back both
-through Dagster and with plain SQL.
+through Dagster and with plain SQL, and a later run adds to the same history.
+
+`dagster instance concurrency set/get` run through the `dagster` CLI's entry point in the test's
+process, with the same arguments and environment (a new interpreter would only add seconds of
+imports). `dagster schedule start -w workspace.yaml` stays a process of its own: it starts a code
+server for the workspace, which a finished command process leaves to exit and be reaped.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from pathlib import Path
 import psycopg2.extensions
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 from dagster import AssetKey
 
 from pipelines.commands.run_cmd import execute
 from pipelines.definitions import defs
-from tests.services.cli import REPO
+from tests.services.cli import REPO, environment
 from tests.services.emulator import EmulatorEnv
 from tests.services.postgres import Postgres
 
@@ -115,45 +121,34 @@ def test_run_is_recorded_in_postgres(postgres: Postgres, production_home: Emulat
         con.close()
 
     # The documented operator command pins the limit explicitly, and reads it back.
-    env = {**os.environ, **production_home.env}
-    set_limit = subprocess.run(
-        [str(DAGSTER_CLI), "instance", "concurrency", "set", "warehouse_writer", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert set_limit.returncode == 0, set_limit.stderr
-    get_limit = subprocess.run(
-        [str(DAGSTER_CLI), "instance", "concurrency", "get", "warehouse_writer"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert get_limit.returncode == 0, get_limit.stderr
-    assert "warehouse_writer" in get_limit.stdout, get_limit.stdout
+    set_limit = dagster_cli("instance", "concurrency", "set", "warehouse_writer", "1")
+    assert set_limit.exit_code == 0, set_limit.output
+    get_limit = dagster_cli("instance", "concurrency", "get", "warehouse_writer")
+    assert get_limit.exit_code == 0, get_limit.output
+    assert "warehouse_writer" in get_limit.output, get_limit.output
     con = postgres.connect()
     try:
         with con.cursor() as cur:
-            assert _pool_rows(cur) == [("warehouse_writer", 1, False)], get_limit.stdout
+            assert _pool_rows(cur) == [("warehouse_writer", 1, False)], get_limit.output
     finally:
         con.close()
 
-
-def test_second_run_adds_to_the_same_history(
-    postgres: Postgres, production_home: EmulatorEnv
-) -> None:
-    """The instance is shared: a later run (as from another process) sees the earlier ones."""
-    from dagster import DagsterInstance, RunsFilter
-
-    with DagsterInstance.get() as instance:
-        before = len(instance.get_runs(RunsFilter(job_name="usage_etl")))
+    # The instance is shared: a later run (as from another process) adds to the same history.
     assert execute(production_home.end, production_home.end, log_level="WARNING").success
     with DagsterInstance.get() as instance:
-        assert len(instance.get_runs(RunsFilter(job_name="usage_etl"))) == before + 1
+        later = instance.get_runs(RunsFilter(job_name="usage_etl"))
+    assert len(later) == 2
+    assert run.run_id in {r.run_id for r in later}
+
+
+def dagster_cli(*args: str) -> Result:
+    """`dagster ARGS` through the CLI's entry point in this process, from the repository root,
+    with this process's environment (the fixtures set `DAGSTER_HOME` and `DAGSTER_PG_*`), for
+    commands that start no process of their own."""
+    from dagster._cli import cli
+
+    with environment(dict(os.environ)):
+        return CliRunner().invoke(cli, list(args), prog_name="dagster", catch_exceptions=False)
 
 
 def _pool_rows(cur: psycopg2.extensions.cursor) -> list[tuple]:
