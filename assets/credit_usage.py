@@ -471,9 +471,10 @@ def credit_usage_periods(
     by_id = {o.id: o for o in orgs}
     # only the oldest `limit` recorded periods can be confirmed by this run: the others stay
     # recorded, and their days (a backfill's backlog spans its whole range) are not read
+    oldest = [] if limit == 0 else sorted(recorded)  # a daily refresh sorts no backlog
     pending = [
         PeriodKey(by_id[p.organization_id], date(p.start.year, p.start.month, 1), p.start, p.end)
-        for p in sorted(recorded)
+        for p in oldest
         if p.organization_id in by_id
     ][:limit]
     keys = candidates + touching + pending
@@ -525,11 +526,11 @@ def credit_usage_periods(
     if all(f.passed for name, f in findings.items() if name in blocking):
         # recorded before the rows are written: a crash never leaves one unconfirmed unrecorded
         confirmed = {(k.org.id, k.start) for k in plan.requested + plan.gone}
-        write_pending(
-            warehouse.root,
-            {p for p in recorded if (p.organization_id, p.start) not in confirmed}
-            | {PendingPeriod(k.start, k.org.id, k.end) for k in plan.deferred},
-        )
+        still = {p for p in recorded if (p.organization_id, p.start) not in confirmed} | {
+            PendingPeriod(k.start, k.org.id, k.end) for k in plan.deferred
+        }
+        if still != recorded:  # unchanged (a daily refresh confirms none): not rewritten
+            write_pending(warehouse.root, still)
     yield _materialize(
         context, "month", months, frames, stats, findings, repair + earlier, plan.all
     )

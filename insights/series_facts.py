@@ -8,14 +8,16 @@ is an associative aggregate (min, max, the value at the latest day), so the fact
 history are the facts of each day slice combined: :func:`load_slice_facts` computes one slice's
 facts with one aggregate over that file, and :func:`combine` merges the slices' rows.
 
-Per-slice facts are cached in `<warehouse>/state/series-facts.parquet`, each row tagged with its
-slice (path inside the table) and the slice's SHA-256 from the table's manifest. A run reuses the
-rows whose tag equals the slice's committed digest and computes the others (a new, reloaded,
-restated, repaired or forgotten-from slice); rows of slices that no longer exist are dropped. A
-slice with an unfinished change in its manifest (a pending record) is computed every time and
-never cached. Every slice gets one marker row (no organization) so that a slice without day rows
-is known to be computed. The cache is only ever a shortcut: replaced atomically, unreadable or
-missing it is rebuilt from the slices, and a row is used only when its digest matches.
+Per-slice facts are cached in `<warehouse>/state/series-facts/`, one Parquet file per slice
+(named by a digest of the slice's path inside the table), each row tagged with its slice and the
+slice's SHA-256 from the table's manifest. A run reuses the rows whose tag equals the slice's
+committed digest and computes the others (a new, reloaded, restated, repaired or forgotten-from
+slice), writing only their files: a daily refresh rewrites one small file whatever the length of
+the history. Files of slices that no longer exist are removed. A slice with an unfinished change
+in its manifest (a pending record) is computed every time and never cached. Every slice gets one
+marker row (no organization) so that a slice without day rows is known to be computed. The cache
+is only ever a shortcut: each file replaced atomically, unreadable or missing it is rebuilt from
+the slices, and a row is used only when its digest matches.
 
 The day slices are ``interval=day/month=YYYY-MM/...``: a slice's month names the days it holds,
 which :func:`day_slices` uses to pick the slices of a range of days.
@@ -23,8 +25,9 @@ which :func:`day_slices` uses to pick the slices of a range of days.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -38,7 +41,9 @@ from warehouse.schema import CREDIT_USAGE
 
 log = logging.getLogger(__name__)
 
-CACHE = Path("state") / "series-facts.parquet"
+CACHE = Path("state") / "series-facts"
+LEGACY_CACHE = Path("state") / "series-facts.parquet"
+"""The single-file cache of earlier versions: removed when found."""
 FACTS_TABLE = "slice_facts"
 FORMAT = "series-facts-1"
 """Stored in every cached row: a cache of another format is not used."""
@@ -159,72 +164,117 @@ def load_slice_facts(
         )
         con.execute(f"INSERT INTO {FACTS_TABLE} {_slice_facts_sql(DAILY_VIEW, tag)}")
     result.computed = len(missing)
-    if any(s.sha256 is not None for s in missing) or cached.dropped:
-        _save(con, store)
+    computed = [s for s in missing if s.sha256 is not None]
+    migrated = set(cached.migrated)
+    _save(con, store, computed + [s for s in slices if s.name in migrated], cached.stale)
     return result
 
 
 @dataclass
 class _Cached:
     keys: set[tuple[str, str]]
-    dropped: bool
+    stale: list[Path]
+    """Cache files of no current slice (or unreadable): removed when the cache is saved."""
+    migrated: list[str] = field(default_factory=list)
+    """Slices whose rows came from the single-file cache of earlier versions: written to their
+    own files when the cache is saved (so an upgraded warehouse computes nothing again)."""
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys
 
 
-def _cache_path(store: ParquetStore) -> Path:
+def _cache_dir(store: ParquetStore) -> Path:
     return store.root.parent / CACHE
+
+
+def _cache_file(store: ParquetStore, slice_name: str) -> Path:
+    """The cache file of one slice (its name: a digest of the slice's path)."""
+    return _cache_dir(store) / f"{hashlib.sha256(slice_name.encode()).hexdigest()[:32]}.parquet"
+
+
+def _insert_cached(
+    con: duckdb.DuckDBPyConnection, files: list[Path], slices: list[DaySlice]
+) -> None:
+    """Copy the rows of cache `files` tagged with one of `slices`' current digests."""
+    frame = pd.DataFrame(
+        {
+            "slice": pd.Series([s.name for s in slices], dtype=object),
+            "sha256": pd.Series([s.sha256 for s in slices], dtype=object),
+        }
+    )
+    con.register("series_facts_wanted", frame)
+    try:
+        listing = ", ".join(_quote(str(p)) for p in files)
+        con.execute(
+            f"INSERT INTO {FACTS_TABLE} SELECT c.* FROM read_parquet([{listing}]) AS c "
+            "JOIN series_facts_wanted AS w ON CAST(w.slice AS VARCHAR) = c.slice "
+            "AND CAST(w.sha256 AS VARCHAR) = c.sha256 "
+            f"WHERE c.format = {_quote(FORMAT)}"
+        )
+    finally:
+        con.unregister("series_facts_wanted")
 
 
 def _read_cache(
     con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
 ) -> _Cached:
     """Copy the cached rows of current slices into :data:`FACTS_TABLE`; which (slice, digest)
-    pairs they cover, and whether the cache held rows of anything else (then it is rewritten)."""
-    path = _cache_path(store)
-    if not path.exists():
-        return _Cached(set(), dropped=False)
-    wanted = pd.DataFrame(
-        {
-            "slice": pd.Series([s.name for s in slices if s.sha256], dtype=object),
-            "sha256": pd.Series([s.sha256 for s in slices if s.sha256], dtype=object),
-        }
-    )
-    con.register("series_facts_wanted", wanted)
+    pairs they cover, the cache files to remove (of no current slice, or unreadable) and the
+    slices taken from the single-file cache of earlier versions."""
+    directory = _cache_dir(store)
+    legacy = store.root.parent / LEGACY_CACHE
+    wanted = {_cache_file(store, s.name): s for s in slices if s.sha256}
+    present = sorted(directory.glob("*.parquet")) if directory.exists() else []
+    stale = [p for p in present if p not in wanted]
+    files = [p for p in present if p in wanted]
     try:
-        source = f"read_parquet({_quote(str(path))})"
-        con.execute(
-            f"INSERT INTO {FACTS_TABLE} SELECT c.* FROM {source} AS c "
-            "JOIN series_facts_wanted AS w ON CAST(w.slice AS VARCHAR) = c.slice "
-            "AND CAST(w.sha256 AS VARCHAR) = c.sha256 "
-            f"WHERE c.format = {_quote(FORMAT)}"
-        )
-        kept = con.execute(f"SELECT DISTINCT slice, sha256 FROM {FACTS_TABLE}").fetchall()
-        total = con.execute(f"SELECT count(DISTINCT (slice, sha256)) FROM {source}").fetchone()
+        if files:
+            _insert_cached(con, files, [wanted[p] for p in files])
     except duckdb.Error as exc:
-        log.warning("series facts cache %s unreadable (%s): recomputing it", path, exc)
+        log.warning("series facts cache %s unreadable (%s): recomputing it", directory, exc)
         con.execute(f"DELETE FROM {FACTS_TABLE}")
-        return _Cached(set(), dropped=True)
-    finally:
-        con.unregister("series_facts_wanted")
-    keys = {(str(a), str(b)) for a, b in kept}
-    return _Cached(keys, dropped=bool(total and total[0] != len(keys)))
+        return _Cached(set(), stale + files + ([legacy] if legacy.exists() else []))
+    own = {str(r[0]) for r in con.execute(f"SELECT DISTINCT slice FROM {FACTS_TABLE}").fetchall()}
+    migrated: list[str] = []
+    rest = [s for s in wanted.values() if s.name not in own]
+    if legacy.exists():
+        stale.append(legacy)
+        try:  # one statement: on failure nothing of it is inserted
+            if rest:
+                _insert_cached(con, [legacy], rest)
+        except duckdb.Error as exc:
+            log.warning("series facts cache %s unreadable (%s): not migrated", legacy, exc)
+        else:
+            done = con.execute(f"SELECT DISTINCT slice FROM {FACTS_TABLE}").fetchall()
+            migrated = [str(r[0]) for r in done if str(r[0]) not in own]
+    kept = con.execute(f"SELECT DISTINCT slice, sha256 FROM {FACTS_TABLE}").fetchall()
+    return _Cached({(str(a), str(b)) for a, b in kept}, stale, migrated)
 
 
-def _save(con: duckdb.DuckDBPyConnection, store: ParquetStore) -> None:
-    """Write the cacheable rows of :data:`FACTS_TABLE` to the cache, atomically."""
-    path = _cache_path(store)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(
+    con: duckdb.DuckDBPyConnection,
+    store: ParquetStore,
+    computed: list[DaySlice],
+    stale: list[Path],
+) -> None:
+    """Write the cache file of each computed slice (atomically), remove the stale ones."""
+    written = set()
+    for s in computed:
+        path = _cache_file(store, s.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(tmp: Path) -> None:
-        con.execute(
-            f"COPY (SELECT * FROM {FACTS_TABLE} WHERE sha256 IS NOT NULL "
-            f"ORDER BY slice, organization_id, scope, pkey) TO {_quote(str(tmp))} "
-            "(FORMAT parquet, COMPRESSION zstd)"
-        )
+        def write(tmp: Path, name: str = s.name) -> None:
+            con.execute(
+                f"COPY (SELECT * FROM {FACTS_TABLE} WHERE slice = {_quote(name)} "
+                f"ORDER BY organization_id, scope, pkey) TO {_quote(str(tmp))} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
 
-    atomic_write(path, write)
+        atomic_write(path, write)
+        written.add(path)
+    for path in stale:
+        if path not in written:
+            path.unlink(missing_ok=True)
 
 
 def combine(

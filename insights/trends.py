@@ -27,6 +27,7 @@ from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from common.periods import (
     CALENDAR_MONTHS,
@@ -46,10 +47,16 @@ LOOKBACK_MONTHS = 2
 and week-over-week reach back 29 and 13 days, and the previous subscription period starts at the
 earliest on the first day of the month before the period's own start month."""
 
+ORGANIZATION_CHUNK = 250
+"""Organizations computed by one query of :func:`trends_between`: the window functions hold
+every row of the query's days in memory, so a query covers a bounded number of organizations
+(about 1 MB of DuckDB memory per organization and month of days read)."""
+
 DAILY_VIEW = "trend_daily"
 SERIES_TABLE = "trend_series"
 ORG_LAST_TABLE = "trend_org_last"
 ANCHOR_TABLE = "trend_anchor"
+VALS_TABLE = "trend_vals"
 
 
 @contextmanager
@@ -234,13 +241,11 @@ def trends_between(
                                       INTERVAL 1 DAY)) AS date
         FROM {SERIES_TABLE} AS s JOIN {ORG_LAST_TABLE} AS o USING (organization_id)
         WHERE s.first_day < $end AND o.last_day >= $first
+          AND s.organization_id BETWEEN $lo AND $hi
     ),
     vals AS (
-        SELECT organization_id, scope, coalesce(project_id, '') AS pkey, date,
-               sum(credits) AS credits
-        FROM {DAILY_VIEW}
-        WHERE date >= $first AND date < $end
-        GROUP BY ALL
+        SELECT organization_id, scope, pkey, date, credits FROM {VALS_TABLE}
+        WHERE organization_id BETWEEN $lo AND $hi
     ),
     filled AS (
         SELECT d.organization_id, d.scope, d.pkey, d.project_id, d.organization_name,
@@ -312,9 +317,60 @@ def trends_between(
         "new_days": new_days,
         "dormant_days": dormant_days,
     }
+    # the days read, summed per series and day once for all the organization groups
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {VALS_TABLE} AS
+        SELECT organization_id, scope, coalesce(project_id, '') AS pkey, date,
+               sum(credits) AS credits
+        FROM {DAILY_VIEW}
+        WHERE date >= $first AND date < $end
+        GROUP BY ALL
+        """,
+        {"first": params["first"], "end": params["end"]},
+    )
     text = ("organization_id", "organization_name", "scope", "project_id", "project_name")
-    frame = frame_sharing_text(con.execute(query, params).to_arrow_table(), text)
-    return _typed(frame)
+    frames = []
+    for lo, hi in _organization_chunks(con, first, end):
+        arrow = con.execute(query, {**params, "lo": lo, "hi": hi}).to_arrow_table()
+        frames.append(_typed(frame_sharing_text(arrow, text)))
+        del arrow
+    if not frames:
+        frames.append(_typed(frame_sharing_text(_empty_result(con, query, params), text)))
+    con.execute(f"DROP TABLE {VALS_TABLE}")
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _organization_chunks(
+    con: duckdb.DuckDBPyConnection, first: date, end: date
+) -> list[tuple[str, str]]:
+    """``(lowest, highest)`` organization ids of consecutive groups of at most
+    :data:`ORGANIZATION_CHUNK` organizations with a series alive in ``[first, end)``, in the
+    order the rows are sorted: each group is one query, so its memory does not grow with the
+    number of organizations (every window partitions by organization)."""
+    ids = [
+        str(r[0])
+        for r in con.execute(
+            f"SELECT DISTINCT s.organization_id FROM {SERIES_TABLE} AS s "
+            f"JOIN {ORG_LAST_TABLE} AS o USING (organization_id) "
+            "WHERE s.first_day < $end AND o.last_day >= $first ORDER BY 1",
+            {
+                "first": pd.Timestamp(first).to_pydatetime(),
+                "end": pd.Timestamp(end).to_pydatetime(),
+            },
+        ).fetchall()
+    ]
+    return [
+        (ids[i], ids[min(i + ORGANIZATION_CHUNK, len(ids)) - 1])
+        for i in range(0, len(ids), ORGANIZATION_CHUNK)
+    ]
+
+
+def _empty_result(
+    con: duckdb.DuckDBPyConnection, query: str, params: dict[str, object]
+) -> pa.Table:
+    """The query's result with no rows (its columns and types), for a range without series."""
+    return con.execute(query, {**params, "lo": "", "hi": ""}).to_arrow_table()
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -309,6 +309,33 @@ def _readable_record(path: Path) -> SliceRecord | None:
     return record_for(arrow, path, adopted=True)
 
 
+class _Parsed:
+    """The entries of the manifests this process last parsed or saved, by the SHA-256 of their
+    bytes: a step reads a table's manifest several times (checks, staging, committing, the
+    slices a derived table depends on), and parsing one of a long history is the dear part.
+    Reused only for the very same bytes; the caller gets its own `Entry` objects (records are
+    immutable and shared)."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[Path, tuple[str, dict[str, Entry]]] = {}
+
+    @staticmethod
+    def _copy(entries: dict[str, Entry]) -> dict[str, Entry]:
+        return {k: Entry(e.committed, e.pending, e.removing) for k, e in entries.items()}
+
+    def get(self, path: Path, text: bytes) -> dict[str, Entry] | None:
+        cached = self._by_path.get(path)
+        if cached is None or cached[0] != hashlib.sha256(text).hexdigest():
+            return None
+        return self._copy(cached[1])
+
+    def put(self, path: Path, text: bytes, entries: dict[str, Entry]) -> None:
+        self._by_path[path] = (hashlib.sha256(text).hexdigest(), self._copy(entries))
+
+
+_PARSED = _Parsed()
+
+
 class TableManifest:
     """The manifest of one table directory (`<table_dir>/_manifest.json`)."""
 
@@ -323,14 +350,22 @@ class TableManifest:
         return self.path.exists()
 
     def load(self) -> dict[str, Entry]:
-        """The entries by relative path ({} when there is no manifest yet)."""
+        """The entries by relative path ({} when there is no manifest yet).
+
+        Parsed once per content: a manifest whose bytes are those last parsed or saved by this
+        process is not parsed again (see :class:`_Parsed`)."""
         if not self.path.exists():
             return {}
         try:
-            data = json.loads(self.path.read_text())
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
-            return {k: Entry.from_json(v) for k, v in data["slices"].items()}
+            text = self.path.read_bytes()
+            entries = _PARSED.get(self.path, text)
+            if entries is None:
+                data = json.loads(text)
+                if data.get("format") != FORMAT:
+                    raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
+                entries = {k: Entry.from_json(v) for k, v in data["slices"].items()}
+                _PARSED.put(self.path, text, entries)
+            return entries
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(
                 f"manifest {self.path} is unreadable ({type(exc).__name__}: "
@@ -344,8 +379,11 @@ class TableManifest:
             "table": self.table,
             "slices": {k: entries[k].to_json() for k in sorted(entries)},
         }
-        text = json.dumps(body, indent=1, sort_keys=True)
-        atomic_write(self.path, lambda tmp: tmp.write_text(text))
+        # compact: json's C encoder (an indented dump runs in Python, ~4x slower on the
+        # manifests of a long history, which every slice write saves twice)
+        text = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        atomic_write(self.path, lambda tmp: tmp.write_bytes(text))
+        _PARSED.put(self.path, text, entries)
 
     def files(self) -> list[Path]:
         if not self.table_dir.exists():

@@ -19,8 +19,10 @@ Two ways to build the new file, and the run log says which one was taken:
   previous file, its recorded state is missing or unreadable, a table's contract (columns, types,
   comments) or the DuckDB version changed, a write-ahead log lies next to it (someone wrote to
   it), more than half of the file is free space (replaced rows free blocks that later publishes
-  reuse: the file settles below twice its rebuilt size; this keeps it there), or the incremental
-  result fails its row-count checks.
+  reuse: the file settles below twice its rebuilt size; this keeps it there), more than half of
+  its stored rows are deleted ones (the incremental path does not vacuum: merging row groups
+  recompressed much of the big tables on every publish), or the incremental result fails its
+  row-count checks.
 Either way the views of `views/*.sql` are dropped and created anew and the tables carry column
 comments from `schema.py`, so both paths give the same tables, rows, views and comments (row
 order aside, which SQL does not promise).
@@ -382,15 +384,44 @@ def _update(
     return replaced
 
 
-def _check_free_space(con: duckdb.DuckDBPyConnection) -> None:
-    """Replaced rows free blocks that later publishes reuse; should more than half of the file
-    ever be free space, it is rebuilt to compact it."""
+DEAD_ROWS_MIN = 1_000_000
+"""Deleted rows never make a rebuild below this many (a small warehouse stays incremental)."""
+
+
+def _check_free_space(con: duckdb.DuckDBPyConnection, published: Published) -> None:
+    """Replaced rows free blocks that later publishes reuse, and leave deleted rows in row groups
+    they shared with rows that stay (incremental publishes do not vacuum, see
+    :data:`VACUUM_TASKS`); should more than half of the file be free space, or more than half
+    of the stored rows deleted ones, it is rebuilt to compact it."""
     row = con.execute("SELECT used_blocks, free_blocks FROM pragma_database_size()").fetchone()
     if row and int(row[1]) > max(int(row[0]), 64):
         raise StateUnusable(
             f"{int(row[1])} of {int(row[0]) + int(row[1])} blocks are free space: rebuilt to "
             "compact the file"
         )
+    live = sum(n for slices in published.values() for _, n in slices.values())
+    stored = 0
+    for t in ALL_TABLES:  # the rows of each row group's first column, deleted ones included
+        stored += _count(
+            con,
+            "SELECT coalesce(sum(count), 0) FROM pragma_storage_info(?) "
+            "WHERE column_id = 0 AND column_path = '[0]'",
+            [t.name],
+        )
+    if stored - live > max(live, DEAD_ROWS_MIN):
+        raise StateUnusable(
+            f"{stored - live:,} of {stored:,} stored rows are deleted ones: rebuilt to compact "
+            "the file"
+        )
+
+
+VACUUM_TASKS = 0
+"""Row-group merges DuckDB may do when the updated copy is checkpointed (its default is 100).
+A vacuum recompresses every row group it merges: on a 24-month warehouse the checkpoint of a
+daily refresh's publish merged hundreds of blocks of `project_usage_trends` and `credit_usage`
+(~10 s of CPU, the bulk of the step) to save a few. Without it, replaced rows stay as deleted
+rows in the row groups they shared with rows that stay (a whole row group of replaced rows is
+still dropped); `_check_free_space` rebuilds the file once they outnumber the live rows."""
 
 
 def _build_incremental(
@@ -409,8 +440,9 @@ def _build_incremental(
     except duckdb.Error as exc:
         raise StateUnusable(f"previous file unreadable ({str(exc).splitlines()[0]})") from None
     with _building(con, tmp):
+        con.execute(f"SET max_vacuum_tasks = {VACUUM_TASKS}")
         published = _read_state(con)
-        _check_free_space(con)
+        _check_free_space(con, published)
         con.execute("BEGIN")
         replaced = _update(con, store, published, wanted)
         _drop_views(con)

@@ -15,6 +15,7 @@ from insights.derived_slices import refresh_trends
 from insights.series_facts import (
     CACHE,
     FACTS_TABLE,
+    LEGACY_CACHE,
     combine,
     day_slices,
     load_slice_facts,
@@ -174,15 +175,57 @@ def test_a_damaged_or_foreign_cache_is_rebuilt_from_the_slices(tmp_path: Path) -
     write_usage(tmp_path, usage)
     assert_facts_match(tmp_path, expected_reads=len(months))
     cache = tmp_path / CACHE
-    cache.write_bytes(b"not a parquet file")
+    files = sorted(cache.glob("*.parquet"))
+    assert len(files) == len(months)  # one file a slice
+    files[0].write_bytes(b"not a parquet file")
     assert_facts_match(tmp_path, expected_reads=len(months))
-    # rows the cache holds for a slice digest that is no longer the slice's are not used
+    # rows a file holds for a slice digest that is no longer the slice's are not used
     store = ParquetStore(tmp_path)
     with derived_connection() as con:
         load_slice_facts(con, store, day_slices(store))
         con.execute(f"UPDATE {FACTS_TABLE} SET first_day = TIMESTAMP '1999-01-01'")
         con.execute(
-            f"COPY (SELECT * REPLACE ('stale' AS sha256) FROM {FACTS_TABLE}) TO '{cache}' "
-            "(FORMAT parquet)"
+            f"COPY (SELECT * REPLACE ('stale' AS sha256) FROM {FACTS_TABLE} WHERE slice = "
+            f"(SELECT min(slice) FROM {FACTS_TABLE})) TO '{files[0]}' (FORMAT parquet)"
         )
+    assert_facts_match(tmp_path, expected_reads=1)
+    # a file of no current slice, and the single-file cache of earlier versions, are removed
+    foreign = cache / "0123456789abcdef.parquet"
+    foreign.write_bytes(files[1].read_bytes())
+    legacy = tmp_path / LEGACY_CACHE
+    legacy.write_bytes(b"old cache")
+    assert_facts_match(tmp_path, expected_reads=0)
+    assert not foreign.exists() and not legacy.exists()
+    assert len(list(cache.glob("*.parquet"))) == len(months)
+
+
+def test_a_changed_slice_rewrites_only_its_own_cache_file(tmp_path: Path) -> None:
+    usage = synthetic_usage(seed=6, organizations=3)
+    months = sorted(set(month_of(usage)))
+    write_usage(tmp_path, usage)
     assert_facts_match(tmp_path, expected_reads=len(months))
+    before = {p: p.stat().st_ino for p in (tmp_path / CACHE).glob("*.parquet")}
+    changed = usage.copy()
+    last = month_of(changed) == months[-1]
+    changed.loc[last, "credits"] = changed.loc[last, "credits"] + 1.0
+    write_usage(tmp_path, changed, months=[months[-1]])
+    assert_facts_match(tmp_path, expected_reads=1)
+    after = {p: p.stat().st_ino for p in (tmp_path / CACHE).glob("*.parquet")}
+    assert set(after) == set(before)
+    assert sum(after[p] != before[p] for p in before) == 1
+
+
+def test_the_single_file_cache_of_earlier_versions_is_taken_over(tmp_path: Path) -> None:
+    usage = synthetic_usage(seed=8, organizations=3)
+    months = sorted(set(month_of(usage)))
+    write_usage(tmp_path, usage)
+    store = ParquetStore(tmp_path)
+    with derived_connection() as con:  # the old cache: every slice's rows in one file
+        load_slice_facts(con, store, day_slices(store))
+        con.execute(f"COPY {FACTS_TABLE} TO '{tmp_path / LEGACY_CACHE}' (FORMAT parquet)")
+    for path in (tmp_path / CACHE).glob("*.parquet"):
+        path.unlink()
+    assert_facts_match(tmp_path, expected_reads=0)  # nothing recomputed
+    assert not (tmp_path / LEGACY_CACHE).exists()
+    assert len(list((tmp_path / CACHE).glob("*.parquet"))) == len(months)
+    assert_facts_match(tmp_path, expected_reads=0)

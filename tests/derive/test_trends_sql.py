@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from common.periods import anchors_by_organization
-from insights import derived_slices
+from insights import derived_slices, trends
 from insights.derived_slices import RECORD_NAME, refresh_trends
 from insights.trends import TREND_COLUMNS, project_usage_trends
 from tests.derive.pandas_reference import reference_trends
@@ -112,6 +112,18 @@ def test_sql_trends_equal_the_pandas_reference() -> None:
     assert_same_trends(
         project_usage_trends(usage, organizations), reference_trends(usage, organizations)
     )
+
+
+def test_trends_computed_a_few_organizations_per_query_equal_one_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    usage = synthetic_usage(seed=11, organizations=7)
+    organizations = organizations_frame(usage)
+    whole = project_usage_trends(usage, organizations)
+    monkeypatch.setattr(trends, "ORGANIZATION_CHUNK", 3)  # 7 organizations: 3 queries
+    chunked = project_usage_trends(usage, organizations)
+    pd.testing.assert_frame_equal(chunked, whole)  # same rows, values and order
+    assert_same_trends(chunked, reference_trends(usage, organizations))
 
 
 def test_sql_trends_without_organization_rows_add_up_the_parts() -> None:

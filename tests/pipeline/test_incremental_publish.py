@@ -310,6 +310,22 @@ def test_a_changed_table_contract_or_a_wal_rebuilds_everything(
     assert not result.incremental and "write-ahead log" in result.reason
 
 
+def test_deleted_rows_outnumbering_live_ones_rebuild_the_file(
+    store: ParquetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publisher, "DEAD_ROWS_MIN", 0)  # the real floor is a million rows
+    for month in MONTHS[:3]:  # most of the day rows replaced by none: deleted, not vacuumed
+        store.replace_partition(
+            CREDIT_USAGE, {"interval": "day", "month": month}, store.empty(CREDIT_USAGE)
+        )
+    emptied = publish_database(root_of(store))
+    assert emptied.incremental, emptied.reason
+    compacted = publish_database(root_of(store))
+    assert not compacted.incremental and "deleted ones" in compacted.reason
+    assert contents(root_of(store) / DATABASE_NAME) == full_rebuild_of(root_of(store), tmp_path)
+    assert publish_database(root_of(store)).incremental  # compact again: by slice
+
+
 def test_rows_outside_their_partition_are_caught_and_rebuilt(
     store: ParquetStore, tmp_path: Path
 ) -> None:

@@ -56,6 +56,19 @@ def test_manifest_records_rows_credits_and_digest(tmp_path: Path) -> None:
     assert len(entry["committed"]["sha256"]) == 64
 
 
+def test_a_manifest_rewritten_by_another_writer_is_read_anew(tmp_path: Path) -> None:
+    store = store_with_slice(tmp_path)
+    manifest = store.manifest(CREDIT_USAGE)
+    key = "interval=day/month=2026-10/data.parquet"
+    first = manifest.load()
+    first[key].removing = True  # a caller's change to its entries is its own
+    assert manifest.load()[key].removing is False
+    text = json.loads(manifest.path.read_text())
+    text["slices"][key]["committed"]["rows"] = 7  # another process's write: other bytes
+    manifest.path.write_text(json.dumps(text))
+    assert manifest.load()[key].committed.rows == 7
+
+
 def _crash_after_stage(store: ParquetStore, frame: pd.DataFrame, rename: bool) -> None:
     """A writer killed after staging its record (and, with `rename`, after the rename)."""
     target = store.partition_path(CREDIT_USAGE, PARTITION, "data.parquet")
