@@ -3,10 +3,10 @@
 - a daily refresh after a first run asks the organization list plus, per organization, only its
   resources and the current month's daily usage (2 requests), and the summary says so;
 - its period rows are summed from the days and equal the API's own period totals;
-- details, members and the anchor are re-read for a renamed and a new organization only, and
-  for every organization once they are older than `USAGE_DETAILS_MAX_AGE_DAYS`;
+- details, members and the anchor are re-read for every organization once they are older than
+  `USAGE_DETAILS_MAX_AGE_DAYS`, and for a renamed and a new organization only otherwise;
 - `period_reconciliation` still compares the API's period answers with the days and blocks the
-  run when they disagree.
+  run when they disagree (checked in the same run as the maximum age, which asks for them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -61,32 +61,12 @@ class RecordingApp:
 
 
 @pytest.fixture
-def recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Pipeline, RecordingApp]]:
-    server: EmulatorServer = start_emulator()
-    recorder = RecordingApp(server.app)
-    server.app = recorder
-    with server:
-        monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
-        monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
-        monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "warehouse"))
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-        monkeypatch.delenv("USAGE_DETAILS_MAX_AGE_DAYS", raising=False)
-        today = datetime.now(UTC).date()
-        yield (
-            Pipeline(tmp_path / "warehouse", server, date(today.year, today.month, 1), today),
-            (recorder),
-        )
-
-
-@pytest.fixture
 def recorded_after_demo_run(
     demo_build: DemoBuild, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Pipeline, RecordingApp]]:
-    """`recorded` after a first run of the previous month through today: a private copy of the
-    session's demo run (that range), an emulator in the state it loaded from, and a recorder
-    that sees only what comes after."""
+    """A first run of the previous month through today (a private copy of the session's demo
+    run), an emulator in the state it loaded from behind a recorder that sees only what comes
+    after, and the current month as the next run's range (a daily refresh)."""
     warehouse = copy_demo_run(demo_build, tmp_path)
     server: EmulatorServer = start_emulator(now=demo_build.now)
     recorder = RecordingApp(server.app)
@@ -134,13 +114,15 @@ def test_daily_refresh_makes_two_requests_per_organization(
         assert row.credits == pytest.approx(truth["organization_total"], abs=1e-6), row
 
 
-def test_details_reread_on_rename_new_organization_and_max_age(
-    recorded: tuple[Pipeline, RecordingApp], monkeypatch: pytest.MonkeyPatch
+def test_details_reread_on_max_age_rename_and_new_organization(
+    recorded_after_demo_run: tuple[Pipeline, RecordingApp], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline, recorder = recorded
+    pipeline, recorder = recorded_after_demo_run  # the first run: the session's demo run
     server = pipeline.server
 
-    # 1. the API's period total disagrees with the days: the blocking check still catches it
+    # 1. details older than the maximum age: every organization is re-read, and its current
+    # period reconciled; the API's period total disagrees with the days, so the blocking check
+    # catches it (the registry is written before the checks, the usage tables are not)
     honest = server.state.usage
 
     def inflated(
@@ -154,10 +136,15 @@ def test_details_reread_on_rename_new_organization_and_max_age(
         return body
 
     server.state.usage = inflated
+    monkeypatch.setenv("USAGE_DETAILS_MAX_AGE_DAYS", "0")
     summary = pipeline.run()
     assert any(b.endswith(":period_reconciliation") for b in summary.blocked), summary.lines()
+    counts = per_kind(recorder.take())
+    n = summary.organizations
+    assert n == 6
+    assert counts["details"] == counts["users"] == counts["current period"] == n, counts
     server.state.usage = honest
-    recorder.take()
+    monkeypatch.delenv("USAGE_DETAILS_MAX_AGE_DAYS")
 
     # 2. a rename and a new organization: only those two are re-read
     caller = server.state.user_for_token(server.token)
@@ -166,6 +153,7 @@ def test_details_reread_on_rename_new_organization_and_max_age(
     server.state.create_organization(caller, {"name": "brand-new", "subscription": "free"})
     summary = pipeline.run()
     assert summary.success and not summary.failed_checks, summary.lines()
+    assert summary.organizations == 7
     seen = recorder.take()
     reread = {"details", "users", "current period"}
     assert {(k, o) for k, o in seen if k in reread} == {
@@ -180,12 +168,3 @@ def test_details_reread_on_rename_new_organization_and_max_age(
     )
     untouched = stamps.drop(["renamed-org", "brand-new"])
     assert (untouched.details_refreshed_at < untouched.last_seen_at).all()
-
-    # 3. details older than the maximum age: every organization is re-read
-    monkeypatch.setenv("USAGE_DETAILS_MAX_AGE_DAYS", "0")
-    summary = pipeline.run()
-    assert summary.success and not summary.failed_checks, summary.lines()
-    counts = per_kind(recorder.take())
-    n = summary.organizations
-    assert n == 7
-    assert counts["details"] == counts["users"] == counts["current period"] == n, counts
