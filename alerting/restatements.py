@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from alerting.store import AlertStore, LoadedTotal
@@ -95,27 +96,53 @@ def _day(value: object) -> date:
     return pd.Timestamp(value).date()
 
 
-def _org_daily(daily: pd.DataFrame) -> pd.DataFrame:
-    """Organization-total day rows as (organization_id, day, credits)."""
+@dataclass(frozen=True)
+class _DayRows:
+    """One organization's organization-total day rows, in their order: day numbers (days
+    since the epoch) and credits (missing as 0)."""
+
+    days: np.ndarray
+    credits: np.ndarray
+
+    def total(self, first: date, last: date) -> float:
+        """Credits of the days from `first` through `last`."""
+        keep = (self.days >= _day_number(first)) & (self.days <= _day_number(last))
+        return float(self.credits[keep].sum())
+
+
+def _day_number(day: date) -> int:
+    return int(np.datetime64(day, "D").astype(np.int64))
+
+
+def _org_daily(daily: pd.DataFrame) -> dict[str, _DayRows]:
+    """Organization-total day rows by organization id."""
     if daily.empty:
-        return pd.DataFrame({"organization_id": [], "day": [], "credits": []})
+        return {}
     rows = daily[daily["scope"] == "organization"] if "scope" in daily else daily
     if "interval" in rows:
         rows = rows[rows["interval"] == "day"]
-    return pd.DataFrame(
-        {
-            "organization_id": rows["organization_id"].astype(str),
-            "day": pd.to_datetime(rows["start_date"]).dt.date,
-            "credits": rows["credits"].astype(float),
-        }
-    )
+    if rows.empty:
+        return {}
+    starts = pd.to_datetime(rows["start_date"])
+    if starts.dt.tz is not None:
+        starts = starts.dt.tz_localize(None)  # its wall-clock day, as `.dt.date` gives it
+    days = starts.to_numpy(dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
+    credits = np.nan_to_num(rows["credits"].to_numpy(dtype=float), nan=0.0)
+    org_ids = rows["organization_id"].astype(str).to_numpy()
+    order = np.argsort(org_ids, kind="stable")
+    org_ids, days, credits = org_ids[order], days[order], credits[order]
+    bounds = np.flatnonzero(org_ids[1:] != org_ids[:-1]) + 1
+    starts_at = np.concatenate(([0], bounds)).tolist()
+    ends_at = np.concatenate((bounds, [len(org_ids)])).tolist()
+    return {
+        str(org_ids[a]): _DayRows(days[a:b], credits[a:b])
+        for a, b in zip(starts_at, ends_at, strict=True)
+    }
 
 
-def _total(days: pd.DataFrame | None, first: date, last: date) -> float:
+def _total(days: _DayRows | None, first: date, last: date) -> float:
     """Credits of the organization-total day rows from `first` through `last`."""
-    if days is None:
-        return 0.0
-    return float(days[(days["day"] >= first) & (days["day"] <= last)]["credits"].sum())
+    return 0.0 if days is None else days.total(first, last)
 
 
 def _organization_credit_rows(status: pd.DataFrame) -> pd.DataFrame:
@@ -139,8 +166,7 @@ def check_restatements(
     now = now or now_utc()
     loaded_at = pd.Timestamp(now).isoformat(sep=" ")
     levels = sorted({float(t) for t in thresholds})
-    org_days = _org_daily(daily)
-    by_org = {org: rows for org, rows in org_days.groupby("organization_id")}
+    by_org = _org_daily(daily)
     out = RestatementCheck()
     if status.empty:
         return out

@@ -76,44 +76,67 @@ def _severity(threshold: float, rule: str) -> str:
     return "critical" if threshold >= 100 else "warning" if threshold >= 80 else "info"
 
 
-def _contributors(
-    org: pd.DataFrame | None,
-    period_start: pd.Timestamp,
-    period_end: pd.Timestamp,
-    as_of: pd.Timestamp,
-    top: int = 3,
-) -> dict[str, Any]:
-    """Top projects in the period so far and the change vs the previous period's same days
-    (``org``: the organization's daily rows; None when there is no usage data at all)."""
-    if org is None:
-        return {}
-    current = org[(org["date"] >= period_start) & (org["date"] <= as_of)]
-    parts = current[current["scope"] != "organization"].copy()
-    parts["label"] = (
-        parts["project_name"]
-        .fillna(parts["project_id"])
-        .where(parts["scope"] == "project", "(deleted projects)")
-    )
-    tops = parts.groupby("label")["credits"].sum().sort_values(ascending=False).head(top)
-    elapsed = as_of - period_start
-    anchor = anchor_from_period(period_start, period_end)
-    prev_start = pd.Timestamp(previous_period(period_start, anchor)[0])
-    org_rows = org[org["scope"] == "organization"]
-    if org_rows.empty:
-        org_rows = org
-    now_total = float(
-        org_rows[(org_rows["date"] >= period_start) & (org_rows["date"] <= as_of)]["credits"].sum()
-    )
-    base_rows = org_rows[
-        (org_rows["date"] >= prev_start) & (org_rows["date"] <= prev_start + elapsed)
-    ]
-    baseline = float(base_rows["credits"].sum()) if not base_rows.empty else math.nan
-    change = (now_total - baseline) / baseline if baseline and not math.isnan(baseline) else None
-    return {
-        "top_projects": [{"project": k, "credits": round(float(v), 2)} for k, v in tops.items()],
-        "baseline_credits": None if math.isnan(baseline) else round(baseline, 2),
-        "change_vs_baseline": None if change is None else round(change, 4),
-    }
+class _OrganizationRows:
+    """The daily rows behind the explanations, split by organization once: top projects in
+    the period so far and the change vs the previous period's same days."""
+
+    def __init__(self, daily: pd.DataFrame | None) -> None:
+        self.empty = daily is None or daily.empty
+        if daily is None or daily.empty:
+            return
+        self.rows_of = {
+            str(k): v for k, v in daily.groupby("organization_id", sort=False).indices.items()
+        }
+        self.dates = daily["date"].to_numpy(dtype="datetime64[us]")
+        self.is_total = (daily["scope"] == "organization").to_numpy()
+        self.label = (
+            daily["project_name"]
+            .fillna(daily["project_id"])
+            .where(daily["scope"] == "project", "(deleted projects)")
+            .to_numpy(dtype=object)
+        )
+        self.credits = daily["credits"].to_numpy(dtype=float)
+        self.summable = np.nan_to_num(self.credits, nan=0.0)  # as Series.sum() skips NaN
+
+    def contributors(
+        self,
+        organization_id: str,
+        period_start: pd.Timestamp,
+        period_end: pd.Timestamp,
+        as_of: pd.Timestamp,
+        top: int = 3,
+    ) -> dict[str, Any]:
+        """Top projects and change vs the previous period ({} without any usage data)."""
+        if self.empty:
+            return {}
+        rows = self.rows_of.get(organization_id, np.zeros(0, dtype=np.int64))
+        dates, is_total = self.dates[rows], self.is_total[rows]
+        start, end = np.datetime64(period_start, "us"), np.datetime64(as_of, "us")
+        current = (dates >= start) & (dates <= end)
+        parts = rows[current & ~is_total]
+        sums = pd.Series(self.credits[parts]).groupby(self.label[parts]).sum()
+        tops = sums.sort_values(ascending=False).head(top)
+        elapsed = as_of - period_start
+        anchor = anchor_from_period(period_start, period_end)
+        prev_start = pd.Timestamp(previous_period(period_start, anchor)[0])
+        totals = rows[is_total] if is_total.any() else rows
+        total_dates = self.dates[totals]
+        in_period = totals[(total_dates >= start) & (total_dates <= end)]
+        now_total = float(self.summable[in_period].sum())
+        base_start = np.datetime64(prev_start, "us")
+        base_end = np.datetime64(prev_start + elapsed, "us")
+        base_rows = totals[(total_dates >= base_start) & (total_dates <= base_end)]
+        baseline = float(self.summable[base_rows].sum()) if len(base_rows) else math.nan
+        change = (
+            (now_total - baseline) / baseline if baseline and not math.isnan(baseline) else None
+        )
+        return {
+            "top_projects": [
+                {"project": k, "credits": round(float(v), 2)} for k, v in tops.items()
+            ],
+            "baseline_credits": None if math.isnan(baseline) else round(baseline, 2),
+            "change_vs_baseline": None if change is None else round(change, 4),
+        }
 
 
 def _explain(row: dict[str, Any], details: dict[str, Any]) -> str:
@@ -154,19 +177,32 @@ def evaluate_alerts(
     """
     r = config.rules
     daily = daily_usage(credit_usage_daily) if credit_usage_daily is not None else None
-    by_org: dict[str, pd.DataFrame] = {}
-    if daily is not None and not daily.empty:
-        by_org = {str(k): g for k, g in daily.groupby("organization_id", sort=False)}
-    no_rows = daily.iloc[0:0] if daily is not None and not daily.empty else None
+    explanations = _OrganizationRows(daily)
     out: list[dict[str, Any]] = []
-    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
-    for row in status.to_dict("records"):
+    credit_rows = status[(status["metric"] == "credits") & (status["scope"] == "organization")]
+    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = dict(
+        zip(
+            credit_rows["organization_id"].tolist(),
+            zip(
+                credit_rows["period_start"].tolist(),
+                credit_rows["period_end"].tolist(),
+                strict=True,
+            ),
+            strict=True,
+        )
+    )
+    # only rows with a limit and a percentage at or above the lowest threshold can cross one
+    lowest = min(
+        (*r.credit_actual_thresholds, *r.credit_forecast_thresholds, *r.resource_thresholds),
+        default=math.inf,
+    )
+    crossing = (status["limit"].astype(float) > 0) & (
+        (status["used_pct"].astype(float) >= lowest)
+        | (status["forecast_pct"].astype(float) >= lowest)
+    )
+    for row in status[crossing].to_dict("records"):
         limit = row["limit"]
         project_id = text_or_none(row["project_id"]) or ""
-        if row["metric"] == "credits" and row["scope"] == "organization":
-            periods[row["organization_id"]] = (row["period_start"], row["period_end"])
-        if limit is None or math.isnan(limit) or limit <= 0:
-            continue
         checks: list[tuple[str, str, float, list[float]]] = []
         if row["metric"] == "credits":
             checks.append(("credit_actual", "credits", row["used_pct"], r.credit_actual_thresholds))
@@ -190,8 +226,8 @@ def evaluate_alerts(
             threshold = max(crossed)
             rule_id = rule if rule != "resource_limit" else f"{rule}.{metric}"
             details = (
-                _contributors(
-                    by_org.get(str(row["organization_id"]), no_rows),
+                explanations.contributors(
+                    str(row["organization_id"]),
                     row["period_start"],
                     row["period_end"],
                     row["as_of"],

@@ -32,9 +32,11 @@ with ``reason``) before ``min_days`` days of data exist for the organization.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -48,7 +50,6 @@ from common.periods import (
 )
 from insights.frames import (
     daily_usage,
-    dense_days,
     organization_daily,
     text_or_none,
     to_day,
@@ -76,17 +77,99 @@ class SeriesForecast:
     reason: str | None
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-d float array (the same value, bit for bit: the middle order
+    statistic, or the mean of the two middle ones; NaN when there is a NaN), without its
+    generic machinery: the forecast takes a few medians of a few dozen numbers per series."""
+    n = len(values)
+    if n == 0:
+        return math.nan
+    half = n // 2
+    if n % 2:
+        part = np.partition(values, (half, n - 1))
+        middle = float(part[half])
+    else:
+        part = np.partition(values, (half - 1, half, n - 1))
+        middle = float((part[half - 1] + part[half]) / 2.0)
+    return math.nan if math.isnan(part[n - 1]) else middle
+
+
+def _centred_median_7(values: np.ndarray) -> np.ndarray:
+    """``pd.Series(values).rolling(7, center=True, min_periods=4).median()`` of a series of
+    finite numbers (the same values): the median of each day and the 3 days either side, fewer
+    at the ends."""
+    n = len(values)
+    if n < 7 or not np.isfinite(values).all():
+        return pd.Series(values).rolling(7, center=True, min_periods=4).median().to_numpy()
+    padded = np.concatenate((_INF_3, values, _INF_3))  # the days beyond the ends sort last
+    ordered = np.sort(np.lib.stride_tricks.sliding_window_view(padded, 7), axis=1)
+    lo, hi, odd = _window_middles(n)
+    rows = np.arange(n)
+    low, high = ordered[rows, lo], ordered[rows, hi]
+    return np.where(odd, low, (low + high) / 2.0)
+
+
+_INF_3 = np.full(3, np.inf)
+
+
+@cache
+def _window_middles(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each day of an ``n``-day series, the positions of the middle order statistics of
+    its centred 7-day window (4 to 7 days), and whether it has an odd number of days."""
+    i = np.arange(n)
+    counts = np.minimum(i, 3) + 1 + np.minimum(n - 1 - i, 3)
+    return (counts - 1) // 2, counts // 2, counts % 2 == 1
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    """``np.quantile(values, q)`` (its default, linear method) of a short 1-d float array, the
+    same value bit for bit, computed as numpy does (its virtual index, the two order statistics
+    either side, its interpolation) without its generic machinery."""
+    n = len(values)
+    virtual = (n - 1) * q
+    below = math.floor(virtual)
+    if virtual >= n - 1:
+        below = above = -1
+    elif virtual < 0:
+        below = above = 0
+    else:
+        above = below + 1
+    ordered = np.sort(values)
+    if math.isnan(ordered[-1]):
+        return math.nan
+    a, b = float(ordered[below]), float(ordered[above])
+    t = virtual - below
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+@cache
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, k=1)``: every pair of points of an ``n``-point line fit."""
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = False
+    j.flags.writeable = False
+    return i, j
+
+
 def _weekday_factors(y: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
     factors = np.ones(7)
     if len(y) < 14:
         return factors
-    base = pd.Series(y).rolling(7, center=True, min_periods=4).median().to_numpy()
+    base = _centred_median_7(y)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(base > 0, y / base, np.nan)
-    for w in range(7):
-        r = ratio[(weekdays == w) & ~np.isnan(ratio)]
-        if len(r) >= 2:
-            factors[w] = float(np.median(r))
+    # per weekday, the median of its ratios (those that exist): sorted by weekday then ratio,
+    # the middle order statistics of each weekday's run
+    keys = np.where(np.isnan(ratio), 7, weekdays)
+    ordered = ratio[np.lexsort((ratio, keys))]
+    counts = np.bincount(keys, minlength=8)[:7]
+    starts = np.cumsum(counts) - counts
+    last = len(ordered) - 1
+    low = ordered[np.clip(starts + (counts - 1) // 2, 0, last)]
+    high = ordered[np.clip(starts + counts // 2, 0, last)]
+    medians = np.where(counts % 2 == 1, low, (low + high) / 2.0)
+    factors = np.where(counts >= 2, medians, factors)
     factors = np.clip(factors, 0.1, 5.0)
     return factors / factors.mean()
 
@@ -114,30 +197,56 @@ class Level:
     support_days: int
 
 
-def _row_medians(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Median of each row over the entries where ``mask`` is true (every row has one)."""
-    counts = mask.sum(axis=1)
-    ordered = np.sort(np.where(mask, values, np.inf), axis=1)
-    lo = np.take_along_axis(ordered, ((counts - 1) // 2)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(ordered, (counts // 2)[:, None], axis=1)[:, 0]
-    return (lo + hi) / 2.0
+@dataclass(frozen=True)
+class _SplitLayout:
+    """The candidate splits of an ``n``-day series (recent segment >= ``min_days`` days,
+    before it >= 3): per candidate (a row), which days are recent, and where the middle order
+    statistics of each segment sit once a row is sorted with the other segment's days last."""
+
+    ks: np.ndarray
+    recent: np.ndarray
+    rows: np.ndarray
+    recent_middle: tuple[np.ndarray, np.ndarray]
+    before_middle: tuple[np.ndarray, np.ndarray]
+
+
+@cache
+def _split_layout(n: int, min_days: int) -> _SplitLayout:
+    ks = np.arange(min_days, n - 3)
+    recent = np.arange(n)[None, :] >= (n - ks)[:, None]
+    before = n - ks
+    return _SplitLayout(
+        ks, recent, np.arange(len(ks)), ((ks - 1) // 2, ks // 2), ((before - 1) // 2, before // 2)
+    )
+
+
+def _row_medians(
+    ordered: np.ndarray, rows: np.ndarray, middle: tuple[np.ndarray, ...]
+) -> np.ndarray:
+    """Median of each sorted row whose entries of interest come first: the mean of its two
+    middle order statistics (the same one twice for an odd count)."""
+    lo, hi = middle
+    return (ordered[rows, lo] + ordered[rows, hi]) / 2.0
 
 
 def _best_split(d: np.ndarray, min_days: int) -> tuple[float, int, float, float] | None:
     """The split of ``d`` into (before, recent >= min_days days, before >= 3 days) with the
     least absolute deviation from the two segment medians: (cost, recent length, medians)."""
     n = len(d)
-    ks = np.arange(min_days, n - 3)
-    if len(ks) == 0:
+    layout = _split_layout(n, min_days)
+    if len(layout.ks) == 0:
         return None
-    grid = np.broadcast_to(d, (len(ks), n))
-    recent = np.arange(n)[None, :] >= (n - ks)[:, None]
-    mr = _row_medians(grid, recent)
-    mb = _row_medians(grid, ~recent)
+    recent = layout.recent
+    mr = _row_medians(
+        np.sort(np.where(recent, d, np.inf), axis=1), layout.rows, layout.recent_middle
+    )
+    mb = _row_medians(
+        np.sort(np.where(recent, np.inf, d), axis=1), layout.rows, layout.before_middle
+    )
     centre = np.where(recent, mr[:, None], mb[:, None])
-    cost = np.abs(grid - centre).sum(axis=1)
+    cost = np.abs(d - centre).sum(axis=1)
     best = int(np.argmin(cost))
-    return float(cost[best]), int(ks[best]), float(mr[best]), float(mb[best])
+    return float(cost[best]), int(layout.ks[best]), float(mr[best]), float(mb[best])
 
 
 def spike_history(d: np.ndarray) -> tuple[float, float]:
@@ -145,12 +254,12 @@ def spike_history(d: np.ndarray) -> tuple[float, float]:
     3x their centred 7-day median (and above it by more than 1 credit)."""
     if len(d) < 14:
         return 0.0, 0.0
-    base = pd.Series(d).rolling(7, center=True, min_periods=4).median().to_numpy()
+    base = _centred_median_7(d)
     excess = d - base
     spikes = (d > 3.0 * base) & (excess > 1.0)
     if not spikes.any():
         return 0.0, 0.0
-    return float(spikes.sum() / len(d)), float(np.median(excess[spikes]))
+    return float(spikes.sum() / len(d)), float(_median(excess[spikes]))
 
 
 def _poisson_quantile(mean: float, q: float) -> int:
@@ -168,7 +277,7 @@ def _noise_scale(d: np.ndarray) -> float:
     """Robust scale of day-to-day noise (in the series' units)."""
     if len(d) < 3:
         return 0.0
-    return float(1.4826 * np.median(np.abs(np.diff(d))) / np.sqrt(2.0))
+    return float(1.4826 * _median(np.abs(np.diff(d))) / np.sqrt(2.0))
 
 
 def level_shift(d: np.ndarray, min_days: int = SHIFT_MIN_DAYS) -> int | None:
@@ -199,7 +308,7 @@ def series_level(d: np.ndarray) -> Level:
     """Level, slope and floor of a deseasonalised daily series (oldest first)."""
     n = len(d)
     recent7 = d[-7:]
-    floor = float(np.quantile(recent7, 0.2)) if n else 0.0
+    floor = _quantile(recent7, 0.2) if n else 0.0
     k = level_shift(d)
     if k is not None:
         seg = d[-k:]
@@ -207,7 +316,7 @@ def series_level(d: np.ndarray) -> Level:
             t = np.arange(k, dtype=float)
             intercept, slope = _theil_sen(t, seg)
             return Level(intercept + slope * (k - 1), slope, floor, k, k)
-        return Level(float(np.median(seg)), 0.0, floor, k, k)
+        return Level(float(_median(seg)), 0.0, floor, k, k)
     best: tuple[float, float, float, int] | None = None
     for size in (TREND_WINDOW, RECENT_TREND_WINDOW):
         window = d[-size:]
@@ -216,7 +325,7 @@ def series_level(d: np.ndarray) -> Level:
         t = np.arange(len(window), dtype=float)
         intercept, slope = _theil_sen(t, window)
         slope = _shrunk(slope, window - (intercept + slope * t))
-        intercept = float(np.median(window - slope * t)) if len(t) else 0.0
+        intercept = float(_median(window - slope * t)) if len(t) else 0.0
         # which line describes the last week better: a trend that changed lately wins, but
         # only when clearly better (a 14-day slope is noisy)
         misfit = float(np.abs(window[-7:] - (intercept + slope * t[-7:])).sum()) if len(t) else 0.0
@@ -233,7 +342,7 @@ def _shrunk(slope: float, residuals: np.ndarray) -> float:
     n = len(residuals)
     if n < 3 or slope == 0:
         return slope
-    sigma = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    sigma = 1.4826 * float(_median(np.abs(residuals - _median(residuals))))
     se = sigma * np.sqrt(12.0 / (n * (n * n - 1.0)))
     if se <= 0:
         return slope
@@ -255,10 +364,10 @@ def level_path(level: Level, horizon: int) -> np.ndarray:
 
 def _theil_sen(t: np.ndarray, d: np.ndarray, min_points: int = 14) -> tuple[float, float]:
     if len(d) < min_points:
-        return (float(np.median(d)) if len(d) else 0.0), 0.0
-    i, j = np.triu_indices(len(t), k=1)
-    slope = float(np.median((d[j] - d[i]) / (t[j] - t[i])))
-    intercept = float(np.median(d - slope * t))
+        return (float(_median(d)) if len(d) else 0.0), 0.0
+    i, j = _pairs(len(t))
+    slope = float(_median((d[j] - d[i]) / (t[j] - t[i])))
+    intercept = float(_median(d - slope * t))
     return intercept, slope
 
 
@@ -298,40 +407,85 @@ def forecast_series(
     ``days_of_data``: the series' days of history when ``history`` holds only its last
     :func:`history_days_needed` days (default: ``len(history)``).
     """
-    as_of = history.index[-1]
+    dates = history.index[-max(SHIFT_WINDOW, lookback_days) :]
+    parts = (
+        [part.reindex(dates, fill_value=0.0).to_numpy(dtype=float) for part in components]
+        if components
+        else None
+    )
+    return forecast_values(
+        history.to_numpy(dtype=float),
+        history.index[-1],
+        period_start,
+        period_end,
+        components=parts,
+        min_days=min_days,
+        lookback_days=lookback_days,
+        interval=interval,
+        method=method,
+        n_boot=n_boot,
+        seed=seed,
+        days_of_data=days_of_data,
+    )
+
+
+def _weekdays(as_of: pd.Timestamp, days: int, *, future: bool = False) -> np.ndarray:
+    """Weekdays (Monday 0) of the ``days`` days ending on ``as_of`` (oldest first), or of the
+    ``days`` days after it."""
+    if future:
+        return (as_of.day_of_week + 1 + np.arange(days)) % 7
+    return (as_of.day_of_week - np.arange(days - 1, -1, -1)) % 7
+
+
+def forecast_values(
+    values: np.ndarray,
+    as_of: pd.Timestamp,
+    period_start: date,
+    period_end: date,
+    *,
+    components: list[np.ndarray] | None = None,
+    min_days: int = 7,
+    lookback_days: int = 28,
+    interval: float = 0.8,
+    method: Method = "robust",
+    n_boot: int = 400,
+    seed: int = 0,
+    days_of_data: int | None = None,
+) -> SeriesForecast:
+    """:func:`forecast_series` on plain arrays: ``values`` holds one credit figure per day
+    ending on ``as_of`` (no gaps), each of ``components`` the same for the last
+    ``max(SHIFT_WINDOW, lookback_days)`` of those days."""
     start, _, days_elapsed, days_remaining = _period_days(as_of, period_start, period_end)
-    used = float(history[history.index >= start].sum())
-    n = len(history) if days_of_data is None else days_of_data
+    since_start = min(int((as_of - start).days) + 1, len(values))
+    used = float(values[len(values) - since_start :].sum()) if since_start > 0 else 0.0
+    n = len(values) if days_of_data is None else days_of_data
     if n < min_days:
         return SeriesForecast(
             used, np.nan, np.nan, np.nan, np.nan, n, days_elapsed, days_remaining, method,
             f"insufficient data: {n} of {min_days} days",
         )  # fmt: skip
     if method == "naive":
-        rate = used / days_elapsed if days_elapsed > 0 else float(history.iloc[-7:].mean())
+        rate = used / days_elapsed if days_elapsed > 0 else float(values[-7:].mean())
         total = used + rate * days_remaining
         return SeriesForecast(
             used, total, total, total, rate, n, days_elapsed, days_remaining, "naive", None
         )
     if method == "theil_sen":
         return _theil_sen_forecast(
-            history, used, start, days_elapsed, days_remaining, lookback_days, interval, n_boot,
+            values, as_of, used, days_elapsed, days_remaining, lookback_days, interval, n_boot,
             seed, n,
         )  # fmt: skip
-    y = history.to_numpy(dtype=float)[-max(SHIFT_WINDOW, lookback_days) :]
-    dates = history.index[-len(y) :]
-    weekdays = np.asarray(dates.day_of_week)
+    y = values[-max(SHIFT_WINDOW, lookback_days) :]
+    weekdays = _weekdays(as_of, len(y))
     factors = _weekday_factors(y[-lookback_days:], weekdays[-lookback_days:])
-    future = pd.date_range(as_of + pd.Timedelta(days=1), periods=days_remaining, freq="D")
-    future_factors = factors[np.asarray(future.day_of_week)]
-    parts = components if components else [history]
+    future_factors = factors[_weekdays(as_of, days_remaining, future=True)]
+    parts = components if components else [y]
     pred = np.zeros(days_remaining)
     shifted = False
     for part in parts:
-        values = part.reindex(dates, fill_value=0.0).to_numpy(dtype=float)
-        if not values.any():
+        if not part.any():
             continue
-        level = series_level(values / factors[weekdays])
+        level = series_level(part / factors[weekdays])
         shifted |= level.shift_days is not None
         pred += level_path(level, days_remaining) * future_factors
     total = used + float(pred.sum())
@@ -350,18 +504,18 @@ def forecast_series(
     high = total + z * sd
     # spikes recur at the rate the history shows: the upper end allows for as many as the
     # interval's upper quantile of that Poisson rate over the remaining days
-    rate_spikes, spike_size = spike_history(history.to_numpy(dtype=float)[-SPIKE_WINDOW:])
+    rate_spikes, spike_size = spike_history(values[-SPIKE_WINDOW:])
     if days_remaining and rate_spikes > 0:
         high += _poisson_quantile(rate_spikes * h, (1 + interval) / 2) * spike_size
-    rate = mean_level if days_remaining else float(np.median(y[-7:]))
+    rate = mean_level if days_remaining else float(_median(y[-7:]))
     name = ("per_series_" if len(parts) > 1 else "") + ("level_shift" if shifted else "trend")
     return SeriesForecast(used, total, low, high, rate, n, days_elapsed, days_remaining, name, None)
 
 
 def _theil_sen_forecast(
-    history: pd.Series,
+    values: np.ndarray,
+    as_of: pd.Timestamp,
     used: float,
-    start: pd.Timestamp,
     days_elapsed: int,
     days_remaining: int,
     lookback_days: int,
@@ -371,19 +525,17 @@ def _theil_sen_forecast(
     n: int,
 ) -> SeriesForecast:
     """The previous method: one Theil-Sen line on the total, residual bootstrap interval."""
-    as_of = history.index[-1]
-    y = history.to_numpy(dtype=float)[-lookback_days:]
-    dates = history.index[-len(y) :]
-    weekdays = np.asarray(dates.day_of_week)
+    y = values[-lookback_days:]
+    weekdays = _weekdays(as_of, len(y))
     t = np.arange(len(y), dtype=float)
     factors = _weekday_factors(y, weekdays)
     d = y / factors[weekdays]
     intercept, slope = _theil_sen(t, d)
     fitted = np.maximum(intercept + slope * t, 0.0) * factors[weekdays]
     residuals = y - fitted
-    future = pd.date_range(as_of + pd.Timedelta(days=1), periods=days_remaining, freq="D")
     tf = len(y) - 1 + np.arange(1, days_remaining + 1, dtype=float)
-    pred = np.maximum(intercept + slope * tf, 0.0) * factors[np.asarray(future.day_of_week)]
+    future = _weekdays(as_of, days_remaining, future=True)
+    pred = np.maximum(intercept + slope * tf, 0.0) * factors[future]
     total = used + float(pred.sum())
     if days_remaining > 0:
         rng = np.random.default_rng(seed)
@@ -425,6 +577,49 @@ def _budgeted_projects(
         if row.project_id in budgets or row.project_name in budgets:
             out.append((row.organization_id, row.project_id))
     return out
+
+
+def _day_numbers(dates: pd.Series) -> np.ndarray:
+    """Days since the epoch of naive UTC midnights."""
+    return dates.to_numpy(dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
+
+
+def _dense(days: np.ndarray, credits: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Credits per day of ``[first, last]`` (day numbers), missing days as 0, one day's rows
+    summed."""
+    out = np.zeros(last - first + 1)
+    np.add.at(out, days - first, credits)
+    return out
+
+
+def _groups(
+    frame: pd.DataFrame,
+    keys: list[str],
+    since: int | None,
+    *,
+    name_column: str | None = None,
+) -> Iterator[tuple]:
+    """Per group of ``keys`` (sorted, missing keys last): the organization id, the day numbers
+    and credits of its rows from day ``since`` on (all when None), oldest first, and the last
+    row's ``name_column``."""
+    if frame.empty:
+        return
+    codes = frame.groupby(keys, dropna=False, sort=True).ngroup().to_numpy()
+    days = _day_numbers(frame["date"])
+    order = np.lexsort((days, codes))
+    codes, days = codes[order], days[order]
+    credits = frame["credits"].to_numpy(dtype=float)[order]
+    org_ids = frame["organization_id"].to_numpy()[order]
+    names = frame[name_column].to_numpy()[order] if name_column else None
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(codes)]))
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        keep = slice(start, end)
+        if since is not None:
+            keep = slice(start + int(np.searchsorted(days[start:end], since)), end)
+        group = (str(org_ids[start]), days[keep], credits[keep])
+        yield (*group, names[end - 1]) if names is not None else group
 
 
 def forecast_usage(
@@ -476,24 +671,26 @@ def forecast_usage(
     rows: list[dict[str, object]] = []
 
     today = today_after(day)
-    parts_by_org: dict[str, list[pd.Series]] = {}
+    last_day = _day_numbers(pd.Series([day]))[0]
+    window = max(SHIFT_WINDOW, lookback_days)
+    parts_by_org: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     if method == "robust":
         series = daily[daily["scope"] != "organization"]
-        for (org_id, _, _), group in series.groupby(
-            ["organization_id", "scope", "project_id"], dropna=False, sort=True
+        for org_id, days, credits in _groups(
+            series, ["organization_id", "scope", "project_id"], last_day - window + 1
         ):
-            values = group.set_index("date")["credits"]
-            parts_by_org.setdefault(str(org_id), []).append(values)
+            parts_by_org.setdefault(org_id, []).append((days, credits))
 
     def run(
         org_id: str,
-        values: pd.DataFrame,
+        days: np.ndarray,
+        credits: np.ndarray,
+        name: object,
         extra: dict[str, object],
-        components: list[pd.Series] | None = None,
+        components: list[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         period_start, period_end = current_period(today, anchors.get(org_id, CALENDAR_MONTHS))
-        if values.empty:
-            history = pd.Series([], dtype=float, index=pd.DatetimeIndex([], dtype="datetime64[us]"))
+        if not len(days):
             n = 0
             fc = SeriesForecast(
                 0.0, np.nan, np.nan, np.nan, np.nan, n,
@@ -502,24 +699,42 @@ def forecast_usage(
                 method, f"insufficient data: 0 of {min_days} days",
             )  # fmt: skip
         else:
-            history = dense_days(values.set_index("date")["credits"], values["date"].min(), day)
+            history = _dense(days, credits, int(days.min()), last_day)
             first = (first_days or {}).get((org_id, text_or_none(extra["project_id"])))
-            fc = forecast_series(
-                history,
-                period_start,
-                period_end,
-                components=components,
-                min_days=min_days,
-                lookback_days=lookback_days,
-                interval=interval,
-                method=method,
-                days_of_data=None if first is None else (day - first).days + 1,
-            )
+            days_of_data = None if first is None else (day - first).days + 1
+            if method != "robust":
+                index = pd.date_range(end=day, periods=len(history), freq="D", unit="us")
+                fc = forecast_series(
+                    pd.Series(history, index=index),
+                    period_start,
+                    period_end,
+                    min_days=min_days,
+                    lookback_days=lookback_days,
+                    interval=interval,
+                    method=method,
+                    days_of_data=days_of_data,
+                )
+            else:
+                first_kept = last_day - min(len(history), window) + 1
+                parts = [
+                    _dense(d[d >= first_kept], c[d >= first_kept], first_kept, last_day)
+                    for d, c in components or []
+                ]
+                fc = forecast_values(
+                    history,
+                    day,
+                    period_start,
+                    period_end,
+                    components=parts or None,
+                    min_days=min_days,
+                    lookback_days=lookback_days,
+                    interval=interval,
+                    days_of_data=days_of_data,
+                )
         rows.append(
             {
                 "organization_id": org_id,
-                "organization_name": org_names.get(org_id)
-                or (values["organization_name"].iloc[-1] if not values.empty else None),
+                "organization_name": org_names.get(org_id) or name,
                 **extra,
                 "as_of": day,
                 "period_start": pd.Timestamp(period_start),
@@ -528,13 +743,20 @@ def forecast_usage(
             }
         )
 
-    by_org = {str(k): g for k, g in org_daily.groupby("organization_id", sort=False)}
-    empty = org_daily.iloc[0:0]
+    org_rows = {
+        org_id: (days, credits, name)
+        for org_id, days, credits, name in _groups(
+            org_daily, ["organization_id"], None, name_column="organization_name"
+        )
+    }
+    no_days, no_credits = np.zeros(0, dtype=np.int64), np.zeros(0)
     for org_id in org_ids:
-        values = by_org.get(org_id, empty)
+        days, credits, name = org_rows.get(org_id, (no_days, no_credits, None))
         run(
             org_id,
-            values,
+            days,
+            credits,
+            name,
             {"scope": "organization", "project_id": None, "project_name": None},
             parts_by_org.get(org_id),
         )
@@ -552,7 +774,13 @@ def forecast_usage(
             "project_id": project_id,
             "project_name": values["project_name"].iloc[-1],
         }
-        run(org_id, values, extra)
+        run(
+            org_id,
+            _day_numbers(values["date"]),
+            values["credits"].to_numpy(dtype=float),
+            values["organization_name"].iloc[-1],
+            extra,
+        )
     out = pd.DataFrame(rows, columns=FORECAST_COLUMNS)
     for col in ("as_of", "period_start", "period_end"):
         out[col] = out[col].astype("datetime64[us]")

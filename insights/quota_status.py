@@ -159,23 +159,39 @@ def _resource_rows(
     if as_of is not None:
         usage = usage[usage["observed_at"] < to_day(as_of) + pd.Timedelta(days=1)]
     rows: list[dict[str, object]] = []
-    for org_id, obs in usage.sort_values("observed_at").groupby("organization_id", sort=True):
+    if usage.empty:
+        return rows
+    # by organization (sorted), each one's observations in time order (as a stable groupby of
+    # the time-sorted rows): one pass of numpy slices instead of a frame per organization
+    usage = usage.sort_values("observed_at")
+    usage = usage.iloc[np.argsort(usage["organization_id"].to_numpy(), kind="stable")]
+    org_ids = usage["organization_id"].to_numpy()
+    observed_at = usage["observed_at"].to_numpy()
+    bounds = np.flatnonzero(org_ids[1:] != org_ids[:-1]) + 1
+    starts = np.concatenate(([0], bounds)).tolist()
+    ends = np.concatenate((bounds, [len(usage)])).tolist()
+    latest = np.repeat(observed_at[np.asarray(ends) - 1], np.asarray(ends) - np.asarray(starts))
+    # days from each organization's latest observation (<= 0)
+    x_all = pd.Series(observed_at - latest).dt.total_seconds().to_numpy() / 86400.0
+    counts_of = {r: usage[r].to_numpy(dtype=float) for r in RESOURCE_NAMES if r in usage.columns}
+    window = np.timedelta64(RESOURCE_WINDOW_DAYS, "D")
+    for start, end in zip(starts, ends, strict=True):
+        org_id = str(org_ids[start])
         org = orgs.get(org_id, {})
         name = org.get("organization_name")
         limits = config.resource_limits(org_id, name, org.get("subscription"))  # type: ignore[arg-type]
-        last = obs.iloc[-1]
-        observed = pd.Timestamp(last["observed_at"])
+        observed = pd.Timestamp(observed_at[end - 1])
         period_start, period_end = period_containing(observed, anchors.get(org_id, 1))
-        recent = obs[obs["observed_at"] >= observed - pd.Timedelta(days=RESOURCE_WINDOW_DAYS)]
-        x = (recent["observed_at"] - observed).dt.total_seconds().to_numpy() / 86400.0
-        for resource in RESOURCE_NAMES:
-            if resource not in obs.columns:
-                continue
-            value = float(last[resource])
+        first_recent = start + int(
+            np.searchsorted(observed_at[start:end], observed_at[end - 1] - window, side="left")
+        )
+        x = x_all[first_recent:end]
+        for resource, counts_all in counts_of.items():
+            value = float(counts_all[end - 1])
             limit = limits.get(resource)
             slope = math.nan
-            if len(recent) >= 2 and np.ptp(x) > 0:
-                slope = float(np.polyfit(x, recent[resource].astype(float).to_numpy(), 1)[0])
+            if end - first_recent >= 2 and np.ptp(x) > 0:
+                slope = float(np.polyfit(x, counts_all[first_recent:end], 1)[0])
             days = _days_until(value, limit, slope) if limit is not None else math.nan
             rows.append(
                 {
@@ -196,7 +212,7 @@ def _resource_rows(
                     "forecast_low": math.nan,
                     "forecast_high": math.nan,
                     "forecast_pct": math.nan,
-                    "days_of_data": counts.get(org_id, len(obs)),
+                    "days_of_data": counts.get(org_id, end - start),
                     "daily_rate": slope,
                     "days_until_limit": days,
                     "limit_date": observed.normalize() + pd.Timedelta(days=days)

@@ -168,8 +168,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         return _empty_daily()
     frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[us]")
     frame["credits"] = frame["credits"].astype(float)
-    for column in ("organization_id", "organization_name", "scope", "project_id", "project_name"):
-        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    # the text columns are already object columns holding None (`frame_sharing_text`)
     return frame[DAILY_COLUMNS].reset_index(drop=True)
 
 
