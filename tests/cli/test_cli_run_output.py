@@ -4,7 +4,9 @@ blocking checks that keep the warehouse as it was.
 - the summary's request count is the number of requests the API received (retries included and
   also counted on their own), and each monthly partition's `dagster/row_count` is its own rows;
 - `usage-etl run` prints one short line per event (8-character run id, no reprs, no warnings),
-  the alerts as counts by rule plus the ten most severe, and a failure as one line (exit 1);
+  the alerts as counts by rule plus the ten most severe, and a failure as one line (exit 1):
+  an API answer without the deleted-projects key, named with the organization, that leaves
+  the published warehouse as it was;
 - a failed blocking check (`projects_add_up`) leaves Parquet, DuckDB and the alert state as they
   were, sends nothing, and the summary says why.
 """
@@ -27,6 +29,7 @@ from common.periods import shift_month
 from pipelines.commands.run_cmd import execute
 from tests.services.cli import clean_env, usage_etl, usage_etl_in_process
 from tests.services.emulator import Pipeline, start_emulator
+from tests.services.warehouse_files import query_published
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -166,6 +169,9 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
         assert 0 < len(listed) <= 10
         assert "usage-etl alerts lists every alert" in done.out
 
+        # a response without the deleted-projects key fails the run loudly and keeps the data
+        published = "select count(*), sum(credits) from credit_usage"
+        before = query_published(warehouse, published)
         server.set_faults(deleted_projects_key="data_removed_projects")
         # the second run through `main()` in process: the same output, one interpreter less
         failed = usage_etl_in_process("run", "--warehouse", str(warehouse), env=env)
@@ -174,4 +180,8 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
         assert re.search(r"^run [0-9a-f]{8} FAILED", failed.out, re.M), failed.out
         error = [x for x in failed.out.splitlines() if x.startswith("error: ")]
         assert len(error) == 1 and "data_deleted_projects" in error[0], failed.out
+        assert "organization" in error[0], error[0]
         assert len(failed.err.splitlines()) < 20, failed.err
+        assert query_published(warehouse, published) == before, (
+            "a failed run must not change the published warehouse"
+        )

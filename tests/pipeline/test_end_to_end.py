@@ -1,9 +1,11 @@
-"""The whole pipeline against the emulator: the warehouse must hold the emulator's own numbers."""
+"""The whole pipeline against the emulator: the warehouse must hold the emulator's own numbers,
+and a second run over the same data changes nothing."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import duckdb
 import pytest
 
 from tests.services.emulator import TOLERANCE, Pipeline, assert_matches_emulator
@@ -43,13 +45,40 @@ def test_run_loads_what_the_emulator_serves(pipeline: Pipeline) -> None:
     )
 
 
-def test_rerun_gives_identical_tables(pipeline_after_demo_run: Pipeline) -> None:
-    pipeline = pipeline_after_demo_run  # its first run is the session's demo run
+def test_a_rerun_changes_no_table_sends_no_alert_again_and_spares_an_open_reader(
+    pipeline_after_demo_run: Pipeline,
+) -> None:
+    """A second run over the same range on the same API data (the first is the session's demo
+    run): the same tables, one more resource snapshot, no alert queued or sent again, a fresh
+    report; an analyst's session open on the database meanwhile neither fails the run nor
+    sees it change under them. (One run checks all of this: each run costs seconds.)"""
+    pipeline = pipeline_after_demo_run
     first = table_snapshot(pipeline, "credit_usage", "all")
-    assert pipeline.run().success
+    outbox = pipeline.query("select alert_key, channel, status from alert_outbox")
+    delivered = int((outbox.status == "delivered").sum())
+    reader = duckdb.connect(str(pipeline.warehouse / "usage.duckdb"), read_only=True)
+    try:
+        before = reader.execute("select count(*), max(loaded_at) from credit_usage").fetchone()
+        summary = pipeline.run()
+        assert summary.success, "an open read-only session must not make the run fail"
+        # the open session keeps its consistent snapshot ...
+        again = reader.execute("select count(*), max(loaded_at) from credit_usage").fetchone()
+        assert again == before
+    finally:
+        reader.close()
+    # ... and a new session sees the new run
+    assert before is not None
+    latest = pipeline.query("select max(loaded_at) as t from credit_usage").t[0]
+    assert latest > before[1]
+
     assert table_snapshot(pipeline, "credit_usage", "all") == first
     snapshots = pipeline.query("select count(distinct observed_at) as n from resource_usage")
     assert snapshots.n[0] == 2, "resource usage keeps one snapshot per run"
+
+    requeued = pipeline.query("select alert_key, channel, status from alert_outbox")
+    assert len(requeued) == len(outbox), "a re-run must not queue the same alerts again"
+    assert (requeued.status == "delivered").sum() == delivered
+    assert (pipeline.warehouse / "report" / "index.html").stat().st_size > 10_000
 
 
 def test_rename_and_project_deletion_between_runs(pipeline_after_demo_run: Pipeline) -> None:

@@ -1,69 +1,22 @@
-"""Period rows follow their days across month partitions, against the emulator on loopback.
+"""Period rows of closed periods are confirmed with the API a few a run, against the emulator
+on loopback: a backfill's older periods are left pending, daily refreshes keep their budget.
 
-A subscription period anchored on the 20th runs from the 20th of one month to the 20th of the
-next: its row lives in the partition of the month it starts in. The daily schedule loads only
-the current month after the 3rd; a day of the current month corrected by the API must still
-reach the row of the period that began in the previous month.
+(A subscription period anchored on the 20th runs from the 20th of one month to the 20th of the
+next: its row lives in the partition of the month it starts in. That a day of the current month
+corrected by the API still reaches the row of the period that began in the previous month, when
+a daily refresh loads only the current month, is checked on the daily refresh of
+tests/pipeline/test_request_budget.py.)
 """
 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 
-from common.periods import period_containing, shift_month
+from common.periods import shift_month
 from tests.services.emulator import TOLERANCE, Pipeline
-
-
-def period_rows(p: Pipeline, organization_id: str, start: date) -> dict[tuple[str, str], float]:
-    rows = p.query(
-        """select scope, coalesce(project_id, '') as project_id, credits from credit_usage
-           where interval = 'month' and organization_id = ? and start_date = ?""",
-        [organization_id, start],
-    )
-    return {(r.scope, r.project_id): r.credits for r in rows.itertuples()}
-
-
-def test_a_corrected_day_reaches_the_row_of_a_period_begun_in_the_previous_month(
-    pipeline_after_demo_run: Pipeline,
-) -> None:
-    p = pipeline_after_demo_run
-    today = p.end
-    this_month = date(today.year, today.month, 1)
-    org = next(o for o in p.server.state.orgs.values() if o.anchor_day == 20)
-    start, end = period_containing(this_month, org.anchor_day)
-    assert start < this_month < end, "the period begins in the previous month"
-    before = period_rows(p, org.id, start)
-    assert before, "the first run (previous and current month) wrote the period's row"
-
-    # the API restates a day of the period's second month, then a run loads only this month
-    project = p.server.add_usage(org.name, this_month, 125.0)
-    summary = p.run(this_month, today)
-    assert summary.success and not summary.failed_checks, summary.lines()
-    n = summary.organizations
-    assert summary.requests == 1 + 2 * n, "recomputing the row from its days asks nothing more"
-
-    after = period_rows(p, org.id, start)
-    assert after[("organization", "")] == pytest.approx(
-        before[("organization", "")] + 125.0, abs=TOLERANCE
-    )
-    assert after[("project", project)] == pytest.approx(
-        before[("project", project)] + 125.0, abs=TOLERANCE
-    )
-    truth = p.server.totals(org.name, start, min(end, today + timedelta(days=1)))
-    assert after[("organization", "")] == pytest.approx(truth["organization_total"], abs=TOLERANCE)
-    assert after[("deleted_projects", "")] == pytest.approx(
-        truth["deleted_projects"], abs=TOLERANCE
-    )
-    duplicated = p.query(
-        """select scope, project_id, count(*) as n from credit_usage
-           where interval = 'month' and organization_id = ? and start_date = ?
-           group by all having count(*) > 1""",
-        [org.id, start],
-    )
-    assert duplicated.empty, "the recomputed rows replaced the stale ones"
 
 
 def test_a_backfill_confirms_older_closed_periods_a_few_a_run_and_daily_refreshes_keep_budget(

@@ -2,11 +2,13 @@
 
 - a daily refresh after a first run asks the organization list plus, per organization, only its
   resources and the current month's daily usage (2 requests), and the summary says so;
-- its period rows are summed from the days and equal the API's own period totals;
-- details, members and the anchor are re-read for a renamed and a new organization only, and
-  for every organization once they are older than `USAGE_DETAILS_MAX_AGE_DAYS`;
+- its period rows are summed from the days and equal the API's own period totals, including
+  the row of a period begun in the previous month (outside the refresh's partition) when the
+  API corrects one of its days in this month;
+- details, members and the anchor are re-read for every organization once they are older than
+  `USAGE_DETAILS_MAX_AGE_DAYS`, and for a renamed and a new organization only otherwise;
 - `period_reconciliation` still compares the API's period answers with the days and blocks the
-  run when they disagree.
+  run when they disagree (checked in the same run as the maximum age, which asks for them).
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
+from common.periods import period_containing
 from emulator.server import EmulatorServer
 from tests.services.demo_run import DemoBuild, copy_demo_run
-from tests.services.emulator import Pipeline, start_emulator
+from tests.services.emulator import TOLERANCE, Pipeline, start_emulator
 
 
 class RecordingApp:
@@ -61,32 +64,12 @@ class RecordingApp:
 
 
 @pytest.fixture
-def recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Pipeline, RecordingApp]]:
-    server: EmulatorServer = start_emulator()
-    recorder = RecordingApp(server.app)
-    server.app = recorder
-    with server:
-        monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
-        monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
-        monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "warehouse"))
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-        monkeypatch.delenv("USAGE_DETAILS_MAX_AGE_DAYS", raising=False)
-        today = datetime.now(UTC).date()
-        yield (
-            Pipeline(tmp_path / "warehouse", server, date(today.year, today.month, 1), today),
-            (recorder),
-        )
-
-
-@pytest.fixture
 def recorded_after_demo_run(
     demo_build: DemoBuild, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Pipeline, RecordingApp]]:
-    """`recorded` after a first run of the previous month through today: a private copy of the
-    session's demo run (that range), an emulator in the state it loaded from, and a recorder
-    that sees only what comes after."""
+    """A first run of the previous month through today (a private copy of the session's demo
+    run), an emulator in the state it loaded from behind a recorder that sees only what comes
+    after, and the current month as the next run's range (a daily refresh)."""
     warehouse = copy_demo_run(demo_build, tmp_path)
     server: EmulatorServer = start_emulator(now=demo_build.now)
     recorder = RecordingApp(server.app)
@@ -105,11 +88,31 @@ def per_kind(seen: list[tuple[str, str]]) -> Counter[str]:
     return Counter(kind for kind, _ in seen)
 
 
+def period_rows(p: Pipeline, organization_id: str, start: date) -> dict[tuple[str, str], float]:
+    rows = p.query(
+        """select scope, coalesce(project_id, '') as project_id, credits from credit_usage
+           where interval = 'month' and organization_id = ? and start_date = ?""",
+        [organization_id, start],
+    )
+    return {(r.scope, r.project_id): r.credits for r in rows.itertuples()}
+
+
 def test_daily_refresh_makes_two_requests_per_organization(
     recorded_after_demo_run: tuple[Pipeline, RecordingApp],
 ) -> None:
     pipeline, recorder = recorded_after_demo_run  # the first run: the session's demo run
     assert recorder.take() == []
+
+    # the API corrects a day of this month in a period that began in the previous month
+    # (anchor 20: the 20th to the 20th): the refresh loads only this month's partition, yet the
+    # period's row (in the previous month's partition) must follow its days
+    this_month = pipeline.start
+    org = next(o for o in pipeline.server.state.orgs.values() if o.anchor_day == 20)
+    start, end = period_containing(this_month, org.anchor_day)
+    assert start < this_month < end, "the period begins in the previous month"
+    before = period_rows(pipeline, org.id, start)
+    assert before, "the first run (previous and current month) wrote the period's row"
+    project = pipeline.server.add_usage(org.name, this_month, 125.0)
 
     summary = pipeline.run()  # the daily refresh: the current month
     assert summary.success and not summary.failed_checks, summary.lines()
@@ -117,7 +120,7 @@ def test_daily_refresh_makes_two_requests_per_organization(
     n = summary.organizations
     assert n == 6
     assert per_kind(seen) == {"list": 1, "resources": n, "usage day": n}, per_kind(seen)
-    assert summary.requests == len(seen) == 1 + 2 * n
+    assert summary.requests == len(seen) == 1 + 2 * n, "recomputing the row asks nothing more"
     assert f"{(1 + 2 * n) / n:.2f} per organization" in summary.lines()[0]
 
     # the period rows of this refresh were summed from the days: equal to the API's totals
@@ -133,14 +136,34 @@ def test_daily_refresh_makes_two_requests_per_organization(
         )
         assert row.credits == pytest.approx(truth["organization_total"], abs=1e-6), row
 
+    # the corrected period's rows moved by the correction, were replaced (not duplicated) and
+    # hold the API's totals so far
+    after = period_rows(pipeline, org.id, start)
+    for key in (("organization", ""), ("project", project)):
+        assert after[key] == pytest.approx(before[key] + 125.0, abs=TOLERANCE), key
+    truth = pipeline.server.totals(org.name, start, min(end, pipeline.end + timedelta(days=1)))
+    assert after[("organization", "")] == pytest.approx(truth["organization_total"], abs=TOLERANCE)
+    assert after[("deleted_projects", "")] == pytest.approx(
+        truth["deleted_projects"], abs=TOLERANCE
+    )
+    duplicated = pipeline.query(
+        """select scope, project_id, count(*) as n from credit_usage
+           where interval = 'month' and organization_id = ? and start_date = ?
+           group by all having count(*) > 1""",
+        [org.id, start],
+    )
+    assert duplicated.empty, "the recomputed rows replaced the stale ones"
 
-def test_details_reread_on_rename_new_organization_and_max_age(
-    recorded: tuple[Pipeline, RecordingApp], monkeypatch: pytest.MonkeyPatch
+
+def test_details_reread_on_max_age_rename_and_new_organization(
+    recorded_after_demo_run: tuple[Pipeline, RecordingApp], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline, recorder = recorded
+    pipeline, recorder = recorded_after_demo_run  # the first run: the session's demo run
     server = pipeline.server
 
-    # 1. the API's period total disagrees with the days: the blocking check still catches it
+    # 1. details older than the maximum age: every organization is re-read, and its current
+    # period reconciled; the API's period total disagrees with the days, so the blocking check
+    # catches it (the registry is written before the checks, the usage tables are not)
     honest = server.state.usage
 
     def inflated(
@@ -154,10 +177,15 @@ def test_details_reread_on_rename_new_organization_and_max_age(
         return body
 
     server.state.usage = inflated
+    monkeypatch.setenv("USAGE_DETAILS_MAX_AGE_DAYS", "0")
     summary = pipeline.run()
     assert any(b.endswith(":period_reconciliation") for b in summary.blocked), summary.lines()
+    counts = per_kind(recorder.take())
+    n = summary.organizations
+    assert n == 6
+    assert counts["details"] == counts["users"] == counts["current period"] == n, counts
     server.state.usage = honest
-    recorder.take()
+    monkeypatch.delenv("USAGE_DETAILS_MAX_AGE_DAYS")
 
     # 2. a rename and a new organization: only those two are re-read
     caller = server.state.user_for_token(server.token)
@@ -166,6 +194,7 @@ def test_details_reread_on_rename_new_organization_and_max_age(
     server.state.create_organization(caller, {"name": "brand-new", "subscription": "free"})
     summary = pipeline.run()
     assert summary.success and not summary.failed_checks, summary.lines()
+    assert summary.organizations == 7
     seen = recorder.take()
     reread = {"details", "users", "current period"}
     assert {(k, o) for k, o in seen if k in reread} == {
@@ -180,12 +209,3 @@ def test_details_reread_on_rename_new_organization_and_max_age(
     )
     untouched = stamps.drop(["renamed-org", "brand-new"])
     assert (untouched.details_refreshed_at < untouched.last_seen_at).all()
-
-    # 3. details older than the maximum age: every organization is re-read
-    monkeypatch.setenv("USAGE_DETAILS_MAX_AGE_DAYS", "0")
-    summary = pipeline.run()
-    assert summary.success and not summary.failed_checks, summary.lines()
-    counts = per_kind(recorder.take())
-    n = summary.organizations
-    assert n == 7
-    assert counts["details"] == counts["users"] == counts["current period"] == n, counts

@@ -1,4 +1,7 @@
-"""Nothing wrong is ever published: damaged or missing slices are repaired or refused (issue 13)."""
+"""Nothing wrong is ever published: damaged or missing slices are repaired or refused (issue 13).
+
+The tests start from a copy of the session's demo run (the previous and the current month); the
+damaged slices are of the previous month, which the next run (the current month) does not cover."""
 
 from __future__ import annotations
 
@@ -7,36 +10,34 @@ from datetime import date, timedelta
 
 import pytest
 
-from common.periods import shift_month
 from tests.services.emulator import Pipeline, assert_matches_emulator
 from tests.services.warehouse_files import credit_totals, garble, month_slice, verify_exit
 from warehouse.manifest import IntegrityError
 from warehouse.publish import publish
 
 
-def months_back(p: Pipeline, n: int) -> date:
-    y, m = shift_month(p.start.year, p.start.month, -n)
-    return date(y, m, 1)
+def this_month(p: Pipeline) -> date:
+    return date(p.end.year, p.end.month, 1)
 
 
 def test_garbled_and_deleted_months_outside_the_run_are_repulled(
-    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+    pipeline_after_demo_run: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    older, oldest = months_back(pipeline, 1), months_back(pipeline, 2)
-    assert pipeline.run(start=oldest).success
+    pipeline = pipeline_after_demo_run  # the session's demo run: the previous + current month
+    previous = pipeline.start
     clean = credit_totals(pipeline)
     assert verify_exit(pipeline.warehouse, capsys)[0] == 0
 
-    garbled = month_slice(pipeline.warehouse, "day", older)
+    garbled = month_slice(pipeline.warehouse, "day", previous)
     garble(garbled)
-    deleted = month_slice(pipeline.warehouse, "month", oldest)
+    deleted = month_slice(pipeline.warehouse, "month", previous)
     shutil.rmtree(deleted.parent)
     status, output = verify_exit(pipeline.warehouse, capsys)
     assert status == 1
     assert str(garbled) in output and str(deleted) in output
 
-    # the next run covers neither month (default range: previous + current month) ...
-    summary = pipeline.run()
+    # the next run covers neither slice (a daily refresh: the current month only) ...
+    summary = pipeline.run(start=this_month(pipeline))
     assert summary.success, summary.lines()
     log = capsys.readouterr().err
     assert f"re-pulling {garbled}" in log and f"re-pulling {deleted}" in log
@@ -44,7 +45,7 @@ def test_garbled_and_deleted_months_outside_the_run_are_repulled(
     assert credit_totals(pipeline).equals(clean)
     assert garbled.exists() and deleted.exists()
     assert verify_exit(pipeline.warehouse, capsys)[0] == 0
-    assert_matches_emulator(pipeline, oldest, pipeline.end + timedelta(days=1))
+    assert_matches_emulator(pipeline, previous, pipeline.end + timedelta(days=1))
 
     # a damaged slice that cannot be re-pulled (a resource snapshot) is never published
     snapshot = next((pipeline.warehouse / "parquet" / "resource_usage").rglob("*.parquet"))
@@ -113,17 +114,16 @@ def test_token_seeing_fewer_organizations_keeps_the_others_history(
 
 
 def test_damaged_slice_holding_an_invisible_organization_fails_the_run_naming_it(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    pipeline_after_demo_run: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from emulator.demo import OTHER_TOKEN
 
-    older = months_back(pipeline, 1)
-    assert pipeline.run(start=older).success
+    pipeline = pipeline_after_demo_run  # the session's demo run: the previous + current month
     before = (pipeline.warehouse / "usage.duckdb").read_bytes()
-    damaged = month_slice(pipeline.warehouse, "day", older)
+    damaged = month_slice(pipeline.warehouse, "day", pipeline.start)
     garble(damaged)
     monkeypatch.setenv("UBIOPS_API_TOKEN", OTHER_TOKEN)
-    summary = pipeline.run()
+    summary = pipeline.run(start=this_month(pipeline))  # the damaged month is outside the run
     assert not summary.success
     assert summary.error is not None and str(damaged) in summary.error
     assert "cannot repair" in summary.error
