@@ -6,7 +6,9 @@
 - `Alerting` (`alerting`): the quota/alert file (rules, budgets, notification channels).
 - `warehouse_io_manager`: writes the assets' rows into the `warehouse` (assets/io_manager.py).
 
-Each resource declares, once, which environment variable backs each field (`ENVIRONMENT`).
+Each resource declares, once, which environment variable backs each field (`ENVIRONMENT`, of
+`common.settings.FromEnv`; the warehouse's table lives in `warehouse/location.py`, which the
+commands that only read the warehouse use without Dagster).
 `resources_from_env()` builds them all from the environment: plain settings become literal
 defaults, secrets become `EnvVar`s, so Dagster resolves them in the run's process and the run
 configuration, the job snapshot and the UI only ever hold the variable's *name*. `dg`,
@@ -30,8 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -40,36 +41,24 @@ from pydantic import Field
 
 from assets.io_manager import WAREHOUSE_IO_MANAGER, warehouse_io_manager
 from common import settings
+from common.settings import FromEnv
 from ubiops_api.client import UbiOpsClient
+from warehouse.location import ENVIRONMENT as WAREHOUSE_ENVIRONMENT
+from warehouse.location import WarehouseLocation
 
 if TYPE_CHECKING:
     from insights.quotas import QuotaConfig
     from warehouse.lake import LakeConfig
 
 
-@dataclass(frozen=True)
-class FromEnv:
-    """The environment variable(s) behind a resource field: the first one set wins. A secret
-    field becomes an `EnvVar` (resolved only inside the run), any other a literal value."""
-
-    names: tuple[str, ...]
-    secret: bool = False
-    parse: Callable[[str], Any] | None = None  # text -> the field's value (raises SettingsError)
-
-    @classmethod
-    def var(
-        cls, *names: str, secret: bool = False, parse: Callable[[str], Any] | None = None
-    ) -> FromEnv:
-        return cls(names, secret, parse)
-
-    def value(self, environ: Mapping[str, str]) -> Any:
-        for name in self.names:
-            raw = (environ.get(name) or "").strip()
-            if raw:
-                if self.secret:
-                    return EnvVar(name)
-                return raw if self.parse is None else self.parse(raw)
+def env_value(source: FromEnv, environ: Mapping[str, str]) -> Any:
+    """A field's value from `environ`: a secret as an `EnvVar` (resolved only inside the run),
+    any other setting as a literal value; None when no variable of `source` is set."""
+    found = source.lookup(environ)
+    if found is None:
         return None
+    name, text = found
+    return EnvVar(name) if source.secret else source.parsed(text)
 
 
 def resolved(value: str | None) -> str | None:
@@ -121,7 +110,7 @@ class EnvResource(ConfigurableResource):
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, source in cls.ENVIRONMENT.items():
-            value = source.value(env)
+            value = env_value(source, env)
             if value is not None:
                 values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -178,22 +167,15 @@ class UbiOpsApi(EnvResource):
 
 
 class Warehouse(EnvResource):
-    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`) and the shared lake.
+    """The warehouse directory (`USAGE_WAREHOUSE`, default `./data`) and the shared lake: the
+    fields and variables of `warehouse/location.py` (`ENVIRONMENT`), which resolves them the
+    same way for the commands that do not import Dagster.
 
     In lake mode (`lake_catalog` and `lake_data` set) the directory is this writer's working
     copy of the shared lake: when a run starts, the slices other writers committed since are
     fetched into it (see `warehouse/lake_sync.py`)."""
 
-    ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = {
-        "path": FromEnv.var("USAGE_WAREHOUSE"),
-        "lake_catalog": FromEnv.var("USAGE_LAKE_CATALOG", secret=True),
-        "lake_data": FromEnv.var("USAGE_LAKE_DATA"),
-        "s3_endpoint": FromEnv.var("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
-        "s3_key_id": FromEnv.var("AWS_ACCESS_KEY_ID", secret=True),
-        "s3_secret": FromEnv.var("AWS_SECRET_ACCESS_KEY", secret=True),
-        "s3_region": FromEnv.var("AWS_REGION", "AWS_DEFAULT_REGION"),
-        "s3_session_token": FromEnv.var("AWS_SESSION_TOKEN", secret=True),
-    }
+    ENVIRONMENT: ClassVar[Mapping[str, FromEnv]] = WAREHOUSE_ENVIRONMENT
 
     path: str = Field(default=settings.DEFAULT_WAREHOUSE, description="Warehouse directory.")
     lake_catalog: str | None = Field(
@@ -211,25 +193,20 @@ class Warehouse(EnvResource):
     s3_region: str | None = Field(default=None, description="S3 region (AWS_REGION).")
     s3_session_token: str | None = Field(default=None, description="EnvVar AWS_SESSION_TOKEN.")
 
+    def location(self) -> WarehouseLocation:
+        """These fields, secrets resolved, as `warehouse/location.py` resolves them for the
+        commands that run without Dagster."""
+        return WarehouseLocation.of(
+            {name: resolved(getattr(self, name)) for name in self.ENVIRONMENT}
+        )
+
     @property
     def root(self) -> Path:
-        return settings.warehouse_dir(self.path)
+        return self.location().root
 
     def lake_config(self) -> LakeConfig | None:
         """The shared lake (`warehouse/lake.py`), None without one; errors name the variable."""
-        from warehouse.lake import LakeConfig
-
-        values = {
-            "USAGE_LAKE_CATALOG": self.lake_catalog,
-            "USAGE_LAKE_DATA": self.lake_data,
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": self.s3_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.s3_secret,
-            "AWS_REGION": self.s3_region,
-            "AWS_SESSION_TOKEN": self.s3_session_token,
-        }
-        present = {name: resolved(value) for name, value in values.items()}
-        return LakeConfig.from_env({name: value for name, value in present.items() if value})
+        return self.location().lake_config()
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from warehouse.files import writer_lock

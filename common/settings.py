@@ -20,8 +20,11 @@ here writes the environment: the command line passes its flags to a run as resou
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from common.errors import SettingsError, WarehouseError
@@ -30,6 +33,42 @@ DEFAULT_HOST = "https://api.ubiops.com/v2.1"
 DEFAULT_WAREHOUSE = "./data"
 PARTITIONS_START_ENV = "USAGE_PARTITIONS_START"
 DEFAULT_PARTITIONS_START = "2025-08-01"
+
+
+@dataclass(frozen=True)
+class FromEnv:
+    """The environment variable(s) behind a setting: the first one set (not blank) wins.
+
+    A `secret` setting's text is never shown or stored: inside a Dagster run it becomes an
+    `EnvVar` holding only the variable's name (assets/resources.py); outside one, `value` reads
+    it for the process that uses it. `parse` turns a plain setting's text into its value
+    (raising `SettingsError`)."""
+
+    names: tuple[str, ...]
+    secret: bool = False
+    parse: Callable[[str], Any] | None = None
+
+    @classmethod
+    def var(
+        cls, *names: str, secret: bool = False, parse: Callable[[str], Any] | None = None
+    ) -> FromEnv:
+        return cls(names, secret, parse)
+
+    def lookup(self, environ: Mapping[str, str]) -> tuple[str, str] | None:
+        """(variable, text) of the first of `names` set in `environ`; None when none is."""
+        for name in self.names:
+            raw = (environ.get(name) or "").strip()
+            if raw:
+                return name, raw
+        return None
+
+    def parsed(self, text: str) -> Any:
+        return text if self.parse is None else self.parse(text)
+
+    def value(self, environ: Mapping[str, str]) -> Any:
+        """The setting's value now (a secret in clear), None when no variable is set."""
+        found = self.lookup(environ)
+        return None if found is None else self.parsed(found[1])
 
 
 def warehouse_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

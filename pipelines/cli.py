@@ -36,9 +36,10 @@ COMMAND_MODULES = (
 )
 
 # Commands that read or write the shared lake take `--lake-catalog` / `--lake-data`, the same as
-# USAGE_LAKE_CATALOG / USAGE_LAKE_DATA (the flags win): each command gives them to the `warehouse`
-# resource it builds (`pipelines.commands.warehouse_resource`). The environment is the better
-# place for a catalog password: other users of the machine can read a command line (`ps`).
+# USAGE_LAKE_CATALOG / USAGE_LAKE_DATA (the flags win): each command resolves the warehouse with
+# them (`pipelines.commands.warehouse_location`; `run` through the `warehouse` resource). The
+# environment is the better place for a catalog password: other users of the machine can read a
+# command line (`ps`).
 LAKE_COMMANDS = ("run", "query", "report", "alerts", "history", "verify")
 
 # One example per command, shown at the end of its --help.

@@ -100,11 +100,11 @@ def handle_alerts(args: argparse.Namespace) -> int:
 def _list_from_lake(args: argparse.Namespace) -> int | None:
     """On a machine with no local warehouse but the shared lake configured, list the alerts as
     the last run published them there (read-only: delivery stays with the writers)."""
-    from pipelines.commands import warehouse_resource
+    from pipelines.commands import warehouse_location
     from warehouse.publish import connect_readonly
 
-    resource = warehouse_resource(args)
-    lake = resource.lake_config()
+    location = warehouse_location(args)
+    lake = location.lake_config()
     if lake is None:
         return None
     if args.retry or args.resend or args.all_failed:
@@ -112,7 +112,7 @@ def _list_from_lake(args: argparse.Namespace) -> int | None:
             "--retry/--resend/--all-failed deliver from a writer's warehouse; this machine only "
             "reads the shared lake (pass --warehouse of a writer)"
         )
-    con = connect_readonly(resource.root, lake)
+    con = connect_readonly(location.root, lake)
     try:
         alerts = con.execute("SELECT * FROM quota_alerts").df()
         outbox = con.execute("SELECT * FROM alert_outbox").df()

@@ -46,10 +46,10 @@ def generate_markdown(warehouse: Path | None, demo: bool) -> tuple[str, list[str
         with tempfile.TemporaryDirectory(prefix="usage-etl-demo-") as tmp:
             relations = read_warehouse(build_demo_warehouse(Path(tmp)))
     else:
-        from assets.resources import Warehouse
+        from warehouse.location import WarehouseLocation
 
-        resource = Warehouse.from_env(path=warehouse)  # the shared lake when one is configured
-        relations = read_warehouse(resource.root, resource.lake_config())
+        location = WarehouseLocation.from_env(path=warehouse)  # the lake when one is configured
+        relations = read_warehouse(location.root, location.lake_config())
     return render_markdown(relations), undocumented(relations)
 
 

@@ -38,13 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from common.errors import InputError
-    from pipelines.commands import warehouse_resource
+    from pipelines.commands import warehouse_location
     from warehouse.lake import totals_history
     from warehouse.publish import connect_readonly
 
     if not PERIOD.match(args.period):
         raise InputError(f"--period {args.period!r}: expected a month as YYYY-MM")
-    warehouse = warehouse_resource(args)
+    warehouse = warehouse_location(args)
     lake = warehouse.lake_config()
     con = connect_readonly(warehouse.root, lake)
     try:

@@ -92,10 +92,10 @@ def handle(args: argparse.Namespace) -> int:
 
     import duckdb
 
-    from pipelines.commands import warehouse_resource
+    from pipelines.commands import warehouse_location
     from warehouse.publish import connect_readonly
 
-    warehouse = warehouse_resource(args)
+    warehouse = warehouse_location(args)
     con = connect_readonly(warehouse.root, warehouse.lake_config())
     try:
         try:

@@ -28,10 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from pipelines.commands import warehouse_resource
+    from pipelines.commands import warehouse_location
     from reports import write_report
 
-    warehouse = warehouse_resource(args)
+    warehouse = warehouse_location(args)
     out = Path(args.out) if args.out else None
     path = write_report(warehouse.root, out, warehouse.lake_config())
     print(f"wrote {path.parent}", file=sys.stderr)

@@ -56,9 +56,9 @@ def handle(args: argparse.Namespace) -> int:
 
 def _describe_lake(args: argparse.Namespace) -> None:
     """In lake mode: that the lake answers, its current snapshot and the slices it records."""
-    from pipelines.commands import warehouse_resource
+    from pipelines.commands import warehouse_location
     from warehouse.lake import lake_summary
 
-    config = warehouse_resource(args).lake_config()
+    config = warehouse_location(args).lake_config()
     if config is not None:
         print(lake_summary(config))
