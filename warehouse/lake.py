@@ -76,7 +76,7 @@ log = logging.getLogger(__name__)
 class LakeConfig:
     """Where the lake is. `catalog` is libpq key=value text; `data_path` an s3:// URL or a dir."""
 
-    catalog: str
+    catalog: str = field(repr=False)  # libpq text: may hold the password
     data_path: str
     s3_endpoint: str | None = None
     s3_key_id: str | None = None

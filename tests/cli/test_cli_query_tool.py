@@ -4,10 +4,12 @@ The lockdown cases reproduce issue 13.5 as written: `COPY ... TO` over a warehou
 `read_csv('/etc/passwd')`, `INSTALL httpfs`: each is one line and exit 2, and nothing is
 written. `--out` still writes CSV, JSON and Parquet.
 
-The console script runs as a subprocess once (an unknown query name: exit 2 and one line, end to
-end); the other error cases call the CLI's `main()` in process with the same arguments and
-environment (`usage_etl_in_process`): the same exit code and lines, without a new interpreter
-(and its imports of DuckDB and pandas) for each.
+The console script runs as a subprocess for an unknown query name (exit 2 and one line, end to
+end) and to show that a query never imports Dagster (each query an analyst runs is a new
+interpreter: resolving the warehouse through the Dagster resource cost seconds); the other
+cases call the CLI's `main()` in process with the same arguments and environment
+(`usage_etl_in_process`): the same exit code and lines, without a new interpreter (and its
+imports of DuckDB and pandas) for each.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 from pipelines import ready_queries
 from pipelines.cli import main
 from pipelines.render import format_value, render_table
-from tests.services.cli import assert_one_line_error, usage_etl, usage_etl_in_process
+from tests.services.cli import assert_one_line_error, clean_env, usage_etl, usage_etl_in_process
 
 
 def test_list_shows_every_ready_query_with_its_question(capsys) -> None:
@@ -146,3 +148,39 @@ def test_errors_in_sql_are_one_line(empty_warehouse: Path) -> None:
 def test_no_warehouse_yet_is_one_line(tmp_path: Path) -> None:
     done = usage_etl_in_process("query", "--warehouse", str(tmp_path), "select 1")
     assert_one_line_error(done, 2, "usage-etl run")
+
+
+def _imported(importtime: str) -> set[str]:
+    """The modules a `-X importtime` (PYTHONPROFILEIMPORTTIME) report on stderr lists."""
+    prefix = "import time:"
+    lines = [line for line in importtime.splitlines() if line.startswith(prefix)]
+    return {line.rsplit("|", 1)[-1].strip() for line in lines}
+
+
+@pytest.mark.parametrize("lake", [False, True], ids=["warehouse", "lake-settings"])
+def test_a_query_does_not_import_dagster(empty_warehouse: Path, lake: bool) -> None:
+    """Where the warehouse and the lake are is resolved without Dagster (warehouse/location.py):
+    an answered query, and a lake half-configured in the environment (the same one-line error
+    as ever, without the catalog's password)."""
+    password = "pw-never-shown-62"
+    extra = {"PYTHONPROFILEIMPORTTIME": "1"}
+    if lake:
+        extra["USAGE_LAKE_CATALOG"] = f"postgresql://lake:{password}@127.0.0.1:1/lake"
+    sql = "select count(*) as n from organizations"
+    done = usage_etl(
+        "query", "--warehouse", str(empty_warehouse), "--format", "csv", sql, env=clean_env(**extra)
+    )
+    imported = _imported(done.err)
+    assert "duckdb" in imported, "the import profile was not read"
+    assert not {name for name in imported if name.split(".")[0] == "dagster"}
+    errors = [line for line in done.err.splitlines() if not line.startswith("import time:")]
+    if lake:
+        assert done.code == 2 and done.out == ""
+        assert errors == [
+            "usage-etl query: USAGE_LAKE_CATALOG (--lake-catalog) is set but USAGE_LAKE_DATA "
+            "(--lake-data) is not: expected an s3:// URL or a directory for the lake's data files"
+        ]
+        assert password not in done.err
+    else:
+        assert done.code == 0, errors
+        assert done.out.splitlines() == ["n", "0"]
