@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from warehouse import schema as table_schema
-from warehouse.lake import LakeConfig
-from warehouse.publish import DATABASE_NAME, connect_readonly
+from warehouse.readonly import DATABASE_NAME, connect_readonly
+
+if TYPE_CHECKING:
+    from warehouse.lake import LakeConfig
 
 HEADER = """\
 # Data dictionary

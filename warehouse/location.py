@@ -74,6 +74,8 @@ class WarehouseLocation:
 
     def lake_config(self) -> LakeConfig | None:
         """The shared lake (`warehouse/lake.py`), None without one; errors name the variable."""
+        if not self.lake.keys() & {"lake_catalog", "lake_data"}:
+            return None  # no lake (what `LakeConfig.from_env` says), without importing pandas
         from warehouse.lake import LakeConfig
 
         return LakeConfig.from_env(

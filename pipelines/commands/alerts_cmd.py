@@ -101,7 +101,7 @@ def _list_from_lake(args: argparse.Namespace) -> int | None:
     """On a machine with no local warehouse but the shared lake configured, list the alerts as
     the last run published them there (read-only: delivery stays with the writers)."""
     from pipelines.commands import warehouse_location
-    from warehouse.publish import connect_readonly
+    from warehouse.readonly import connect_readonly
 
     location = warehouse_location(args)
     lake = location.lake_config()

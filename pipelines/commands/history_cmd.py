@@ -40,7 +40,7 @@ def handle(args: argparse.Namespace) -> int:
     from common.errors import InputError
     from pipelines.commands import warehouse_location
     from warehouse.lake import totals_history
-    from warehouse.publish import connect_readonly
+    from warehouse.readonly import connect_readonly
 
     if not PERIOD.match(args.period):
         raise InputError(f"--period {args.period!r}: expected a month as YYYY-MM")

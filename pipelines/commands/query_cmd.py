@@ -1,6 +1,6 @@
 """`usage-etl query`: read-only SQL, or a ready query of docs/queries.sql, on the warehouse.
 
-The database is opened read-only and locked down (`warehouse.publish.connect_readonly`): no file
+The database is opened read-only and locked down (`warehouse.readonly.connect_readonly`): no file
 is read or written outside it, no extension is installed or loaded, settings cannot be changed.
 `--out` is the only way to write a file. Because runs publish by swapping in a new file, a query
 works (on the last published snapshot) while a run is in progress. An analyst who needs more
@@ -93,7 +93,7 @@ def handle(args: argparse.Namespace) -> int:
     import duckdb
 
     from pipelines.commands import warehouse_location
-    from warehouse.publish import connect_readonly
+    from warehouse.readonly import connect_readonly
 
     warehouse = warehouse_location(args)
     con = connect_readonly(warehouse.root, warehouse.lake_config())

@@ -160,8 +160,8 @@ def _imported(importtime: str) -> set[str]:
 @pytest.mark.parametrize("lake", [False, True], ids=["warehouse", "lake-settings"])
 def test_a_query_does_not_import_dagster(empty_warehouse: Path, lake: bool) -> None:
     """Where the warehouse and the lake are is resolved without Dagster (warehouse/location.py):
-    an answered query, and a lake half-configured in the environment (the same one-line error
-    as ever, without the catalog's password)."""
+    an answered query (which needs no pandas either), and a lake half-configured in the
+    environment (the same one-line error as ever, without the catalog's password)."""
     password = "pw-never-shown-62"
     extra = {"PYTHONPROFILEIMPORTTIME": "1"}
     if lake:
@@ -184,3 +184,4 @@ def test_a_query_does_not_import_dagster(empty_warehouse: Path, lake: bool) -> N
     else:
         assert done.code == 0, errors
         assert done.out.splitlines() == ["n", "0"]
+        assert "pandas" not in imported, "only the lake needs pandas (warehouse/readonly.py)"

@@ -54,6 +54,8 @@ def test_without_settings_it_is_the_default_directory_and_no_lake() -> None:
     location = WarehouseLocation.from_env({})
     assert location.path == settings.DEFAULT_WAREHOUSE
     assert location.lake_config() is None
+    s3_only = {k: v for k, v in LAKE_ENV.items() if k.startswith("AWS_")}
+    assert WarehouseLocation.from_env(s3_only).lake_config() is None  # S3 keys alone: no lake
 
 
 def test_half_a_lake_is_the_same_one_line_error_as_in_a_run() -> None:
