@@ -360,6 +360,13 @@ def credit_period_from_days(
         .reset_index()
     )
     project = coded_sums["project"].to_numpy()
+    # -1 (no project) takes "": also when no day in range has a project at all
+    known = project_ids.astype(object).to_numpy()
+    project_text = (
+        np.where(project >= 0, known[project.clip(0)], "")
+        if len(known)
+        else np.full(len(project), "", dtype=object)
+    )
     keys = ["organization_id", "start_date", "scope", "project_id"]
     sums = pd.DataFrame(
         {
@@ -367,7 +374,7 @@ def credit_period_from_days(
             "start_date": coded_sums["start_date"],
             "scope": scopes.take(coded_sums["scope"].to_numpy()),
             "project_id": pd.Series(
-                np.where(project >= 0, project_ids.astype(object).take(project.clip(0)), ""),
+                project_text,
                 dtype=_TEXT if len(coded_sums) else object,  # as pandas made the key column
             ),
             "credits": coded_sums["credits"],

@@ -97,6 +97,20 @@ def test_a_period_summed_from_its_days_is_the_row_of_its_api_answer() -> None:
     )
 
 
+def test_a_period_whose_days_have_no_project_still_gets_its_rows() -> None:
+    """An organization without projects yet (its days only organization and deleted-projects
+    usage): the organization and deleted-projects rows, no project row, as the API answers."""
+    start, end = date(2026, 10, 20), date(2026, 11, 20)
+    daily = credit_usage_frame([("o-1", "acme", _answer(start, end, days=True))], "day", NOW)
+    no_projects = daily[daily["scope"] != "project"]
+    derived = credit_period_from_days([("o-1", "acme", start, end)], no_projects, NOW)
+    assert sorted(derived["scope"]) == ["deleted_projects", "organization"], derived
+    assert derived["project_id"].isna().all(), "organization-level rows name no project"
+    assert derived.loc[derived.scope == "organization", "credits"].item() == pytest.approx(
+        3.25 * 31
+    )
+
+
 def test_periods_are_asked_for_only_to_reconcile() -> None:
     today = date(2026, 11, 28)
     org = Org("o-1", "acme")
