@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from bench.refresh_profile import SAMPLE_SECONDS, Sampler, step_times  # noqa: E402
+from bench.refresh_profile import SAMPLE_SECONDS, Sampler, run_spans  # noqa: E402
 from bench.scale import HISTORY_MONTHS, months_back  # noqa: E402
 
 USAGE_ETL = ROOT / ".venv" / "bin" / "usage-etl"
@@ -141,16 +141,7 @@ def backfill(
         result.cpu_seconds = usage.ru_utime + usage.ru_stime
         result.peak_rss_mb = usage.ru_maxrss / 1024
         result.emulator_cpu_seconds = cpu_between(server.samples, launched, exited)
-        steps, run_start, run_end = step_times(home)
-        if not steps:
-            return result
-        first, last = min(s[1] for s in steps), max(s[2] for s in steps)
-        spans = [("(process start to run start)", launched, run_start or first)]
-        spans.append(("(run start to first step)", run_start or first, first))
-        spans += steps
-        spans.append(("(last step to run end)", last, run_end or last))
-        spans.append(("(run end to process exit)", run_end or last, exited))
-        for step, start, end in spans:
+        for step, start, end in run_spans(home, launched, exited):
             rss = [s[1] for s in sampler.samples if start - SAMPLE_SECONDS <= s[0] <= end]
             result.steps[step] = (
                 end - start,

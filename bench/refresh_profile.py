@@ -98,6 +98,23 @@ class Sampler(threading.Thread):
             self.stopped.wait(SAMPLE_SECONDS)
 
 
+def run_spans(home: Path, launched: float, exited: float) -> list[tuple[str, float, float]]:
+    """(span, start, end) unix times of the latest run in `home`: its steps, and the spans
+    outside them from process launch to exit (start-up, before the first step, after the last,
+    shut-down); empty when the run recorded no step."""
+    steps, run_start, run_end = step_times(home)
+    if not steps:
+        return []
+    first, last = min(s[1] for s in steps), max(s[2] for s in steps)
+    return [
+        ("(process start to run start)", launched, run_start or first),
+        ("(run start to first step)", run_start or first, first),
+        *steps,
+        ("(last step to run end)", last, run_end or last),
+        ("(run end to process exit)", run_end or last, exited),
+    ]
+
+
 def step_times(dagster_home: Path) -> tuple[list[tuple[str, float, float]], float, float]:
     """(step, start, end) unix times of the latest run's steps, from its event log, and the
     run's start and end (RUN_START, RUN_SUCCESS/RUN_FAILURE; 0 when absent)."""
@@ -162,16 +179,7 @@ def profile(name: str, kept: Path, env: dict[str, str], args: list[str]) -> Prof
                 print(f"{name}: failed, last lines:\n{tail}", file=sys.stderr)
         result.cpu_seconds = usage.ru_utime + usage.ru_stime
         result.peak_rss_mb = usage.ru_maxrss / 1024
-        steps, run_start, run_end = step_times(home)
-        if not steps:
-            return result
-        first, last = min(s[1] for s in steps), max(s[2] for s in steps)
-        spans = [("(process start to run start)", launched, run_start or first)]
-        spans.append(("(run start to first step)", run_start or first, first))
-        spans += steps
-        spans.append(("(last step to run end)", last, run_end or last))
-        spans.append(("(run end to process exit)", run_end or last, exited))
-        for step, start, end in spans:
+        for step, start, end in run_spans(home, launched, exited):
             during = [s for s in sampler.samples if start - SAMPLE_SECONDS <= s[0] <= end]
             cpu = during[-1][2] - during[0][2] if during else 0.0
             result.steps[step] = (end - start, cpu, max((s[1] for s in during), default=0.0))
