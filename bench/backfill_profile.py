@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from bench.refresh_profile import SAMPLE_SECONDS, Sampler, run_spans  # noqa: E402
+from bench.refresh_profile import SAMPLE_SECONDS, Sampler, kept_env, run_spans  # noqa: E402
 from bench.scale import HISTORY_MONTHS, months_back  # noqa: E402
 
 USAGE_ETL = ROOT / ".venv" / "bin" / "usage-etl"
@@ -207,13 +207,7 @@ def main() -> int:
     with emulator_process(
         args.orgs, now.isoformat().replace("+00:00", "Z"), history_months=HISTORY_MONTHS
     ) as target:
-        env = {
-            **os.environ,
-            **target,
-            "USAGE_PARTITIONS_START": months_back(today, HISTORY_MONTHS).isoformat(),
-        }
-        env.pop("USAGE_QUOTAS", None)
-        env.pop("USAGE_DETAILS_MAX_AGE_DAYS", None)
+        env = kept_env(target, today)
         print(f"{args.months}-month backfill of a copy of {args.kept} ...", file=sys.stderr)
         run = backfill(args.kept, env, run_args, emulator_pid(), args.py_spy, args.log)
     command = (

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +96,20 @@ class Sampler(threading.Thread):
             if rss is not None and cpu is not None:
                 self.samples.append((time.time(), rss, cpu))
             self.stopped.wait(SAMPLE_SECONDS)
+
+
+def kept_env(target: dict[str, str], today: date) -> dict[str, str]:
+    """The environment of a run over a kept warehouse: the emulator `target`, partitions from
+    the start of the emulator's history, and the defaults for quotas and the details' age (as
+    the warehouses were built with)."""
+    env = {
+        **os.environ,
+        **target,
+        "USAGE_PARTITIONS_START": months_back(today, HISTORY_MONTHS).isoformat(),
+    }
+    env.pop("USAGE_QUOTAS", None)
+    env.pop("USAGE_DETAILS_MAX_AGE_DAYS", None)
+    return env
 
 
 def run_spans(home: Path, launched: float, exited: float) -> list[tuple[str, float, float]]:
@@ -228,13 +242,7 @@ def main() -> int:
     with emulator_process(
         args.orgs, now.isoformat().replace("+00:00", "Z"), history_months=HISTORY_MONTHS
     ) as target:
-        env = {
-            **os.environ,
-            **target,
-            "USAGE_PARTITIONS_START": months_back(today, HISTORY_MONTHS).isoformat(),
-        }
-        env.pop("USAGE_QUOTAS", None)
-        env.pop("USAGE_DETAILS_MAX_AGE_DAYS", None)
+        env = kept_env(target, today)
         for _ in range(args.repeat):
             for kept in args.kept:
                 print(f"refresh of a copy of {kept} ...", file=sys.stderr, flush=True)
