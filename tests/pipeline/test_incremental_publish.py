@@ -166,12 +166,25 @@ def full_rebuild_of(root: Path, tmp: Path) -> dict[str, Any]:
     return contents(copy / DATABASE_NAME)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ParquetStore:
-    built = build(tmp_path / "warehouse")
-    first = publish_database(tmp_path / "warehouse")
+@pytest.fixture(scope="module")
+def published_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small warehouse built and published once for the module (read-only: each test gets
+    a copy from `store`)."""
+    root = tmp_path_factory.mktemp("published") / "warehouse"
+    build(root)
+    first = publish_database(root)
     assert not first.incremental
-    return built
+    return root
+
+
+@pytest.fixture
+def store(published_warehouse: Path, tmp_path: Path) -> ParquetStore:
+    """A private copy of the published four-month warehouse."""
+    import shutil
+
+    copy = tmp_path / "warehouse"
+    shutil.copytree(published_warehouse, copy)
+    return ParquetStore(copy)
 
 
 def root_of(store: ParquetStore) -> Path:
