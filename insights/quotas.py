@@ -500,6 +500,20 @@ def resolve_quotas_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else DEFAULT_QUOTAS_PATH
 
 
+def _load_yaml(text: str) -> Any:
+    """The YAML document in `text`: parsed by libyaml when PyYAML has it (a run loads the quota
+    file more than once, and the pure-Python parser is an order of magnitude slower); a file
+    libyaml refuses is parsed again by PyYAML's own parser, so the error a user sees is always
+    PyYAML's (libyaml words its problems differently)."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)  # CSafeLoader: the safe loader in C
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
 def load_quotas(path: str | os.PathLike[str] | None = None) -> QuotaConfig:
     """Load and validate the quota file (see :func:`resolve_quotas_path`)."""
     resolved = resolve_quotas_path(path)
@@ -509,7 +523,7 @@ def load_quotas(path: str | os.PathLike[str] | None = None) -> QuotaConfig:
     except OSError as exc:
         raise QuotaConfigError(f"{source}: cannot read {resolved}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

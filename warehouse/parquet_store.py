@@ -21,6 +21,7 @@ into the SQL condition that finds its rows in an engine that holds rows without 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -101,6 +102,13 @@ def to_arrow(t: Table, frame: pd.DataFrame) -> pa.Table:
         if not column.nullable and arrow.column(column.name).null_count:
             raise SchemaError(f"table {t.name}: column {column.name!r} has nulls; expected none")
     return arrow
+
+
+@cache
+def _empty_arrow(t: Table) -> pa.Table:
+    """The table's Arrow schema with no rows, made once per table (Arrow tables are immutable;
+    every run asks for several, and coercing an empty frame costs milliseconds each time)."""
+    return to_arrow(t, pd.DataFrame(columns=t.column_names))
 
 
 def _cast(t: Table, arrow: pa.Table) -> pa.Table:
@@ -239,8 +247,8 @@ class ParquetStore:
 
     @staticmethod
     def empty(t: Table) -> pd.DataFrame:
-        """A frame with the table's columns and no rows."""
-        return to_arrow(t, pd.DataFrame(columns=t.column_names)).to_pandas()
+        """A frame with the table's columns and no rows (a new frame each call)."""
+        return _empty_arrow(t).to_pandas()
 
     def read(self, t: Table, where: str = "", params: list[object] | None = None) -> pd.DataFrame:
         """The table as a pandas frame (optionally filtered by a SQL `where` clause)."""
