@@ -8,12 +8,14 @@ the session's environment, and no test's environment changes can reach it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,12 @@ class DemoBuild:
     def warehouse(self) -> Path:
         return self.root / "warehouse"
 
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What the run's summary said (`RECORDED_SUMMARY` fields), for the tests of a first
+        run: the demo run is one, so they check it instead of repeating it."""
+        return json.loads((self.root / "SUMMARY.json").read_text())
+
 
 def copy_demo_run(demo_build: DemoBuild, tmp_path: Path) -> Path:
     """A private copy of the demo run in `tmp_path` (`warehouse/`, `dagster/`); returns the
@@ -38,12 +46,30 @@ def copy_demo_run(demo_build: DemoBuild, tmp_path: Path) -> Path:
     return warehouse
 
 
+# the run summary's fields a test of a first run reads (`DemoBuild.summary`)
+RECORDED_SUMMARY = ("success", "failed_checks", "blocked", "organizations", "requests", "error")
+
+
 def build_demo(root: Path) -> None:
-    """The demo run in `root` (`warehouse/`, `dagster/`) and its emulator clock in `root/NOW`."""
+    """The demo run in `root` (`warehouse/`, `dagster/`), its emulator clock in `root/NOW` and
+    what its run summary said in `root/SUMMARY.json`."""
+    import pipelines.commands.run_cmd as run_cmd
     from pipelines.demo import build_demo_warehouse
 
+    summaries: list[run_cmd.RunSummary] = []
+    execute = run_cmd.execute
+
+    def recorded(*args: Any, **kwargs: Any) -> run_cmd.RunSummary:
+        summaries.append(execute(*args, **kwargs))
+        return summaries[-1]
+
+    run_cmd.execute = recorded  # this build's own process: the demo's one run, recorded
     now = datetime.now(UTC).replace(microsecond=0)
     build_demo_warehouse(root, now=now)
+    [summary] = summaries
+    (root / "SUMMARY.json").write_text(
+        json.dumps({name: getattr(summary, name) for name in RECORDED_SUMMARY})
+    )
     (root / "NOW").write_text(now.isoformat())
 
 
