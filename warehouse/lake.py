@@ -6,7 +6,9 @@ This module owns everything the lake needs and nothing else:
   variables), parsed and validated, with a redacted form safe for logs;
 - `connect`: a DuckDB connection with the signed `ducklake`, `postgres_scanner` and `httpfs`
   extensions loaded from their PyPI packages (never downloaded, never unsigned), the S3 secret
-  created and the lake attached as `usage` (read-only for readers);
+  created and the lake attached as `usage` (read-only for readers). DuckDB checks an
+  extension's signature by hashing its whole file (~100 MB for the three, ~0.6 s of CPU) on every
+  database it is loaded into; a process checks each file once (`_ExtensionLoader`);
 - `write_transaction`: one unit of work committed as one snapshot, retried as a whole with
   jittered backoff when another writer's commit conflicts, a bounded number of times;
 - `LakeTables`: replace a table's slice (delete the slice's rows, insert the new ones) inside
@@ -25,6 +27,7 @@ import importlib.util
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -300,18 +303,76 @@ def _s3_secret_sql(config: LakeConfig) -> str:
     return f"CREATE OR REPLACE SECRET usage_lake_s3 ({', '.join(options)})"
 
 
+_NO_AUTOLOADING: dict[str, str | bool] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+class _ExtensionLoader:
+    """Opens DuckDB databases with the lake's extensions loaded, checking each extension's
+    signature once per process instead of once per database.
+
+    DuckDB verifies a signature on every `LOAD` into a new database (it hashes the whole file)
+    and has no cache of its own. The first database of a process loads the extensions with
+    checking on, as DuckDB always does; once all three loaded, their files (device, inode, size,
+    modification time) are remembered as verified. A later database whose extension files are
+    still those opens with `allow_unsigned_extensions` for its three `LOAD`s only, then turns
+    it off again (DuckDB lets a running database restrict that setting, never relax it): the
+    libraries are already in the process, mapped from the files that passed the check, so what
+    runs is what was verified, and nothing loaded afterwards escapes the check. A file that
+    changed since (an upgrade) is checked again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verified: dict[Path, tuple[int, int, int, int]] = {}
+
+    @staticmethod
+    def _identity(path: Path) -> tuple[int, int, int, int]:
+        st = path.stat()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def open(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory database with the three extensions loaded (signatures checked)."""
+        paths = [extension_path(name) for name in EXTENSIONS]
+        with self._lock:
+            checked = all(self._verified.get(p) == self._identity(p) for p in paths)
+        con = duckdb.connect(
+            config={**_NO_AUTOLOADING, "allow_unsigned_extensions": True}
+            if checked
+            else dict(_NO_AUTOLOADING)
+        )
+        try:
+            for path in paths:
+                con.execute(f"LOAD {_sql_text(str(path))}")
+            if checked:
+                con.execute("SET allow_unsigned_extensions = false")
+        except BaseException:
+            con.close()
+            raise
+        if not checked:
+            with self._lock:
+                self._verified.update({p: self._identity(p) for p in paths})
+        return con
+
+
+_EXTENSIONS = _ExtensionLoader()
+
+
 def connect(config: LakeConfig, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection with the lake attached as `usage` (and selected with USE).
 
-    Extensions are loaded from their packages with signature checking on; nothing is installed
-    or auto-loaded from the network. Every failure is a `LakeError` naming what failed."""
-    con = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    )
+    Extensions are loaded from their packages with signature checking on (once per process and
+    file, see `_ExtensionLoader`); nothing is installed or auto-loaded from the network. Every
+    failure is a `LakeError` naming what failed."""
+    try:
+        con = _EXTENSIONS.open()
+    except duckdb.Error as exc:
+        raise LakeConfigError(
+            f"cannot load the lake's DuckDB extensions: {_first_line(config, exc)}"
+        ) from None
     try:
         con.execute("SET TimeZone='UTC'")
-        for name in EXTENSIONS:
-            con.execute(f"LOAD {_sql_text(str(extension_path(name)))}")
         if config.on_s3:
             con.execute(_s3_secret_sql(config))
         options = [f"DATA_PATH {_sql_text(config.data_path)}"]
