@@ -531,6 +531,19 @@ def lake_columns(t: Table, extra_keys: tuple[str, ...] = ()) -> list[tuple[str, 
     return columns
 
 
+def existing_tables(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """`{(schema, table)}` of every table the lake holds (one catalog read)."""
+    rows = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?",
+        [CATALOG_ALIAS],
+    ).fetchall()
+    return {(str(schema), str(table)) for schema, table in rows}
+
+
+# A DELETE names at most this many slices (a longer OR chain would cost more to plan).
+_SLICES_PER_DELETE = 200
+
+
 @dataclass
 class LakeTables:
     """The warehouse's tables inside the lake, written slice by slice."""
@@ -541,26 +554,33 @@ class LakeTables:
 
     def ensure(self, t: Table, extra_keys: tuple[str, ...] = ()) -> None:
         """Create `t` with its documented columns when it does not exist yet."""
-        exists = self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = "
-            "'main' AND table_name = ?",
-            [CATALOG_ALIAS, t.name],
-        ).fetchone()
-        if exists and exists[0]:
+        self.ensure_all([(t, extra_keys)])
+
+    def ensure_all(self, wanted: list[tuple[Table, tuple[str, ...]]]) -> None:
+        """Create each table of `wanted` (with its extra slice keys) that does not exist yet:
+        one catalog read, and one transaction for all the missing ones."""
+        present = existing_tables(self.con)
+        missing: dict[str, tuple[Table, tuple[str, ...]]] = {}
+        for t, extra_keys in wanted:
+            if ("main", t.name) not in present and t.name not in missing:
+                missing[t.name] = (t, extra_keys)
+        if not missing:
             return
-        columns = lake_columns(t, extra_keys)
-        body = ", ".join(
-            f"{_ident(n)} {kind}{'' if nullable else ' NOT NULL'}"
-            for n, kind, _, nullable in columns
-        )
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(t.name)} ({body})")
-            con.execute(f"COMMENT ON TABLE {_ident(t.name)} IS {_sql_text(t.description)}")
-            for name, _, description, _ in columns:
-                con.execute(
-                    f"COMMENT ON COLUMN {_ident(t.name)}.{_ident(name)} IS {_sql_text(description)}"
+            for t, extra_keys in missing.values():
+                columns = lake_columns(t, extra_keys)
+                body = ", ".join(
+                    f"{_ident(n)} {kind}{'' if nullable else ' NOT NULL'}"
+                    for n, kind, _, nullable in columns
                 )
+                con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(t.name)} ({body})")
+                con.execute(f"COMMENT ON TABLE {_ident(t.name)} IS {_sql_text(t.description)}")
+                for name, _, description, _ in columns:
+                    con.execute(
+                        f"COMMENT ON COLUMN {_ident(t.name)}.{_ident(name)} IS "
+                        f"{_sql_text(description)}"
+                    )
 
         _, retries = write_transaction(self.con, create, self.config)
         self.retries += retries
@@ -570,18 +590,36 @@ class LakeTables:
         con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str]
     ) -> None:
         """Delete the slice's rows (inside the caller's transaction)."""
-        where = " AND ".join(f"{_ident(k)} = ?" for k in keys)
-        con.execute(
-            f"DELETE FROM {_ident(t.name)}" + (f" WHERE {where}" if where else ""),
-            list(keys.values()),
-        )
+        LakeTables.delete_slices_in_transaction(con, t, [keys])
 
     @staticmethod
-    def replace_in_transaction(
+    def delete_slices_in_transaction(
+        con: duckdb.DuckDBPyConnection, t: Table, slices: list[dict[str, str]]
+    ) -> None:
+        """Delete the rows of every slice of `t` in `slices` (inside the caller's
+        transaction): one DELETE for up to `_SLICES_PER_DELETE` slices named by the same keys,
+        so the table's files are scanned once, not once a slice."""
+        by_keys: dict[tuple[str, ...], list[dict[str, str]]] = {}
+        for keys in slices:
+            by_keys.setdefault(tuple(keys), []).append(keys)
+        for names, group in by_keys.items():
+            if not names:  # the whole table is one slice
+                con.execute(f"DELETE FROM {_ident(t.name)}")
+                continue
+            match = "(" + " AND ".join(f"{_ident(k)} = ?" for k in names) + ")"
+            for at in range(0, len(group), _SLICES_PER_DELETE):
+                chunk = group[at : at + _SLICES_PER_DELETE]
+                con.execute(
+                    f"DELETE FROM {_ident(t.name)} WHERE " + " OR ".join([match] * len(chunk)),
+                    [keys[k] for keys in chunk for k in names],
+                )
+
+    @staticmethod
+    def insert_in_transaction(
         con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str], arrow: pa.Table
     ) -> int:
-        """Replace the slice's rows by `arrow` (contract columns; the caller's transaction)."""
-        LakeTables.delete_in_transaction(con, t, keys)
+        """Insert the slice's rows `arrow` (contract columns; the caller's transaction), its
+        key values filled in as columns."""
         staged = arrow
         for key, value in keys.items():
             if key not in staged.column_names:
@@ -596,6 +634,14 @@ class LakeTables:
             con.unregister(view)
         return staged.num_rows
 
+    @staticmethod
+    def replace_in_transaction(
+        con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str], arrow: pa.Table
+    ) -> int:
+        """Replace the slice's rows by `arrow` (contract columns; the caller's transaction)."""
+        LakeTables.delete_in_transaction(con, t, keys)
+        return LakeTables.insert_in_transaction(con, t, keys, arrow)
+
     def replace_slices(self, t: Table, slices: list[tuple[dict[str, str], pa.Table]]) -> int:
         """Replace each slice (rows matching its key values) by its Arrow rows, all in ONE
         snapshot: a reader sees every slice old or every slice new, never a mix."""
@@ -603,7 +649,8 @@ class LakeTables:
         self.ensure(t, extra)
 
         def work(con: duckdb.DuckDBPyConnection) -> int:
-            return sum(self.replace_in_transaction(con, t, k, a) for k, a in slices)
+            self.delete_slices_in_transaction(con, t, [k for k, _ in slices])
+            return sum(self.insert_in_transaction(con, t, k, a) for k, a in slices)
 
         written, retries = write_transaction(self.con, work, self.config)
         self.retries += retries

@@ -256,6 +256,48 @@ def _write_local(store: ParquetStore, t: Table, keys: dict[str, str], frame: pd.
         store.replace_table(t, frame)
 
 
+def _forget_slices(c: duckdb.DuckDBPyConnection, slices: list[tuple[str, str]]) -> None:
+    """Delete the `meta.slices` records of `(table, slice)` pairs: one DELETE a table."""
+    by_table: dict[str, list[str]] = {}
+    for table, name in slices:
+        by_table.setdefault(table, []).append(name)
+    for table, names in by_table.items():
+        for at in range(0, len(names), 500):
+            chunk = names[at : at + 500]
+            c.execute(
+                "DELETE FROM meta.slices WHERE table_name = ? AND slice IN "
+                f"({', '.join('?' * len(chunk))})",
+                [table, *chunk],
+            )
+
+
+def _record_slices(c: duckdb.DuckDBPyConnection, rows: list[tuple[object, ...]]) -> None:
+    """Insert `meta.slices` records (table, slice, digest, rows, published_at, published_by)
+    in one statement."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    records = pa.table(
+        {
+            "table_name": pa.array(columns[0], pa.string()),
+            "slice": pa.array(columns[1], pa.string()),
+            "digest": pa.array(columns[2], pa.string()),
+            "rows": pa.array(columns[3], pa.int64()),
+            "published_at": pa.array(columns[4], pa.timestamp("us")),
+            "published_by": pa.array(columns[5], pa.string()),
+        }
+    )
+    c.register("_usage_slice_records", records)
+    try:
+        c.execute(
+            "INSERT INTO meta.slices (table_name, slice, digest, rows, published_at, "
+            "published_by) SELECT table_name, slice, digest, rows, published_at, published_by "
+            "FROM _usage_slice_records"
+        )
+    finally:
+        c.unregister("_usage_slice_records")
+
+
 def publish_up(
     warehouse: Path, config: LakeConfig, tables: list[Table] | None = None
 ) -> SyncReport:
@@ -276,29 +318,33 @@ def publish_up(
     try:
         _ensure_meta(con, config)
         lake = LakeTables(con, config)
-        for local in changed:
-            lake.ensure(local.table, (SNAPSHOT_KEY,) if SNAPSHOT_KEY in local.keys else ())
+        lake.ensure_all(
+            [(s.table, (SNAPSHOT_KEY,) if SNAPSHOT_KEY in s.keys else ()) for s in changed]
+        )
         staged = [(s, _read_local(s)) for s in changed]
         host = socket.gethostname()
 
         def work(c: duckdb.DuckDBPyConnection) -> None:
             now = datetime.now(UTC).replace(tzinfo=None)
+            by_table: dict[str, list[LocalSlice]] = {}
+            for local in changed:
+                by_table.setdefault(local.table.name, []).append(local)
+            for slices in by_table.values():  # each table's files scanned once
+                lake.delete_slices_in_transaction(c, slices[0].table, [s.keys for s in slices])
             for local, arrow in staged:
-                lake.replace_in_transaction(c, local.table, local.keys, arrow)
-                c.execute(
-                    "DELETE FROM meta.slices WHERE table_name = ? AND slice = ?",
-                    [local.table.name, local.name],
-                )
-                c.execute(
-                    "INSERT INTO meta.slices VALUES (?, ?, ?, ?, ?, ?)",
-                    [local.table.name, local.name, local.digest, arrow.num_rows, now, host],
-                )
+                lake.insert_in_transaction(c, local.table, local.keys, arrow)
+            _forget_slices(c, [(s.table.name, s.name) for s in changed])
+            _record_slices(
+                c,
+                [(s.table.name, s.name, s.digest, a.num_rows, now, host) for s, a in staged],
+            )
             create_lake_views(c)  # the analyst views, for any DuckDB client attaching
+            gone_by_table: dict[str, tuple[Table, list[dict[str, str]]]] = {}
             for t, name in gone:
-                lake.delete_in_transaction(c, t, _parse_name(name))
-                c.execute(
-                    "DELETE FROM meta.slices WHERE table_name = ? AND slice = ?", [t.name, name]
-                )
+                gone_by_table.setdefault(t.name, (t, []))[1].append(_parse_name(name))
+            for t, keys in gone_by_table.values():
+                lake.delete_slices_in_transaction(c, t, keys)
+            _forget_slices(c, [(t.name, name) for t, name in gone])
 
         _, report.retries = write_transaction(con, work, config)
         row = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('usage')").fetchone()
