@@ -257,18 +257,22 @@ def _write_local(store: ParquetStore, t: Table, keys: dict[str, str], frame: pd.
 
 
 def _forget_slices(c: duckdb.DuckDBPyConnection, slices: list[tuple[str, str]]) -> None:
-    """Delete the `meta.slices` records of `(table, slice)` pairs: one DELETE a table."""
-    by_table: dict[str, list[str]] = {}
-    for table, name in slices:
-        by_table.setdefault(table, []).append(name)
-    for table, names in by_table.items():
-        for at in range(0, len(names), 500):
-            chunk = names[at : at + 500]
-            c.execute(
-                "DELETE FROM meta.slices WHERE table_name = ? AND slice IN "
-                f"({', '.join('?' * len(chunk))})",
-                [table, *chunk],
-            )
+    """Delete the `meta.slices` records of `(table, slice)` pairs in one statement (each
+    DELETE reads the whole of `meta.slices`)."""
+    if not slices:
+        return
+    tables, names = zip(*slices, strict=True)
+    pairs = pa.table(
+        {"table_name": pa.array(tables, pa.string()), "slice": pa.array(names, pa.string())}
+    )
+    c.register("_usage_forgotten_slices", pairs)
+    try:
+        c.execute(
+            "DELETE FROM meta.slices WHERE (table_name, slice) IN "
+            "(SELECT table_name, slice FROM _usage_forgotten_slices)"
+        )
+    finally:
+        c.unregister("_usage_forgotten_slices")
 
 
 def _record_slices(c: duckdb.DuckDBPyConnection, rows: list[tuple[object, ...]]) -> None:
@@ -326,25 +330,23 @@ def publish_up(
 
         def work(c: duckdb.DuckDBPyConnection) -> None:
             now = datetime.now(UTC).replace(tzinfo=None)
-            by_table: dict[str, list[LocalSlice]] = {}
+            deleted: dict[str, tuple[Table, list[dict[str, str]]]] = {}
             for local in changed:
-                by_table.setdefault(local.table.name, []).append(local)
-            for slices in by_table.values():  # each table's files scanned once
-                lake.delete_slices_in_transaction(c, slices[0].table, [s.keys for s in slices])
+                deleted.setdefault(local.table.name, (local.table, []))[1].append(local.keys)
+            for t, name in gone:
+                deleted.setdefault(t.name, (t, []))[1].append(_parse_name(name))
+            for t, keys in deleted.values():  # one DELETE a table: its files scanned once
+                lake.delete_slices_in_transaction(c, t, keys)
             for local, arrow in staged:
                 lake.insert_in_transaction(c, local.table, local.keys, arrow)
-            _forget_slices(c, [(s.table.name, s.name) for s in changed])
+            _forget_slices(
+                c, [(s.table.name, s.name) for s in changed] + [(t.name, n) for t, n in gone]
+            )
             _record_slices(
                 c,
                 [(s.table.name, s.name, s.digest, a.num_rows, now, host) for s, a in staged],
             )
             create_lake_views(c)  # the analyst views, for any DuckDB client attaching
-            gone_by_table: dict[str, tuple[Table, list[dict[str, str]]]] = {}
-            for t, name in gone:
-                gone_by_table.setdefault(t.name, (t, []))[1].append(_parse_name(name))
-            for t, keys in gone_by_table.values():
-                lake.delete_slices_in_transaction(c, t, keys)
-            _forget_slices(c, [(t.name, name) for t, name in gone])
 
         _, report.retries = write_transaction(con, work, config)
         row = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('usage')").fetchone()

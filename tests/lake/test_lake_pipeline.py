@@ -1,8 +1,9 @@
-"""`usage-etl` on a shared lake, end to end: two hosts' runs at once as separate processes, a
+"""`usage-etl` on a shared lake, end to end: two hosts' runs at once in separate processes (the
+backfill host's in a process of its own, the server host's in the test's process meanwhile), a
 real PostgreSQL catalog and a real S3 server, the emulator on loopback (two of the demo
-organizations: the lake's behaviour does not depend on how many there are). The later run and
-the analyst's reading commands run through the CLI's `main()` in the test's process, each with
-its host's environment.
+organizations: the lake's behaviour does not depend on how many there are). The server host's
+later run and the analyst's reading commands run through the CLI's `main()` in the test's
+process too, each with its host's environment.
 
 What a team sees: two writers on different month ranges both land; an analyst's machine with
 no local warehouse queries the lake, reads the report and the alerts; a re-pull that restates a
@@ -43,6 +44,7 @@ class Team:
     lake: Lake
     tmp: Path
     logs: dict[int, Path] = field(default_factory=dict)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def env(self, host: str) -> dict[str, str]:
         return {
@@ -64,7 +66,15 @@ class Team:
                 stdout=subprocess.PIPE, stderr=handle,
             )  # fmt: skip
         self.logs[process.pid] = log
+        self.processes.append(process)
         return process
+
+    def stop(self) -> None:
+        """Kill any run still going (a test that failed before waiting for it)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
     def finish(self, process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
         out, _ = process.communicate(timeout=600)
@@ -89,7 +99,11 @@ TEAM_ORGANIZATIONS = 2
 @pytest.fixture
 def team(lake: Lake, tmp_path: Path) -> Iterator[Team]:
     with start_emulator(organizations=TEAM_ORGANIZATIONS) as server:
-        yield Team(server, lake, tmp_path)
+        team = Team(server, lake, tmp_path)
+        try:
+            yield team
+        finally:
+            team.stop()
 
 
 def assert_lake_keeps_the_contract(lake: Lake) -> None:
@@ -131,12 +145,11 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
     today = datetime.now(UTC).date()
     older, last, current = months(today)
     this_month = ("--start", str(current), "--end", str(today))
-    backfill = team.start(
+    backfill = team.start(  # another machine: a process of its own, running meanwhile
         "backfill-host", "run", "--start", str(older), "--end", str(current - date.resolution)
     )
-    daily = team.start("server-host", "run", *this_month)
-    for process in (backfill, daily):
-        done = team.finish(process)
+    daily = team.ask("server-host", "run", *this_month)
+    for done in (daily, team.finish(backfill)):
         assert done.returncode == 0, done.stderr[-3000:]
         assert "publishing to the shared lake" in done.stderr
 
