@@ -1,9 +1,10 @@
-"""`usage-etl` on a shared lake, end to end: two hosts' runs at once in separate processes (the
-backfill host's in a process of its own, the server host's in the test's process meanwhile), a
+"""`usage-etl` on a shared lake, end to end: two hosts' runs at once as separate processes, a
 real PostgreSQL catalog and a real S3 server, the emulator on loopback (two of the demo
-organizations: the lake's behaviour does not depend on how many there are). The server host's
-later run and the analyst's reading commands run through the CLI's `main()` in the test's
-process too, each with its host's environment.
+organizations: the lake's behaviour does not depend on how many there are). The later run and
+the analyst's reading commands run through the CLI's `main()` in the test's process, each with
+its host's environment. Both first runs are processes of their own: the emulator serves from a
+thread of the test's process, and a run going on in that process meanwhile would starve it
+under load (a request timed out).
 
 What a team sees: two writers on different month ranges both land; an analyst's machine with
 no local warehouse queries the lake, reads the report and the alerts; a re-pull that restates a
@@ -145,11 +146,12 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(team: Team)
     today = datetime.now(UTC).date()
     older, last, current = months(today)
     this_month = ("--start", str(current), "--end", str(today))
-    backfill = team.start(  # another machine: a process of its own, running meanwhile
+    backfill = team.start(
         "backfill-host", "run", "--start", str(older), "--end", str(current - date.resolution)
     )
-    daily = team.ask("server-host", "run", *this_month)
-    for done in (daily, team.finish(backfill)):
+    daily = team.start("server-host", "run", *this_month)
+    for process in (backfill, daily):
+        done = team.finish(process)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "publishing to the shared lake" in done.stderr
 
