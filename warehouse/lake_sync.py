@@ -206,13 +206,36 @@ def lake_slices(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
     return {(str(t), str(s)): str(d) for t, s, d in rows}
 
 
-def _frame_from_lake(
-    con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str]
-) -> pd.DataFrame:
+_SLICE_INDEX = "__usage_slice"
+_SLICES_PER_QUERY = 200
+
+
+def _frames_from_lake(
+    con: duckdb.DuckDBPyConnection, t: Table, slices: list[dict[str, str]]
+) -> list[pd.DataFrame]:
+    """The contract columns of each slice's rows (one frame a slice, in order), read with one
+    query for up to `_SLICES_PER_QUERY` slices named by the same keys instead of one a slice:
+    each row is tagged with the first slice whose key values it has (slices are disjoint)."""
     columns = ", ".join(f'"{c.name}"' for c in t.columns)
-    where = " AND ".join(f'"{k}" = ?' for k in keys)
-    sql = f'SELECT {columns} FROM "{t.name}"' + (f" WHERE {where}" if where else "")
-    return con.execute(sql, list(keys.values())).df()
+    frames: dict[int, pd.DataFrame] = {}
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, keys in enumerate(slices):
+        groups.setdefault(tuple(keys), []).append(i)
+    for names, members in groups.items():
+        for at in range(0, len(members), _SLICES_PER_QUERY):
+            chunk = members[at : at + _SLICES_PER_QUERY]
+            match = " AND ".join(f'"{k}" = ?' for k in names) or "true"
+            tag = " ".join(f"WHEN {match} THEN {i}" for i in chunk)
+            frame = con.execute(
+                f'SELECT * FROM (SELECT {columns}, CASE {tag} END AS "{_SLICE_INDEX}" '
+                f'FROM "{t.name}") WHERE "{_SLICE_INDEX}" IS NOT NULL',
+                [slices[i][k] for i in chunk for k in names],
+            ).df()
+            parts = dict(iter(frame.groupby(_SLICE_INDEX, sort=False)))
+            for i in chunk:
+                rows = parts.get(i, frame.iloc[0:0])
+                frames[i] = rows.drop(columns=_SLICE_INDEX).reset_index(drop=True)
+    return [frames[i] for i in range(len(slices))]
 
 
 def sync_down(warehouse: Path, config: LakeConfig, tables: list[Table] | None = None) -> SyncReport:
@@ -226,17 +249,19 @@ def sync_down(warehouse: Path, config: LakeConfig, tables: list[Table] | None = 
         _ensure_meta(con, config)
         con.execute("BEGIN TRANSACTION")  # one consistent snapshot for the whole read
         try:
-            held = lake_slices(con)
-            for (table_name, name), digest in sorted(held.items()):
-                t = by_name.get(table_name)
-                if t is None or state.lake(table_name, name) == digest:
-                    continue
-                keys = _parse_name(name)
-                frame = _frame_from_lake(con, t, keys)
-                _write_local(store, t, keys, frame)
+            wanted: dict[str, list[tuple[str, dict[str, str], str]]] = {}
+            for (table_name, name), digest in sorted(lake_slices(con).items()):
+                if table_name in by_name and state.lake(table_name, name) != digest:
+                    wanted.setdefault(table_name, []).append((name, _parse_name(name), digest))
+            for table_name, fetched in wanted.items():
+                t = by_name[table_name]
+                frames = _frames_from_lake(con, t, [keys for _, keys, _ in fetched])
+                for (name, keys, _), frame in zip(fetched, frames, strict=True):
+                    _write_local(store, t, keys, frame)
+                    report.fetched.append(_label(table_name, name))
                 local = {s.name: s.digest for s in local_slices(store, t)}
-                state.record(table_name, name, digest, local.get(name))
-                report.fetched.append(_label(table_name, name))
+                for name, _, digest in fetched:
+                    state.record(table_name, name, digest, local.get(name))
         finally:
             con.execute("ROLLBACK")
     finally:
