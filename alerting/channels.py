@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-import httpx
 import pandas as pd
 from standardwebhooks import Webhook
 
@@ -129,6 +128,8 @@ def _post(
     timeout: float,
     secrets: list[str | None],
 ) -> None:
+    import httpx  # here, not at the top: loading the code location never needs it
+
     where = origin(url)
     try:
         response = httpx.post(url, content=body.encode(), headers=headers, timeout=timeout)

@@ -12,7 +12,7 @@ outside the run's range, is re-pulled and rewritten, and the run says so; one th
 organizations the token cannot see any more cannot be rebuilt and fails the run, naming the file.
 """
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -327,23 +327,21 @@ class PeriodPlan:
         return self.derived + [k for k in self.requested if k not in skip]
 
 
-def _month_files(store: ParquetStore, interval: str, first: date, last: date) -> list[pd.DataFrame]:
-    """The stored `credit_usage` slices of `interval` for the months first..last (readable
-    ones: a damaged slice is re-pulled, never read)."""
+def _month_files(store: ParquetStore, interval: str, months: Iterable[date]) -> list[pd.DataFrame]:
+    """The stored `credit_usage` slices of `interval` for `months` (first days), in month
+    order (readable ones: a damaged slice is re-pulled, never read)."""
     damaged = {b.path for b in store.check(CREDIT_USAGE).bad}
     frames = []
-    month = date(first.year, first.month, 1)
-    while month <= last:
+    for month in sorted(set(months)):
         partition = {"interval": interval, "month": f"{month:%Y-%m}"}
         path = store.partition_path(CREDIT_USAGE, partition, "data.parquet")
         if path.exists() and path not in damaged:
             frames.append(store.read_file(CREDIT_USAGE, path))
-        month = month_bounds(month)[1]
     return frames
 
 
-def stored_rows(store: ParquetStore, interval: str, first: date, last: date) -> pd.DataFrame:
-    frames = [f for f in _month_files(store, interval, first, last) if not f.empty]
+def stored_rows(store: ParquetStore, interval: str, months: Iterable[date]) -> pd.DataFrame:
+    frames = [f for f in _month_files(store, interval, months) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else store.empty(CREDIT_USAGE)
 
 
@@ -364,6 +362,21 @@ def _organization_days(daily: pd.DataFrame) -> dict[str, set[int]]:
     ):
         days.setdefault(org_id, set()).add(day)
     return days
+
+
+def months_of_days(keys: Iterable[PeriodKey], today: date) -> set[date]:
+    """The calendar months (first days) holding the loaded days of the periods `keys`: the
+    daily slices a run of periods reads. Not every month between the first and the last key:
+    a backfill's oldest waiting confirmations lie months before its own range, and reading
+    everything between them held a 5,000-organization history in memory."""
+    months: set[date] = set()
+    for key in keys:
+        last = min(key.end, today + timedelta(days=1)) - timedelta(days=1)
+        month = date(key.start.year, key.start.month, 1)
+        while key.start <= last and month <= last:
+            months.add(month)
+            month = month_bounds(month)[1]
+    return months
 
 
 def plan_periods(
@@ -492,15 +505,13 @@ def credit_usage_periods(
         if p.organization_id in by_id
     ][:limit]
     keys = candidates + touching + pending
-    first = min((k.start for k in keys), default=today)
-    last = max((k.end for k in keys), default=today)
-    daily = stored_rows(store, "day", first, last)
+    daily = stored_rows(store, "day", months_of_days(keys, today))
     daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
     partitions = {k.month for k in keys} | set(months + repair)
     plan = plan_periods(
         candidates,
         daily,
-        stored_rows(store, "month", min(partitions), max(partitions)),
+        stored_rows(store, "month", partitions),
         reread_organizations(registry),
         today,
         touching,

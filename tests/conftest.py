@@ -253,9 +253,13 @@ def pipeline_after_demo_run(
 
 
 @pytest.fixture
-def emulator_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorEnv]:
-    """The same, as environment variables (for `dg`, Dagster instances and subprocesses)."""
-    with start_emulator() as server:
+def emulator_env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatorEnv]:
+    """The same, as environment variables (for `dg`, Dagster instances and subprocesses);
+    `@pytest.mark.emulator(organizations=N)` serves N organizations instead of the demo set."""
+    marker = request.node.get_closest_marker("emulator")
+    with start_emulator(**(marker.kwargs if marker else {})) as server:
         env = {
             "UBIOPS_API_HOST": server.base_url,
             "UBIOPS_API_TOKEN": server.token,

@@ -25,15 +25,11 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
-import aiohttp
-import httpx
-from aiohttp.helpers import get_env_proxy_for_url
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
-from yarl import URL
 
 from common.errors import ApiError, ApiResponseError
 from ubiops_api.models import (
@@ -44,6 +40,9 @@ from ubiops_api.models import (
     ResourceUsage,
 )
 from ubiops_api.pacing import RatePacer
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +144,14 @@ class AiohttpSession:
     def __init__(
         self, host: str, headers: dict[str, str], timeout: float, max_connections: int
     ) -> None:
+        # Imported by the session that uses them (as httpx by `HttpxSession`): a process that
+        # only loads the code location (`dg dev`, `dg check defs`) never pays for them.
+        import aiohttp
+        from aiohttp.helpers import get_env_proxy_for_url
+        from yarl import URL
+
+        self._url_type = URL
+        self._client_error = aiohttp.ClientError
         self._host = host
         try:
             self._proxy, self._proxy_auth = get_env_proxy_for_url(URL(host))
@@ -160,7 +167,8 @@ class AiohttpSession:
         )
 
     async def get(self, path: str, params: dict[str, str] | None) -> Answer:
-        url = URL(self._host + path + ("?" + urlencode(params) if params else ""), encoded=True)
+        text = self._host + path + ("?" + urlencode(params) if params else "")
+        url = self._url_type(text, encoded=True)
         try:
             async with self._http.get(
                 url, allow_redirects=False, proxy=self._proxy, proxy_auth=self._proxy_auth
@@ -168,7 +176,7 @@ class AiohttpSession:
                 return Answer(response.status, response.headers, await response.read())
         except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors too
             raise TransportFailure("timed out") from None
-        except aiohttp.ClientError as exc:
+        except self._client_error as exc:
             raise TransportFailure(f"connection failed ({type(exc).__name__})") from None
 
     async def close(self) -> None:
@@ -186,6 +194,10 @@ class HttpxSession:
         max_connections: int,
         transport: httpx.AsyncBaseTransport,
     ) -> None:
+        import httpx
+
+        self._timeout_error = httpx.TimeoutException
+        self._transport_error = httpx.TransportError
         self._http = httpx.AsyncClient(
             base_url=host,
             headers=headers,
@@ -199,9 +211,9 @@ class HttpxSession:
     async def get(self, path: str, params: dict[str, str] | None) -> Answer:
         try:
             response = await self._http.get(path, params=params)
-        except httpx.TimeoutException:
+        except self._timeout_error:
             raise TransportFailure("timed out") from None
-        except httpx.TransportError as exc:
+        except self._transport_error as exc:
             raise TransportFailure(f"connection failed ({type(exc).__name__})") from None
         return Answer(response.status_code, response.headers, response.content)
 

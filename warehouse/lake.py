@@ -6,7 +6,9 @@ This module owns everything the lake needs and nothing else:
   variables), parsed and validated, with a redacted form safe for logs;
 - `connect`: a DuckDB connection with the signed `ducklake`, `postgres_scanner` and `httpfs`
   extensions loaded from their PyPI packages (never downloaded, never unsigned), the S3 secret
-  created and the lake attached as `usage` (read-only for readers);
+  created and the lake attached as `usage` (read-only for readers). DuckDB checks an
+  extension's signature by hashing its whole file (~100 MB for the three, ~0.6 s of CPU) on every
+  database it is loaded into; a process checks each file once (`_ExtensionLoader`);
 - `write_transaction`: one unit of work committed as one snapshot, retried as a whole with
   jittered backoff when another writer's commit conflicts, a bounded number of times;
 - `LakeTables`: replace a table's slice (delete the slice's rows, insert the new ones) inside
@@ -25,6 +27,7 @@ import importlib.util
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -300,18 +303,76 @@ def _s3_secret_sql(config: LakeConfig) -> str:
     return f"CREATE OR REPLACE SECRET usage_lake_s3 ({', '.join(options)})"
 
 
+_NO_AUTOLOADING: dict[str, str | bool] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+class _ExtensionLoader:
+    """Opens DuckDB databases with the lake's extensions loaded, checking each extension's
+    signature once per process instead of once per database.
+
+    DuckDB verifies a signature on every `LOAD` into a new database (it hashes the whole file)
+    and has no cache of its own. The first database of a process loads the extensions with
+    checking on, as DuckDB always does; once all three loaded, their files (device, inode, size,
+    modification time) are remembered as verified. A later database whose extension files are
+    still those opens with `allow_unsigned_extensions` for its three `LOAD`s only, then turns
+    it off again (DuckDB lets a running database restrict that setting, never relax it): the
+    libraries are already in the process, mapped from the files that passed the check, so what
+    runs is what was verified, and nothing loaded afterwards escapes the check. A file that
+    changed since (an upgrade) is checked again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verified: dict[Path, tuple[int, int, int, int]] = {}
+
+    @staticmethod
+    def _identity(path: Path) -> tuple[int, int, int, int]:
+        st = path.stat()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def open(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory database with the three extensions loaded (signatures checked)."""
+        paths = [extension_path(name) for name in EXTENSIONS]
+        with self._lock:
+            checked = all(self._verified.get(p) == self._identity(p) for p in paths)
+        con = duckdb.connect(
+            config={**_NO_AUTOLOADING, "allow_unsigned_extensions": True}
+            if checked
+            else dict(_NO_AUTOLOADING)
+        )
+        try:
+            for path in paths:
+                con.execute(f"LOAD {_sql_text(str(path))}")
+            if checked:
+                con.execute("SET allow_unsigned_extensions = false")
+        except BaseException:
+            con.close()
+            raise
+        if not checked:
+            with self._lock:
+                self._verified.update({p: self._identity(p) for p in paths})
+        return con
+
+
+_EXTENSIONS = _ExtensionLoader()
+
+
 def connect(config: LakeConfig, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection with the lake attached as `usage` (and selected with USE).
 
-    Extensions are loaded from their packages with signature checking on; nothing is installed
-    or auto-loaded from the network. Every failure is a `LakeError` naming what failed."""
-    con = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    )
+    Extensions are loaded from their packages with signature checking on (once per process and
+    file, see `_ExtensionLoader`); nothing is installed or auto-loaded from the network. Every
+    failure is a `LakeError` naming what failed."""
+    try:
+        con = _EXTENSIONS.open()
+    except duckdb.Error as exc:
+        raise LakeConfigError(
+            f"cannot load the lake's DuckDB extensions: {_first_line(config, exc)}"
+        ) from None
     try:
         con.execute("SET TimeZone='UTC'")
-        for name in EXTENSIONS:
-            con.execute(f"LOAD {_sql_text(str(extension_path(name)))}")
         if config.on_s3:
             con.execute(_s3_secret_sql(config))
         options = [f"DATA_PATH {_sql_text(config.data_path)}"]
@@ -470,6 +531,19 @@ def lake_columns(t: Table, extra_keys: tuple[str, ...] = ()) -> list[tuple[str, 
     return columns
 
 
+def existing_tables(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """`{(schema, table)}` of every table the lake holds (one catalog read)."""
+    rows = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?",
+        [CATALOG_ALIAS],
+    ).fetchall()
+    return {(str(schema), str(table)) for schema, table in rows}
+
+
+# A DELETE names at most this many slices (a longer OR chain would cost more to plan).
+_SLICES_PER_DELETE = 200
+
+
 @dataclass
 class LakeTables:
     """The warehouse's tables inside the lake, written slice by slice."""
@@ -480,26 +554,33 @@ class LakeTables:
 
     def ensure(self, t: Table, extra_keys: tuple[str, ...] = ()) -> None:
         """Create `t` with its documented columns when it does not exist yet."""
-        exists = self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = "
-            "'main' AND table_name = ?",
-            [CATALOG_ALIAS, t.name],
-        ).fetchone()
-        if exists and exists[0]:
+        self.ensure_all([(t, extra_keys)])
+
+    def ensure_all(self, wanted: list[tuple[Table, tuple[str, ...]]]) -> None:
+        """Create each table of `wanted` (with its extra slice keys) that does not exist yet:
+        one catalog read, and one transaction for all the missing ones."""
+        present = existing_tables(self.con)
+        missing: dict[str, tuple[Table, tuple[str, ...]]] = {}
+        for t, extra_keys in wanted:
+            if ("main", t.name) not in present and t.name not in missing:
+                missing[t.name] = (t, extra_keys)
+        if not missing:
             return
-        columns = lake_columns(t, extra_keys)
-        body = ", ".join(
-            f"{_ident(n)} {kind}{'' if nullable else ' NOT NULL'}"
-            for n, kind, _, nullable in columns
-        )
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(t.name)} ({body})")
-            con.execute(f"COMMENT ON TABLE {_ident(t.name)} IS {_sql_text(t.description)}")
-            for name, _, description, _ in columns:
-                con.execute(
-                    f"COMMENT ON COLUMN {_ident(t.name)}.{_ident(name)} IS {_sql_text(description)}"
+            for t, extra_keys in missing.values():
+                columns = lake_columns(t, extra_keys)
+                body = ", ".join(
+                    f"{_ident(n)} {kind}{'' if nullable else ' NOT NULL'}"
+                    for n, kind, _, nullable in columns
                 )
+                con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(t.name)} ({body})")
+                con.execute(f"COMMENT ON TABLE {_ident(t.name)} IS {_sql_text(t.description)}")
+                for name, _, description, _ in columns:
+                    con.execute(
+                        f"COMMENT ON COLUMN {_ident(t.name)}.{_ident(name)} IS "
+                        f"{_sql_text(description)}"
+                    )
 
         _, retries = write_transaction(self.con, create, self.config)
         self.retries += retries
@@ -509,18 +590,36 @@ class LakeTables:
         con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str]
     ) -> None:
         """Delete the slice's rows (inside the caller's transaction)."""
-        where = " AND ".join(f"{_ident(k)} = ?" for k in keys)
-        con.execute(
-            f"DELETE FROM {_ident(t.name)}" + (f" WHERE {where}" if where else ""),
-            list(keys.values()),
-        )
+        LakeTables.delete_slices_in_transaction(con, t, [keys])
 
     @staticmethod
-    def replace_in_transaction(
+    def delete_slices_in_transaction(
+        con: duckdb.DuckDBPyConnection, t: Table, slices: list[dict[str, str]]
+    ) -> None:
+        """Delete the rows of every slice of `t` in `slices` (inside the caller's
+        transaction): one DELETE for up to `_SLICES_PER_DELETE` slices named by the same keys,
+        so the table's files are scanned once, not once a slice."""
+        by_keys: dict[tuple[str, ...], list[dict[str, str]]] = {}
+        for keys in slices:
+            by_keys.setdefault(tuple(keys), []).append(keys)
+        for names, group in by_keys.items():
+            if not names:  # the whole table is one slice
+                con.execute(f"DELETE FROM {_ident(t.name)}")
+                continue
+            match = "(" + " AND ".join(f"{_ident(k)} = ?" for k in names) + ")"
+            for at in range(0, len(group), _SLICES_PER_DELETE):
+                chunk = group[at : at + _SLICES_PER_DELETE]
+                con.execute(
+                    f"DELETE FROM {_ident(t.name)} WHERE " + " OR ".join([match] * len(chunk)),
+                    [keys[k] for keys in chunk for k in names],
+                )
+
+    @staticmethod
+    def insert_in_transaction(
         con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str], arrow: pa.Table
     ) -> int:
-        """Replace the slice's rows by `arrow` (contract columns; the caller's transaction)."""
-        LakeTables.delete_in_transaction(con, t, keys)
+        """Insert the slice's rows `arrow` (contract columns; the caller's transaction), its
+        key values filled in as columns."""
         staged = arrow
         for key, value in keys.items():
             if key not in staged.column_names:
@@ -535,6 +634,14 @@ class LakeTables:
             con.unregister(view)
         return staged.num_rows
 
+    @staticmethod
+    def replace_in_transaction(
+        con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str], arrow: pa.Table
+    ) -> int:
+        """Replace the slice's rows by `arrow` (contract columns; the caller's transaction)."""
+        LakeTables.delete_in_transaction(con, t, keys)
+        return LakeTables.insert_in_transaction(con, t, keys, arrow)
+
     def replace_slices(self, t: Table, slices: list[tuple[dict[str, str], pa.Table]]) -> int:
         """Replace each slice (rows matching its key values) by its Arrow rows, all in ONE
         snapshot: a reader sees every slice old or every slice new, never a mix."""
@@ -542,7 +649,8 @@ class LakeTables:
         self.ensure(t, extra)
 
         def work(con: duckdb.DuckDBPyConnection) -> int:
-            return sum(self.replace_in_transaction(con, t, k, a) for k, a in slices)
+            self.delete_slices_in_transaction(con, t, [k for k, _ in slices])
+            return sum(self.insert_in_transaction(con, t, k, a) for k, a in slices)
 
         written, retries = write_transaction(self.con, work, self.config)
         self.retries += retries

@@ -206,13 +206,36 @@ def lake_slices(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
     return {(str(t), str(s)): str(d) for t, s, d in rows}
 
 
-def _frame_from_lake(
-    con: duckdb.DuckDBPyConnection, t: Table, keys: dict[str, str]
-) -> pd.DataFrame:
+_SLICE_INDEX = "__usage_slice"
+_SLICES_PER_QUERY = 200
+
+
+def _frames_from_lake(
+    con: duckdb.DuckDBPyConnection, t: Table, slices: list[dict[str, str]]
+) -> list[pd.DataFrame]:
+    """The contract columns of each slice's rows (one frame a slice, in order), read with one
+    query for up to `_SLICES_PER_QUERY` slices named by the same keys instead of one a slice:
+    each row is tagged with the first slice whose key values it has (slices are disjoint)."""
     columns = ", ".join(f'"{c.name}"' for c in t.columns)
-    where = " AND ".join(f'"{k}" = ?' for k in keys)
-    sql = f'SELECT {columns} FROM "{t.name}"' + (f" WHERE {where}" if where else "")
-    return con.execute(sql, list(keys.values())).df()
+    frames: dict[int, pd.DataFrame] = {}
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, keys in enumerate(slices):
+        groups.setdefault(tuple(keys), []).append(i)
+    for names, members in groups.items():
+        for at in range(0, len(members), _SLICES_PER_QUERY):
+            chunk = members[at : at + _SLICES_PER_QUERY]
+            match = " AND ".join(f'"{k}" = ?' for k in names) or "true"
+            tag = " ".join(f"WHEN {match} THEN {i}" for i in chunk)
+            frame = con.execute(
+                f'SELECT * FROM (SELECT {columns}, CASE {tag} END AS "{_SLICE_INDEX}" '
+                f'FROM "{t.name}") WHERE "{_SLICE_INDEX}" IS NOT NULL',
+                [slices[i][k] for i in chunk for k in names],
+            ).df()
+            parts = dict(iter(frame.groupby(_SLICE_INDEX, sort=False)))
+            for i in chunk:
+                rows = parts.get(i, frame.iloc[0:0])
+                frames[i] = rows.drop(columns=_SLICE_INDEX).reset_index(drop=True)
+    return [frames[i] for i in range(len(slices))]
 
 
 def sync_down(warehouse: Path, config: LakeConfig, tables: list[Table] | None = None) -> SyncReport:
@@ -226,17 +249,19 @@ def sync_down(warehouse: Path, config: LakeConfig, tables: list[Table] | None = 
         _ensure_meta(con, config)
         con.execute("BEGIN TRANSACTION")  # one consistent snapshot for the whole read
         try:
-            held = lake_slices(con)
-            for (table_name, name), digest in sorted(held.items()):
-                t = by_name.get(table_name)
-                if t is None or state.lake(table_name, name) == digest:
-                    continue
-                keys = _parse_name(name)
-                frame = _frame_from_lake(con, t, keys)
-                _write_local(store, t, keys, frame)
+            wanted: dict[str, list[tuple[str, dict[str, str], str]]] = {}
+            for (table_name, name), digest in sorted(lake_slices(con).items()):
+                if table_name in by_name and state.lake(table_name, name) != digest:
+                    wanted.setdefault(table_name, []).append((name, _parse_name(name), digest))
+            for table_name, fetched in wanted.items():
+                t = by_name[table_name]
+                frames = _frames_from_lake(con, t, [keys for _, keys, _ in fetched])
+                for (name, keys, _), frame in zip(fetched, frames, strict=True):
+                    _write_local(store, t, keys, frame)
+                    report.fetched.append(_label(table_name, name))
                 local = {s.name: s.digest for s in local_slices(store, t)}
-                state.record(table_name, name, digest, local.get(name))
-                report.fetched.append(_label(table_name, name))
+                for name, _, digest in fetched:
+                    state.record(table_name, name, digest, local.get(name))
         finally:
             con.execute("ROLLBACK")
     finally:
@@ -254,6 +279,52 @@ def _write_local(store: ParquetStore, t: Table, keys: dict[str, str], frame: pd.
         store.replace_partition(t, partition, frame)
     else:
         store.replace_table(t, frame)
+
+
+def _forget_slices(c: duckdb.DuckDBPyConnection, slices: list[tuple[str, str]]) -> None:
+    """Delete the `meta.slices` records of `(table, slice)` pairs in one statement (each
+    DELETE reads the whole of `meta.slices`)."""
+    if not slices:
+        return
+    tables, names = zip(*slices, strict=True)
+    pairs = pa.table(
+        {"table_name": pa.array(tables, pa.string()), "slice": pa.array(names, pa.string())}
+    )
+    c.register("_usage_forgotten_slices", pairs)
+    try:
+        c.execute(
+            "DELETE FROM meta.slices WHERE (table_name, slice) IN "
+            "(SELECT table_name, slice FROM _usage_forgotten_slices)"
+        )
+    finally:
+        c.unregister("_usage_forgotten_slices")
+
+
+def _record_slices(c: duckdb.DuckDBPyConnection, rows: list[tuple[object, ...]]) -> None:
+    """Insert `meta.slices` records (table, slice, digest, rows, published_at, published_by)
+    in one statement."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    records = pa.table(
+        {
+            "table_name": pa.array(columns[0], pa.string()),
+            "slice": pa.array(columns[1], pa.string()),
+            "digest": pa.array(columns[2], pa.string()),
+            "rows": pa.array(columns[3], pa.int64()),
+            "published_at": pa.array(columns[4], pa.timestamp("us")),
+            "published_by": pa.array(columns[5], pa.string()),
+        }
+    )
+    c.register("_usage_slice_records", records)
+    try:
+        c.execute(
+            "INSERT INTO meta.slices (table_name, slice, digest, rows, published_at, "
+            "published_by) SELECT table_name, slice, digest, rows, published_at, published_by "
+            "FROM _usage_slice_records"
+        )
+    finally:
+        c.unregister("_usage_slice_records")
 
 
 def publish_up(
@@ -276,29 +347,31 @@ def publish_up(
     try:
         _ensure_meta(con, config)
         lake = LakeTables(con, config)
-        for local in changed:
-            lake.ensure(local.table, (SNAPSHOT_KEY,) if SNAPSHOT_KEY in local.keys else ())
+        lake.ensure_all(
+            [(s.table, (SNAPSHOT_KEY,) if SNAPSHOT_KEY in s.keys else ()) for s in changed]
+        )
         staged = [(s, _read_local(s)) for s in changed]
         host = socket.gethostname()
 
         def work(c: duckdb.DuckDBPyConnection) -> None:
             now = datetime.now(UTC).replace(tzinfo=None)
-            for local, arrow in staged:
-                lake.replace_in_transaction(c, local.table, local.keys, arrow)
-                c.execute(
-                    "DELETE FROM meta.slices WHERE table_name = ? AND slice = ?",
-                    [local.table.name, local.name],
-                )
-                c.execute(
-                    "INSERT INTO meta.slices VALUES (?, ?, ?, ?, ?, ?)",
-                    [local.table.name, local.name, local.digest, arrow.num_rows, now, host],
-                )
-            create_lake_views(c)  # the analyst views, for any DuckDB client attaching
+            deleted: dict[str, tuple[Table, list[dict[str, str]]]] = {}
+            for local in changed:
+                deleted.setdefault(local.table.name, (local.table, []))[1].append(local.keys)
             for t, name in gone:
-                lake.delete_in_transaction(c, t, _parse_name(name))
-                c.execute(
-                    "DELETE FROM meta.slices WHERE table_name = ? AND slice = ?", [t.name, name]
-                )
+                deleted.setdefault(t.name, (t, []))[1].append(_parse_name(name))
+            for t, keys in deleted.values():  # one DELETE a table: its files scanned once
+                lake.delete_slices_in_transaction(c, t, keys)
+            for local, arrow in staged:
+                lake.insert_in_transaction(c, local.table, local.keys, arrow)
+            _forget_slices(
+                c, [(s.table.name, s.name) for s in changed] + [(t.name, n) for t, n in gone]
+            )
+            _record_slices(
+                c,
+                [(s.table.name, s.name, s.digest, a.num_rows, now, host) for s, a in staged],
+            )
+            create_lake_views(c)  # the analyst views, for any DuckDB client attaching
 
         _, report.retries = write_transaction(con, work, config)
         row = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('usage')").fetchone()

@@ -17,9 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import settings
 from common.errors import InputError
+from pipelines.commands import warehouse_location
+
+if TYPE_CHECKING:
+    from warehouse.location import WarehouseLocation
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 TOP_ALERTS = 10
@@ -212,13 +217,12 @@ def execute(
     return summary
 
 
-def check_lake(overrides: Overrides) -> None:
+def check_lake(location: WarehouseLocation) -> None:
     """In lake mode, prove the catalog answers and the data path takes a write (exit 2 if not)."""
-    from assets.resources import Warehouse
-    from warehouse.lake import check
-
-    lake = Warehouse.from_env(**overrides.get("warehouse", {})).lake_config()
+    lake = location.lake_config()
     if lake is not None:
+        from warehouse.lake import check
+
         check(lake)
         print(f"usage-etl: publishing to the shared lake: {lake.redacted()}", file=sys.stderr)
 
@@ -352,17 +356,17 @@ def run_overrides(args: argparse.Namespace) -> Overrides:
     }
 
 
-def preflight(
-    warehouse_arg: str | None, quotas: str | None, overrides: Overrides | None = None
-) -> Path:
-    """Every check that can fail before a run starts (exit 2): paths, quota file, API target."""
+def preflight(warehouse_arg: str | None, quotas: str | None, location: WarehouseLocation) -> Path:
+    """Every check that can fail before a run starts (exit 2): paths, quota file, the shared
+    lake (`location`: the warehouse as the command's flags and the environment say), the API
+    target. None of them imports Dagster, so a mistake is reported without its start-up cost."""
     from alerting.validation import validate_channels
     from insights.quotas import load_quotas
     from pipelines import preflight as checks
 
     warehouse = settings.writable_warehouse(warehouse_arg)
     validate_channels(load_quotas(quotas))  # a bad quota file or channel is exit 2 here
-    check_lake(overrides or {})  # so is a shared lake that cannot be reached or written
+    check_lake(location)  # so is a shared lake that cannot be reached or written
     if not settings.should_embed_emulator():
         host = settings.api_host()
         token = settings.api_token()
@@ -371,16 +375,17 @@ def preflight(
 
 
 def handle(args: argparse.Namespace) -> int:
-    from assets.resources import LAKE_CATALOG_FLAG_VARIABLE, secret_flag
-
     today = datetime.now(UTC).date()
     start, end = resolve_range(args.start, args.end, today)
+    warehouse = preflight(args.warehouse, args.quotas, warehouse_location(args))
+    # Dagster only once the run can start (its imports are most of a short run's start-up)
+    from assets.resources import LAKE_CATALOG_FLAG_VARIABLE, secret_flag
+
     overrides = run_overrides(args)
     verbose = bool(getattr(args, "verbose", False))
     # --lake-catalog: an EnvVar of a private variable held for this run only (never stored)
     with secret_flag(LAKE_CATALOG_FLAG_VARIABLE, getattr(args, "lake_catalog", None)) as catalog:
         overrides["warehouse"]["lake_catalog"] = catalog
-        warehouse = preflight(args.warehouse, args.quotas, overrides)
         overrides["warehouse"]["path"] = str(warehouse)
         print(f"usage-etl: loading {start} .. {end} into {warehouse}", file=sys.stderr)
         with api_target() as api, quiet_library_logs(warehouse, verbose):

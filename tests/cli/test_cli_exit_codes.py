@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,10 @@ from tests.services.cli import (
     USAGE_ETL,
     assert_one_line_error,
     clean_env,
+    imported_modules,
     usage_etl,
     usage_etl_in_process,
+    without_import_times,
 )
 
 COMMANDS = ("run", "query", "alerts", "backtest", "report", "dictionary", "prune", "emulator")
@@ -69,10 +72,14 @@ def test_version() -> None:
 
 
 def test_missing_token_with_a_host_is_exit_2_before_any_run(tmp_path: Path) -> None:
+    """The mistake is reported before Dagster is even imported (its start-up takes seconds)."""
     warehouse = tmp_path / "wh"
-    env = clean_env(UBIOPS_API_HOST="https://api.example.invalid/v2.1")
+    env = clean_env(UBIOPS_API_HOST="https://api.example.invalid/v2.1", PYTHONPROFILEIMPORTTIME="1")
     done = usage_etl("run", "--warehouse", str(warehouse), env=env)
-    assert_one_line_error(done, 2, "UBIOPS_API_TOKEN")
+    imported = imported_modules(done.err)
+    assert "pipelines.cli" in imported, "the import profile was not read"
+    assert not {name for name in imported if name.split(".")[0] == "dagster"}
+    assert_one_line_error(replace(done, err=without_import_times(done.err)), 2, "UBIOPS_API_TOKEN")
     assert not (warehouse / "dagster").exists(), "no Dagster run may start"
 
 

@@ -25,7 +25,14 @@ import pytest
 from pipelines import ready_queries
 from pipelines.cli import main
 from pipelines.render import format_value, render_table
-from tests.services.cli import assert_one_line_error, clean_env, usage_etl, usage_etl_in_process
+from tests.services.cli import (
+    assert_one_line_error,
+    clean_env,
+    imported_modules,
+    usage_etl,
+    usage_etl_in_process,
+    without_import_times,
+)
 
 
 def test_list_shows_every_ready_query_with_its_question(capsys) -> None:
@@ -150,13 +157,6 @@ def test_no_warehouse_yet_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(done, 2, "usage-etl run")
 
 
-def _imported(importtime: str) -> set[str]:
-    """The modules a `-X importtime` (PYTHONPROFILEIMPORTTIME) report on stderr lists."""
-    prefix = "import time:"
-    lines = [line for line in importtime.splitlines() if line.startswith(prefix)]
-    return {line.rsplit("|", 1)[-1].strip() for line in lines}
-
-
 @pytest.mark.parametrize("lake", [False, True], ids=["warehouse", "lake-settings"])
 def test_a_query_does_not_import_dagster(empty_warehouse: Path, lake: bool) -> None:
     """Where the warehouse and the lake are is resolved without Dagster (warehouse/location.py):
@@ -170,10 +170,10 @@ def test_a_query_does_not_import_dagster(empty_warehouse: Path, lake: bool) -> N
     done = usage_etl(
         "query", "--warehouse", str(empty_warehouse), "--format", "csv", sql, env=clean_env(**extra)
     )
-    imported = _imported(done.err)
+    imported = imported_modules(done.err)
     assert "duckdb" in imported, "the import profile was not read"
     assert not {name for name in imported if name.split(".")[0] == "dagster"}
-    errors = [line for line in done.err.splitlines() if not line.startswith("import time:")]
+    errors = without_import_times(done.err).splitlines()
     if lake:
         assert done.code == 2 and done.out == ""
         assert errors == [

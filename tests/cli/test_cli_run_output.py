@@ -3,6 +3,8 @@ blocking checks that keep the warehouse as it was.
 
 - the summary's request count is the number of requests the API received (retries included and
   also counted on their own), and each monthly partition's `dagster/row_count` is its own rows;
+- a whole `usage-etl run` of the code location never imports the emulator's packages
+  (`starlette`, `uvicorn`: an optional extra, see `test_optional_emulator.py`);
 - `usage-etl run` prints one short line per event (8-character run id, no reprs, no warnings),
   the alerts as counts by rule plus the ten most severe, and a failure as one line (exit 1):
   an API answer without the deleted-projects key, named with the organization, that leaves
@@ -17,6 +19,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,17 @@ from dagster import AssetKey, DagsterInstance
 
 from common.periods import shift_month
 from pipelines.commands.run_cmd import execute
-from tests.services.cli import clean_env, usage_etl, usage_etl_in_process
+from tests.services.cli import (
+    clean_env,
+    imported_modules,
+    usage_etl,
+    usage_etl_in_process,
+    without_import_times,
+)
 from tests.services.emulator import Pipeline, start_emulator
 from tests.services.warehouse_files import query_published
 
+EMULATOR_PACKAGES = {"starlette", "uvicorn"}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -149,7 +159,14 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
             UBIOPS_API_TOKEN=server.token,
             DAGSTER_HOME=str(tmp_path / "dagster"),
         )
-        done = usage_etl("run", "--warehouse", str(warehouse), env=env)
+        # with the import profile: the code location loads without the emulator's packages
+        profiled = usage_etl(
+            "run", "--warehouse", str(warehouse), env={**env, "PYTHONPROFILEIMPORTTIME": "1"}
+        )
+        imported = imported_modules(profiled.err)
+        assert "pipelines.definitions" in imported, "the import profile was not read"
+        assert not {name.split(".")[0] for name in imported} & EMULATOR_PACKAGES, imported
+        done = replace(profiled, err=without_import_times(profiled.err))
         assert done.code == 0, done.err
         for line in done.err.splitlines():
             # the warehouse path is the user's (and longer under pytest-xdist); the rest is short

@@ -9,15 +9,18 @@ snapshot; readers attach read-only; every commit is history that can be read bac
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.lake.conftest import Lake
 from tests.lake.writer import slice_rows
+from warehouse import lake as lake_module
 from warehouse.lake import (
     LakeConfig,
     LakeConfigError,
@@ -149,6 +152,45 @@ def test_readers_attach_read_only(lake: Lake) -> None:
             reader.execute("DELETE FROM credit_usage")
     finally:
         reader.close()
+
+
+def tamper(path: Path) -> None:
+    """Flip one byte inside the file (its metadata footer stays intact): the signature fails."""
+    with open(path, "r+b") as handle:
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_extension_signatures_are_checked_once_per_file_and_unsigned_ones_refused(
+    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process checks each extension file's signature once; a later connection that skips
+    the check still refuses an unsigned extension, and a file changed since is checked again."""
+    genuine = lake_module.extension_path
+    copy = tmp_path / "httpfs.duckdb_extension"
+    shutil.copyfile(genuine("httpfs"), copy)
+    monkeypatch.setattr(
+        lake_module, "extension_path", lambda name: copy if name == "httpfs" else genuine(name)
+    )
+    unsigned = tmp_path / "unsigned" / "probe.duckdb_extension"  # a name not loaded yet
+    unsigned.parent.mkdir()
+    shutil.copyfile(copy, unsigned)
+    tamper(unsigned)
+    for _ in range(2):  # the copy checked, then taken as checked
+        con = connect(lake.config)
+        try:
+            assert con.execute(
+                "SELECT current_setting('allow_unsigned_extensions')"
+            ).fetchone() == (False,)
+            with pytest.raises(duckdb.IOException, match="signature is either missing or invalid"):
+                con.execute(f"LOAD '{unsigned}'")
+        finally:
+            con.close()
+    tamper(copy)  # changed since it was checked: checked again, and refused
+    with pytest.raises(LakeConfigError, match="signature is either missing or invalid"):
+        connect(lake.config)
 
 
 def writer(lake: Lake, month: str, rounds: int, rows: int = 500) -> subprocess.Popen[str]:

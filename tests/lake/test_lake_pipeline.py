@@ -2,7 +2,9 @@
 real PostgreSQL catalog and a real S3 server, the emulator on loopback (two of the demo
 organizations: the lake's behaviour does not depend on how many there are). The later run and
 the analyst's reading commands run through the CLI's `main()` in the test's process, each with
-its host's environment.
+its host's environment. Both first runs are processes of their own: the emulator serves from a
+thread of the test's process, and a run going on in that process meanwhile would starve it
+under load (a request timed out).
 
 What a team sees: two writers on different month ranges both land; an analyst's machine with
 no local warehouse queries the lake, reads the report and the alerts; a re-pull that restates a
@@ -43,6 +45,7 @@ class Team:
     lake: Lake
     tmp: Path
     logs: dict[int, Path] = field(default_factory=dict)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def env(self, host: str) -> dict[str, str]:
         return {
@@ -64,7 +67,15 @@ class Team:
                 stdout=subprocess.PIPE, stderr=handle,
             )  # fmt: skip
         self.logs[process.pid] = log
+        self.processes.append(process)
         return process
+
+    def stop(self) -> None:
+        """Kill any run still going (a test that failed before waiting for it)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
     def finish(self, process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
         out, _ = process.communicate(timeout=600)
@@ -89,7 +100,11 @@ TEAM_ORGANIZATIONS = 2
 @pytest.fixture
 def team(lake: Lake, tmp_path: Path) -> Iterator[Team]:
     with start_emulator(organizations=TEAM_ORGANIZATIONS) as server:
-        yield Team(server, lake, tmp_path)
+        team = Team(server, lake, tmp_path)
+        try:
+            yield team
+        finally:
+            team.stop()
 
 
 def assert_lake_keeps_the_contract(lake: Lake) -> None:

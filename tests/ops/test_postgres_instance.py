@@ -62,6 +62,7 @@ def test_deploy_config_keeps_secrets_out_of_the_file() -> None:
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
 
 
+@pytest.mark.emulator(organizations=1)  # the runs and their storage are the point, not the data
 def test_run_is_recorded_in_postgres(postgres: Postgres, production_home: EmulatorEnv) -> None:
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
     from dagster._core.run_coordinator import QueuedRunCoordinator
@@ -159,6 +160,7 @@ def _pool_rows(cur: psycopg2.extensions.cursor) -> list[tuple]:
     return cur.fetchall()
 
 
+@pytest.mark.emulator(organizations=1)  # nothing runs: the API is never asked
 def test_schedule_is_turned_on_in_postgres(
     postgres: Postgres, production_home: EmulatorEnv
 ) -> None:

@@ -9,7 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from assets.credit_usage import is_daily_refresh, plan_periods, touching_periods
+from assets.credit_usage import (
+    is_daily_refresh,
+    months_of_days,
+    plan_periods,
+    touching_periods,
+)
 from assets.reconciliation_ledger import PendingPeriod, ledger_path, read_pending, write_pending
 from assets.resources import UbiOpsApi
 from common import settings
@@ -195,6 +200,26 @@ def test_older_closed_periods_are_confirmed_at_most_a_limit_a_run_oldest_first()
     gone = daily[daily.start_date >= "2026-09-01"]
     plan = plan_periods([], gone, checked, set(), today, pending=[august], limit=5)
     assert plan.requested == [] and plan.gone == [august], "its days were forgotten"
+
+
+def test_a_run_reads_the_daily_slices_of_its_periods_only() -> None:
+    """A backfill's oldest waiting confirmations lie months before its own range: the run reads
+    the daily slices those periods span and its own, not every month in between (at 5,000
+    organizations the months between held gigabytes)."""
+    org = Org("o-1", "acme")
+    waiting = PeriodKey(org, date(2025, 1, 1), date(2025, 1, 15), date(2025, 2, 15))
+    own = PeriodKey(org, date(2026, 9, 1), date(2026, 9, 15), date(2026, 10, 15))
+    calendar = PeriodKey(Org("o-2", "blue"), date(2026, 9, 1), date(2026, 9, 1), date(2026, 10, 1))
+    current = PeriodKey(org, date(2026, 11, 1), date(2026, 11, 15), date(2026, 12, 15))
+    today = date(2026, 11, 20)
+    assert months_of_days([waiting, own, calendar, current], today) == {
+        date(2025, 1, 1),
+        date(2025, 2, 1),
+        date(2026, 9, 1),
+        date(2026, 10, 1),
+        date(2026, 11, 1),
+    }, "a period's days run to the day before its end, and no further than today"
+    assert months_of_days([current], date(2026, 11, 14)) == set(), "not begun: no day to read"
 
 
 def test_the_pending_periods_file_round_trips_and_a_damaged_one_is_named(tmp_path: Path) -> None:

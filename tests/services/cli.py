@@ -98,3 +98,19 @@ def assert_one_line_error(done: Done, code: int, *words: str) -> None:
     assert "Traceback" not in done.err
     for word in words:
         assert word in lines[0], (word, lines[0])
+
+
+IMPORT_TIME = "import time:"
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """The modules a `-X importtime` (`PYTHONPROFILEIMPORTTIME=1`) report on `stderr` lists."""
+    lines = [line for line in stderr.splitlines() if line.startswith(IMPORT_TIME)]
+    return {line.rsplit("|", 1)[-1].strip() for line in lines}
+
+
+def without_import_times(stderr: str) -> str:
+    """`stderr` without the lines of a `-X importtime` report: what the program itself wrote."""
+    return "".join(
+        line for line in stderr.splitlines(keepends=True) if not line.startswith(IMPORT_TIME)
+    )
