@@ -27,22 +27,28 @@ def balance(frame: pd.DataFrame) -> Finding:
     """Per organization and bucket: projects + deleted projects == the organization total."""
     if frame.empty:
         return Finding(True, "no rows")
-    totals = (
-        frame[frame["scope"] == "organization"]
-        .groupby(["organization_id", "start_date"])["credits"]
-        .sum()
+    # grouped by the organizations' integer codes (in id order, as grouping by the ids would
+    # sort them): grouping a backfill's ~2 million rows by the id strings costs ~3x more
+    org_code, org_ids = pd.factorize(frame["organization_id"], sort=True)
+    coded = pd.DataFrame(
+        {
+            "organization": org_code,
+            "start_date": frame["start_date"].to_numpy(),
+            "credits": frame["credits"].to_numpy(),
+        }
     )
-    parts = (
-        frame[frame["scope"] != "organization"]
-        .groupby(["organization_id", "start_date"])["credits"]
-        .sum()
-    )
+    known = org_code >= 0  # rows without an organization id belong to no bucket
+    keys = ["organization", "start_date"]
+    is_total = (frame["scope"] == "organization").to_numpy() & known
+    is_part = (frame["scope"] != "organization").to_numpy() & known
+    totals = coded[is_total].groupby(keys)["credits"].sum()
+    parts = coded[is_part].groupby(keys)["credits"].sum()
     joined = pd.concat([totals.rename("total"), parts.rename("parts")], axis=1).fillna(0.0)
     diff = (joined["total"] - joined["parts"]).abs()
     bad = joined[diff > TOLERANCE * joined["total"].abs().clip(lower=1.0)]
     examples = [
-        f"{org} {start:%Y-%m-%d}: organization {row.total:.6f} != parts {row.parts:.6f}"
-        for (org, start), row in bad.head(5).iterrows()
+        f"{org_ids[code]} {start:%Y-%m-%d}: organization {row.total:.6f} != parts {row.parts:.6f}"
+        for (code, start), row in bad.head(5).iterrows()
     ]
     return Finding(bad.empty, f"{len(joined)} buckets checked", len(bad), examples)
 

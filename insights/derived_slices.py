@@ -67,8 +67,11 @@ from warehouse.schema import CREDIT_USAGE
 
 ALGORITHM = "project_usage_trends/sql-1"
 RECORD_NAME = "_derived_from.json"
-BATCH_MONTHS = 6
-"""Consecutive months computed by one query (each query also reads the two months before)."""
+BATCH_MONTHS = 12
+"""Consecutive months computed by one query (each query also reads the two months before, so
+a 12-month backfill is one batch: 14 months of days through the window functions instead of 16
+in two batches of 6); the query's memory is bounded by its organization groups
+(`insights.trends.ORGANIZATION_CHUNK`)."""
 
 
 @dataclass

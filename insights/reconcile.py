@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from extraction.quality import Finding
 
@@ -27,6 +28,12 @@ def _series(frame: pd.DataFrame) -> pd.Series:
     project = frame["project_id"].astype("object").where(frame["scope"] == "project", None)
     return frame["scope"].astype(str) + ":" + project.map(lambda v: "" if v is None else str(v))
 
+
+_SERIES_SQL = (
+    "CAST(scope AS VARCHAR) || ':' || CASE WHEN scope = 'project' "
+    "THEN coalesce(CAST(project_id AS VARCHAR), '') ELSE '' END"
+)
+"""The series key of a row in SQL (organization, deleted projects, or the project's id)."""
 
 # Per period row (in input order): how many of its days [start, stop) the organization has
 # loaded, and the sum, largest value and count of the series' daily rows in those days. One range
@@ -62,25 +69,32 @@ def _compare(periods: pd.DataFrame, daily: pd.DataFrame, last_day: pd.Timestamp)
     frame_periods = pd.DataFrame(
         {
             "i": range(len(periods)),
-            "org": periods["organization_id"].astype(str).to_numpy(),
-            "series": _series(periods).to_numpy(),
+            "organization_id": periods["organization_id"].astype(str).to_numpy(),
+            "scope": periods["scope"].astype(str).to_numpy(),
+            "project_id": periods["project_id"].astype(object).to_numpy(),
             "start": start.to_numpy(),
             "stop": end.clip(upper=last_day + timedelta(days=1)).to_numpy(),
         }
     )
-    frame_days = pd.DataFrame(
-        {
-            "org": daily["organization_id"].astype(str).to_numpy(),
-            "series": _series(daily).to_numpy(),
-            "scope": daily["scope"].astype(str).to_numpy(),
-            "day": pd.to_datetime(daily["start_date"]).dt.normalize().to_numpy(),
-            "credits": daily["credits"].astype(float).to_numpy(),
-        }
-    )
+    # the daily rows go to DuckDB as they are (Arrow, without copying text into Python
+    # objects); the series key and the day are computed there, the same way for both sides
+    columns = ["organization_id", "scope", "project_id", "start_date", "credits"]
+    frame_days = pa.Table.from_pandas(daily[columns], preserve_index=False)
     con = duckdb.connect()
     try:
-        con.register("periods", frame_periods)
-        con.register("days", frame_days)
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("period_rows", frame_periods)
+        con.register("day_rows", frame_days)
+        con.execute(
+            f"CREATE TEMP VIEW periods AS SELECT i, CAST(organization_id AS VARCHAR) AS org, "
+            f"{_SERIES_SQL} AS series, start, stop FROM period_rows"
+        )
+        con.execute(
+            f"CREATE TEMP VIEW days AS SELECT CAST(organization_id AS VARCHAR) AS org, "
+            f"{_SERIES_SQL} AS series, CAST(scope AS VARCHAR) AS scope, "
+            "date_trunc('day', CAST(start_date AS TIMESTAMP)) AS day, "
+            "CAST(credits AS DOUBLE) AS credits FROM day_rows"
+        )
         return con.execute(_COMPARE_SQL).df()
     finally:
         con.close()

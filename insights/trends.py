@@ -23,7 +23,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import duckdb
 import pandas as pd
@@ -57,6 +57,7 @@ SERIES_TABLE = "trend_series"
 ORG_LAST_TABLE = "trend_org_last"
 ANCHOR_TABLE = "trend_anchor"
 VALS_TABLE = "trend_vals"
+IDS_TABLE = "trend_ids"
 
 
 @contextmanager
@@ -225,90 +226,87 @@ def trends_between(
 ) -> pd.DataFrame:
     """The trend rows of the days in ``[start, end)`` (columns :data:`TREND_COLUMNS`, sorted by
     organization, date, scope, project), reading only the daily rows from
-    :func:`lookback_start` on. Needs :func:`prepare_series` on the same view first."""
+    :func:`lookback_start` on. Needs :func:`prepare_series` on the same view first.
+
+    The window functions see narrow rows: an integer series number (numbered in the output's
+    order: organization, scope, project), an integer organization number, the day, the
+    credits and the period bounds; names and whole-history facts are joined to the result
+    afterwards. Each series is a complete day series from its first day read, so the same day
+    of the previous period is a fixed number of rows back (that period's length)."""
     first = lookback_start(start)
     _calendar(con, first, end)
     # the organization total a share is taken of: the organization rows; only data with none
     # at all (in-memory frames of projects alone) adds up the parts
     org_total = "org_credits" if has_organization_rows(con) else "parts_credits"
-    series = "organization_id, scope, pkey"
     query = f"""
     WITH dense AS (
-        SELECT s.organization_id, s.scope, s.pkey, s.project_id, s.organization_name,
-               s.project_name, s.first_day, s.first_use,
-               unnest(generate_series(greatest(s.first_day, $first),
-                                      least(o.last_day, $end - INTERVAL 1 DAY),
+        SELECT i.sid, i.oid, i.scope = 'organization' AS is_org, i.first_day, i.anchor,
+               unnest(generate_series(greatest(i.first_day, $first),
+                                      least(i.last_day, $end - INTERVAL 1 DAY),
                                       INTERVAL 1 DAY)) AS date
-        FROM {SERIES_TABLE} AS s JOIN {ORG_LAST_TABLE} AS o USING (organization_id)
-        WHERE s.first_day < $end AND o.last_day >= $first
-          AND s.organization_id BETWEEN $lo AND $hi
-    ),
-    vals AS (
-        SELECT organization_id, scope, pkey, date, credits FROM {VALS_TABLE}
-        WHERE organization_id BETWEEN $lo AND $hi
+        FROM {IDS_TABLE} AS i
+        WHERE i.oid BETWEEN $lo AND $hi
     ),
     filled AS (
-        SELECT d.organization_id, d.scope, d.pkey, d.project_id, d.organization_name,
-               d.project_name, d.first_day, d.first_use, d.date,
-               coalesce(v.credits, 0.0) AS credits, c.period_start, c.prev_start
+        SELECT d.sid, d.oid, d.is_org, d.date, d.first_day,
+               coalesce(v.credits, 0.0) AS credits, c.period_start,
+               datediff('day', c.period_start, d.date) AS period_day,
+               datediff('day', c.prev_start, c.period_start) AS prev_days
         FROM dense AS d
-        LEFT JOIN vals AS v
-            ON v.organization_id = d.organization_id AND v.scope = d.scope
-           AND v.pkey = d.pkey AND v.date = d.date
-        LEFT JOIN {ANCHOR_TABLE} AS a ON a.organization_id = d.organization_id
-        JOIN trend_calendar AS c
-            ON c.anchor = coalesce(a.anchor, {CALENDAR_MONTHS}) AND c.date = d.date
+        LEFT JOIN {VALS_TABLE} AS v ON v.sid = d.sid AND v.date = d.date
+        JOIN trend_calendar AS c ON c.anchor = d.anchor AND c.date = d.date
     ),
     windowed AS (
-        SELECT *,
+        SELECT sid, oid, date, credits, period_start, period_day, prev_days,
             datediff('day', first_day, date) AS pos,
-            sum(credits) OVER (PARTITION BY {series} ORDER BY date
+            sum(credits) OVER (PARTITION BY sid ORDER BY date
                                ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS sum7,
-            sum(credits) OVER (PARTITION BY {series} ORDER BY date
+            sum(credits) OVER (PARTITION BY sid ORDER BY date
                                ROWS BETWEEN 29 PRECEDING AND CURRENT ROW) AS sum30,
-            sum(credits) OVER (PARTITION BY {series}, period_start ORDER BY date
+            sum(credits) OVER (PARTITION BY sid, period_start ORDER BY date
                                ROWS UNBOUNDED PRECEDING) AS period_to_date,
             max(CASE WHEN credits > 0 THEN date END) OVER (
-                PARTITION BY {series} ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_use,
-            max(CASE WHEN scope = 'organization' THEN credits END) OVER (
-                PARTITION BY organization_id, date) AS org_credits,
-            sum(CASE WHEN scope <> 'organization' THEN credits END) OVER (
-                PARTITION BY organization_id, date) AS parts_credits,
-            rank() OVER (PARTITION BY organization_id, date, scope = 'organization'
-                         ORDER BY credits DESC) AS credit_rank
+                PARTITION BY sid ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_use,
+            max(CASE WHEN is_org THEN credits END) OVER (PARTITION BY oid, date) AS org_credits,
+            sum(CASE WHEN NOT is_org THEN credits END) OVER (
+                PARTITION BY oid, date) AS parts_credits,
+            rank() OVER (PARTITION BY oid, date, is_org ORDER BY credits DESC) AS credit_rank
         FROM filled
     ),
     lagged AS (
-        SELECT *, lag(sum7, 7) OVER (PARTITION BY {series} ORDER BY date) AS prev7
+        SELECT *,
+            lag(sum7, 7) OVER (PARTITION BY sid ORDER BY date) AS prev7,
+            -- the same day of the previous period: prev_days rows back (complete day series)
+            CASE WHEN period_day < prev_days
+                 THEN lag(period_to_date, prev_days) OVER (PARTITION BY sid ORDER BY date)
+                 END AS prev_period_to_date
         FROM windowed
     )
     SELECT
-        t.organization_id, t.organization_name, t.scope,
-        CASE WHEN t.scope = 'project' THEN t.project_id END AS project_id,
-        CASE WHEN t.scope = 'project' THEN t.project_name END AS project_name,
+        i.organization_id, i.organization_name, i.scope,
+        CASE WHEN i.scope = 'project' THEN i.project_id END AS project_id,
+        CASE WHEN i.scope = 'project' THEN i.project_name END AS project_name,
         t.date, t.credits,
         t.sum7 / least(t.pos + 1, 7) AS mean_7d,
         t.sum30 / least(t.pos + 1, 30) AS mean_30d,
         CASE WHEN t.pos >= 13 AND t.prev7 > 0 THEN (t.sum7 - t.prev7) / t.prev7 END
             AS wow_change,
         t.period_start, t.period_to_date,
-        CASE WHEN b.period_to_date > 0
-             THEN (t.period_to_date - b.period_to_date) / b.period_to_date END AS pop_change,
+        CASE WHEN t.prev_period_to_date > 0
+             THEN (t.period_to_date - t.prev_period_to_date) / t.prev_period_to_date END
+            AS pop_change,
         CASE WHEN t.{org_total} > 0 THEN t.credits / t.{org_total} END AS share_of_org,
-        CASE WHEN t.scope <> 'organization' THEN CAST(t.credit_rank AS DOUBLE) END
+        CASE WHEN i.scope <> 'organization' THEN CAST(t.credit_rank AS DOUBLE) END
             AS rank_in_org,
-        coalesce(t.first_use IS NOT NULL AND t.date >= t.first_use
-                 AND datediff('day', t.first_use, t.date) < $new_days, false) AS is_new,
-        coalesce(datediff('day', coalesce(t.last_use, CASE WHEN t.first_use < $first
+        coalesce(i.first_use IS NOT NULL AND t.date >= i.first_use
+                 AND datediff('day', i.first_use, t.date) < $new_days, false) AS is_new,
+        coalesce(datediff('day', coalesce(t.last_use, CASE WHEN i.first_use < $first
                                                       THEN $first - INTERVAL 1 DAY END),
                           t.date) >= $dormant_days, false) AS is_dormant
     FROM lagged AS t
-    LEFT JOIN lagged AS b
-        ON b.organization_id = t.organization_id AND b.scope = t.scope AND b.pkey = t.pkey
-       AND b.period_start = t.prev_start
-       AND b.date = t.prev_start + (t.date - t.period_start)
+    JOIN {IDS_TABLE} AS i ON i.sid = t.sid
     WHERE t.date >= $start
-    ORDER BY t.organization_id, t.date, t.scope, t.project_id NULLS LAST
+    ORDER BY t.oid, t.date, t.sid
     """
     params = {
         "first": pd.Timestamp(first).to_pydatetime(),
@@ -317,52 +315,71 @@ def trends_between(
         "new_days": new_days,
         "dormant_days": dormant_days,
     }
-    # the days read, summed per series and day once for all the organization groups
+    # the series alive in the range, numbered, and the days read summed per series and day:
+    # once for all the organization groups
+    _series_ids(con, params["first"], params["end"])
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {VALS_TABLE} AS
-        SELECT organization_id, scope, coalesce(project_id, '') AS pkey, date,
-               sum(credits) AS credits
-        FROM {DAILY_VIEW}
-        WHERE date >= $first AND date < $end
-        GROUP BY ALL
+        SELECT i.sid, v.date, v.credits
+        FROM (
+            SELECT organization_id, scope, coalesce(project_id, '') AS pkey, date,
+                   sum(credits) AS credits
+            FROM {DAILY_VIEW}
+            WHERE date >= $first AND date < $end
+            GROUP BY ALL
+        ) AS v
+        JOIN {IDS_TABLE} AS i USING (organization_id, scope, pkey)
         """,
         {"first": params["first"], "end": params["end"]},
     )
     text = ("organization_id", "organization_name", "scope", "project_id", "project_name")
     frames = []
-    for lo, hi in _organization_chunks(con, first, end):
+    for lo, hi in _organization_chunks(con):
         arrow = con.execute(query, {**params, "lo": lo, "hi": hi}).to_arrow_table()
         frames.append(_typed(frame_sharing_text(arrow, text)))
         del arrow
     if not frames:
         frames.append(_typed(frame_sharing_text(_empty_result(con, query, params), text)))
     con.execute(f"DROP TABLE {VALS_TABLE}")
+    con.execute(f"DROP TABLE {IDS_TABLE}")
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _organization_chunks(
-    con: duckdb.DuckDBPyConnection, first: date, end: date
-) -> list[tuple[str, str]]:
-    """``(lowest, highest)`` organization ids of consecutive groups of at most
-    :data:`ORGANIZATION_CHUNK` organizations with a series alive in ``[first, end)``, in the
-    order the rows are sorted: each group is one query, so its memory does not grow with the
-    number of organizations (every window partitions by organization)."""
-    ids = [
-        str(r[0])
-        for r in con.execute(
-            f"SELECT DISTINCT s.organization_id FROM {SERIES_TABLE} AS s "
-            f"JOIN {ORG_LAST_TABLE} AS o USING (organization_id) "
-            "WHERE s.first_day < $end AND o.last_day >= $first ORDER BY 1",
-            {
-                "first": pd.Timestamp(first).to_pydatetime(),
-                "end": pd.Timestamp(end).to_pydatetime(),
-            },
-        ).fetchall()
-    ]
+def _series_ids(con: duckdb.DuckDBPyConnection, first: datetime, end: datetime) -> None:
+    """The series alive in ``[first, end)`` with their whole-history facts, as the temporary
+    table :data:`IDS_TABLE`, numbered: ``sid`` in the output's order (organization, scope,
+    project), ``oid`` per organization in id order; ``anchor`` the organization's period
+    anchor (calendar months when unknown)."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {IDS_TABLE} AS
+        SELECT s.organization_id, s.scope, s.pkey, s.project_id, s.organization_name,
+               s.project_name, s.first_day, s.first_use, o.last_day,
+               CAST(coalesce(a.anchor, {CALENDAR_MONTHS}) AS INTEGER) AS anchor,
+               CAST(row_number() OVER (
+                   ORDER BY s.organization_id, s.scope,
+                            CASE WHEN s.scope = 'project' THEN s.project_id END NULLS LAST,
+                            s.pkey) AS INTEGER) AS sid,
+               CAST(dense_rank() OVER (ORDER BY s.organization_id) AS INTEGER) AS oid
+        FROM {SERIES_TABLE} AS s JOIN {ORG_LAST_TABLE} AS o USING (organization_id)
+        LEFT JOIN {ANCHOR_TABLE} AS a ON a.organization_id = s.organization_id
+        WHERE s.first_day < $end AND o.last_day >= $first
+        """,
+        {"first": first, "end": end},
+    )
+
+
+def _organization_chunks(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """``(lowest, highest)`` organization numbers (``oid`` of :data:`IDS_TABLE`) of
+    consecutive groups of at most :data:`ORGANIZATION_CHUNK` organizations, in the order the
+    rows are sorted: each group is one query, so its memory does not grow with the number of
+    organizations (every window partitions by organization or by series)."""
+    row = con.execute(f"SELECT max(oid) FROM {IDS_TABLE}").fetchone()
+    count = int(row[0]) if row and row[0] is not None else 0
     return [
-        (ids[i], ids[min(i + ORGANIZATION_CHUNK, len(ids)) - 1])
-        for i in range(0, len(ids), ORGANIZATION_CHUNK)
+        (lo, min(lo + ORGANIZATION_CHUNK - 1, count))
+        for lo in range(1, count + 1, ORGANIZATION_CHUNK)
     ]
 
 
@@ -370,7 +387,7 @@ def _empty_result(
     con: duckdb.DuckDBPyConnection, query: str, params: dict[str, object]
 ) -> pa.Table:
     """The query's result with no rows (its columns and types), for a range without series."""
-    return con.execute(query, {**params, "lo": "", "hi": ""}).to_arrow_table()
+    return con.execute(query, {**params, "lo": 1, "hi": 0}).to_arrow_table()
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
