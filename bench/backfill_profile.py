@@ -27,11 +27,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from bench.refresh_profile import SAMPLE_SECONDS, Sampler, kept_env, run_spans  # noqa: E402
+from bench.refresh_profile import SAMPLE_SECONDS, Sampler, kept_env, run_on_copy  # noqa: E402
 from bench.scale import HISTORY_MONTHS, months_back  # noqa: E402
 
 USAGE_ETL = ROOT / ".venv" / "bin" / "usage-etl"
@@ -94,58 +91,38 @@ def backfill(
 ) -> Backfill:
     """Copy `kept`, backfill the copy, and measure the run (and the emulator meanwhile)."""
     result = Backfill()
-    with tempfile.TemporaryDirectory(prefix="usage-backfill-") as tmp:
-        work = Path(tmp) / "w"
-        shutil.copytree(kept, work, symlinks=True)
-        home = work / "dagster"
-        run_env = {**env, "USAGE_WAREHOUSE": str(work / "warehouse"), "DAGSTER_HOME": str(home)}
-        server = Sampler(emulator)
-        server.start()
-        began = time.perf_counter()
-        launched = time.time()
-        with tempfile.TemporaryFile("w+") as output:
-            proc = subprocess.Popen(
-                [str(USAGE_ETL), "run", *args], cwd=ROOT, env=run_env, text=True,
-                stdout=output, stderr=subprocess.STDOUT,
+    server = Sampler(emulator)
+    server.start()
+    with run_on_copy(kept, env, args, "usage-backfill-") as run:
+        recorder = None
+        if spy is not None:
+            spy.mkdir(parents=True, exist_ok=True)
+            recorder = subprocess.Popen(
+                [str(PY_SPY), "record", "--pid", str(run.proc.pid), "--rate", "50", "--format",
+                 "raw", "--output", str(spy / "backfill.txt"), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            sampler = Sampler(proc.pid)
-            sampler.start()
-            recorder = None
-            if spy is not None:
-                spy.mkdir(parents=True, exist_ok=True)
-                recorder = subprocess.Popen(
-                    [str(PY_SPY), "record", "--pid", str(proc.pid), "--rate", "50", "--format",
-                     "raw", "--output", str(spy / "backfill.txt"), "--nonblocking"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-            _, status, usage = os.wait4(proc.pid, 0)
-            sampler.stopped.set()
-            server.stopped.set()
-            sampler.join()
-            server.join()
-            if recorder is not None:
-                recorder.wait(timeout=120)
-            exited = time.time()
-            result.seconds = time.perf_counter() - began
-            result.ok = os.waitstatus_to_exitcode(status) == 0
-            output.seek(0)
-            text = output.read()
-            if log is not None:
-                log.write_text(text)
-            if not result.ok:
-                tail = "\n".join(text.splitlines()[-15:])
-                print(f"backfill failed, last lines:\n{tail}", file=sys.stderr)
-        summary = re.search(r"(\d+) organizations, (\d+) API requests", text)
+        run.wait()
+        server.stopped.set()
+        server.join()
+        if recorder is not None:
+            recorder.wait(timeout=120)
+        result.seconds, result.ok = run.seconds, run.ok
+        result.cpu_seconds, result.peak_rss_mb = run.cpu_seconds, run.peak_rss_mb
+        if log is not None:
+            log.write_text(run.text)
+        if not result.ok:
+            tail = "\n".join(run.text.splitlines()[-15:])
+            print(f"backfill failed, last lines:\n{tail}", file=sys.stderr)
+        summary = re.search(r"(\d+) organizations, (\d+) API requests", run.text)
         result.organizations = int(summary.group(1)) if summary else 0
         result.requests = int(summary.group(2)) if summary else 0
-        result.cpu_seconds = usage.ru_utime + usage.ru_stime
-        result.peak_rss_mb = usage.ru_maxrss / 1024
-        result.emulator_cpu_seconds = cpu_between(server.samples, launched, exited)
-        for step, start, end in run_spans(home, launched, exited):
-            rss = [s[1] for s in sampler.samples if start - SAMPLE_SECONDS <= s[0] <= end]
+        result.emulator_cpu_seconds = cpu_between(server.samples, run.launched, run.exited)
+        for step, start, end in run.spans():
+            rss = [s[1] for s in run.sampler.samples if start - SAMPLE_SECONDS <= s[0] <= end]
             result.steps[step] = (
                 end - start,
-                cpu_between(sampler.samples, start, end),
+                cpu_between(run.sampler.samples, start, end),
                 cpu_between(server.samples, start, end),
                 max(rss, default=0.0),
             )

@@ -29,9 +29,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -160,41 +163,81 @@ def step_times(dagster_home: Path) -> tuple[list[tuple[str, float, float]], floa
     return steps, run_start, run_end
 
 
-def profile(name: str, kept: Path, env: dict[str, str], args: list[str]) -> Profile:
-    """Copy `kept`, refresh the copy, and measure the run."""
-    result = Profile(name)
-    with tempfile.TemporaryDirectory(prefix="usage-refresh-") as tmp:
+@dataclass
+class CopyRun:
+    """A `usage-etl run` over a copy of a kept warehouse (see `run_on_copy`): the process while
+    it runs, then (after `wait`) what it measured."""
+
+    home: Path
+    proc: subprocess.Popen[str]
+    sampler: Sampler
+    output: IO[str]
+    began: float
+    launched: float
+    exited: float = 0.0
+    seconds: float = 0.0
+    ok: bool = False
+    cpu_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    text: str = ""
+
+    def wait(self) -> None:
+        """Wait for the run to end and record its time, CPU, peak RSS, status and output."""
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.sampler.stopped.set()
+        self.sampler.join()
+        self.exited = time.time()
+        self.seconds = time.perf_counter() - self.began
+        self.ok = self.proc.returncode == 0
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        self.peak_rss_mb = usage.ru_maxrss / 1024
+        self.output.seek(0)
+        self.text = self.output.read()
+
+    def spans(self) -> list[tuple[str, float, float]]:
+        return run_spans(self.home, self.launched, self.exited)
+
+
+@contextmanager
+def run_on_copy(kept: Path, env: dict[str, str], args: list[str], prefix: str) -> Iterator[CopyRun]:
+    """Copy `kept` into a temporary directory and start `usage-etl run ARGS` on the copy, its
+    CPU and RSS sampled; the caller calls `wait()` and reads the spans before leaving (the copy
+    is removed then; a run still going is killed)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         work = Path(tmp) / "w"
         shutil.copytree(kept, work, symlinks=True)
         home = work / "dagster"
-        run_env = {
-            **env,
-            "USAGE_WAREHOUSE": str(work / "warehouse"),
-            "DAGSTER_HOME": str(home),
-        }
-        began = time.perf_counter()
-        launched = time.time()
+        run_env = {**env, "USAGE_WAREHOUSE": str(work / "warehouse"), "DAGSTER_HOME": str(home)}
         with tempfile.TemporaryFile("w+") as output:
+            began, launched = time.perf_counter(), time.time()
             proc = subprocess.Popen(
                 [str(USAGE_ETL), "run", *args], cwd=ROOT, env=run_env, text=True,
                 stdout=output, stderr=subprocess.STDOUT,
             )  # fmt: skip
             sampler = Sampler(proc.pid)
             sampler.start()
-            _, status, usage = os.wait4(proc.pid, 0)
-            sampler.stopped.set()
-            sampler.join()
-            exited = time.time()
-            result.seconds = time.perf_counter() - began
-            result.ok = os.waitstatus_to_exitcode(status) == 0
-            if not result.ok:
-                output.seek(0)
-                tail = "\n".join(output.read().splitlines()[-15:])
-                print(f"{name}: failed, last lines:\n{tail}", file=sys.stderr)
-        result.cpu_seconds = usage.ru_utime + usage.ru_stime
-        result.peak_rss_mb = usage.ru_maxrss / 1024
-        for step, start, end in run_spans(home, launched, exited):
-            during = [s for s in sampler.samples if start - SAMPLE_SECONDS <= s[0] <= end]
+            run = CopyRun(home, proc, sampler, output, began, launched)
+            try:
+                yield run
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    run.wait()
+
+
+def profile(name: str, kept: Path, env: dict[str, str], args: list[str]) -> Profile:
+    """Copy `kept`, refresh the copy, and measure the run."""
+    result = Profile(name)
+    with run_on_copy(kept, env, args, "usage-refresh-") as run:
+        run.wait()
+        result.seconds, result.ok = run.seconds, run.ok
+        result.cpu_seconds, result.peak_rss_mb = run.cpu_seconds, run.peak_rss_mb
+        if not result.ok:
+            tail = "\n".join(run.text.splitlines()[-15:])
+            print(f"{name}: failed, last lines:\n{tail}", file=sys.stderr)
+        for step, start, end in run.spans():
+            during = [s for s in run.sampler.samples if start - SAMPLE_SECONDS <= s[0] <= end]
             cpu = during[-1][2] - during[0][2] if during else 0.0
             result.steps[step] = (end - start, cpu, max((s[1] for s in during), default=0.0))
     return result
