@@ -55,7 +55,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +84,53 @@ class OrganizationSums:
     credits: float | None = None
 
 
+class StoredOrganizationSums(Mapping[str, OrganizationSums]):
+    """A record's per-organization sums as its manifest stores them, made into
+    :class:`OrganizationSums` on first use.
+
+    A manifest of a long history holds a sum per organization per slice (48,000 for 1,000
+    organizations' 24 months of `credit_usage`), and a run loads every manifest to check digests
+    and stage writes while reading the sums of a few slices at most. Unread, they are saved back
+    as they were read."""
+
+    __slots__ = ("_parsed", "_stored")
+
+    def __init__(self, stored: dict[str, dict[str, Any]]) -> None:
+        if not isinstance(stored, dict):
+            raise TypeError(f"organizations is {type(stored).__name__}, expected an object")
+        self._stored = stored
+        self._parsed: dict[str, OrganizationSums] | None = None
+
+    def _sums(self) -> dict[str, OrganizationSums]:
+        if self._parsed is None:
+            self._parsed = {
+                k: OrganizationSums(int(v["rows"]), v.get("credits"))
+                for k, v in self._stored.items()
+            }
+        return self._parsed
+
+    def __getitem__(self, organization_id: str) -> OrganizationSums:
+        return self._sums()[organization_id]
+
+    def __contains__(self, organization_id: object) -> bool:
+        return organization_id in self._stored
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        return self._stored
+
+
+def _organizations_json(sums: Mapping[str, OrganizationSums]) -> dict[str, dict[str, Any]]:
+    if isinstance(sums, StoredOrganizationSums):
+        return sums.to_json()
+    return {k: {"rows": v.rows, "credits": v.credits} for k, v in sums.items()}
+
+
 @dataclass(frozen=True)
 class SliceRecord:
     """The recorded identity and content of one slice file."""
@@ -91,7 +138,7 @@ class SliceRecord:
     rows: int
     bytes: int
     sha256: str
-    organizations: dict[str, OrganizationSums] = field(default_factory=dict)
+    organizations: Mapping[str, OrganizationSums] = field(default_factory=dict)
     written_at: str = ""
     adopted: bool = False
 
@@ -101,9 +148,7 @@ class SliceRecord:
             "bytes": self.bytes,
             "sha256": self.sha256,
             "written_at": self.written_at,
-            "organizations": {
-                k: {"rows": v.rows, "credits": v.credits} for k, v in self.organizations.items()
-            },
+            "organizations": _organizations_json(self.organizations),
         }
         if self.adopted:
             out["adopted"] = True
@@ -115,10 +160,7 @@ class SliceRecord:
             rows=int(data["rows"]),
             bytes=int(data["bytes"]),
             sha256=str(data["sha256"]),
-            organizations={
-                k: OrganizationSums(int(v["rows"]), v.get("credits"))
-                for k, v in data.get("organizations", {}).items()
-            },
+            organizations=StoredOrganizationSums(data.get("organizations", {})),
             written_at=str(data.get("written_at", "")),
             adopted=bool(data.get("adopted", False)),
         )

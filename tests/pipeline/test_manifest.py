@@ -9,10 +9,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from common.errors import ManifestError
 from pipelines.cli import main
 from tests.services.warehouse_files import garble
 from warehouse.files import commit_temporary, write_temporary
-from warehouse.manifest import MANIFEST_NAME, check_warehouse, reconcile_warehouse, record_for
+from warehouse.manifest import (
+    MANIFEST_NAME,
+    OrganizationSums,
+    check_warehouse,
+    reconcile_warehouse,
+    record_for,
+)
 from warehouse.parquet_store import ParquetStore, to_arrow
 from warehouse.schema import CREDIT_USAGE
 
@@ -67,6 +74,31 @@ def test_a_manifest_rewritten_by_another_writer_is_read_anew(tmp_path: Path) -> 
     text["slices"][key]["committed"]["rows"] = 7  # another process's write: other bytes
     manifest.path.write_text(json.dumps(text))
     assert manifest.load()[key].committed.rows == 7
+
+
+def test_sums_read_back_equal_those_written_and_unread_ones_are_saved_unchanged(
+    tmp_path: Path,
+) -> None:
+    store = store_with_slice(tmp_path)
+    store.replace_partition(
+        CREDIT_USAGE, {"interval": "day", "month": "2026-11"}, usage({"c": 0.25})
+    )
+    manifest = store.manifest(CREDIT_USAGE)
+    before = manifest.path.read_bytes()
+    entries = manifest.load()
+    october = entries["interval=day/month=2026-10/data.parquet"].committed
+    assert dict(october.organizations) == {
+        "a": OrganizationSums(1, 1.5),
+        "b": OrganizationSums(1, 2.0),
+    }
+    assert "c" not in october.organizations and len(october.organizations) == 2
+    manifest.save(entries)  # November's sums were never read: saved as they were stored
+    assert manifest.path.read_bytes() == before
+    text = json.loads(before)
+    text["slices"]["interval=day/month=2026-10/data.parquet"]["committed"]["organizations"] = 3
+    manifest.path.write_text(json.dumps(text))
+    with pytest.raises(ManifestError, match="organizations is int, expected an object"):
+        manifest.load()
 
 
 def _crash_after_stage(store: ParquetStore, frame: pd.DataFrame, rename: bool) -> None:
