@@ -145,6 +145,27 @@ def quota_status(
     return out
 
 
+def _segment_slopes(x: np.ndarray, y: np.ndarray, firsts: list[int], ends: list[int]) -> np.ndarray:
+    """The least-squares slope of ``y`` over ``x`` in each segment ``[firsts[i], ends[i])`` (what
+    ``np.polyfit(x, y, 1)[0]`` gives, but exactly 0 for a constant ``y``), NaN where the
+    segment has fewer than 2 points or a constant ``x``. One pass over all segments: polyfit's
+    general solver cost ~0.2 ms a call, one per organization and resource."""
+    lo, hi = np.asarray(firsts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    sizes = hi - lo
+    segment = np.repeat(np.arange(len(sizes)), sizes)
+    offsets = np.cumsum(sizes) - sizes
+    at = lo[segment] + np.arange(int(sizes.sum())) - offsets[segment]
+    xs, ys = x[at], y[at]
+    mean_x = np.bincount(segment, xs, len(sizes)) / sizes
+    mean_y = np.bincount(segment, ys, len(sizes)) / sizes
+    dx = xs - mean_x[segment]
+    sxx = np.bincount(segment, dx * dx, len(sizes))
+    sxy = np.bincount(segment, dx * (ys - mean_y[segment]), len(sizes))
+    spread = np.maximum.reduceat(xs, offsets) - np.minimum.reduceat(xs, offsets)
+    usable = (sizes >= 2) & (spread > 0)
+    return np.where(usable, sxy / np.where(usable, sxx, 1.0), np.nan)
+
+
 def _resource_rows(
     resource_usage: pd.DataFrame,
     orgs: dict[str, dict[str, object]],
@@ -175,23 +196,22 @@ def _resource_rows(
     x_all = pd.Series(observed_at - latest).dt.total_seconds().to_numpy() / 86400.0
     counts_of = {r: usage[r].to_numpy(dtype=float) for r in RESOURCE_NAMES if r in usage.columns}
     window = np.timedelta64(RESOURCE_WINDOW_DAYS, "D")
-    for start, end in zip(starts, ends, strict=True):
+    firsts = [  # each organization's first observation within the window of its latest
+        start + int(np.searchsorted(observed_at[start:end], observed_at[end - 1] - window))
+        for start, end in zip(starts, ends, strict=True)
+    ]
+    slopes = {r: _segment_slopes(x_all, c, firsts, ends) for r, c in counts_of.items()}
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
         org_id = str(org_ids[start])
         org = orgs.get(org_id, {})
         name = org.get("organization_name")
         limits = config.resource_limits(org_id, name, org.get("subscription"))  # type: ignore[arg-type]
         observed = pd.Timestamp(observed_at[end - 1])
         period_start, period_end = period_containing(observed, anchors.get(org_id, 1))
-        first_recent = start + int(
-            np.searchsorted(observed_at[start:end], observed_at[end - 1] - window, side="left")
-        )
-        x = x_all[first_recent:end]
         for resource, counts_all in counts_of.items():
             value = float(counts_all[end - 1])
             limit = limits.get(resource)
-            slope = math.nan
-            if end - first_recent >= 2 and np.ptp(x) > 0:
-                slope = float(np.polyfit(x, counts_all[first_recent:end], 1)[0])
+            slope = float(slopes[resource][i])
             days = _days_until(value, limit, slope) if limit is not None else math.nan
             rows.append(
                 {
