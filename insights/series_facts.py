@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -45,6 +46,8 @@ CACHE = Path("state") / "series-facts"
 LEGACY_CACHE = Path("state") / "series-facts.parquet"
 """The single-file cache of earlier versions: removed when found."""
 FACTS_TABLE = "slice_facts"
+COMPUTED_TABLE = "slice_facts_computed"
+"""The rows :func:`load_slice_facts` computed (or migrated) in this connection."""
 FORMAT = "series-facts-1"
 """Stored in every cached row: a cache of another format is not used."""
 
@@ -145,12 +148,16 @@ class FactsLoad:
 def load_slice_facts(
     con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
 ) -> FactsLoad:
-    """Create the temporary table :data:`FACTS_TABLE` with the facts of every series in each of
-    ``slices`` (one row per slice and series, plus one marker row per slice with no
-    organization), from the cache where it is current, computing the rest; then save the cache
-    if it changed. Replaces :data:`trends.DAILY_VIEW` (left over the last computed slice)."""
+    """Make :data:`FACTS_TABLE` hold the facts of every series in each of ``slices`` (one row per
+    slice and series, plus one marker row per slice with no organization): a view over the
+    cache files where they are current, plus the rows computed for the rest (then cached).
+    Replaces :data:`trends.DAILY_VIEW` (left over the last computed slice).
+
+    The cached rows are read where they are used, not copied into a table: a long history's
+    facts are ~100,000 rows of names and ids, and materializing them cost more than every query
+    over them (each scan of the files is one aggregate)."""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {FACTS_TABLE} (format VARCHAR, slice VARCHAR, "
+        f"CREATE OR REPLACE TEMP TABLE {COMPUTED_TABLE} (format VARCHAR, slice VARCHAR, "
         f"sha256 VARCHAR, month VARCHAR, {_FACT_COLUMNS})"
     )
     result = FactsLoad(slices=len(slices))
@@ -162,8 +169,9 @@ def load_slice_facts(
             f"{_quote(FORMAT)} AS format, {_quote(s.name)} AS slice, {_quote(s.sha256)} AS sha256,"
             f" {_quote(s.month)} AS month"
         )
-        con.execute(f"INSERT INTO {FACTS_TABLE} {_slice_facts_sql(DAILY_VIEW, tag)}")
+        con.execute(f"INSERT INTO {COMPUTED_TABLE} {_slice_facts_sql(DAILY_VIEW, tag)}")
     result.computed = len(missing)
+    _facts_view(con, cached.files)
     computed = [s for s in missing if s.sha256 is not None]
     migrated = set(cached.migrated)
     _save(con, store, computed + [s for s in slices if s.name in migrated], cached.stale)
@@ -178,6 +186,8 @@ class _Cached:
     migrated: list[str] = field(default_factory=list)
     """Slices whose rows came from the single-file cache of earlier versions: written to their
     own files when the cache is saved (so an upgraded warehouse computes nothing again)."""
+    files: dict[Path, DaySlice] = field(default_factory=dict)
+    """The cache files holding their slice's rows at its current digest."""
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys
@@ -192,63 +202,90 @@ def _cache_file(store: ParquetStore, slice_name: str) -> Path:
     return _cache_dir(store) / f"{hashlib.sha256(slice_name.encode()).hexdigest()[:32]}.parquet"
 
 
-def _insert_cached(
-    con: duckdb.DuckDBPyConnection, files: list[Path], slices: list[DaySlice]
-) -> None:
-    """Copy the rows of cache `files` tagged with one of `slices`' current digests."""
-    frame = pd.DataFrame(
-        {
-            "slice": pd.Series([s.name for s in slices], dtype=object),
-            "sha256": pd.Series([s.sha256 for s in slices], dtype=object),
-        }
+_COLUMNS = (
+    "format, slice, sha256, month, organization_id, scope, pkey, project_id, first_day, "
+    "first_use, last_day, organization_name, organization_name_day, project_name, "
+    "project_name_day"
+)
+
+
+def _cached_rows_sql(files: Iterable[Path], slices: Iterable[DaySlice]) -> str:
+    """The rows of cache ``files`` tagged with one of ``slices``' current digests."""
+    listing = ", ".join(_quote(str(p)) for p in files)
+    wanted = ", ".join(f"({_quote(s.name)}, {_quote(s.sha256)})" for s in slices)
+    return (
+        f"SELECT {_COLUMNS} FROM read_parquet([{listing}]) AS c "
+        f"SEMI JOIN (VALUES {wanted}) AS w(slice, sha256) "
+        f"ON w.slice = c.slice AND w.sha256 = c.sha256 WHERE c.format = {_quote(FORMAT)}"
     )
-    con.register("series_facts_wanted", frame)
-    try:
-        listing = ", ".join(_quote(str(p)) for p in files)
-        con.execute(
-            f"INSERT INTO {FACTS_TABLE} SELECT c.* FROM read_parquet([{listing}]) AS c "
-            "JOIN series_facts_wanted AS w ON CAST(w.slice AS VARCHAR) = c.slice "
-            "AND CAST(w.sha256 AS VARCHAR) = c.sha256 "
-            f"WHERE c.format = {_quote(FORMAT)}"
-        )
-    finally:
-        con.unregister("series_facts_wanted")
+
+
+def _covered(con: duckdb.DuckDBPyConnection, files: dict[Path, DaySlice]) -> set[tuple[str, str]]:
+    """The (slice, digest) pairs cache ``files`` hold rows of. Every value is decoded (an
+    aggregate of each column), so a damaged file fails here, where it is recomputed, rather
+    than in a later query."""
+    rows = con.execute(
+        f"SELECT slice, sha256, {', '.join(f'min({c})' for c in _COLUMNS.split(', ')[3:])} "
+        f"FROM ({_cached_rows_sql(files, files.values())}) GROUP BY slice, sha256"
+    ).fetchall()
+    return {(str(r[0]), str(r[1])) for r in rows}
+
+
+def _facts_view(con: duckdb.DuckDBPyConnection, files: Iterable[Path]) -> None:
+    """:data:`FACTS_TABLE`: the rows of the cache ``files`` (each checked by :func:`_covered` to
+    hold its slice's current digest) and the computed ones. Read where used, like the slices:
+    a file replaced meanwhile by another run is read whole, as it is then."""
+    listing = ", ".join(_quote(str(p)) for p in files)
+    cached = (
+        f"SELECT {_COLUMNS} FROM read_parquet([{listing}]) WHERE format = {_quote(FORMAT)} "
+        "UNION ALL "
+        if listing
+        else ""
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {FACTS_TABLE} AS "
+        f"{cached}SELECT {_COLUMNS} FROM {COMPUTED_TABLE}"
+    )
 
 
 def _read_cache(
     con: duckdb.DuckDBPyConnection, store: ParquetStore, slices: list[DaySlice]
 ) -> _Cached:
-    """Copy the cached rows of current slices into :data:`FACTS_TABLE`; which (slice, digest)
-    pairs they cover, the cache files to remove (of no current slice, or unreadable) and the
-    slices taken from the single-file cache of earlier versions."""
+    """Which (slice, digest) pairs the current cache files cover (their rows are read through
+    :data:`FACTS_TABLE`), the cache files to remove (of no current slice, or unreadable) and
+    the slices taken from the single-file cache of earlier versions (copied into
+    :data:`COMPUTED_TABLE`)."""
     directory = _cache_dir(store)
     legacy = store.root.parent / LEGACY_CACHE
     wanted = {_cache_file(store, s.name): s for s in slices if s.sha256}
     present = sorted(directory.glob("*.parquet")) if directory.exists() else []
     stale = [p for p in present if p not in wanted]
-    files = [p for p in present if p in wanted]
+    files = {p: wanted[p] for p in present if p in wanted}
     try:
-        if files:
-            _insert_cached(con, files, [wanted[p] for p in files])
+        keys = _covered(con, files) if files else set()
     except duckdb.Error as exc:
         log.warning("series facts cache %s unreadable (%s): recomputing it", directory, exc)
-        con.execute(f"DELETE FROM {FACTS_TABLE}")
-        return _Cached(set(), stale + files + ([legacy] if legacy.exists() else []))
-    own = {str(r[0]) for r in con.execute(f"SELECT DISTINCT slice FROM {FACTS_TABLE}").fetchall()}
+        return _Cached(set(), stale + list(files) + ([legacy] if legacy.exists() else []))
+    current = {p: s for p, s in files.items() if (s.name, s.sha256) in keys}
     migrated: list[str] = []
-    rest = [s for s in wanted.values() if s.name not in own]
+    rest = [s for s in wanted.values() if (s.name, s.sha256) not in keys]
     if legacy.exists():
         stale.append(legacy)
         try:  # one statement: on failure nothing of it is inserted
             if rest:
-                _insert_cached(con, [legacy], rest)
+                _insert_legacy(con, legacy, rest)
         except duckdb.Error as exc:
             log.warning("series facts cache %s unreadable (%s): not migrated", legacy, exc)
         else:
-            done = con.execute(f"SELECT DISTINCT slice FROM {FACTS_TABLE}").fetchall()
-            migrated = [str(r[0]) for r in done if str(r[0]) not in own]
-    kept = con.execute(f"SELECT DISTINCT slice, sha256 FROM {FACTS_TABLE}").fetchall()
-    return _Cached({(str(a), str(b)) for a, b in kept}, stale, migrated)
+            done = con.execute(f"SELECT DISTINCT slice, sha256 FROM {COMPUTED_TABLE}").fetchall()
+            migrated = [str(r[0]) for r in done]
+            keys |= {(str(a), str(b)) for a, b in done}
+    return _Cached(keys, stale, migrated, current)
+
+
+def _insert_legacy(con: duckdb.DuckDBPyConnection, legacy: Path, slices: list[DaySlice]) -> None:
+    """Copy the rows of the single-file cache tagged with one of ``slices``' digests."""
+    con.execute(f"INSERT INTO {COMPUTED_TABLE} {_cached_rows_sql([legacy], slices)}")
 
 
 def _save(
@@ -265,7 +302,7 @@ def _save(
 
         def write(tmp: Path, name: str = s.name) -> None:
             con.execute(
-                f"COPY (SELECT * FROM {FACTS_TABLE} WHERE slice = {_quote(name)} "
+                f"COPY (SELECT * FROM {COMPUTED_TABLE} WHERE slice = {_quote(name)} "
                 f"ORDER BY organization_id, scope, pkey) TO {_quote(str(tmp))} "
                 "(FORMAT parquet, COMPRESSION zstd)"
             )

@@ -183,10 +183,10 @@ def test_a_damaged_or_foreign_cache_is_rebuilt_from_the_slices(tmp_path: Path) -
     store = ParquetStore(tmp_path)
     with derived_connection() as con:
         load_slice_facts(con, store, day_slices(store))
-        con.execute(f"UPDATE {FACTS_TABLE} SET first_day = TIMESTAMP '1999-01-01'")
         con.execute(
-            f"COPY (SELECT * REPLACE ('stale' AS sha256) FROM {FACTS_TABLE} WHERE slice = "
-            f"(SELECT min(slice) FROM {FACTS_TABLE})) TO '{files[0]}' (FORMAT parquet)"
+            f"COPY (SELECT * REPLACE (TIMESTAMP '1999-01-01' AS first_day, 'stale' AS sha256) "
+            f"FROM {FACTS_TABLE} WHERE slice = (SELECT min(slice) FROM {FACTS_TABLE})) "
+            f"TO '{files[0]}' (FORMAT parquet)"
         )
     assert_facts_match(tmp_path, expected_reads=1)
     # a file of no current slice, and the single-file cache of earlier versions, are removed
