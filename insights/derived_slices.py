@@ -7,7 +7,7 @@ data.parquet`). A month's rows depend on (see `insights.trends`):
   previous subscription period reach back at most that far), by their manifest digests;
 - per series alive in that range: its latest names, its first day and first day with usage
   (clipped to the range: earlier values give the same rows), its organization's last day
-  (clipped to the month's end) and period anchor; hashed by one SQL aggregate over the
+  (clipped to the month's end) and period anchor; digested by one SQL aggregate over the
   per-slice facts of `insights.series_facts` (only the day slices that changed since
   the last run are read for them);
 - the algorithm (:data:`ALGORITHM`) and its parameters.
@@ -67,6 +67,8 @@ from warehouse.schema import CREDIT_USAGE
 
 ALGORITHM = "project_usage_trends/sql-1"
 RECORD_NAME = "_derived_from.json"
+CONTEXT_FORMAT = "series-hash-1"
+"""How a month's context digest is made (:func:`_context_hashes`): part of the fingerprint."""
 BATCH_MONTHS = 12
 """Consecutive months computed by one query (each query also reads the two months before, so
 a 12-month backfill is one batch: 14 months of days through the window functions instead of 16
@@ -151,7 +153,11 @@ def _months(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[str, str]:
-    """Month -> a hash of the whole-history facts its rows depend on (see module doc)."""
+    """Month -> a digest of the whole-history facts its rows depend on (see module doc): the
+    sum of DuckDB's 64-bit hash of each alive series' facts (clipped to the month's range) and
+    their count. One aggregate over series x months (a text rendering of the same facts, sorted
+    and SHA-256'd per month, cost ~10x more at 24 months). A DuckDB whose `hash` differs makes
+    every month's digest differ once: all months are recomputed, then recorded anew."""
     if not months:
         return {}
     frame = pd.DataFrame({"month": months})
@@ -160,15 +166,13 @@ def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[s
     con.register("trend_context_frame", frame)
     rows = con.execute(
         f"""
-        SELECT m.month, sha256(string_agg(concat_ws('|',
-                   s.organization_id, s.scope, s.pkey,
-                   coalesce(s.organization_name, '<null>'), coalesce(s.project_name, '<null>'),
-                   CAST(greatest(s.first_day, m.first) AS VARCHAR),
-                   coalesce(CAST(greatest(s.first_use, m.first - INTERVAL 1 DAY) AS VARCHAR),
-                            '<never>'),
-                   CAST(least(o.last_day, m."end") AS VARCHAR),
-                   CAST(coalesce(a.anchor, {CALENDAR_MONTHS}) AS VARCHAR)),
-               chr(10) ORDER BY s.organization_id, s.scope, s.pkey))
+        SELECT m.month,
+               CAST(sum(hash(s.organization_id, s.scope, s.pkey, s.organization_name,
+                             s.project_name, greatest(s.first_day, m.first),
+                             greatest(s.first_use, m.first - INTERVAL 1 DAY),
+                             least(o.last_day, m."end"),
+                             coalesce(a.anchor, {CALENDAR_MONTHS}))) AS VARCHAR)
+                   || '/' || CAST(count(*) AS VARCHAR)
         FROM trend_context_frame AS m
         JOIN {SERIES_TABLE} AS s ON s.first_day < m."end"
         JOIN {ORG_LAST_TABLE} AS o ON o.organization_id = s.organization_id
@@ -178,7 +182,7 @@ def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[s
         """
     ).fetchall()
     con.unregister("trend_context_frame")
-    return {str(month): str(digest) for month, digest in rows}
+    return {str(month): f"{CONTEXT_FORMAT}:{digest}" for month, digest in rows}
 
 
 def fingerprint(
