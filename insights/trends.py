@@ -232,23 +232,36 @@ def trends_between(
     order: organization, scope, project), an integer organization number, the day, the
     credits and the period bounds; names and whole-history facts are joined to the result
     afterwards. Each series is a complete day series from its first day read, so the same day
-    of the previous period is a fixed number of rows back (that period's length)."""
+    of the previous period is a fixed number of rows back (that period's length); that day is
+    the first its organization's anchor needs (the previous period's start, or 29 days back),
+    not the lookback's first day: a calendar-month organization's refresh of one month reads
+    two months of rows, not three."""
     first = lookback_start(start)
     _calendar(con, first, end)
     # the organization total a share is taken of: the organization rows; only data with none
     # at all (in-memory frames of projects alone) adds up the parts
     org_total = "org_credits" if has_organization_rows(con) else "parts_credits"
     query = f"""
-    WITH dense AS (
-        SELECT i.sid, i.oid, i.scope = 'organization' AS is_org, i.first_day, i.anchor,
-               unnest(generate_series(greatest(i.first_day, $first),
-                                      least(i.last_day, $end - INTERVAL 1 DAY),
-                                      INTERVAL 1 DAY)) AS date
-        FROM {IDS_TABLE} AS i
+    WITH reach AS (
+        -- per anchor, the first day the range's rows need: the previous period's start (for
+        -- the same day of the previous period) or 29 days back (the 30-day mean)
+        SELECT anchor, greatest($first, least(prev_start, $start - INTERVAL 29 DAY)) AS day
+        FROM trend_calendar WHERE date = $start
+    ),
+    series AS (
+        SELECT i.sid, i.oid, i.scope = 'organization' AS is_org, i.first_day, i.last_day,
+               i.anchor, greatest(i.first_day, coalesce(r.day, $first)) AS read_from
+        FROM {IDS_TABLE} AS i LEFT JOIN reach AS r USING (anchor)
         WHERE i.oid BETWEEN $lo AND $hi
     ),
+    dense AS (
+        SELECT sid, oid, is_org, first_day, anchor, read_from,
+               unnest(generate_series(read_from, least(last_day, $end - INTERVAL 1 DAY),
+                                      INTERVAL 1 DAY)) AS date
+        FROM series
+    ),
     filled AS (
-        SELECT d.sid, d.oid, d.is_org, d.date, d.first_day,
+        SELECT d.sid, d.oid, d.is_org, d.date, d.first_day, d.read_from,
                coalesce(v.credits, 0.0) AS credits, c.period_start,
                datediff('day', c.period_start, d.date) AS period_day,
                datediff('day', c.prev_start, c.period_start) AS prev_days
@@ -257,7 +270,7 @@ def trends_between(
         JOIN trend_calendar AS c ON c.anchor = d.anchor AND c.date = d.date
     ),
     windowed AS (
-        SELECT sid, oid, date, credits, period_start, period_day, prev_days,
+        SELECT sid, oid, date, credits, period_start, period_day, prev_days, read_from,
             datediff('day', first_day, date) AS pos,
             sum(credits) OVER (PARTITION BY sid ORDER BY date
                                ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS sum7,
@@ -300,8 +313,8 @@ def trends_between(
             AS rank_in_org,
         coalesce(i.first_use IS NOT NULL AND t.date >= i.first_use
                  AND datediff('day', i.first_use, t.date) < $new_days, false) AS is_new,
-        coalesce(datediff('day', coalesce(t.last_use, CASE WHEN i.first_use < $first
-                                                      THEN $first - INTERVAL 1 DAY END),
+        coalesce(datediff('day', coalesce(t.last_use, CASE WHEN i.first_use < t.read_from
+                                                      THEN t.read_from - INTERVAL 1 DAY END),
                           t.date) >= $dormant_days, false) AS is_dormant
     FROM lagged AS t
     JOIN {IDS_TABLE} AS i ON i.sid = t.sid
