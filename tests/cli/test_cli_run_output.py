@@ -1,14 +1,16 @@
 """What a run tells its user, against the emulator on loopback: short lines, counts that add up,
 blocking checks that keep the warehouse as it was.
 
-- the summary's request count is the number of requests the API received (retries included and
-  also counted on their own), and each monthly partition's `dagster/row_count` is its own rows;
+- `usage-etl run` (one process, the user's command) prints one short line per event
+  (8-character run id, no reprs, no warnings), the alerts as counts by rule plus the ten most
+  severe, and a failure as one line (exit 1): an API answer without the deleted-projects key,
+  named with the organization, that leaves the published warehouse as it was;
+- on that same run (three 5xx answers on the way, retried): the request count it prints is the
+  number of requests its client sent that the API received (retries included and also counted
+  on their own; the preflight probe is the one request outside the run), and each monthly
+  partition's `dagster/row_count` is its own rows (these checks had a run of their own);
 - a whole `usage-etl run` of the code location never imports the emulator's packages
   (`starlette`, `uvicorn`: an optional extra, see `test_optional_emulator.py`);
-- `usage-etl run` prints one short line per event (8-character run id, no reprs, no warnings),
-  the alerts as counts by rule plus the ten most severe, and a failure as one line (exit 1):
-  an API answer without the deleted-projects key, named with the organization, that leaves
-  the published warehouse as it was;
 - a failed blocking check (`projects_add_up`) leaves Parquet, DuckDB and the alert state as they
   were, sends nothing, and the summary says why.
 """
@@ -18,9 +20,8 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator
+from collections import Counter
 from dataclasses import replace
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,6 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from common.periods import shift_month
 from pipelines.commands.run_cmd import execute
 from tests.services.cli import (
     clean_env,
@@ -45,51 +45,26 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 
 class CountingApp:
-    """ASGI wrapper around the emulator that counts the API requests it receives."""
+    """ASGI wrapper around the emulator that counts the API requests it receives, by the
+    `User-Agent` that sent them (the run's client, or the preflight probe's httpx default)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.count = 0
+        self.by_agent: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v2.1/"):
+            headers = dict(scope.get("headers") or [])
+            agent = headers.get(b"user-agent", b"").decode()
             with self._lock:
-                self.count += 1
+                self.by_agent[agent] += 1
         await self.app(scope, receive, send)
 
 
-@pytest.fixture
-def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, CountingApp]]:
-    server = start_emulator()
-    counter = CountingApp(server.app)
-    server.app = counter
-    with server:
-        monkeypatch.setenv("UBIOPS_API_HOST", server.base_url)
-        monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
-        monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "warehouse"))
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-        yield server, counter
-
-
-def _range() -> tuple[date, date]:
-    today = datetime.now(UTC).date()
-    year, month = shift_month(today.year, today.month, -1)
-    return date(year, month, 1), today
-
-
-def test_request_count_and_row_counts_add_up(counted: tuple[Any, CountingApp], tmp_path: Path):
-    server, counter = counted
-    server.set_faults(errors_5xx=3)
-    start, end = _range()
-    summary = execute(start, end, log_level="WARNING")
-    assert summary.success, summary.lines()
-    assert summary.requests == counter.count, "the summary counts every request sent, once"
-    assert summary.retries == 3
-    assert f"{counter.count} API requests sent (3 of them retries" in summary.lines()[0]
-
-    warehouse = tmp_path / "warehouse"
-    with DagsterInstance.get() as instance:
+def assert_row_counts_are_each_partitions_rows(dagster_home: Path, warehouse: Path) -> None:
+    """Each monthly partition's `dagster/row_count` (both months of the run) is its own rows."""
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
         for asset, interval in (("credit_usage_daily", "day"), ("credit_usage_periods", "month")):
             records = instance.fetch_materializations(AssetKey(asset), limit=10).records
             by_partition = {
@@ -153,12 +128,18 @@ def test_blocking_check_keeps_the_warehouse_and_sends_nothing(
 @pytest.mark.long
 def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse"
-    with start_emulator() as server:
+    server = start_emulator()
+    counter = CountingApp(server.app)
+    server.app = counter
+    with server:
         env = clean_env(
             UBIOPS_API_HOST=server.base_url,
             UBIOPS_API_TOKEN=server.token,
             DAGSTER_HOME=str(tmp_path / "dagster"),
         )
+        # The preflight probe takes the first 5xx (a 5xx answer counts as reachable); the
+        # run's client gets the other three and retries them.
+        server.set_faults(errors_5xx=1 + 3)
         # with the import profile: the code location loads without the emulator's packages
         profiled = usage_etl(
             "run", "--warehouse", str(warehouse), env={**env, "PYTHONPROFILEIMPORTTIME": "1"}
@@ -185,6 +166,17 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
         listed = [x for x in done.out.splitlines() if re.match(r"  (critical|warning|info) ", x)]
         assert 0 < len(listed) <= 10
         assert "usage-etl alerts lists every alert" in done.out
+
+        # the request count printed is what the API received from the run, every request once
+        sent = re.search(r" (\d+) API requests sent \((\d+) of them retries", done.out)
+        assert sent, done.out
+        by_run = sum(
+            n for agent, n in counter.by_agent.items() if agent.startswith("ubiops-usage/")
+        )
+        assert counter.by_agent.total() - by_run == 1, f"one preflight probe: {counter.by_agent}"
+        assert int(sent[1]) == by_run, "the summary counts every request sent, once"
+        assert int(sent[2]) == 3
+        assert_row_counts_are_each_partitions_rows(tmp_path / "dagster", warehouse)
 
         # a response without the deleted-projects key fails the run loudly and keeps the data
         published = "select count(*), sum(credits) from credit_usage"
