@@ -58,6 +58,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,11 @@ class StoredOrganizationSums(Mapping[str, OrganizationSums]):
         return self._stored
 
 
+def _json_text(value: object) -> str:
+    """How the manifest stores a value: compact JSON with sorted keys (json's C encoder)."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 def _organizations_json(sums: Mapping[str, OrganizationSums]) -> dict[str, dict[str, Any]]:
     if isinstance(sums, StoredOrganizationSums):
         return sums.to_json()
@@ -154,6 +160,12 @@ class SliceRecord:
             out["adopted"] = True
         return out
 
+    @cached_property
+    def json_text(self) -> str:
+        """:meth:`to_json` as the manifest stores it, made once per record (records are
+        immutable, and the manifest of a long history is saved twice per slice write)."""
+        return _json_text(self.to_json())
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SliceRecord:
         return cls(
@@ -180,6 +192,13 @@ class Entry:
             "pending": self.pending.to_json() if self.pending else None,
             "removing": self.removing,
         }
+
+    def json_text(self) -> str:
+        """``_json_text(self.to_json())``, from the records' own texts."""
+        committed = self.committed.json_text if self.committed else "null"
+        pending = self.pending.json_text if self.pending else "null"
+        removing = "true" if self.removing else "false"
+        return f'{{"committed":{committed},"pending":{pending},"removing":{removing}}}'
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
@@ -416,14 +435,14 @@ class TableManifest:
             ) from None
 
     def save(self, entries: dict[str, Entry]) -> None:
-        body = {
-            "format": FORMAT,
-            "table": self.table,
-            "slices": {k: entries[k].to_json() for k in sorted(entries)},
-        }
-        # compact: json's C encoder (an indented dump runs in Python, ~4x slower on the
-        # manifests of a long history, which every slice write saves twice)
-        text = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        # compact and with sorted keys (`_json_text` of the whole body), made from each entry's
+        # text: a record's text is made once, so saving the manifest of a long history (twice
+        # per slice write) does not encode every slice's sums again
+        slices = ",".join(f"{_json_text(k)}:{entries[k].json_text()}" for k in sorted(entries))
+        text = (
+            f'{{"format":{_json_text(FORMAT)},"slices":{{{slices}}},'
+            f'"table":{_json_text(self.table)}}}'
+        ).encode()
         atomic_write(self.path, lambda tmp: tmp.write_bytes(text))
         _PARSED.put(self.path, text, entries)
 

@@ -94,6 +94,8 @@ def test_sums_read_back_equal_those_written_and_unread_ones_are_saved_unchanged(
     assert "c" not in october.organizations and len(october.organizations) == 2
     manifest.save(entries)  # November's sums were never read: saved as they were stored
     assert manifest.path.read_bytes() == before
+    canonical = json.dumps(json.loads(before), separators=(",", ":"), sort_keys=True)
+    assert before.decode() == canonical  # compact JSON with sorted keys
     text = json.loads(before)
     text["slices"]["interval=day/month=2026-10/data.parquet"]["committed"]["organizations"] = 3
     manifest.path.write_text(json.dumps(text))
