@@ -485,7 +485,7 @@ def publish_database(
             log.warning("%s cannot be updated by slice, rebuilding it: %s", target, reason)
         else:
             try:
-                commit_temporary(tmp, target)
+                commit_temporary(tmp, target, free_old_later=True)
             finally:
                 discard_temporary(tmp)  # gone once renamed; removed if the rename failed
             rows = {t.name: sum(n for _, n in wanted[t.name].values()) for t in ALL_TABLES}
