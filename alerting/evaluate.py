@@ -17,7 +17,7 @@ import pandas as pd
 from alerting.rules import RULES, evaluate_alerts
 from insights.anomalies import detect_anomalies
 from insights.forecast import Method, forecast_usage
-from insights.frames import daily_usage, to_day
+from insights.frames import daily_usage, to_day, up_to
 from insights.quota_status import quota_status
 from insights.quotas import QuotaConfig
 
@@ -68,7 +68,7 @@ def compute_alerts(
     (`insights.usage_window`): see `forecast_usage` and `quota_status`."""
     daily = daily_usage(credit_usage)
     if as_of is not None:
-        daily = daily[daily["date"] <= to_day(as_of)]
+        daily = up_to(daily, to_day(as_of))
     forecasts = forecast_usage(
         daily, organizations, config, as_of=as_of, method=method, first_days=first_days
     )

@@ -53,6 +53,7 @@ from insights.frames import (
     organization_daily,
     text_or_none,
     to_day,
+    up_to,
 )
 from insights.quotas import QuotaConfig
 from warehouse.derived_schema import QUOTA_FORECASTS
@@ -655,7 +656,7 @@ def forecast_usage(
             return pd.DataFrame({c: pd.Series(dtype="object") for c in FORECAST_COLUMNS})
         as_of = daily["date"].max()
     day = to_day(as_of)
-    daily = daily[daily["date"] <= day]
+    daily = up_to(daily, day)
     anchors = anchors_by_organization(organizations)
     org_daily = organization_daily(daily)
     org_names: dict[str, str] = {}

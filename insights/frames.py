@@ -51,6 +51,13 @@ def to_day(value: object) -> pd.Timestamp:
     return pd.Timestamp(to_date(value))  # type: ignore[arg-type]
 
 
+def up_to(daily: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
+    """The rows of a daily frame dated on or before ``day``: the frame itself when that is every
+    row (an evaluation's window ends on its day: no copy of it)."""
+    keep = daily["date"] <= day
+    return daily if bool(keep.all()) else daily[keep]
+
+
 def daily_usage(credit_usage: pd.DataFrame) -> pd.DataFrame:
     """Daily credit usage in the analytics convention (one row per series and day).
 
