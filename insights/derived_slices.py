@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -157,7 +157,8 @@ def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[s
     sum of DuckDB's 64-bit hash of each alive series' facts (clipped to the month's range) and
     their count. One aggregate over series x months (a text rendering of the same facts, sorted
     and SHA-256'd per month, cost ~10x more at 24 months). A DuckDB whose `hash` differs makes
-    every month's digest differ once: all months are recomputed, then recorded anew."""
+    every month's digest differ once: all months are recomputed, then recorded anew. (Records
+    of the previous format are adopted without recomputing: :func:`_adopt_legacy_records`.)"""
     if not months:
         return {}
     frame = pd.DataFrame({"month": months})
@@ -183,6 +184,61 @@ def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[s
     ).fetchall()
     con.unregister("trend_context_frame")
     return {str(month): f"{CONTEXT_FORMAT}:{digest}" for month, digest in rows}
+
+
+def _legacy_context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[str, str]:
+    """Month -> the context digest records carried before :data:`CONTEXT_FORMAT` (a SHA-256 of
+    the alive series' facts as sorted text): only to adopt such records without recomputing
+    their months (:func:`_adopt_legacy_records`)."""
+    if not months:
+        return {}
+    frame = pd.DataFrame({"month": months})
+    frame["first"] = [pd.Timestamp(lookback_start(month_bounds(k)[0])) for k in months]
+    frame["end"] = [pd.Timestamp(month_bounds(k)[1]) for k in months]
+    con.register("trend_context_frame", frame)
+    rows = con.execute(
+        f"""
+        SELECT m.month, sha256(string_agg(concat_ws('|',
+                   s.organization_id, s.scope, s.pkey,
+                   coalesce(s.organization_name, '<null>'), coalesce(s.project_name, '<null>'),
+                   CAST(greatest(s.first_day, m.first) AS VARCHAR),
+                   coalesce(CAST(greatest(s.first_use, m.first - INTERVAL 1 DAY) AS VARCHAR),
+                            '<never>'),
+                   CAST(least(o.last_day, m."end") AS VARCHAR),
+                   CAST(coalesce(a.anchor, {CALENDAR_MONTHS}) AS VARCHAR)),
+               chr(10) ORDER BY s.organization_id, s.scope, s.pkey))
+        FROM trend_context_frame AS m
+        JOIN {SERIES_TABLE} AS s ON s.first_day < m."end"
+        JOIN {ORG_LAST_TABLE} AS o ON o.organization_id = s.organization_id
+                                  AND o.last_day >= m.first
+        LEFT JOIN {ANCHOR_TABLE} AS a ON a.organization_id = s.organization_id
+        GROUP BY m.month
+        """
+    ).fetchall()
+    con.unregister("trend_context_frame")
+    return {str(month): str(digest) for month, digest in rows}
+
+
+def _adopt_legacy_records(
+    con: duckdb.DuckDBPyConnection,
+    recorded: dict[str, dict[str, str]],
+    legacy: list[str],
+    wanted: dict[str, str],
+    fingerprint_with: Callable[[str, str | None], str],
+) -> list[str]:
+    """Re-record, with the current fingerprint, the ``legacy`` months (recorded before
+    :data:`CONTEXT_FORMAT`) whose record matches the fingerprint of the previous format: their
+    rows are what this version computes, so an upgrade recomputes none of them (at 5,000
+    organizations x 24 months that is a backfill's work). Changes ``recorded`` in place;
+    returns the adopted months."""
+    contexts = _legacy_context_hashes(con, legacy)
+    adopted = []
+    for key in legacy:
+        entry = recorded[slice_name(key)]
+        if entry.get("sources") == fingerprint_with(key, contexts.get(key)):
+            entry.update(sources=wanted[key], context=CONTEXT_FORMAT)
+            adopted.append(key)
+    return adopted
 
 
 def fingerprint(
@@ -289,6 +345,24 @@ def refresh_trends(
             for k in months
         }
         recorded = record.load()
+        legacy = [
+            k for k in months if "context" not in recorded.get(slice_name(k), {"context": ""})
+        ]  # recorded before CONTEXT_FORMAT
+        if legacy:
+            adopted = _adopt_legacy_records(
+                con,
+                recorded,
+                legacy,
+                wanted,
+                lambda k, context: fingerprint(
+                    k, sources, context, new_days, dormant_days, organization_rows
+                ),
+            )
+            if adopted:
+                with writer_lock(warehouse):
+                    current = record.load()
+                    current.update({slice_name(k): recorded[slice_name(k)] for k in adopted})
+                    record.save(current)
         committed = _committed_digests(store)
         stale = [
             k
@@ -319,6 +393,7 @@ def refresh_trends(
                 for key in batch:
                     current[slice_name(key)] = {
                         "sources": wanted[key],
+                        "context": CONTEXT_FORMAT,
                         "sha256": done.get(slice_name(key), ""),
                     }
                 record.save(current)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from common.periods import anchors_by_organization
-from insights.derived_slices import refresh_trends
+from insights import derived_slices
+from insights.derived_slices import DerivedRecord, refresh_trends
 from insights.series_facts import (
     CACHE,
     FACTS_TABLE,
@@ -36,6 +37,7 @@ from tests.derive.test_trends_sql import (
     synthetic_usage,
     write_usage,
 )
+from warehouse.derived_schema import PROJECT_USAGE_TRENDS
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE
@@ -229,3 +231,30 @@ def test_the_single_file_cache_of_earlier_versions_is_taken_over(tmp_path: Path)
     assert not (tmp_path / LEGACY_CACHE).exists()
     assert len(list((tmp_path / CACHE).glob("*.parquet"))) == len(months)
     assert_facts_match(tmp_path, expected_reads=0)
+
+
+def test_records_of_the_previous_context_digest_are_adopted_without_recomputing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade over a long history recomputes no month whose inputs did not change: a record
+    written with the previous context digest is checked with it and re-recorded; one that does
+    not match it is recomputed."""
+    usage = synthetic_usage(seed=5, organizations=3)
+    anchors = anchors_by_organization(organizations_frame(usage))
+    months = sorted(set(month_of(usage)))
+    write_usage(tmp_path, usage)
+    with monkeypatch.context() as old_version:  # the records the previous version wrote
+        old_version.setattr(
+            derived_slices, "_context_hashes", derived_slices._legacy_context_hashes
+        )
+        refresh_trends(tmp_path, anchors)
+    record = DerivedRecord(ParquetStore(tmp_path).table_dir(PROJECT_USAGE_TRENDS))
+    entries = record.load()
+    for entry in entries.values():
+        entry.pop("context")
+    entries[f"month={months[1]}/data.parquet"]["sources"] = "a record that no longer matches"
+    record.save(entries)
+    upgraded = refresh_trends(tmp_path, anchors)
+    assert upgraded.recomputed == [months[1]]
+    assert all(e["context"] == derived_slices.CONTEXT_FORMAT for e in record.load().values())
+    assert refresh_trends(tmp_path, anchors).recomputed == []
