@@ -159,37 +159,42 @@ def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[s
     and SHA-256'd per month, cost ~10x more at 24 months). A DuckDB whose `hash` differs makes
     every month's digest differ once: all months are recomputed, then recorded anew. (Records
     of the previous format are adopted without recomputing: :func:`_adopt_legacy_records`.)"""
-    if not months:
-        return {}
-    frame = pd.DataFrame({"month": months})
-    frame["first"] = [pd.Timestamp(lookback_start(month_bounds(k)[0])) for k in months]
-    frame["end"] = [pd.Timestamp(month_bounds(k)[1]) for k in months]
-    con.register("trend_context_frame", frame)
-    rows = con.execute(
-        f"""
-        SELECT m.month,
-               CAST(sum(hash(s.organization_id, s.scope, s.pkey, s.organization_name,
-                             s.project_name, greatest(s.first_day, m.first),
-                             greatest(s.first_use, m.first - INTERVAL 1 DAY),
-                             least(o.last_day, m."end"),
-                             coalesce(a.anchor, {CALENDAR_MONTHS}))) AS VARCHAR)
-                   || '/' || CAST(count(*) AS VARCHAR)
-        FROM trend_context_frame AS m
-        JOIN {SERIES_TABLE} AS s ON s.first_day < m."end"
-        JOIN {ORG_LAST_TABLE} AS o ON o.organization_id = s.organization_id
-                                  AND o.last_day >= m.first
-        LEFT JOIN {ANCHOR_TABLE} AS a ON a.organization_id = s.organization_id
-        GROUP BY m.month
-        """
-    ).fetchall()
-    con.unregister("trend_context_frame")
-    return {str(month): f"{CONTEXT_FORMAT}:{digest}" for month, digest in rows}
+    digests = _per_month(
+        con,
+        months,
+        f"""CAST(sum(hash(s.organization_id, s.scope, s.pkey, s.organization_name,
+                         s.project_name, greatest(s.first_day, m.first),
+                         greatest(s.first_use, m.first - INTERVAL 1 DAY),
+                         least(o.last_day, m."end"),
+                         coalesce(a.anchor, {CALENDAR_MONTHS}))) AS VARCHAR)
+               || '/' || CAST(count(*) AS VARCHAR)""",
+    )
+    return {month: f"{CONTEXT_FORMAT}:{digest}" for month, digest in digests.items()}
 
 
 def _legacy_context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[str, str]:
     """Month -> the context digest records carried before :data:`CONTEXT_FORMAT` (a SHA-256 of
     the alive series' facts as sorted text): only to adopt such records without recomputing
     their months (:func:`_adopt_legacy_records`)."""
+    return _per_month(
+        con,
+        months,
+        f"""sha256(string_agg(concat_ws('|',
+               s.organization_id, s.scope, s.pkey,
+               coalesce(s.organization_name, '<null>'), coalesce(s.project_name, '<null>'),
+               CAST(greatest(s.first_day, m.first) AS VARCHAR),
+               coalesce(CAST(greatest(s.first_use, m.first - INTERVAL 1 DAY) AS VARCHAR),
+                        '<never>'),
+               CAST(least(o.last_day, m."end") AS VARCHAR),
+               CAST(coalesce(a.anchor, {CALENDAR_MONTHS}) AS VARCHAR)),
+           chr(10) ORDER BY s.organization_id, s.scope, s.pkey))""",
+    )
+
+
+def _per_month(con: duckdb.DuckDBPyConnection, months: list[str], aggregate: str) -> dict[str, str]:
+    """Month -> ``aggregate`` over the series alive in the range its rows read (``s``: the
+    series' facts, ``o``: its organization's last day, ``a``: its anchor, ``m.first`` and
+    ``m."end"``: the range)."""
     if not months:
         return {}
     frame = pd.DataFrame({"month": months})
@@ -198,15 +203,7 @@ def _legacy_context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) ->
     con.register("trend_context_frame", frame)
     rows = con.execute(
         f"""
-        SELECT m.month, sha256(string_agg(concat_ws('|',
-                   s.organization_id, s.scope, s.pkey,
-                   coalesce(s.organization_name, '<null>'), coalesce(s.project_name, '<null>'),
-                   CAST(greatest(s.first_day, m.first) AS VARCHAR),
-                   coalesce(CAST(greatest(s.first_use, m.first - INTERVAL 1 DAY) AS VARCHAR),
-                            '<never>'),
-                   CAST(least(o.last_day, m."end") AS VARCHAR),
-                   CAST(coalesce(a.anchor, {CALENDAR_MONTHS}) AS VARCHAR)),
-               chr(10) ORDER BY s.organization_id, s.scope, s.pkey))
+        SELECT m.month, {aggregate}
         FROM trend_context_frame AS m
         JOIN {SERIES_TABLE} AS s ON s.first_day < m."end"
         JOIN {ORG_LAST_TABLE} AS o ON o.organization_id = s.organization_id
