@@ -33,7 +33,10 @@ Two ways to build the new file, and the run log says which one was taken:
   reuse: the file settles below twice its rebuilt size; this keeps it there), more than half of
   its stored rows are deleted ones (the incremental path does not vacuum: merging row groups
   recompressed much of the big tables on every publish), or the incremental result fails its
-  row-count checks. A full rebuild keeps no previous file.
+  row-count checks.
+A publish that replaced much (a backfill, a full rebuild) keeps a copy of the new file instead
+of the version it replaced (`KEPT_MAX_EXTRA_SHARE`): the next daily refresh then finds it up to
+date, and the long run pays for the copy, not the short one.
 Either way the views of `views/*.sql` are dropped and created anew and the tables carry column
 comments from `schema.py`, so both paths give the same tables, rows, views and comments (row
 order aside, which SQL does not promise).
@@ -460,8 +463,14 @@ def _rows_to_replace(old: Published, new: Published) -> int:
 KEPT_MAX_EXTRA_SHARE = 0.05
 """The kept previous file is updated when it needs at most this share of the live rows replaced
 beyond what a copy of the published file needs (a daily refresh after a daily refresh: none,
-both replace the same months); after a backfill it is a whole backfill behind, and copying the
-file (~1 s a 500 MB on ext4, with its fsync) is cheaper than replacing those months again."""
+both replace the same months). A publish that replaced more than this share (a backfill, a full
+rebuild) keeps a copy of the new file instead of the version it replaced, so the next daily
+refresh finds it up to date: copying a file (~1 s a 500 MB on ext4, with its fsync) is cheaper
+than replacing those months again, and it is paid by the long run, not by the next short one."""
+
+
+def _live_rows(wanted: Published) -> int:
+    return sum(n for slices in wanted.values() for _, n in slices.values())
 
 
 def _update_file(
@@ -471,11 +480,11 @@ def _update_file(
     views_sql: list[str] | None,
     *,
     than_copy_of: Published | None = None,
-) -> list[str]:
-    """Replace what changed in `tmp`, a version published earlier; StateUnusable when it cannot
-    be (its state, its free space, its row counts, or it cannot be opened for writing), or,
-    given the state of the published file (`than_copy_of`), when updating a copy of that would
-    replace far fewer rows."""
+) -> tuple[list[str], Published]:
+    """Replace what changed in `tmp`, a version published earlier; returns what it replaced and
+    the state the file recorded before. StateUnusable when it cannot be (its state, its free
+    space, its row counts, or it cannot be opened for writing), or, given the state of the
+    published file (`than_copy_of`), when updating a copy of that would replace far fewer rows."""
     try:
         con = duckdb.connect(str(tmp))
     except duckdb.Error as exc:
@@ -485,15 +494,14 @@ def _update_file(
         published = _read_state(con)
         if than_copy_of is not None:
             extra = _rows_to_replace(published, wanted) - _rows_to_replace(than_copy_of, wanted)
-            live = sum(n for slices in wanted.values() for _, n in slices.values())
-            if extra > KEPT_MAX_EXTRA_SHARE * live:
+            if extra > KEPT_MAX_EXTRA_SHARE * _live_rows(wanted):
                 raise StateUnusable(f"{extra:,} more rows to replace than in a copy")
         _check_free_space(con, published)
         con.execute("BEGIN")
         replaced = _update(con, store, published, wanted)
         _drop_views(con)
         _finish(con, views_sql)
-    return replaced
+    return replaced, published
 
 
 def _build_incremental(
@@ -502,8 +510,8 @@ def _build_incremental(
     store: ParquetStore,
     wanted: Published,
     views_sql: list[str] | None,
-) -> list[str]:
-    """Copy `previous` to `tmp` and replace what changed; StateUnusable when it cannot be."""
+) -> tuple[list[str], Published]:
+    """Copy `previous` to `tmp` and replace what changed (see `_update_file`)."""
     if Path(str(previous) + ".wal").exists():
         raise StateUnusable("a write-ahead log lies next to the previous file (it was written to)")
     copy_file(previous, tmp)
@@ -512,6 +520,16 @@ def _build_incremental(
 
 # ------------------------------------------------------------ the previous version, kept
 KEPT, COPY = "the kept previous file", "a copy"  # what an incremental publish updated
+
+
+@dataclass
+class _Updated:
+    """A new version under a temporary name (fsynced): what it replaced, and the state the
+    published file it replaces records."""
+
+    tmp: Path
+    replaced: list[str]
+    replaces: Published
 
 
 def kept_path(target: Path) -> Path:
@@ -566,16 +584,11 @@ def _why_not_kept(target: Path, kept: Path) -> str | None:
 
 
 def _update_kept(
-    target: Path,
-    store: ParquetStore,
-    wanted: Published,
-    views_sql: list[str] | None,
-    replaced: list[str],
-) -> Path | None:
-    """Bring the kept previous file up to date under a temporary name (fsynced) and return that
-    name, appending what it replaced to `replaced`; None, with the kept file dropped, when there
-    is none or it may not or cannot be updated (an analyst may still read it: DuckDB refuses
-    to lock it for writing)."""
+    target: Path, store: ParquetStore, wanted: Published, views_sql: list[str] | None
+) -> _Updated | None:
+    """The kept previous file brought up to date under a temporary name; None, with the kept
+    file dropped, when there is none or it may not or cannot be updated (an analyst may still
+    read it: DuckDB refuses to lock it for writing)."""
     kept = kept_path(target)
     try:
         why = _why_not_kept(target, kept)
@@ -593,7 +606,7 @@ def _update_kept(
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     os.rename(kept, tmp)  # a crash from here on leaves a temporary, which the next run removes
     try:
-        replaced.extend(_update_file(tmp, store, wanted, views_sql, than_copy_of=current))
+        replaced, _ = _update_file(tmp, store, wanted, views_sql, than_copy_of=current)
         fsync_file(tmp)
     except StateUnusable as exc:
         log.info("%s not updated (%s): dropped, updating a copy of %s", kept, exc, target.name)
@@ -602,21 +615,32 @@ def _update_kept(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return tmp
+    return _Updated(tmp, replaced, current)
 
 
-def _swap_in(tmp: Path, target: Path, *, keep_previous: bool) -> None:
-    """Rename `tmp` over `target`, first linking the version it replaces as the kept one."""
+def _keep_a_copy(target: Path) -> None:
+    """Keep a copy of the file just published for the next publish to update."""
+    kept = kept_path(target)
+    kept.unlink(missing_ok=True)
+    commit_temporary(write_temporary(kept, lambda tmp: copy_file(target, tmp)), kept)
+
+
+def _swap_in(update: _Updated, target: Path, wanted: Published, *, keep_previous: bool) -> None:
+    """Rename the new version over `target`, keeping (see `KEPT_MAX_EXTRA_SHARE`) the version it
+    replaces (a hard link, made first) or, when that replaced much, a copy of the new one."""
     kept = kept_path(target)
     kept.unlink(missing_ok=True)  # normally gone already (renamed, or dropped)
-    if keep_previous:
+    small = _rows_to_replace(update.replaces, wanted) <= KEPT_MAX_EXTRA_SHARE * _live_rows(wanted)
+    if keep_previous and small:
         with contextlib.suppress(OSError):  # no hard links here: nothing is kept
             os.link(target, kept)
     try:
-        commit_temporary(tmp, target)
+        commit_temporary(update.tmp, target)
     except BaseException:
         kept.unlink(missing_ok=True)
         raise
+    if keep_previous and not small:
+        _keep_a_copy(target)
 
 
 def publish_database(
@@ -648,33 +672,37 @@ def publish_database(
 
     reason = "no previous file" if first else "asked for"
     if not first and incremental:
-        replaced: list[str] = []
-        tmp = _update_kept(target, store, wanted, views_sql, replaced)
-        updated = KEPT if tmp is not None else COPY
-        if tmp is None:
+        new = _update_kept(target, store, wanted, views_sql)
+        updated = KEPT if new is not None else COPY
+        if new is None:
+            copied: list[tuple[list[str], Published]] = []
 
             def update(tmp: Path) -> None:
-                replaced.extend(_build_incremental(tmp, target, store, wanted, views_sql))
+                copied.append(_build_incremental(tmp, target, store, wanted, views_sql))
 
             try:
                 tmp = write_temporary(target, update)
+                new = _Updated(tmp, *copied[0])
             except StateUnusable as exc:
                 reason = str(exc)
                 log.warning("%s cannot be updated by slice, rebuilding it: %s", target, reason)
-        if tmp is not None:
+        if new is not None:
             try:
-                _swap_in(tmp, target, keep_previous=keep_previous)
+                _swap_in(new, target, wanted, keep_previous=keep_previous)
             finally:
-                discard_temporary(tmp)  # gone once renamed; removed if the rename failed
+                discard_temporary(new.tmp)  # gone once renamed; removed if the rename failed
             rows = {t.name: sum(n for _, n in wanted[t.name].values()) for t in ALL_TABLES}
-            return PublishResult(rows, True, "", replaced, check.hashed, updated)
+            return PublishResult(rows, True, "", new.replaced, check.hashed, updated)
     counts: dict[str, int] = {}
 
     def build(tmp: Path) -> None:
         counts.update(_build_full(tmp, store, wanted, views_sql))
 
     atomic_write(target, build)
-    kept_path(target).unlink(missing_ok=True)  # a version of the file replaced: not kept
+    if keep_previous:
+        _keep_a_copy(target)  # the version it replaced is of no use to the next publish
+    else:
+        kept_path(target).unlink(missing_ok=True)
     return PublishResult(counts, False, reason, files_hashed=check.hashed)
 
 

@@ -219,7 +219,9 @@ def test_one_month_change_is_published_by_slice_and_equals_a_full_rebuild(
         "project_usage_trends/month=2026-10",
         "resource_usage/observed_date=2026-10-21",
     ]
-    assert result.line() == "by slice (a copy updated), 4 partition(s) replaced; 9 tables, 770 rows"
+    assert result.line() == (
+        "by slice (the kept previous file updated), 4 partition(s) replaced; 9 tables, 770 rows"
+    )
     published = contents(root_of(store) / DATABASE_NAME)
     assert published == full_rebuild_of(root_of(store), tmp_path)
     assert published["main.credit_usage"] != [], "the comparison compares rows"
@@ -264,15 +266,16 @@ def test_the_kept_previous_file_two_versions_behind_is_brought_up_to_date(
 ) -> None:
     path = root_of(store) / DATABASE_NAME
     kept = kept_path(path)
-    assert not kept.exists(), "a full rebuild keeps no previous file"
+    assert contents(kept) == contents(path), "a full rebuild keeps a copy of what it built"
+    assert not os.path.samefile(kept, path)
     change_one_month(store)
     first = publish_database(root_of(store))
-    assert first.incremental and first.updated == COPY, "nothing kept yet: a copy"
+    assert first.incremental and first.updated == KEPT
     assert kept.exists() and not os.path.samefile(kept, path)
     change_another_month(store)
     second = publish_database(root_of(store))
     assert second.incremental and second.updated == KEPT, second
-    # the kept file held the version before `first`: both runs' partitions were replaced in it
+    # the kept file held the version `first` replaced: both runs' partitions were replaced in it
     assert sorted(second.replaced) == [
         "credit_usage/interval=day/month=2026-08",
         "credit_usage/interval=day/month=2026-10",
@@ -297,24 +300,31 @@ def test_the_kept_previous_file_two_versions_behind_is_brought_up_to_date(
     assert not kept.exists()
 
 
-def test_a_kept_file_a_backfill_behind_is_dropped_for_a_copy(
+def test_after_a_backfill_a_copy_is_kept_and_a_version_far_behind_is_not_updated(
     store: ParquetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(publisher, "KEPT_MAX_EXTRA_SHARE", 0.2)
     path = root_of(store) / DATABASE_NAME
+    kept = kept_path(path)
+    before_backfill = path.read_bytes()
     for month in MONTHS:  # a backfill: every month re-pulled with other numbers
         store.replace_partition(
             CREDIT_USAGE,
             {"interval": "day", "month": month},
             usage_month(month, ["a", "b", "c"], scale=5),
         )
-    assert publish_database(root_of(store)).updated == COPY
+    assert publish_database(root_of(store)).incremental
+    assert contents(kept) == contents(path), "it replaced much: a copy of the new file is kept"
     store.replace_table(ORGANIZATIONS, organizations(["a", "b", "c"], datetime(2026, 10, 22)))
-    daily = publish_database(root_of(store))  # the kept file misses the whole backfill
-    assert daily.incremental and daily.updated == COPY and daily.replaced == ["organizations"]
-    assert contents(path) == full_rebuild_of(root_of(store), tmp_path)
+    daily = publish_database(root_of(store))
+    assert daily.updated == KEPT and daily.replaced == ["organizations"]
+    # a kept version a whole backfill behind (left by an interrupted copy, or an older release)
+    kept.unlink()
+    kept.write_bytes(before_backfill)
     store.replace_table(ORGANIZATIONS, organizations(["a", "b", "c"], datetime(2026, 10, 23)))
-    assert publish_database(root_of(store)).updated == KEPT, "a day behind: updated"
+    later = publish_database(root_of(store))
+    assert later.incremental and later.updated == COPY and later.replaced == ["organizations"]
+    assert contents(path) == full_rebuild_of(root_of(store), tmp_path)
 
 
 def test_an_open_analyst_session_keeps_its_snapshot(store: ParquetStore) -> None:
@@ -399,7 +409,7 @@ def test_a_reader_in_another_process_keeps_its_version_across_two_publishes(
         before = ask()
         assert before.startswith("(")
         change_one_month(store)
-        assert publish_database(root).updated == COPY
+        assert publish_database(root).updated == KEPT  # the full build's copy
         change_another_month(store)
         again = publish_database(root)  # the kept file is the reader's: DuckDB cannot lock it
         assert again.incremental and again.updated == COPY
@@ -646,7 +656,9 @@ def test_kill_9_at_every_step_of_an_incremental_publish(
     expected_new = full_rebuild_of(root, tmp_path)
     killed = []
     for step in STEPS[flow]:
-        if flow == "kept" and (not kept.exists() or os.path.samefile(kept, path)):
+        if flow == "copy":
+            kept.unlink(missing_ok=True)
+        elif not kept.exists() or os.path.samefile(kept, path):
             kept.unlink(missing_ok=True)  # what the previous kill left: a kept version again
             kept.write_bytes(previous)
         status = run_forked(lambda step=step: _publish_and_die(root, step, STEPS[flow][0]))
