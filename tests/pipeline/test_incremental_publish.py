@@ -385,7 +385,7 @@ for _ in sys.stdin:
 
 
 def test_a_reader_in_another_process_keeps_its_version_across_two_publishes(
-    store: ParquetStore, tmp_path: Path
+    store: ParquetStore,
 ) -> None:
     import subprocess
     import sys
@@ -414,7 +414,6 @@ def test_a_reader_in_another_process_keeps_its_version_across_two_publishes(
         again = publish_database(root)  # the kept file is the reader's: DuckDB cannot lock it
         assert again.incremental and again.updated == COPY
         assert ask() == before
-        assert contents(root / DATABASE_NAME) == full_rebuild_of(root, tmp_path)
     finally:
         reader.stdin.close()
         reader.wait(timeout=60)
