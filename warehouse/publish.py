@@ -23,8 +23,11 @@ Two ways to build the new file, and the run log says which one was taken:
      It is only used when nobody can be reading it: it is not open in this process (by inode,
      under any name: `/proc/self/fd`) and DuckDB can lock it for writing (an analyst's
      session in another process, read-only, holds a shared lock on the version it opened,
-     which makes that fail). Otherwise, or when it cannot be updated (see below), it is
-     dropped, and
+     which makes that fail; POSIX locks belong to a process and go when it closes any
+     descriptor of the file, so a process that reads `usage.duckdb` and publishes itself,
+     while another process publishes after it, is the one case these checks miss: the
+     pipeline's own readers close before any publish). Otherwise, or when it cannot be
+     updated (see below), it is dropped, and
   2. **a copy of `usage.duckdb`** (a kernel file copy) is updated instead;
 - **full rebuild**: every table created from all its Parquet files. Taken when there is no
   previous file, its recorded state is missing or unreadable, a table's contract (columns, types,
