@@ -20,6 +20,8 @@ into the SQL condition that finds its rows in an engine that holds rows without 
 
 from __future__ import annotations
 
+import os
+import threading
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -41,6 +43,25 @@ PARTITION_EXPRESSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("resource_usage", "observed_date"): ("observed_at", "day"),
     ("project_usage_trends", "month"): ("date", "month"),
 }
+
+
+# The in-memory DuckDB database this process reads Parquet with, and the process it belongs to
+# (a forked child opens its own). A cursor on it is a connection of its own (safe in its thread)
+# and costs ~0.4 ms of CPU, where a new database (`duckdb.connect()`) costs ~20 ms: a run reads
+# slices about twenty times. It keeps no file contents between reads (as a new database would
+# not): every read sees the files as they are.
+_reading_database: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_reading_database_lock = threading.Lock()
+
+
+def _reading_cursor() -> duckdb.DuckDBPyConnection:
+    """A new connection (close it after use) to this process's in-memory reading database."""
+    global _reading_database
+    with _reading_database_lock:
+        if _reading_database is None or _reading_database[0] != os.getpid():
+            config = {"enable_external_file_cache": False}
+            _reading_database = (os.getpid(), duckdb.connect(config=config))
+        return _reading_database[1].cursor()
 
 
 def _period(value: str, unit: str) -> tuple[datetime, datetime] | None:
@@ -260,7 +281,7 @@ class ParquetStore:
         if sql is None:
             return self.empty(t)
         query = f"SELECT * FROM {sql} AS t" + (f" WHERE {where}" if where else "")
-        con = duckdb.connect()
+        con = _reading_cursor()
         try:
             con.execute("SET TimeZone='UTC'")
             arrow = con.sql(query, params=params or None).to_arrow_table()

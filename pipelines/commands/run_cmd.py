@@ -359,18 +359,21 @@ def run_overrides(args: argparse.Namespace) -> Overrides:
 def preflight(warehouse_arg: str | None, quotas: str | None, location: WarehouseLocation) -> Path:
     """Every check that can fail before a run starts (exit 2): paths, quota file, the shared
     lake (`location`: the warehouse as the command's flags and the environment say), the API
-    target. None of them imports Dagster, so a mistake is reported without its start-up cost."""
+    target. None of them imports Dagster, so a mistake is reported without its start-up cost.
+    The API settings are read first: that imports nothing, while the quota checks import the
+    alerting rules (pandas, ~1 s), so a missing token or a malformed host is reported at once;
+    the probe of the API over the network stays last."""
+    warehouse = settings.writable_warehouse(warehouse_arg)
+    api = None if settings.should_embed_emulator() else (settings.api_host(), settings.api_token())
+
     from alerting.validation import validate_channels
     from insights.quotas import load_quotas
     from pipelines import preflight as checks
 
-    warehouse = settings.writable_warehouse(warehouse_arg)
     validate_channels(load_quotas(quotas))  # a bad quota file or channel is exit 2 here
     check_lake(location)  # so is a shared lake that cannot be reached or written
-    if not settings.should_embed_emulator():
-        host = settings.api_host()
-        token = settings.api_token()
-        checks.check_api(host, token)
+    if api is not None:
+        checks.check_api(*api)
     return warehouse
 
 
