@@ -43,6 +43,18 @@ ALL_ASSETS = load_assets_from_package_module(
 )
 ALL_CHECKS = load_asset_checks_from_package_module(asset_package)
 
+
+def _defs_folder(folder: Path) -> Definitions:
+    """What the defs folder holds. Its project settings are `pipelines/dg.toml`, inside the
+    package, so this loads the same from the source tree and from an installed wheel (no
+    pyproject.toml there). A folder holding only its `__init__.py` is not loaded: Dagster would
+    still build its component registry (~0.3 s of CPU in every process that loads these
+    definitions: `usage-etl run`, `dg`, code servers) to find nothing."""
+    if all(p.name in {"__init__.py", "__pycache__"} for p in folder.iterdir()):
+        return Definitions()
+    return load_from_defs_folder(path_within_project=folder)
+
+
 usage_etl_job = define_asset_job(
     "usage_etl",
     selection=AssetSelection.all(),
@@ -61,7 +73,5 @@ defs = Definitions.merge(
         loggers={"console": short_console_logger},
         executor=in_process_executor,
     ),
-    # the defs folder's project settings are `pipelines/dg.toml`, inside the package, so this
-    # loads the same from the source tree and from an installed wheel (no pyproject.toml there)
-    load_from_defs_folder(path_within_project=Path(defs_package.__file__).parent),
+    _defs_folder(Path(defs_package.__file__).parent),
 )
