@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from hashlib import sha256
 from html import escape
 
@@ -472,14 +473,21 @@ def _daily_rows(chart: Chart, colored: Sequence[tuple[str, str, list[float]]]) -
     return rows
 
 
+@lru_cache(maxsize=8192)
+def _period_texts(start: object, end: object) -> tuple[str, str, str]:
+    """A period's cell (escaped), first day and end day: the same few hundred periods recur on
+    every page (subscriptions start on one of 31 days), so each is formatted once a process."""
+    return escape(fmt_period(start, end)), fmt_day(start), fmt_day(end)
+
+
 def _period_rows(periods: Sequence[dict]) -> list[Row]:
     """One table row per subscription period, newest first, with the organization's credits
     (per project: the chart's tooltips and the per-project table)."""
     rows = []
     for p in periods:
-        start, end = fmt_day(p["period_start"]), fmt_day(p["period_end"])
+        label, start, end = _period_texts(p["period_start"], p["period_end"])
         cells = [
-            (escape(fmt_period(p["period_start"], p["period_end"])), start),
+            (label, start),
             text_cell("current" if p["is_current_period"] else ""),
             num_cell(p["credits"]),
         ]
@@ -546,12 +554,8 @@ def render_org(
         + "</section>"
     )
     project_rows = []
-    period_cells: dict[tuple[object, object], tuple[str, str, str]] = {}  # one per period
     for p in detail.period_projects:
-        span = (p["period_start"], p["period_end"])
-        if span not in period_cells:
-            period_cells[span] = (escape(fmt_period(*span)), fmt_day(span[0]), fmt_day(span[1]))
-        label, start, end = period_cells[span]
+        label, start, end = _period_texts(p["period_start"], p["period_end"])
         share = p["share_of_organization"]
         cells = [
             (label, start),
