@@ -187,7 +187,7 @@ def prune_warehouse(
         manifest.stage({}, removals=plan.remove)  # recorded first: a crash leaves no stray slice
         batch = _move_to_trash(warehouse, plan.remove)
         manifest.commit(removed=plan.remove)
-        result.published = publish(warehouse)
+        result.published = publish(warehouse, keep_previous=False)  # none holding pruned rows
         shutil.rmtree(batch)
     return result
 

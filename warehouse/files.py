@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,15 @@ from pathlib import Path
 
 def fsync_dir(path: Path) -> None:
     """Make a rename inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Make a file's content durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -35,42 +43,17 @@ def write_temporary(target: Path, write: Callable[[Path], None]) -> Path:
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
         write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
 
 
-def commit_temporary(tmp: Path, target: Path, *, free_old_later: bool = False) -> None:
-    """Atomically rename a temporary file of `write_temporary` over `target`, durably.
-
-    `free_old_later`: the file replaced is freed by a thread of its own instead of by the
-    rename (freeing the blocks of a file of hundreds of MB took ~0.4 s on ext4): it is linked
-    aside first under a temporary name (`remove_stale_temporaries` removes it after a crash)
-    and unlinked while the caller goes on; the interpreter waits for that thread at exit."""
-    retired: Path | None = None
-    if free_old_later:
-        retired = target.parent / f".{target.name}.{uuid.uuid4().hex}.retired.tmp"
-        try:
-            os.link(target, retired)
-        except OSError:  # nothing to replace, or no hard links here: the rename frees it
-            retired = None
-    try:
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        if retired is not None:
-            retired.unlink(missing_ok=True)
-        raise
-    if retired is not None:
-        threading.Thread(
-            target=retired.unlink, kwargs={"missing_ok": True}, name=f"free {target.name}"
-        ).start()
+def commit_temporary(tmp: Path, target: Path) -> None:
+    """Atomically rename a temporary file of `write_temporary` over `target`, durably."""
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
 
 
 def discard_temporary(tmp: Path) -> None:

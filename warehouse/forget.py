@@ -87,7 +87,7 @@ def forget_organization(warehouse: Path, organization_id: str, name: str = "") -
                     )
                     result.damaged_records_amended.append(bad.path)
         try:
-            publish(warehouse)
+            publish(warehouse, keep_previous=False)  # no version still holding it is kept
             result.published = True
         except IntegrityError as exc:
             result.not_published = str(exc)

@@ -8,13 +8,27 @@ as it was. The check is quick (only files changed since they were last hashed ar
 for the first publish of a warehouse, which hashes everything.
 
 Two ways to build the new file, and the run log says which one was taken:
-- **incremental** (the usual case): the previous `usage.duckdb` is copied (a kernel file copy)
-  and only the partitions whose slices changed are replaced in the copy, in one transaction:
-  `DELETE` the partition's rows (`parquet_store.partition_predicate`), `INSERT` them from the
-  partition's files. The file records which slice digests each table holds in the schema
-  `usage_etl` (`usage_etl.slices`, `usage_etl.tables` with each table's contract digest,
-  `usage_etl.state`), updated in the same transaction. Before committing, every table's row count
-  and every replaced partition's row count must equal its manifest records;
+- **incremental** (the usual case): a previous version is updated and only the partitions whose
+  slices changed are replaced in it, in one transaction: `DELETE` the partition's rows
+  (`parquet_store.partition_predicate`), `INSERT` them from the partition's files. The file
+  records which slice digests each table holds in the schema `usage_etl` (`usage_etl.slices`,
+  `usage_etl.tables` with each table's contract digest, `usage_etl.state`), updated in the same
+  transaction, so any earlier version can be brought up to date. Before committing, every
+  table's row count and every replaced partition's row count must equal its manifest records.
+  The version updated is, in order of preference:
+  1. **the kept previous file**, `.usage.duckdb.previous`: each publish keeps the file it
+     replaces there (a hard link: no copy, no extra write), and the next publish renames it to
+     a temporary name and updates it, so a daily refresh writes only what changed instead of
+     copying and fsyncing the whole file (hundreds of MB at 24 months of 1,000 organizations).
+     It is only used when nobody can be reading it: it is not open in this process (by inode,
+     under any name: `/proc/self/fd`) and DuckDB can lock it for writing (an analyst's
+     session in another process, read-only, holds a shared lock on the version it opened,
+     which makes that fail; POSIX locks belong to a process and go when it closes any
+     descriptor of the file, so a process that reads `usage.duckdb` and publishes itself,
+     while another process publishes after it, is the one case these checks miss: the
+     pipeline's own readers close before any publish). Otherwise, or when it cannot be
+     updated (see below), it is dropped, and
+  2. **a copy of `usage.duckdb`** (a kernel file copy) is updated instead;
 - **full rebuild**: every table created from all its Parquet files. Taken when there is no
   previous file, its recorded state is missing or unreadable, a table's contract (columns, types,
   comments) or the DuckDB version changed, a write-ahead log lies next to it (someone wrote to
@@ -23,6 +37,9 @@ Two ways to build the new file, and the run log says which one was taken:
   its stored rows are deleted ones (the incremental path does not vacuum: merging row groups
   recompressed much of the big tables on every publish), or the incremental result fails its
   row-count checks.
+A publish that replaced much (a backfill, a full rebuild) keeps a copy of the new file instead
+of the version it replaced (`KEPT_MAX_EXTRA_SHARE`): the next daily refresh then finds it up to
+date, and the long run pays for the copy, not the short one.
 Either way the views of `views/*.sql` are dropped and created anew and the tables carry column
 comments from `schema.py`, so both paths give the same tables, rows, views and comments (row
 order aside, which SQL does not promise).
@@ -30,7 +47,10 @@ order aside, which SQL does not promise).
 Consequences, for both paths:
 - an analyst holding `usage.duckdb` open (read-only) keeps reading the previous, complete version
   and never blocks a run (the copy only reads it); the next connection sees the new one;
-- a crash at any instant leaves the previous file in place (or the new one, once renamed).
+- a crash at any instant leaves the previous file in place (or the new one, once renamed);
+- the warehouse holds up to two versions of the file on disk (the published one and the kept
+  previous one, sharing no blocks once the next publish has updated it). `forget` and `prune`
+  publish with `keep_previous=False`: the version still holding what they removed is not kept.
 """
 
 from __future__ import annotations
@@ -41,6 +61,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +72,7 @@ from warehouse.files import (
     atomic_write,
     commit_temporary,
     discard_temporary,
+    fsync_file,
     write_temporary,
 )
 from warehouse.manifest import IntegrityError, SliceRecord, reconcile_warehouse
@@ -119,12 +141,16 @@ class PublishResult:
     reason: str = ""
     replaced: list[str] = field(default_factory=list)
     files_hashed: int = 0
+    updated: str = ""  # incremental: "the kept previous file" or "a copy"
 
     def line(self) -> str:
         """One short line: which path, how much (the reason for a rebuild: `reason`)."""
         rows = f"{len(self.rows)} tables, {sum(self.rows.values()):,} rows"
         if self.incremental:
-            return f"by slice, {len(self.replaced)} partition(s) replaced; {rows}"
+            return (
+                f"by slice ({self.updated} updated), {len(self.replaced)} partition(s) "
+                f"replaced; {rows}"
+            )
         return f"rebuilt whole; {rows}"
 
 
@@ -423,17 +449,45 @@ rows in the row groups they shared with rows that stay (a whole row group of rep
 still dropped); `_check_free_space` rebuilds the file once they outnumber the live rows."""
 
 
-def _build_incremental(
+def _rows_to_replace(old: Published, new: Published) -> int:
+    """The rows an update from `old` to `new` deletes and inserts (by unit replaced)."""
+    rows = 0
+    for t in ALL_TABLES:
+        before, after = old[t.name], new[t.name]
+        if _in_unit(t, before, "") == _in_unit(t, after, ""):
+            continue
+        for unit in _units(t, set(before) | set(after)):
+            held, wanted = _in_unit(t, before, unit), _in_unit(t, after, unit)
+            if held != wanted:
+                rows += sum(before[k][1] for k in held) + sum(after[k][1] for k in wanted)
+    return rows
+
+
+KEPT_MAX_EXTRA_SHARE = 0.05
+"""The kept previous file is updated when it needs at most this share of the live rows replaced
+beyond what a copy of the published file needs (a daily refresh after a daily refresh: none,
+both replace the same months). A publish that replaced more than this share (a backfill, a full
+rebuild) keeps a copy of the new file instead of the version it replaced, so the next daily
+refresh finds it up to date: copying a file (~1 s a 500 MB on ext4, with its fsync) is cheaper
+than replacing those months again, and it is paid by the long run, not by the next short one."""
+
+
+def _live_rows(wanted: Published) -> int:
+    return sum(n for slices in wanted.values() for _, n in slices.values())
+
+
+def _update_file(
     tmp: Path,
-    previous: Path,
     store: ParquetStore,
     wanted: Published,
     views_sql: list[str] | None,
-) -> list[str]:
-    """Copy `previous` to `tmp` and replace what changed; StateUnusable when it cannot be."""
-    if Path(str(previous) + ".wal").exists():
-        raise StateUnusable("a write-ahead log lies next to the previous file (it was written to)")
-    copy_file(previous, tmp)
+    *,
+    than_copy_of: Published | None = None,
+) -> tuple[list[str], Published]:
+    """Replace what changed in `tmp`, a version published earlier; returns what it replaced and
+    the state the file recorded before. StateUnusable when it cannot be (its state, its free
+    space, its row counts, or it cannot be opened for writing), or, given the state of the
+    published file (`than_copy_of`), when updating a copy of that would replace far fewer rows."""
     try:
         con = duckdb.connect(str(tmp))
     except duckdb.Error as exc:
@@ -441,16 +495,163 @@ def _build_incremental(
     with _building(con, tmp):
         con.execute(f"SET max_vacuum_tasks = {VACUUM_TASKS}")
         published = _read_state(con)
+        if than_copy_of is not None:
+            extra = _rows_to_replace(published, wanted) - _rows_to_replace(than_copy_of, wanted)
+            if extra > KEPT_MAX_EXTRA_SHARE * _live_rows(wanted):
+                raise StateUnusable(f"{extra:,} more rows to replace than in a copy")
         _check_free_space(con, published)
         con.execute("BEGIN")
         replaced = _update(con, store, published, wanted)
         _drop_views(con)
         _finish(con, views_sql)
-    return replaced
+    return replaced, published
+
+
+def _build_incremental(
+    tmp: Path,
+    previous: Path,
+    store: ParquetStore,
+    wanted: Published,
+    views_sql: list[str] | None,
+) -> tuple[list[str], Published]:
+    """Copy `previous` to `tmp` and replace what changed (see `_update_file`)."""
+    if Path(str(previous) + ".wal").exists():
+        raise StateUnusable("a write-ahead log lies next to the previous file (it was written to)")
+    copy_file(previous, tmp)
+    return _update_file(tmp, store, wanted, views_sql)
+
+
+# ------------------------------------------------------------ the previous version, kept
+KEPT, COPY = "the kept previous file", "a copy"  # what an incremental publish updated
+
+
+@dataclass
+class _Updated:
+    """A new version under a temporary name (fsynced): what it replaced, and the state the
+    published file it replaces records."""
+
+    tmp: Path
+    replaced: list[str]
+    replaces: Published
+
+
+def kept_path(target: Path) -> Path:
+    """Where the version a publish replaced is kept for the next one (see the module doc)."""
+    return target.parent / f".{target.name}.previous"
+
+
+def _open_in_this_process(path: Path) -> bool | None:
+    """Whether this process holds `path`'s file open, under any name (by device and inode);
+    None where the system cannot tell (no `/proc/self/fd`)."""
+    wanted = path.stat()
+    try:
+        entries = list(os.scandir("/proc/self/fd"))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            held = os.stat(entry.path)
+        except OSError:  # closed meanwhile, or not a file
+            continue
+        if (held.st_dev, held.st_ino) == (wanted.st_dev, wanted.st_ino):
+            return True
+    return False
+
+
+def _state_of(path: Path) -> Published:
+    """The slices the published file at `path` records (read-only)."""
+    con = duckdb.connect(":memory:")
+    try:
+        literal = str(path).replace("'", "''")
+        con.execute(f"ATTACH '{literal}' AS published (READ_ONLY)")
+        con.execute("USE published")
+        return _read_state(con)
+    finally:
+        con.close()
+
+
+def _why_not_kept(target: Path, kept: Path) -> str | None:
+    """Why the kept previous file must not be updated in place, or None when it may be."""
+    if os.path.samefile(kept, target):
+        return "it is the published file itself (a publish stopped between linking and renaming)"
+    if Path(str(kept) + ".wal").exists():
+        return "a write-ahead log lies next to it (it was written to)"
+    if Path(str(target) + ".wal").exists():  # the copy's path rebuilds the file: see there
+        return f"a write-ahead log lies next to {target.name}"
+    held = _open_in_this_process(kept)
+    if held is None:
+        return "this system cannot tell whether this process holds it open"
+    if held:
+        return "this process holds it open (a reader of that version)"
+    return None
+
+
+def _update_kept(
+    target: Path, store: ParquetStore, wanted: Published, views_sql: list[str] | None
+) -> _Updated | None:
+    """The kept previous file brought up to date under a temporary name; None, with the kept
+    file dropped, when there is none or it may not or cannot be updated (an analyst may still
+    read it: DuckDB refuses to lock it for writing)."""
+    kept = kept_path(target)
+    try:
+        why = _why_not_kept(target, kept)
+    except FileNotFoundError:
+        return None
+    if why is None:
+        try:
+            current = _state_of(target)
+        except (StateUnusable, duckdb.Error) as exc:  # a copy of it fails too: rebuilt whole
+            why = f"{target.name} has no usable state ({str(exc).splitlines()[0]})"
+    if why is not None:
+        log.info("%s not updated (%s): dropped, updating a copy of %s", kept, why, target.name)
+        kept.unlink(missing_ok=True)
+        return None
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    os.rename(kept, tmp)  # a crash from here on leaves a temporary, which the next run removes
+    try:
+        replaced, _ = _update_file(tmp, store, wanted, views_sql, than_copy_of=current)
+        fsync_file(tmp)
+    except StateUnusable as exc:
+        log.info("%s not updated (%s): dropped, updating a copy of %s", kept, exc, target.name)
+        tmp.unlink()  # a reader holding it open keeps reading it
+        return None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _Updated(tmp, replaced, current)
+
+
+def _keep_a_copy(target: Path) -> None:
+    """Keep a copy of the file just published for the next publish to update."""
+    kept = kept_path(target)
+    kept.unlink(missing_ok=True)
+    commit_temporary(write_temporary(kept, lambda tmp: copy_file(target, tmp)), kept)
+
+
+def _swap_in(update: _Updated, target: Path, wanted: Published, *, keep_previous: bool) -> None:
+    """Rename the new version over `target`, keeping (see `KEPT_MAX_EXTRA_SHARE`) the version it
+    replaces (a hard link, made first) or, when that replaced much, a copy of the new one."""
+    kept = kept_path(target)
+    kept.unlink(missing_ok=True)  # normally gone already (renamed, or dropped)
+    small = _rows_to_replace(update.replaces, wanted) <= KEPT_MAX_EXTRA_SHARE * _live_rows(wanted)
+    if keep_previous and small:
+        with contextlib.suppress(OSError):  # no hard links here: nothing is kept
+            os.link(target, kept)
+    try:
+        commit_temporary(update.tmp, target)
+    except BaseException:
+        kept.unlink(missing_ok=True)
+        raise
+    if keep_previous and not small:
+        _keep_a_copy(target)
 
 
 def publish_database(
-    warehouse: Path, views_sql: list[str] | None = None, *, incremental: bool = True
+    warehouse: Path,
+    views_sql: list[str] | None = None,
+    *,
+    incremental: bool = True,
+    keep_previous: bool = True,
 ) -> PublishResult:
     """Publish `usage.duckdb` from the Parquet files: by slice when it can, else rebuilt whole.
 
@@ -459,7 +660,8 @@ def publish_database(
     views of `warehouse.views` are created for the tables that exist, each on its own after the
     tables are committed: a view that cannot be built is logged and skipped rather than failing
     the run. `views_sql=[]` publishes no views. Either way the file is only swapped in when
-    complete. `incremental=False` forces the full rebuild. Callers hold the warehouse
+    complete. `incremental=False` forces the full rebuild. `keep_previous=False` keeps no
+    previous version (after removing data on purpose). Callers hold the warehouse
     `writer_lock` (the manifests are settled here).
     """
     warehouse = Path(warehouse)
@@ -473,32 +675,42 @@ def publish_database(
 
     reason = "no previous file" if first else "asked for"
     if not first and incremental:
-        replaced: list[str] = []
+        new = _update_kept(target, store, wanted, views_sql)
+        updated = KEPT if new is not None else COPY
+        if new is None:
+            copied: list[tuple[list[str], Published]] = []
 
-        def update(tmp: Path) -> None:
-            replaced.extend(_build_incremental(tmp, target, store, wanted, views_sql))
+            def update(tmp: Path) -> None:
+                copied.append(_build_incremental(tmp, target, store, wanted, views_sql))
 
-        try:
-            tmp = write_temporary(target, update)
-        except StateUnusable as exc:
-            reason = str(exc)
-            log.warning("%s cannot be updated by slice, rebuilding it: %s", target, reason)
-        else:
             try:
-                commit_temporary(tmp, target, free_old_later=True)
+                tmp = write_temporary(target, update)
+                new = _Updated(tmp, *copied[0])
+            except StateUnusable as exc:
+                reason = str(exc)
+                log.warning("%s cannot be updated by slice, rebuilding it: %s", target, reason)
+        if new is not None:
+            try:
+                _swap_in(new, target, wanted, keep_previous=keep_previous)
             finally:
-                discard_temporary(tmp)  # gone once renamed; removed if the rename failed
+                discard_temporary(new.tmp)  # gone once renamed; removed if the rename failed
             rows = {t.name: sum(n for _, n in wanted[t.name].values()) for t in ALL_TABLES}
-            return PublishResult(rows, True, "", replaced, check.hashed)
+            return PublishResult(rows, True, "", new.replaced, check.hashed, updated)
     counts: dict[str, int] = {}
 
     def build(tmp: Path) -> None:
         counts.update(_build_full(tmp, store, wanted, views_sql))
 
     atomic_write(target, build)
+    if keep_previous:
+        _keep_a_copy(target)  # the version it replaced is of no use to the next publish
+    else:
+        kept_path(target).unlink(missing_ok=True)
     return PublishResult(counts, False, reason, files_hashed=check.hashed)
 
 
-def publish(warehouse: Path, views_sql: list[str] | None = None) -> dict[str, int]:
+def publish(
+    warehouse: Path, views_sql: list[str] | None = None, *, keep_previous: bool = True
+) -> dict[str, int]:
     """Publish `usage.duckdb` (see `publish_database`); returns rows per table."""
-    return publish_database(warehouse, views_sql).rows
+    return publish_database(warehouse, views_sql, keep_previous=keep_previous).rows

@@ -23,7 +23,7 @@ from tests.services.emulator import Pipeline
 from tests.services.warehouse_files import query_published
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
-from warehouse.publish import DATABASE_NAME, publish
+from warehouse.publish import DATABASE_NAME, kept_path, publish
 from warehouse.schema import RESOURCE_USAGE
 
 TODAY = date(2026, 11, 28)
@@ -107,8 +107,12 @@ def test_plan_edge_cases(tmp_path: Path) -> None:
 def test_prune_removes_exactly_the_planned_files_and_republishes(tmp_path: Path) -> None:
     expected = build_history(tmp_path, TODAY)
     publish(tmp_path)
+    publish(tmp_path)  # the first version is kept for the next publish to update
+    kept = kept_path(tmp_path / DATABASE_NAME)
+    assert kept.exists()
     before = query_published(tmp_path, "select count(*) from resource_usage")[0][0]
     result = retention.prune_warehouse(tmp_path, 3, today=TODAY)
+    assert not kept.exists(), "no version holding the pruned rows is kept"
     assert sorted(ParquetStore(tmp_path).files(RESOURCE_USAGE)) == expected["keep"]
     assert not any(p.exists() for p in expected["remove"])
     assert result.published is not None

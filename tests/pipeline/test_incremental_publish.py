@@ -1,5 +1,6 @@
 """Publishing `usage.duckdb` by slice: the same database as a full rebuild, crash-safe at every
 step, invisible to an open analyst session, and rebuilt whole when its recorded state is damaged.
+The kept previous file is updated instead of a copy only when nobody can be reading it.
 
 The warehouses here are written through `ParquetStore` (no API run): a few organizations, four
 months of `credit_usage` (days and periods), organizations, resource snapshots and one derived
@@ -25,7 +26,14 @@ from warehouse import schema
 from warehouse.derived_schema import PROJECT_USAGE_TRENDS
 from warehouse.files import remove_stale_temporaries
 from warehouse.parquet_store import ParquetStore
-from warehouse.publish import DATABASE_NAME, connect_readonly, publish_database
+from warehouse.publish import (
+    COPY,
+    DATABASE_NAME,
+    KEPT,
+    connect_readonly,
+    kept_path,
+    publish_database,
+)
 from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE
 
 MONTHS = ["2026-07", "2026-08", "2026-09", "2026-10"]
@@ -166,6 +174,14 @@ def full_rebuild_of(root: Path, tmp: Path) -> dict[str, Any]:
     return contents(copy / DATABASE_NAME)
 
 
+@pytest.fixture(autouse=True)
+def kept_file_always_worth_updating(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In these tiny warehouses any month is a large share of the rows: the kept previous file is
+    updated however far behind it is, unless a test sets the real share
+    (`test_a_kept_file_a_backfill_behind_is_dropped_for_a_copy`)."""
+    monkeypatch.setattr(publisher, "KEPT_MAX_EXTRA_SHARE", float("inf"))
+
+
 @pytest.fixture(scope="module")
 def published_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small warehouse built and published once for the module (read-only: each test gets
@@ -203,7 +219,9 @@ def test_one_month_change_is_published_by_slice_and_equals_a_full_rebuild(
         "project_usage_trends/month=2026-10",
         "resource_usage/observed_date=2026-10-21",
     ]
-    assert result.line() == "by slice, 4 partition(s) replaced; 9 tables, 770 rows"
+    assert result.line() == (
+        "by slice (the kept previous file updated), 4 partition(s) replaced; 9 tables, 770 rows"
+    )
     published = contents(root_of(store) / DATABASE_NAME)
     assert published == full_rebuild_of(root_of(store), tmp_path)
     assert published["main.credit_usage"] != [], "the comparison compares rows"
@@ -234,7 +252,84 @@ def test_removed_slices_and_an_unchanged_warehouse(store: ParquetStore, tmp_path
     assert contents(root_of(store) / DATABASE_NAME) == full_rebuild_of(root_of(store), tmp_path)
 
 
+def change_another_month(store: ParquetStore) -> None:
+    """A later run: an older month re-pulled with other numbers."""
+    store.replace_partition(
+        CREDIT_USAGE,
+        {"interval": "day", "month": "2026-08"},
+        usage_month("2026-08", ["a", "b"], scale=3),
+    )
+
+
+def test_the_kept_previous_file_two_versions_behind_is_brought_up_to_date(
+    store: ParquetStore, tmp_path: Path
+) -> None:
+    path = root_of(store) / DATABASE_NAME
+    kept = kept_path(path)
+    assert contents(kept) == contents(path), "a full rebuild keeps a copy of what it built"
+    assert not os.path.samefile(kept, path)
+    change_one_month(store)
+    first = publish_database(root_of(store))
+    assert first.incremental and first.updated == KEPT
+    assert kept.exists() and not os.path.samefile(kept, path)
+    change_another_month(store)
+    second = publish_database(root_of(store))
+    assert second.incremental and second.updated == KEPT, second
+    # the kept file held the version `first` replaced: both runs' partitions were replaced in it
+    assert sorted(second.replaced) == [
+        "credit_usage/interval=day/month=2026-08",
+        "credit_usage/interval=day/month=2026-10",
+        "organizations",
+        "project_usage_trends/month=2026-10",
+        "resource_usage/observed_date=2026-10-21",
+    ]
+    assert second.line().startswith("by slice (the kept previous file updated), 5 partition(s)")
+    expected = full_rebuild_of(root_of(store), tmp_path)
+    assert contents(path) == expected
+    assert contents(kept) != expected, "the version `second` replaced is kept"
+    assert not list(path.parent.glob(".*.tmp*"))
+    # a kept file that is the published one (a publish stopped between linking and renaming)
+    kept.unlink()
+    os.link(path, kept)
+    third = publish_database(root_of(store))
+    assert third.incremental and third.updated == COPY
+    assert contents(path) == expected
+    # removing data on purpose (forget, prune) keeps no version that still holds it
+    store.replace_table(ORGANIZATIONS, organizations(["a", "b"], datetime(2026, 10, 22)))
+    assert publish_database(root_of(store), keep_previous=False).updated == KEPT
+    assert not kept.exists()
+
+
+def test_after_a_backfill_a_copy_is_kept_and_a_version_far_behind_is_not_updated(
+    store: ParquetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publisher, "KEPT_MAX_EXTRA_SHARE", 0.2)
+    path = root_of(store) / DATABASE_NAME
+    kept = kept_path(path)
+    before_backfill = path.read_bytes()
+    for month in MONTHS:  # a backfill: every month re-pulled with other numbers
+        store.replace_partition(
+            CREDIT_USAGE,
+            {"interval": "day", "month": month},
+            usage_month(month, ["a", "b", "c"], scale=5),
+        )
+    assert publish_database(root_of(store)).incremental
+    assert contents(kept) == contents(path), "it replaced much: a copy of the new file is kept"
+    store.replace_table(ORGANIZATIONS, organizations(["a", "b", "c"], datetime(2026, 10, 22)))
+    daily = publish_database(root_of(store))
+    assert daily.updated == KEPT and daily.replaced == ["organizations"]
+    # a kept version a whole backfill behind (left by an interrupted copy, or an older release)
+    kept.unlink()
+    kept.write_bytes(before_backfill)
+    store.replace_table(ORGANIZATIONS, organizations(["a", "b", "c"], datetime(2026, 10, 23)))
+    later = publish_database(root_of(store))
+    assert later.incremental and later.updated == COPY and later.replaced == ["organizations"]
+    assert contents(path) == full_rebuild_of(root_of(store), tmp_path)
+
+
 def test_an_open_analyst_session_keeps_its_snapshot(store: ParquetStore) -> None:
+    """Its version is replaced, then kept; a later publish must not update it in place while
+    the session (in this process: DuckDB's locks do not tell) still reads it."""
     path = root_of(store) / DATABASE_NAME
     sql = "SELECT count(*), sum(credits) FROM credit_usage"
     plain = duckdb.connect(str(path), read_only=True)
@@ -247,6 +342,12 @@ def test_an_open_analyst_session_keeps_its_snapshot(store: ParquetStore) -> None
         assert result.incremental, result.reason
         assert plain.execute(sql).fetchone() == before
         assert locked.execute(sql).fetchone() == before
+        assert _held_open_here(kept_path(path)), "the session's version is the kept one"
+        change_another_month(store)
+        again = publish_database(root_of(store))
+        assert again.incremental and again.updated == COPY, "the reader's version is not updated"
+        assert plain.execute(sql).fetchone() == before
+        assert locked.execute(sql).fetchone() == before
         assert plain.execute("SELECT count(*) FROM organizations").fetchone() == (3,)
     finally:
         plain.close()
@@ -256,7 +357,68 @@ def test_an_open_analyst_session_keeps_its_snapshot(store: ParquetStore) -> None
         after = fresh.execute(sql).fetchone()
     finally:
         fresh.close()
-    assert after is not None and before is not None and after[0] > before[0]
+    assert after is not None and before is not None and after != before
+    assert publish_database(root_of(store)).updated == KEPT, "once the readers are gone"
+
+
+def _held_open_here(path: Path) -> bool:
+    """Whether this process holds a descriptor on `path`'s file."""
+    wanted = path.stat()
+    for entry in os.scandir("/proc/self/fd"):
+        try:
+            held = os.stat(entry.path)
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (wanted.st_dev, wanted.st_ino):
+            return True
+    return False
+
+
+READER = """
+import sys
+from warehouse.readonly import connect_readonly
+con = connect_readonly(sys.argv[1])
+sql = "SELECT count(*), sum(credits) FROM credit_usage"
+for _ in sys.stdin:
+    print(con.execute(sql).fetchone(), flush=True)
+"""
+
+
+def test_a_reader_in_another_process_keeps_its_version_across_two_publishes(
+    store: ParquetStore,
+) -> None:
+    import subprocess
+    import sys
+
+    root = root_of(store)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdin is not None and reader.stdout is not None
+
+    def ask() -> str:
+        assert reader.stdin is not None and reader.stdout is not None
+        reader.stdin.write("?\n")
+        reader.stdin.flush()
+        return reader.stdout.readline()
+
+    try:
+        before = ask()
+        assert before.startswith("(")
+        change_one_month(store)
+        assert publish_database(root).updated == KEPT  # the full build's copy
+        change_another_month(store)
+        again = publish_database(root)  # the kept file is the reader's: DuckDB cannot lock it
+        assert again.incremental and again.updated == COPY
+        assert ask() == before
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=60)
+    assert reader.returncode == 0
+    assert publish_database(root).updated == KEPT, "once the reader is gone"
 
 
 def _tamper(path: Path, *statements: str) -> None:
@@ -333,7 +495,9 @@ def test_deleted_rows_outnumbering_live_ones_rebuild_the_file(
         )
     emptied = publish_database(root_of(store))
     assert emptied.incremental, emptied.reason
-    compacted = publish_database(root_of(store))
+    # the kept version from before is compact: it takes the deletions too, by slice
+    assert publish_database(root_of(store)).updated == KEPT
+    compacted = publish_database(root_of(store))  # both versions now hold the deleted rows
     assert not compacted.incremental and "deleted ones" in compacted.reason
     assert contents(root_of(store) / DATABASE_NAME) == full_rebuild_of(root_of(store), tmp_path)
     assert publish_database(root_of(store)).incremental  # compact again: by slice
@@ -358,14 +522,14 @@ def test_rows_outside_their_partition_are_caught_and_rebuilt(
 # ---------------------------------------------------------------------------- crash safety
 class Killer:
     """Kills this (forked) process with SIGKILL just before the first step whose name matches,
-    from the copy of the previous file on (the integrity check before it writes files too)."""
+    from the flow's first step on (the integrity check before it writes files too)."""
 
-    def __init__(self, step: str) -> None:
-        self.step = step
+    def __init__(self, step: str, first: str) -> None:
+        self.step, self.first = step, first
         self.armed = False
 
     def at(self, name: str) -> None:
-        self.armed = self.armed or name.startswith("copy_file")
+        self.armed = self.armed or name.startswith(self.first)
         if self.armed and name.startswith(self.step):
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -402,9 +566,9 @@ class KillingConnection:
         self._con.close()
 
 
-# Every kind of step of an incremental publish, in order.
-STEPS = [
-    "copy_file",
+# Every kind of step of an incremental publish, in order: updating a copy of the published file
+# or the kept previous one (renamed to a temporary first); both keep the file they replace.
+UPDATE_STEPS = [
     "connect",
     "sql SET TimeZone",
     "sql SELECT format",
@@ -421,22 +585,37 @@ STEPS = [
     "sql CHECKPOINT",
     "close",
     "os.fsync",
+    "os.link",
     "commit_temporary",
     "fsync_dir",
 ]
+STEPS = {
+    "copy": ["copy_file", *UPDATE_STEPS],
+    # the same update of a file under a temporary name: its first, middle and last steps
+    "kept": [
+        "os.rename",
+        "connect",
+        "sql BEGIN",
+        "sql COMMIT",
+        "sql CHECKPOINT",
+        *UPDATE_STEPS[UPDATE_STEPS.index("close") :],
+    ],
+}
 
 
-def _publish_and_die(root: Path, step: str) -> None:
+def _publish_and_die(root: Path, step: str, first: str) -> None:
     """In a forked child: publish, killed at `step` (exit 0 when the step never came)."""
     import warehouse.files as files
 
-    killer = Killer(step)
+    killer = Killer(step, first)
     real_connect = duckdb.connect
     publisher.copy_file = killer.wrap("copy_file", publisher.copy_file)  # type: ignore[assignment]
     publisher.commit_temporary = killer.wrap(  # type: ignore[assignment]
         "commit_temporary", publisher.commit_temporary
     )
     files.os.fsync = killer.wrap("os.fsync", os.fsync)  # type: ignore[assignment]
+    publisher.os.rename = killer.wrap("os.rename", os.rename)  # type: ignore[assignment]
+    publisher.os.link = killer.wrap("os.link", os.link)  # type: ignore[assignment]
     files.fsync_dir = killer.wrap("fsync_dir", files.fsync_dir)  # type: ignore[assignment]
 
     def connect(*args: Any, **kwargs: Any) -> Any:
@@ -464,26 +643,34 @@ def run_forked(fn: Callable[[], None]) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
+@pytest.mark.parametrize("flow", ["copy", "kept"])
 def test_kill_9_at_every_step_of_an_incremental_publish(
-    store: ParquetStore, tmp_path: Path
+    store: ParquetStore, tmp_path: Path, flow: str
 ) -> None:
     root = root_of(store)
     path = root / DATABASE_NAME
+    kept = kept_path(path)
     previous = path.read_bytes()
     change_one_month(store)
     expected_new = full_rebuild_of(root, tmp_path)
     killed = []
-    for step in STEPS:
-        status = run_forked(lambda step=step: _publish_and_die(root, step))
+    for step in STEPS[flow]:
+        if flow == "copy":
+            kept.unlink(missing_ok=True)
+        elif not kept.exists() or os.path.samefile(kept, path):
+            kept.unlink(missing_ok=True)  # what the previous kill left: a kept version again
+            kept.write_bytes(previous)
+        status = run_forked(lambda step=step: _publish_and_die(root, step, STEPS[flow][0]))
         assert status in (-signal.SIGKILL, 0), (step, status)
         if status == -signal.SIGKILL:
             killed.append(step)
         if step != "fsync_dir":  # killed before the rename: the previous file, byte for byte
             assert path.read_bytes() == previous, f"killed at {step}"
-    assert killed == STEPS, "every step was reached and killed"
+    assert killed == STEPS[flow], "every step was reached and killed"
     assert contents(path) == expected_new, "killed after the rename: the new file, whole"
+    assert os.path.samefile(kept, path) is False and kept.read_bytes() == previous
     assert remove_stale_temporaries(root) > 0, "the killed publishes left temporaries"
     assert not list(root.glob(".*.tmp*")), "their copies and write-ahead logs are cleaned up"
     result = publish_database(root)
-    assert result.incremental, result.reason
+    assert result.incremental and result.updated == KEPT, result
     assert contents(path) == expected_new

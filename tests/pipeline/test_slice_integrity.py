@@ -13,7 +13,7 @@ import pytest
 from tests.services.emulator import Pipeline, assert_matches_emulator
 from tests.services.warehouse_files import credit_totals, garble, month_slice, verify_exit
 from warehouse.manifest import IntegrityError
-from warehouse.publish import publish
+from warehouse.publish import DATABASE_NAME, kept_path, publish
 
 
 def this_month(p: Pipeline) -> date:
@@ -98,6 +98,7 @@ def test_token_seeing_fewer_organizations_keeps_the_others_history(
     gone = hidden.iloc[0]
     status = main(["forget", "--organization", gone.organization_name])
     assert status == 0
+    assert not kept_path(pipeline.warehouse / DATABASE_NAME).exists(), "no version holding it"
     assert gone.organization_name in capsys.readouterr().out
     for table in ("credit_usage", "organizations", "organization_users", "resource_usage"):
         n = pipeline.query(
