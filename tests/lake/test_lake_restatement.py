@@ -12,6 +12,10 @@ the warehouse. Besides what the CLI prints, whatever reaches the process's stdou
 descriptors during the run (C-level writes, handlers holding the original streams) is captured
 (`capfd`) and checked for the password too, as a subprocess's whole output would be. (These
 checks had a run of their own, tests/lake/test_lake_flags.py.)
+
+The second load restates a period, and `usage-etl history` on the analyst's machine shows the
+two loads and what the second changed, in the period row and the daily rows alike (once a
+third run of tests/lake/test_lake_pipeline.py, a later daily run of its server host).
 """
 
 from __future__ import annotations
@@ -117,10 +121,11 @@ def test_a_restatement_loaded_by_another_host_is_noted_from_the_lake(
     assert files_containing(tmp_path / "server-host", password) == []
     assert_flags_work_and_never_show_the_password(team, flags, password)
 
-    ((name, used, as_of),) = csv_rows(
+    ((name, used, as_of, period),) = csv_rows(
         with_flags(
             team.env("analyst"), flags, "query",
-            "SELECT organization_name, value, strftime(as_of, '%Y-%m-%d') FROM quota_status "
+            "SELECT organization_name, value, strftime(as_of, '%Y-%m-%d'), "
+            "strftime(period_start, '%Y-%m') FROM quota_status "
             "WHERE metric = 'credits' AND scope = 'organization' AND period_start < as_of "
             "AND value > 100 "
             "ORDER BY value DESC LIMIT 1",
@@ -150,3 +155,10 @@ def test_a_restatement_loaded_by_another_host_is_noted_from_the_lake(
     assert f"period total moved from {float(used):,.2f} to " in note
     assert f"changed by +{late:,.2f}" in note
     assert f"{100:g}% of the" in note
+
+    # the restated period, load by load, from the analyst's machine
+    history = team.ask("analyst", "history", "--organization", name, "--period", period)
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.strip().splitlines()
+    assert lines[-1] == "(2 loads changed these totals)"
+    assert lines[-2].count(f"+{late:,.2f}") == 2  # the period row and the daily rows, alike
