@@ -83,9 +83,9 @@ def children_cpu_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(name: str, args: list[str], env: dict[str, str]) -> Measured:
+def measure(name: str, args: list[str], env: dict[str, str], log: Path | None = None) -> Measured:
     """Run `usage-etl run ARGS` and read wall time, its own peak RSS and its summary, and the
-    emulator's CPU meanwhile."""
+    emulator's CPU meanwhile; its output (stdout, then stderr) is written to `log` if given."""
     emulator_before = children_cpu_seconds()
     began = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
@@ -99,6 +99,9 @@ def measure(name: str, args: list[str], env: dict[str, str]) -> Measured:
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - began
         emulator_cpu = children_cpu_seconds() - emulator_before
+        if log is not None:
+            errors.seek(0)
+            log.write_text(output + errors.read())
         if proc.returncode != 0:
             errors.seek(0)
             tail = "\n".join((output + errors.read()).splitlines()[-15:])
@@ -155,8 +158,11 @@ def scenarios(today: date) -> list[tuple[str, str, list[str]]]:
     )
 
 
-def bench(orgs: int, now: datetime, chosen: list[str]) -> dict[str, Measured]:
-    """Every scenario in order on one fresh warehouse, against an emulator of `orgs`."""
+def bench(
+    orgs: int, now: datetime, chosen: list[str], logs: Path | None = None
+) -> dict[str, Measured]:
+    """Every scenario in order on one fresh warehouse, against an emulator of `orgs`; each run's
+    output is kept in `logs` (as `<orgs>-<scenario>.log`) if given."""
     results: dict[str, Measured] = {}
     with (
         tempfile.TemporaryDirectory(prefix="usage-scale-") as tmp,
@@ -177,7 +183,8 @@ def bench(orgs: int, now: datetime, chosen: list[str]) -> dict[str, Measured]:
             if key not in chosen:
                 continue
             print(f"{orgs} organizations: {name} ...", file=sys.stderr, flush=True)
-            results[key] = measure(name, run_args, env)
+            log = None if logs is None else logs / f"{orgs}-{key}.log"
+            results[key] = measure(name, run_args, env, log)
     return results
 
 
@@ -193,12 +200,17 @@ def main() -> int:
         default=list(SCENARIOS),
         help="run only these scenarios (in the bench's order, on one fresh warehouse; default all)",
     )
+    parser.add_argument(
+        "--logs", type=Path, help="keep each run's output (step timings, publish path) here"
+    )
     args = parser.parse_args()
+    if args.logs:
+        args.logs.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     ok = True
     for orgs in args.orgs:
         began = time.perf_counter()
-        results = bench(orgs, now, args.scenarios)
+        results = bench(orgs, now, args.scenarios, args.logs)
         ok = ok and all(r.ok for r in results.values())
         print(
             f"\n{orgs} organizations, emulator rate limit off, {os.cpu_count()} cores "

@@ -591,15 +591,9 @@ UPDATE_STEPS = [
 ]
 STEPS = {
     "copy": ["copy_file", *UPDATE_STEPS],
-    # the same update of a file under a temporary name: its first, middle and last steps
-    "kept": [
-        "os.rename",
-        "connect",
-        "sql BEGIN",
-        "sql COMMIT",
-        "sql CHECKPOINT",
-        *UPDATE_STEPS[UPDATE_STEPS.index("close") :],
-    ],
+    # the same update (the copy's steps above), of the kept file under a temporary name: the
+    # rename, the commit, and every step from the fsync on
+    "kept": ["os.rename", "sql COMMIT", *UPDATE_STEPS[UPDATE_STEPS.index("os.fsync") :]],
 }
 
 
