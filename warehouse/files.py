@@ -15,22 +15,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def fsync_file(path: Path) -> None:
+    """Make a file's content (or, for a directory, the renames inside it) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    """Make a file's content durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(path)
 
 
 def write_temporary(target: Path, write: Callable[[Path], None]) -> Path:
