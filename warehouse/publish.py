@@ -38,7 +38,7 @@ Two ways to build the new file, and the run log says which one was taken:
   recompressed much of the big tables on every publish), or the incremental result fails its
   row-count checks.
 A publish that replaced much (a backfill, a full rebuild) keeps a copy of the new file instead
-of the version it replaced (`KEPT_MAX_EXTRA_SHARE`): the next daily refresh then finds it up to
+of the version it replaced (`KEPT_COPY_AFTER_SHARE`): the next daily refresh then finds it up to
 date, and the long run pays for the copy, not the short one.
 Either way the views of `views/*.sql` are dropped and created anew and the tables carry column
 comments from `schema.py`, so both paths give the same tables, rows, views and comments (row
@@ -328,6 +328,12 @@ def copy_file(source: Path, target: Path) -> None:
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
+def _directory(key: str) -> str:
+    """The partition directory of slice `key` (a relative POSIX path): `Path(key).parent`, as
+    text, without building a path (the unit checks below run it for every slice and unit)."""
+    return key.rpartition("/")[0] or "."
+
+
 def _units(t: Table, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
     """Slice keys grouped into what is replaced together: `{unit: partition values}` where the
     unit is a partition directory, or `{"": None}` for the whole table."""
@@ -335,7 +341,7 @@ def _units(t: Table, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
         return {"": None}
     units: dict[str, dict[str, str] | None] = {}
     for key in keys:
-        directory = Path(key).parent.as_posix()
+        directory = _directory(key)
         values = dict(part.split("=", 1) for part in directory.split("/") if "=" in part)
         if partition_predicate(t, values) is None:
             return {"": None}
@@ -345,9 +351,7 @@ def _units(t: Table, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
 
 def _in_unit(t: Table, slices: dict[str, tuple[str, int]], unit: str) -> dict[str, str]:
     """`{slice: sha256}` of the slices in `unit` (every slice for the whole-table unit "")."""
-    return {
-        k: sha for k, (sha, _) in slices.items() if not unit or Path(k).parent.as_posix() == unit
-    }
+    return {k: sha for k, (sha, _) in slices.items() if not unit or _directory(k) == unit}
 
 
 def _replace_unit(
@@ -465,11 +469,16 @@ def _rows_to_replace(old: Published, new: Published) -> int:
 
 KEPT_MAX_EXTRA_SHARE = 0.05
 """The kept previous file is updated when it needs at most this share of the live rows replaced
-beyond what a copy of the published file needs (a daily refresh after a daily refresh: none,
-both replace the same months). A publish that replaced more than this share (a backfill, a full
-rebuild) keeps a copy of the new file instead of the version it replaced, so the next daily
-refresh finds it up to date: copying a file (~1 s a 500 MB on ext4, with its fsync) is cheaper
-than replacing those months again, and it is paid by the long run, not by the next short one."""
+(deleted and inserted) beyond what a copy of the published file needs: a daily refresh after a
+daily refresh needs none, both replace the same months. Copying a file (~1 s a 500 MB on ext4,
+with its fsync) is cheaper than replacing more."""
+
+KEPT_COPY_AFTER_SHARE = 0.25
+"""A publish that replaced (deleted and inserted) more than this share of the live rows (a
+backfill, a full rebuild) keeps a copy of the new file instead of the version it replaced: the
+next daily refresh, which replaces other months, finds it up to date, and the long run pays for
+the copy, not the short one. A daily refresh replaces its current months (~8% of the rows at 24
+months, twice that at 12): it keeps the version it replaced, a hard link."""
 
 
 def _live_rows(wanted: Published) -> int:
@@ -629,11 +638,11 @@ def _keep_a_copy(target: Path) -> None:
 
 
 def _swap_in(update: _Updated, target: Path, wanted: Published, *, keep_previous: bool) -> None:
-    """Rename the new version over `target`, keeping (see `KEPT_MAX_EXTRA_SHARE`) the version it
+    """Rename the new version over `target`, keeping (see `KEPT_COPY_AFTER_SHARE`) the version it
     replaces (a hard link, made first) or, when that replaced much, a copy of the new one."""
     kept = kept_path(target)
     kept.unlink(missing_ok=True)  # normally gone already (renamed, or dropped)
-    small = _rows_to_replace(update.replaces, wanted) <= KEPT_MAX_EXTRA_SHARE * _live_rows(wanted)
+    small = _rows_to_replace(update.replaces, wanted) <= KEPT_COPY_AFTER_SHARE * _live_rows(wanted)
     if keep_previous and small:
         with contextlib.suppress(OSError):  # no hard links here: nothing is kept
             os.link(target, kept)

@@ -177,9 +177,11 @@ def full_rebuild_of(root: Path, tmp: Path) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def kept_file_always_worth_updating(monkeypatch: pytest.MonkeyPatch) -> None:
     """In these tiny warehouses any month is a large share of the rows: the kept previous file is
-    updated however far behind it is, unless a test sets the real share
-    (`test_a_kept_file_a_backfill_behind_is_dropped_for_a_copy`)."""
+    updated however far behind it is, and a publish keeps the version it replaced however much
+    it replaced, unless a test sets the real shares
+    (`test_after_a_backfill_a_copy_is_kept_and_a_version_far_behind_is_not_updated`)."""
     monkeypatch.setattr(publisher, "KEPT_MAX_EXTRA_SHARE", float("inf"))
+    monkeypatch.setattr(publisher, "KEPT_COPY_AFTER_SHARE", float("inf"))
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +306,7 @@ def test_after_a_backfill_a_copy_is_kept_and_a_version_far_behind_is_not_updated
     store: ParquetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(publisher, "KEPT_MAX_EXTRA_SHARE", 0.2)
+    monkeypatch.setattr(publisher, "KEPT_COPY_AFTER_SHARE", 0.5)
     path = root_of(store) / DATABASE_NAME
     kept = kept_path(path)
     before_backfill = path.read_bytes()
