@@ -380,6 +380,20 @@ def _replace_unit(
         )
 
 
+def _changed_units(
+    t: Table, old: dict[str, tuple[str, int]], new: dict[str, tuple[str, int]]
+) -> list[tuple[str, dict[str, str] | None]]:
+    """The units of `t` (see `_units`) whose slices differ between `old` and `new`, in order;
+    none when the table's slices are the same."""
+    if _in_unit(t, old, "") == _in_unit(t, new, ""):
+        return []
+    return [
+        (unit, values)
+        for unit, values in sorted(_units(t, set(old) | set(new)).items())
+        if _in_unit(t, old, unit) != _in_unit(t, new, unit)
+    ]
+
+
 def _update(
     con: duckdb.DuckDBPyConnection,
     store: ParquetStore,
@@ -391,12 +405,11 @@ def _update(
     touched: list[str] = []
     for t in ALL_TABLES:
         old, new = published[t.name], wanted[t.name]
-        if _in_unit(t, old, "") == _in_unit(t, new, ""):
+        changed = _changed_units(t, old, new)
+        if not changed:
             continue
         touched.append(t.name)
-        for unit, values in sorted(_units(t, set(old) | set(new)).items()):
-            if _in_unit(t, old, unit) == _in_unit(t, new, unit):
-                continue
+        for unit, values in changed:
             where: tuple[str, list[object]] | None = (
                 ("TRUE", []) if values is None else partition_predicate(t, values)
             )
@@ -458,12 +471,9 @@ def _rows_to_replace(old: Published, new: Published) -> int:
     rows = 0
     for t in ALL_TABLES:
         before, after = old[t.name], new[t.name]
-        if _in_unit(t, before, "") == _in_unit(t, after, ""):
-            continue
-        for unit in _units(t, set(before) | set(after)):
-            held, wanted = _in_unit(t, before, unit), _in_unit(t, after, unit)
-            if held != wanted:
-                rows += sum(before[k][1] for k in held) + sum(after[k][1] for k in wanted)
+        for unit, _ in _changed_units(t, before, after):
+            rows += sum(before[k][1] for k in _in_unit(t, before, unit))
+            rows += sum(after[k][1] for k in _in_unit(t, after, unit))
     return rows
 
 
