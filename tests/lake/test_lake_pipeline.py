@@ -22,9 +22,11 @@ catalog password given on the command line appears nowhere: not in the output, t
 Dagster run storage (events, metadata) nor the warehouse. Besides what the CLI prints, whatever
 reaches the process's stdout and stderr file descriptors during the run (C-level writes,
 handlers holding the original streams) is captured (`capfd`) and checked for the password too,
-as a subprocess's whole output would be. (The restatement, history and flag checks had a test
-of their own, tests/lake/test_lake_restatement.py, with its own lake and two more runs; the
-flag checks before that a run of their own, tests/lake/test_lake_flags.py.)
+as a subprocess's whole output would be; the first two hosts, which created the lake from the
+variables, are checked for the password the same way (their processes' whole output, their
+directories). (The restatement, history and flag checks had a test of their own,
+tests/lake/test_lake_restatement.py, with its own lake and two more runs; the flag checks
+before that a run of their own, tests/lake/test_lake_flags.py.)
 """
 
 from __future__ import annotations
@@ -226,10 +228,14 @@ def test_two_hosts_share_one_lake_and_analysts_read_it_from_anywhere(
         "backfill-host", "run", "--start", str(older), "--end", str(current - date.resolution)
     )
     daily = team.start("server-host", "run", "--start", str(current), "--end", str(today))
+    password = team.lake.postgres.password
     for process in (backfill, daily):
         done = team.finish(process)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "publishing to the shared lake" in done.stderr
+        assert password not in done.stdout + done.stderr  # the lake created, its password unseen
+    for host in ("backfill-host", "server-host"):
+        assert files_containing(team.tmp / host, password) == []
 
     query = team.ask(
         "analyst-laptop", "query",
