@@ -15,11 +15,12 @@ import socket
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from pipelines import cli
+from pipelines import cli, preflight
 from tests.services.cli import (
     REPO,
     USAGE_ETL,
@@ -89,13 +90,18 @@ def test_bad_host_is_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(done, 2, "UBIOPS_API_HOST", "http(s)")
 
 
-def test_unreachable_host_is_exit_2_after_a_short_try(tmp_path: Path) -> None:
+def test_unreachable_host_is_exit_2_after_a_short_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the probe tries again until its deadline: 1 s here instead of the command's 5 s, the same
+    # tries and the same error (the message names the deadline) without 4 s of waiting
+    monkeypatch.setattr(preflight, "check_api", partial(preflight.check_api, deadline_seconds=1))
     with socket.socket() as sock:  # a loopback port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = clean_env(UBIOPS_API_HOST=f"http://127.0.0.1:{port}/v2.1", UBIOPS_API_TOKEN="secret-1")
     done = usage_etl_in_process("run", "--warehouse", str(tmp_path / "wh"), env=env)
-    assert_one_line_error(done, 2, f"127.0.0.1:{port}", "cannot connect")
+    assert_one_line_error(done, 2, f"127.0.0.1:{port}", "cannot connect", "within 1s")
     assert "secret-1" not in done.err
     assert not (tmp_path / "wh" / "dagster").exists()
 

@@ -337,7 +337,8 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
 def counting_server() -> Iterator[tuple[str, list[str]]]:
     _CountingHandler.hits = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll: `shutdown()` waits for the loop's next look (0.5 s by default)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", _CountingHandler.hits
