@@ -2,7 +2,9 @@
 organization into a fresh directory, and swap it in atomically.
 
 Owns `build_report` (the pages in memory, for tests and previews), `write_report` (the directory
-`<warehouse>/report/` with `index.html` and `organizations/<id>.html`) and the atomic directory
+`<warehouse>/report/` with `index.html` and `organizations/<id>.html`), the processes that write
+the organization pages of a large report in parallel (forked after the warehouse is read, so each
+inherits what it renders; they render and write pages, nothing else) and the atomic directory
 swap: pages are written into a sibling temporary directory, fsynced, and exchanged with the old
 report in one `renameat2(RENAME_EXCHANGE)` (Linux), or by two renames elsewhere; a crash at any
 instant leaves the old report or the new one (never a mix), and leftovers of a crashed build are
@@ -14,10 +16,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
+import multiprocessing
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,14 +47,45 @@ MEMORY_LIMIT = "128MB"
 _TMP_PREFIX = ".report-build-"
 _OLD_PREFIX = ".report-old-"
 _REPORT_ENTRIES = ("alerts.html", "organizations")
+# The organization pages are written by several processes from this many on (at 1,000
+# organizations rendering them is most of the report's time, and each page is independent).
+PARALLEL_FROM_PAGES = 200
+MAX_PAGE_WORKERS = 4
 
 
-def iter_pages(
+@dataclass(frozen=True)
+class ReportData:
+    """What the report shows, read from the warehouse once: every page renders from it."""
+
+    views: set[str]
+    alerts: list[data.Alert]
+    orgs: list[data.Organization]
+    history: data.History
+    details: dict[str, data.Detail]
+    resources: dict[str, list[tuple[str, float, float | None]]]
+    generated_at: datetime
+
+    def org_page(self, index: int) -> tuple[str, str]:
+        """(relative path, HTML) of the `index`-th organization's page."""
+        o = self.orgs[index]
+        oid = o.organization_id
+        return (
+            f"{pages.ORG_DIR}/{pages.org_filename(oid)}",
+            pages.render_org(
+                o,
+                history=self.history,
+                detail=self.details.get(oid) or data.Detail(),
+                resources=self.resources.get(oid, []),
+                alerts_known="open_alerts" in self.views,
+                generated_at=self.generated_at,
+            ),
+        )
+
+
+def load_report_data(
     warehouse: Path, generated_at: datetime | None = None, lake: LakeConfig | None = None
-) -> Iterator[tuple[str, str]]:
-    """(relative path, HTML) of every page of the report: the index, the open alerts, then one
-    page per organization. Reads the warehouse (or the shared `lake`) once, up front."""
-    generated_at = generated_at or datetime.now(UTC)
+) -> ReportData:
+    """Read everything the report shows from the warehouse (or the shared `lake`), once."""
     con = connect_readonly(Path(warehouse), lake, memory_limit=MEMORY_LIMIT)
     try:
         views = data.available_views(con)
@@ -59,21 +96,29 @@ def iter_pages(
         resources = data.load_resources(con)
     finally:
         con.close()
-    yield "index.html", pages.render_index(orgs, alerts, history, generated_at)
-    yield pages.ALERTS_PAGE, pages.render_alerts(alerts, history, generated_at)
-    for o in orgs:
-        oid = o.organization_id
-        yield (
-            f"{pages.ORG_DIR}/{pages.org_filename(oid)}",
-            pages.render_org(
-                o,
-                history=history,
-                detail=details.get(oid) or data.Detail(),
-                resources=resources.get(oid, []),
-                alerts_known="open_alerts" in views,
-                generated_at=generated_at,
-            ),
-        )
+    return ReportData(
+        views, alerts, orgs, history, details, resources, generated_at or datetime.now(UTC)
+    )
+
+
+def _first_pages(report: ReportData) -> list[tuple[str, str]]:
+    """The index and the open alerts page."""
+    r = report
+    return [
+        ("index.html", pages.render_index(r.orgs, r.alerts, r.history, r.generated_at)),
+        (pages.ALERTS_PAGE, pages.render_alerts(r.alerts, r.history, r.generated_at)),
+    ]
+
+
+def iter_pages(
+    warehouse: Path, generated_at: datetime | None = None, lake: LakeConfig | None = None
+) -> Iterator[tuple[str, str]]:
+    """(relative path, HTML) of every page of the report: the index, the open alerts, then one
+    page per organization. Reads the warehouse (or the shared `lake`) once, up front."""
+    report = load_report_data(warehouse, generated_at, lake)
+    yield from _first_pages(report)
+    for i in range(len(report.orgs)):
+        yield report.org_page(i)
 
 
 def build_report(warehouse: Path) -> dict[str, str]:
@@ -137,9 +182,64 @@ def _write_file(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def write_report(warehouse: Path, out: Path | None = None, lake: LakeConfig | None = None) -> Path:
+def page_workers(organizations: int) -> int:
+    """How many processes write the organization pages: one per CPU this process may use (at
+    most MAX_PAGE_WORKERS) from PARALLEL_FROM_PAGES pages on, else one (a fork costs more than
+    it saves on a small report), and one where there is no `fork`."""
+    if organizations < PARALLEL_FROM_PAGES or not hasattr(os, "fork"):
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_PAGE_WORKERS))
+
+
+# The report being written by forked page workers: set before they fork, so that each inherits
+# it (nothing is pickled); only read in them.
+_forked_report: tuple[ReportData, Path] | None = None
+
+
+def _write_org_pages(indexes: range, report: ReportData, root: Path) -> set[Path]:
+    """Write the organization pages `indexes` under `root`; returns the directories written."""
+    written = set()
+    for i in indexes:
+        relative, html = report.org_page(i)
+        path = root / relative
+        _write_file(path, html)
+        written.add(path.parent)
+    return written
+
+
+def _write_org_pages_forked(indexes: range) -> set[Path]:
+    assert _forked_report is not None, "a page worker runs only in a process forked to write"
+    return _write_org_pages(indexes, *_forked_report)
+
+
+def _write_org_pages_in_parallel(report: ReportData, root: Path, workers: int) -> set[Path]:
+    """Write every organization page with `workers` forked processes, each taking every
+    `workers`-th organization (pages cost alike, so the shares do too). An error in a worker is
+    raised here, after the others finish."""
+    global _forked_report
+    _forked_report = (report, root)
+    gc.freeze()  # the inherited objects stay shared: no collection in a worker touches them
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            shares = [range(k, len(report.orgs), workers) for k in range(workers)]
+            return set().union(*pool.map(_write_org_pages_forked, shares))
+    finally:
+        gc.unfreeze()
+        _forked_report = None
+
+
+def write_report(
+    warehouse: Path,
+    out: Path | None = None,
+    lake: LakeConfig | None = None,
+    *,
+    workers: int | None = None,
+    generated_at: datetime | None = None,
+) -> Path:
     """Write the report into the directory `out` (default `<warehouse>/report/`) atomically;
-    returns the path of its `index.html`."""
+    returns the path of its `index.html`. `workers`: the processes writing the organization
+    pages (default `page_workers`); the pages are the same whatever their number."""
     target = Path(out) if out is not None else Path(warehouse) / REPORT_DIR
     if target.suffix.lower() in (".html", ".htm"):
         raise InputError(
@@ -158,11 +258,15 @@ def write_report(warehouse: Path, out: Path | None = None, lake: LakeConfig | No
     tmp = parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
     try:
         tmp.mkdir()
+        report = load_report_data(Path(warehouse), generated_at, lake)
+        workers = page_workers(len(report.orgs)) if workers is None else workers
         written_dirs = {tmp}
-        for relative, html in iter_pages(Path(warehouse), lake=lake):
-            path = tmp / relative
-            _write_file(path, html)
-            written_dirs.add(path.parent)
+        for relative, html in _first_pages(report):
+            _write_file(tmp / relative, html)
+        if workers > 1 and len(report.orgs) > 1:
+            written_dirs |= _write_org_pages_in_parallel(report, tmp, workers)
+        else:
+            written_dirs |= _write_org_pages(range(len(report.orgs)), report, tmp)
         for directory in written_dirs:
             fsync_dir(directory)
         _swap_in(tmp, target)

@@ -5,7 +5,7 @@ escaped, that a crashed build leaves the previous report whole, and the formatti
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -51,9 +51,24 @@ def test_default_location_and_command(demo_warehouse_copy: Path, tmp_path: Path,
     assert not (tmp_path / "r.html").exists()
 
 
-def test_a_crash_while_writing_leaves_the_previous_report(
-    demo_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_pages_written_by_several_processes_are_the_pages_one_writes(
+    demo_warehouse: Path, tmp_path: Path
 ) -> None:
+    at = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    one, three = tmp_path / "one", tmp_path / "three"
+    write_report(demo_warehouse, one, workers=1, generated_at=at)
+    write_report(demo_warehouse, three, workers=3, generated_at=at)
+    pages = {p.relative_to(one): p.read_bytes() for p in one.rglob("*.html")}
+    assert len(pages) == 2 + 6
+    assert {p.relative_to(three): p.read_bytes() for p in three.rglob("*.html")} == pages
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-processes"])
+def test_a_crash_while_writing_leaves_the_previous_report(
+    demo_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """With page workers, the third page a worker renders fails in that worker (the patched
+    renderer is inherited by the fork): the error reaches the caller the same way."""
     out = tmp_path / "report"
     write_report(demo_warehouse, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.html")}
@@ -68,7 +83,7 @@ def test_a_crash_while_writing_leaves_the_previous_report(
 
     monkeypatch.setattr(report_pages, "render_org", crash_on_third)
     with pytest.raises(OSError, match="simulated"):
-        write_report(demo_warehouse, out)
+        write_report(demo_warehouse, out, workers=workers)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.html")}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporaries left
