@@ -20,6 +20,7 @@ import gc
 import multiprocessing
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -185,8 +186,9 @@ def _write_file(path: Path, text: str) -> None:
 def page_workers(organizations: int) -> int:
     """How many processes write the organization pages: one per CPU this process may use (at
     most MAX_PAGE_WORKERS) from PARALLEL_FROM_PAGES pages on, else one (a fork costs more than
-    it saves on a small report), and one where there is no `fork`."""
-    if organizations < PARALLEL_FROM_PAGES or not hasattr(os, "fork"):
+    it saves on a small report). Only on Linux: elsewhere Python does not fork by default (on
+    macOS a forked child may crash in system libraries), so one process writes them."""
+    if organizations < PARALLEL_FROM_PAGES or not sys.platform.startswith("linux"):
         return 1
     return max(1, min(len(os.sched_getaffinity(0)), MAX_PAGE_WORKERS))
 
