@@ -45,12 +45,11 @@ import pytest
 
 import warehouse.derived_schema  # noqa: F401  (registers the derived tables in the contract)
 from common.periods import shift_month
-from emulator.model import MICRO
 from emulator.server import EmulatorServer
 from tests.lake.conftest import Lake
-from tests.pipeline.test_restatement_notes import write_quotas
 from tests.services.cli import usage_etl_in_process
 from tests.services.emulator import start_emulator
+from tests.services.restatement import add_late_usage, write_quotas
 from warehouse.lake import connect
 from warehouse.schema import ALL_TABLES
 
@@ -294,10 +293,7 @@ def a_third_host_restates_a_period_naming_the_lake_by_flags(
     budget = round(float(used) / 0.95, 2)  # 95 % used: the 80 % alert, not the 100 % one
     quotas = write_quotas(team.tmp / "quotas.yaml", {name: budget})
     late = round(0.10 * budget, 2)  # -> 105 %; whole cents: the note's rounding to cents is exact
-    state = team.server.state
-    with state.lock:
-        org = state.org_by_name(name)
-        org.usage[org.live_projects()[0].row, (as_of - state.day0).days] += round(late * MICRO)
+    add_late_usage(team.server.state, name, as_of, late)
 
     flags = ["--lake-catalog", team.lake.env["USAGE_LAKE_CATALOG"], "--lake-data",
              team.lake.env["USAGE_LAKE_DATA"]]  # fmt: skip

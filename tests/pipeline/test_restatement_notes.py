@@ -12,32 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from alerting.state import state_path
 from alerting.store import AlertStore
-from emulator.model import MICRO
 from pipelines.cli import main
 from tests.services.emulator import Pipeline
-
-QUOTAS = Path(__file__).resolve().parents[2] / "quotas.example.yaml"
-
-
-def write_quotas(path: Path, budgets: dict[str, float]) -> Path:
-    config = yaml.safe_load(QUOTAS.read_text())
-    config["organizations"] = {name: {"credit_budget": b} for name, b in budgets.items()}
-    config["channels"] = {"log": True}
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def restate_day(pipeline: Pipeline, org_name: str, day: datetime, credits: float) -> None:
-    """Late usage for a day the previous load already counted as complete."""
-    state = pipeline.server.state
-    with state.lock:
-        org = state.org_by_name(org_name)
-        project = org.live_projects()[0]
-        org.usage[project.row, (day.date() - state.day0).days] += round(credits * MICRO)
+from tests.services.restatement import add_late_usage, write_quotas
 
 
 @pytest.mark.timeout(600)
@@ -61,7 +41,7 @@ def test_a_repull_that_moves_a_total_across_a_threshold_is_noted(
     # -> 105 %: across 100 %. Whole cents, so that the note's rounding to cents is exact (10 %
     # of a budget in cents can end in half a cent, which the sum of the days may round up).
     late = round(0.10 * budget, 2)
-    restate_day(pipeline, name, as_of, late)
+    add_late_usage(pipeline.server.state, name, as_of.date(), late)
 
     second = pipeline.run()
     assert second.success, second.lines()
