@@ -361,7 +361,7 @@ def _add_demo_org(
         weekend=np.full(n, spec.weekend_factor),
         start=start,
         end=end,
-        today_fraction=today_fraction,
+        today_fraction=1.0,  # today in full for the calibration; cut to `now` below
         spike_rate=0.0,
     )
     for row, p in enumerate(spec.projects):
@@ -372,14 +372,17 @@ def _add_demo_org(
     if spec.period_growth:
         ramp = np.exp(spec.period_growth * np.arange(n_days - ps, dtype=np.float64))
         values[:, ps:] *= ramp[None, :]
-    # calibrate: linear run-rate projection of the current period = ratio * budget
-    elapsed = (clock - periods.midnight(period_start)).total_seconds()
-    length = (period_end - period_start).days * 86400.0
-    fraction = max(elapsed / length, 1.0 / 31.0)
+    # calibrate: the linear run-rate projection of the current period's days so far, today
+    # counted in full, is ratio * budget. Whole days, not the time of day: an emulator started
+    # at 09:00 and one started at 17:00 the same day serve the same past (a re-run of the demo
+    # changes nothing); only today's usage grows with the clock.
+    days_so_far = (today - period_start).days + 1
+    fraction = days_so_far / (period_end - period_start).days
     to_date = float(values[:, ps:].sum())
     if to_date > 0:
         target = spec.projected_ratio * CREDIT_BUDGETS[spec.subscription]
         values *= target * fraction / to_date
+    values[:, -1] *= today_fraction  # no usage after `now`
     usage = _to_micro(values)
 
     created = datetime.combine(sub_start, datetime.min.time(), tzinfo=UTC) + timedelta(

@@ -85,6 +85,20 @@ def test_generation_is_deterministic_and_calibrated() -> None:
                 assert org.usage[project.row, after:].sum() == 0
 
 
+def test_the_past_does_not_depend_on_the_hour_the_emulator_starts() -> None:
+    """Two emulators started the same day serve the same complete days (a re-run of the demo
+    against a restarted emulator changes nothing already complete); today's usage grows with
+    the clock, and a later day is a different data set (the window ends on its own today)."""
+    morning = build_state(seed=3, now=NOW.replace(hour=0, minute=5))
+    evening = build_state(seed=3, now=NOW.replace(hour=23, minute=40))
+    for early, late in zip(morning.orgs.values(), evening.orgs.values(), strict=True):
+        assert np.array_equal(early.usage[:, :-1], late.usage[:, :-1]), early.name
+        assert (early.usage[:, -1] <= late.usage[:, -1]).all(), early.name
+    today = {o.name: int(o.usage[:, -1].sum()) for o in evening.orgs.values()}
+    earlier = {o.name: int(o.usage[:, -1].sum()) for o in morning.orgs.values()}
+    assert sum(today.values()) > 10 * sum(earlier.values()) > 0
+
+
 def test_scaled_generation() -> None:
     state = build_state(seed=1, organizations=40, now=NOW)
     demo_user = state.users[state.tokens["demo-token"]]

@@ -162,15 +162,24 @@ def test_weekly_seasonality_weekdays_heavier(api) -> None:
 
 
 def test_scenario_budgets(api) -> None:
-    """Linear run-rate projection of the current period: only blue-harbor exceeds its budget."""
+    """Linear run-rate projection of the current period over whole days (today counted in full:
+    the emulator's clock is at noon, so today's usage so far is half of it): only blue-harbor
+    exceeds its budget."""
     now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    today_fraction = 0.5
     for entry in SCENARIO:
         if not entry["demo_user_member"]:
             continue
         point = api.organizations_usage_get(entry["name"]).data_organization[0]
-        length = (point.end_date - point.start_date).total_seconds()
-        elapsed = max((now - point.start_date).total_seconds(), length / 31)
-        projected = point.value * length / elapsed
+        start, end = _day(point.start_date), _day(point.end_date)
+        days = api.organizations_usage_get(
+            entry["name"], start_date=str(start), end_date=str(end), interval="day"
+        ).data_organization
+        complete = sum(p.value for p in days if _day(p.start_date) < now.date())
+        (today,) = [p.value for p in days if _day(p.start_date) == now.date()]
+        so_far = complete + today / today_fraction
+        days_so_far = (now.date() - start).days + 1
+        projected = so_far * (end - start).days / days_so_far
         ratio = projected / CREDIT_BUDGETS[entry["subscription"]]
         assert (ratio > 1.0) == entry["over_budget"], entry["name"]
         assert ratio == pytest.approx(entry["projected_ratio"], rel=1e-3)
