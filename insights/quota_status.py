@@ -28,6 +28,8 @@ MAX_HORIZON_DAYS = 3650  # beyond ten years at the current pace: "not in sight" 
 STATUS_COLUMNS: list[str] = QUOTA_STATUS.column_names
 RESOURCE_WINDOW_DAYS = 30
 """Resource pace: the slope of the counts observed over this many days before the latest."""
+MIN_SLOPE_SPAN_DAYS = 1.0
+"""A resource's pace per day needs observations at least this many days apart."""
 NOT_THIS_PERIOD = "not reached this period"
 
 
@@ -146,10 +148,12 @@ def quota_status(
 
 
 def _segment_slopes(x: np.ndarray, y: np.ndarray, firsts: list[int], ends: list[int]) -> np.ndarray:
-    """The least-squares slope of ``y`` over ``x`` in each segment ``[firsts[i], ends[i])`` (what
-    ``np.polyfit(x, y, 1)[0]`` gives, but exactly 0 for a constant ``y``), NaN where the
-    segment has fewer than 2 points or a constant ``x``. One pass over all segments: polyfit's
-    general solver cost ~0.2 ms a call, one per organization and resource."""
+    """The least-squares slope of ``y`` over ``x`` (days) in each segment ``[firsts[i],
+    ends[i])`` (what ``np.polyfit(x, y, 1)[0]`` gives, but exactly 0 for a constant ``y``), NaN
+    where the segment has fewer than 2 points or spans less than :data:`MIN_SLOPE_SPAN_DAYS`
+    (a pace per day from snapshots minutes apart would be noise: one deployment more in 10
+    minutes is not 144 a day). One pass over all segments: polyfit's general solver cost
+    ~0.2 ms a call, one per organization and resource."""
     lo, hi = np.asarray(firsts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
     sizes = hi - lo
     segment = np.repeat(np.arange(len(sizes)), sizes)
@@ -162,7 +166,7 @@ def _segment_slopes(x: np.ndarray, y: np.ndarray, firsts: list[int], ends: list[
     sxx = np.bincount(segment, dx * dx, len(sizes))
     sxy = np.bincount(segment, dx * (ys - mean_y[segment]), len(sizes))
     spread = np.maximum.reduceat(xs, offsets) - np.minimum.reduceat(xs, offsets)
-    usable = (sizes >= 2) & (spread > 0)
+    usable = (sizes >= 2) & (spread >= MIN_SLOPE_SPAN_DAYS)
     return np.where(usable, sxy / np.where(usable, sxx, 1.0), np.nan)
 
 

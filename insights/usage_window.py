@@ -174,7 +174,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class ResourceWindow:
-    """Resource observations of each organization's last days, and how many it has in all."""
+    """Resource observations of each organization's last days, and on how many days in all it
+    was observed (`counts`: days, not snapshots; a run every hour makes 24 snapshots a day)."""
 
     observations: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
@@ -182,17 +183,17 @@ class ResourceWindow:
 
 def load_resource_window(store: ParquetStore, as_of: object) -> ResourceWindow:
     """Each organization's observations made before the end of ``as_of`` within
-    :data:`RESOURCE_WINDOW_DAYS` of its latest one, and its number of observations.
+    :data:`RESOURCE_WINDOW_DAYS` of its latest one, and the number of days it was observed on.
 
-    The table's manifest says which organizations each daily snapshot file holds and how many
-    rows: the counts and each organization's latest day come from it, and only the files of the
+    The table's manifest says which organizations each daily snapshot file holds: the days
+    observed and each organization's latest day come from it, and only the files of the
     days within the window of some organization are read. A table without a manifest (written
     before manifests existed) is read whole."""
     manifest = store.manifest(RESOURCE_USAGE)
     if not manifest.exists:
         return _resource_window_scanning(store, as_of)
     last_day = to_day(as_of).date()
-    counts: dict[str, int] = {}
+    observed_days: dict[str, set[date]] = {}
     latest: dict[str, date] = {}
     files: dict[date, list[Path]] = {}
     for name, entry in manifest.load().items():
@@ -205,8 +206,10 @@ def load_resource_window(store: ParquetStore, as_of: object) -> ResourceWindow:
             continue
         files.setdefault(day, []).append(store.table_dir(RESOURCE_USAGE) / name)
         for organization, sums in record.organizations.items():
-            counts[organization] = counts.get(organization, 0) + sums.rows
+            if sums.rows:
+                observed_days.setdefault(organization, set()).add(day)
             latest[organization] = max(latest.get(organization, day), day)
+    counts = {organization: len(days) for organization, days in observed_days.items()}
     wanted_days: set[date] = set()
     for day in set(latest.values()):
         wanted_days.update(day - timedelta(days=back) for back in range(RESOURCE_WINDOW_DAYS + 2))
@@ -246,7 +249,8 @@ def _resource_window_scanning(store: ParquetStore, as_of: object) -> ResourceWin
         )
         counts = dict(
             con.execute(
-                "SELECT CAST(organization_id AS VARCHAR), count(*) FROM observed GROUP BY 1"
+                "SELECT CAST(organization_id AS VARCHAR), "
+                "count(DISTINCT CAST(observed_at AS DATE)) FROM observed GROUP BY 1"
             ).fetchall()
         )
         arrow = con.execute(

@@ -100,8 +100,17 @@ QUOTA_STATUS = register(
             ("forecast_low", F, "Forecast lower bound (credits only)."),
             ("forecast_high", F, "Forecast upper bound (credits only)."),
             ("forecast_pct", F, "forecast_total / limit x 100."),
-            ("days_of_data", I64, "Days of data behind the forecast."),
-            ("daily_rate", F, "Current pace per day."),
+            (
+                "days_of_data",
+                I64,
+                "Days of data behind the forecast; for a resource, the days it was observed on.",
+            ),
+            (
+                "daily_rate",
+                F,
+                "Current pace per day; for a resource, the least-squares slope of its last 30 "
+                "days of counts, empty until they span a day.",
+            ),
             (
                 "days_until_limit",
                 F,
