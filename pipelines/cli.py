@@ -48,7 +48,7 @@ EXAMPLES = {
     "query": 'usage-etl query --name top_projects_this_period  |  usage-etl query "select 1"',
     "alerts": "usage-etl alerts --all",
     "backtest": "usage-etl backtest --rule credit_forecast --start 2026-09-01 --end 2026-11-27",
-    "report": "usage-etl report --out usage-report.html",
+    "report": "usage-etl report --out ./usage-report",
     "verify": "usage-etl verify --warehouse ./data",
     "dictionary": "usage-etl dictionary --out docs/data-dictionary.md",
     "prune": "usage-etl prune --keep-days 90 --dry-run",

@@ -157,10 +157,15 @@ def write_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO
 
 
 def write_file_atomically(path: Path, write: Any) -> None:
-    """Write `path` through a temporary file in the same directory, then rename it into place."""
+    """Write `path` through a temporary file in the same directory, then rename it into place.
+
+    The file gets the permissions a plain `open(path, "w")` would give it (0666 less the umask),
+    not the owner-only ones of the temporary file: a result written for teammates on a shared
+    server is readable by them as any other file the user writes."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         write(Path(tmp))
@@ -168,3 +173,10 @@ def write_file_atomically(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

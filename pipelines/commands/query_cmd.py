@@ -40,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--format", choices=FORMATS, default=None, help="default: table, or from --out's suffix"
     )
     parser.add_argument(
-        "--out", metavar="FILE", help="write the result to FILE (.csv .json .parquet)"
+        "--out",
+        metavar="FILE",
+        help="write the result to FILE (.csv .json .parquet; .txt: the table as text)",
     )
     parser.add_argument("--max-rows", type=int, default=200, metavar="N", help="table: rows shown")
     parser.set_defaults(handler=handle)
@@ -52,7 +54,14 @@ def output_format(fmt: str | None, out: str | None) -> str:
             raise InputError("--format parquet: expected --out FILE as well")
         return fmt
     suffix = Path(out).suffix.lower().lstrip(".") if out else ""
-    return suffix if suffix in ("csv", "json", "parquet") else "table"
+    if suffix in ("csv", "json", "parquet"):
+        return suffix
+    if suffix not in ("", "txt"):
+        raise InputError(
+            f"--out {out}: no format for .{suffix}: expected .csv, .json, .parquet or .txt "
+            "(the table as text), or --format"
+        )
+    return "table"
 
 
 def _statement(args: argparse.Namespace) -> str:

@@ -11,6 +11,7 @@ call the CLI's `main()` in process with the same arguments and environment
 
 from __future__ import annotations
 
+import shlex
 import socket
 import subprocess
 import sys
@@ -52,6 +53,9 @@ def test_every_command_help_has_a_description_and_an_example(command: str) -> No
     assert "example: usage-etl " + command in text, text
     description = text.split("\n\n")[1]
     assert description.strip() and not description.lstrip().startswith(("-", "positional")), text
+    for example in cli.EXAMPLES[command].split("  |  "):  # each example parses as written
+        parsed = parser.parse_args(shlex.split(example)[1:])
+        assert parsed.command == command, example
 
 
 def test_parsing_imports_nothing_heavy() -> None:

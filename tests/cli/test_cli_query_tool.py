@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -113,6 +114,33 @@ def test_out_writes_the_file_in_the_format_of_its_suffix(
     else:
         assert out.read_text().splitlines()[0].startswith("organization_name,project_name")
     assert [p.name for p in tmp_path.iterdir()] == [out.name], "no temporary file left"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask, "readable as any file the user writes"
+
+
+def test_out_with_a_suffix_of_no_known_format_is_refused(
+    empty_warehouse: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "result.xlsx"
+    code = main(["query", "--warehouse", str(empty_warehouse), "--out", str(out), "select 1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert ".xlsx" in err and ".csv" in err and not out.exists()
+    assert (
+        main(
+            [
+                "query",
+                "--warehouse",
+                str(empty_warehouse),
+                "--out",
+                str(out.with_suffix(".txt")),
+                "select 42 as x",
+            ]
+        )
+        == 0
+    )
+    assert "42" in out.with_suffix(".txt").read_text()
 
 
 def _slice(warehouse: Path) -> Path:
