@@ -79,10 +79,11 @@ class RunSummary:
     alerts_by_rule: dict[str, int] = field(default_factory=dict)
     top_alerts: list[AlertLine] = field(default_factory=list)
     report: str = ""
+    interrupted: bool = False
 
     def lines(self) -> list[str]:
         ok = self.success and not self.failed_checks
-        status = "succeeded" if ok else "FAILED"
+        status = "succeeded" if ok else "INTERRUPTED" if self.interrupted else "FAILED"
         name = f"run {self.run_id[:8]}" if self.run_id else "run"
         out = [
             f"{name} {status} in {self.seconds:.1f}s: {self.organizations} organizations, "
@@ -101,7 +102,12 @@ class RunSummary:
             )
         for check in self.failed_checks:
             out.append(f"failed check: {check}")
-        if self.error:
+        if self.interrupted:
+            out.append(
+                "interrupted (Ctrl-C): what the finished steps wrote is kept, each step whole; "
+                "run the same command again to complete it"
+            )
+        elif self.error:
             out.append(f"error: {self.error}")
         if self.rows:
             out.append("rows: " + ", ".join(f"{k} {v:,}" for k, v in self.rows.items()))
@@ -212,6 +218,7 @@ def execute(
     _collect_checks(summary, result)
     if not result.success:
         summary.error = _first_failure(result)
+        summary.interrupted = _interrupted(result)
     if summary.success and "usage_database" in _materialized(result):
         _summarise_alerts(summary, warehouse)
     return summary
@@ -278,6 +285,19 @@ def _collect_checks(summary: RunSummary, result: object) -> None:
         summary.failed_checks.append(label + (f" ({detail[0]})" if detail else ""))
         if key in blocking:
             summary.blocked.append(label)
+
+
+def _interrupted(result: object) -> bool:
+    """Whether a step failed because the run was interrupted (Ctrl-C, SIGINT): Dagster turns
+    the `KeyboardInterrupt` into a step failure and ends the run."""
+    for event in result.all_events:  # type: ignore[attr-defined]
+        if event.is_step_failure and event.step_failure_data is not None:
+            err = event.step_failure_data.error
+            while err is not None:
+                if err.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+                    return True
+                err = err.cause
+    return False
 
 
 def _first_failure(result: object) -> str | None:
@@ -398,4 +418,4 @@ def handle(args: argparse.Namespace) -> int:
     if summary.success and not summary.failed_checks:
         print(f'query it: usage-etl query --warehouse {warehouse} "select * from organizations"')
         return 0
-    return 1
+    return 130 if summary.interrupted else 1

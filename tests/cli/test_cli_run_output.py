@@ -12,13 +12,20 @@ blocking checks that keep the warehouse as it was.
 - a whole `usage-etl run` of the code location never imports the emulator's packages
   (`starlette`, `uvicorn`: an optional extra, see `test_optional_emulator.py`);
 - a failed blocking check (`projects_add_up`) leaves Parquet, DuckDB and the alert state as they
-  were, sends nothing, and the summary says why.
+  were, sends nothing, and the summary says why;
+- Ctrl-C (SIGINT to the run's process group) while a step waits on the API ends the run with
+  exit 130 and a summary that says so (Dagster turns the interrupt into a step failure; this
+  was exit 1 with the failure's class name).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import re
+import signal
+import subprocess
 import threading
 from collections import Counter
 from dataclasses import replace
@@ -31,6 +38,8 @@ from dagster import AssetKey, DagsterInstance
 
 from pipelines.commands.run_cmd import execute
 from tests.services.cli import (
+    REPO,
+    USAGE_ETL,
     clean_env,
     imported_modules,
     usage_etl,
@@ -194,3 +203,68 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
         assert query_published(warehouse, published) == before, (
             "a failed run must not change the published warehouse"
         )
+
+
+class HoldingApp:
+    """ASGI wrapper around the emulator that holds the daily usage requests until released
+    (`reached` says one arrived): the run is then mid-step, waiting on the API, after the
+    organizations step wrote its slice."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        daily = b"interval=day" in scope.get("query_string", b"")
+        if scope["type"] == "http" and scope["path"].endswith("/usage") and daily:
+            self.reached.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.02)
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.long
+def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole process group) while a step waits on the API:
+    exit 130 (docs/data-contract.md), the summary says INTERRUPTED and how to complete it, no
+    traceback of the product's own, and the warehouse verifies."""
+    warehouse = tmp_path / "warehouse"
+    server = start_emulator(organizations=1)
+    holding = HoldingApp(server.app)
+    server.app = holding
+    with server:
+        env = clean_env(
+            UBIOPS_API_HOST=server.base_url,
+            UBIOPS_API_TOKEN=server.token,
+            DAGSTER_HOME=str(tmp_path / "dagster"),
+        )
+        process = subprocess.Popen(
+            [str(USAGE_ETL), "run", "--warehouse", str(warehouse)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # its own group, as a terminal's foreground job
+        )
+        try:
+            assert holding.reached.wait(timeout=120), "the run never asked for daily usage"
+            os.killpg(process.pid, signal.SIGINT)
+            holding.release.set()
+            out, err = process.communicate(timeout=120)
+        finally:
+            holding.release.set()
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    assert process.returncode == 130, out + err
+    assert re.search(r"^run [0-9a-f]{8} INTERRUPTED in ", out, re.MULTILINE), out
+    assert "run the same command again" in out
+    product_frames = [
+        line for line in err.splitlines() if "/pipelines/" in line or "/assets/" in line
+    ]
+    assert not product_frames, err
+    verified = usage_etl_in_process("verify", "--warehouse", str(warehouse))
+    assert verified.code == 0 and "all good" in verified.out, verified
