@@ -234,3 +234,30 @@ def test_kill_9_during_a_commit_leaves_the_old_or_the_new_slice(lake: Lake) -> N
     rows, low, high = month_totals(lake.config)["2026-08"]
     assert low == high, "a slice was left half-replaced"
     assert rows == 20000
+
+
+def test_the_analysts_recipe_in_docs_loads_the_extensions_from_pypi(tmp_path: Path) -> None:
+    """docs/lake.md's Python recipe for a machine that cannot download extensions, run as
+    written in a fresh interpreter: the three extensions load from their PyPI packages and a
+    DuckLake attaches (a local one: the point is the extensions, not the catalog)."""
+    text = (REPO / "docs" / "lake.md").read_text()
+    recipe = text.split("```python\n", 1)[1].split("```", 1)[0]
+    check_it = (
+        recipe
+        + "names = {n for (n,) in con.execute("
+        + "'SELECT extension_name FROM duckdb_extensions() WHERE loaded').fetchall()}\n"
+        + "assert {'ducklake', 'postgres_scanner', 'httpfs'} <= names, names\n"
+        + "con.execute(\"ATTACH 'ducklake:lake.ducklake' AS usage (DATA_PATH 'data/')\")\n"
+        + "con.execute('CREATE TABLE usage.t AS SELECT 42 AS x')\n"
+        + "print(con.execute('SELECT x FROM usage.t').fetchone()[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check_it],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "42"
