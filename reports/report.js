@@ -48,10 +48,13 @@
   function quote(text) { return /[",\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text; }
   function exportCsv(button) {
     var table = document.getElementById(button.dataset.csv);
-    var lines = [$("thead th", table).map(function (th) { return quote(th.dataset.name || th.textContent.trim()); }).join(",")];
+    var heads = $("thead th", table);
+    var lines = [heads.map(function (th) { return quote(th.dataset.name || th.textContent.trim()); }).join(",")];
+    // numbers as their raw values; a rank (risk, severity) as its label, not its sort code
+    var raw = heads.map(function (th) { return th.dataset.type !== "rank"; });
     $("tbody tr", table).forEach(function (tr) {
       if (tr.hidden) return;
-      lines.push(Array.prototype.map.call(tr.cells, function (c) { return quote(c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim()); }).join(","));
+      lines.push(Array.prototype.map.call(tr.cells, function (c, i) { return quote(raw[i] && c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim()); }).join(","));
     });
     var link = document.createElement("a");
     link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
