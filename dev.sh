@@ -52,5 +52,5 @@ case "$cmd" in
   run) sync; exec .venv/bin/usage-etl run "$@" ;;
   test) sync; system_packages; exec .venv/bin/pytest "$@" ;;
   lint) sync; .venv/bin/ruff check . && .venv/bin/ruff format --check . ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  *) sed -n '2,6p' "$0"; exit 2 ;;
 esac

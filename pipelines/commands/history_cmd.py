@@ -92,7 +92,7 @@ def handle(args: argparse.Namespace) -> int:
             )
             print(
                 "history: not kept by the local warehouse (each load replaces its slices in "
-                "place); the shared lake keeps every load as a snapshot (see docs/operations.md)",
+                "place); the shared lake keeps every load as a snapshot (docs/lake.md, History)",
                 file=sys.stderr,
             )
             return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -33,7 +34,9 @@ TOP_ALERTS = 10
 def parse_day(flag: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
-    except ValueError:
+    except ValueError as exc:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # the right shape, not a calendar day
+            raise InputError(f"{flag} {value}: no such day ({exc}); expected YYYY-MM-DD") from None
         raise InputError(f"{flag} {value!r}: expected a date as YYYY-MM-DD") from None
 
 
@@ -382,19 +385,41 @@ def preflight(warehouse_arg: str | None, quotas: str | None, location: Warehouse
     target. None of them imports Dagster, so a mistake is reported without its start-up cost.
     The API settings are read first: that imports nothing, while the quota checks import the
     alerting rules (pandas, ~1 s), so a missing token or a malformed host is reported at once;
-    the probe of the API over the network stays last."""
+    the probe of the API over the network stays last. A warehouse directory created for the
+    writability check is removed again when a later check fails (a mistyped token leaves no
+    empty directories behind)."""
+    new_dirs = _missing_dirs(settings.warehouse_dir(warehouse_arg))
     warehouse = settings.writable_warehouse(warehouse_arg)
-    api = None if settings.should_embed_emulator() else (settings.api_host(), settings.api_token())
+    try:
+        api = (
+            None
+            if settings.should_embed_emulator()
+            else (settings.api_host(), settings.api_token())
+        )
 
-    from alerting.validation import validate_channels
-    from insights.quotas import load_quotas
-    from pipelines import preflight as checks
+        from alerting.validation import validate_channels
+        from insights.quotas import load_quotas
+        from pipelines import preflight as checks
 
-    validate_channels(load_quotas(quotas))  # a bad quota file or channel is exit 2 here
-    check_lake(location)  # so is a shared lake that cannot be reached or written
-    if api is not None:
-        checks.check_api(*api)
+        validate_channels(load_quotas(quotas))  # a bad quota file or channel is exit 2 here
+        check_lake(location)  # so is a shared lake that cannot be reached or written
+        if api is not None:
+            checks.check_api(*api)
+    except BaseException:
+        for directory in new_dirs:  # deepest first; only while still empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
     return warehouse
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def handle(args: argparse.Namespace) -> int:

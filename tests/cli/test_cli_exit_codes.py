@@ -77,8 +77,9 @@ def test_version() -> None:
 
 
 def test_missing_token_with_a_host_is_exit_2_before_any_run(tmp_path: Path) -> None:
-    """The mistake is reported before Dagster is even imported (its start-up takes seconds)."""
-    warehouse = tmp_path / "wh"
+    """The mistake is reported before Dagster is even imported (its start-up takes seconds),
+    and the warehouse directories created to check they are writable are removed again."""
+    warehouse = tmp_path / "new" / "wh"
     env = clean_env(UBIOPS_API_HOST="https://api.example.invalid/v2.1", PYTHONPROFILEIMPORTTIME="1")
     done = usage_etl("run", "--warehouse", str(warehouse), env=env)
     imported = imported_modules(done.err)
@@ -86,6 +87,7 @@ def test_missing_token_with_a_host_is_exit_2_before_any_run(tmp_path: Path) -> N
     assert not {name for name in imported if name.split(".")[0] == "dagster"}
     assert_one_line_error(replace(done, err=without_import_times(done.err)), 2, "UBIOPS_API_TOKEN")
     assert not (warehouse / "dagster").exists(), "no Dagster run may start"
+    assert not (tmp_path / "new").exists(), "a failed preflight leaves no empty directories"
 
 
 def test_bad_host_is_exit_2(tmp_path: Path) -> None:
@@ -145,6 +147,11 @@ def test_bad_date_is_exit_2() -> None:
     assert_one_line_error(
         usage_etl_in_process("run", "--start", "2026-13-01"), 2, "--start", "YYYY-MM-DD"
     )
+    # the right shape but no such day: says so, rather than only repeating the format
+    assert_one_line_error(
+        usage_etl_in_process("run", "--end", "2026-02-30"), 2, "--end 2026-02-30: no such day"
+    )
+    assert_one_line_error(usage_etl_in_process("run", "--end", "30/02/2026"), 2, "YYYY-MM-DD")
 
 
 def test_argument_errors_go_to_stderr_with_exit_2() -> None:
