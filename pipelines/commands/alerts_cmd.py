@@ -190,8 +190,29 @@ def _subject(row: dict[str, Any]) -> str:
     return "all credits"
 
 
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """The rows of a frame with every missing value (NaN, NaT, None) as None.
+
+    The state store and the lake both hand back pandas frames, where a missing text value is
+    NaN (a truthy float): ``value or default`` and slicing would see a float, so nothing else
+    in this listing has to guess."""
+    if frame is None or not len(frame):
+        return []
+    return [
+        {k: (None if _missing(v) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is None or bool(value != value)  # NaN and NaT are not equal to themselves
+    except (TypeError, ValueError):
+        return False
+
+
 def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
-    rows = alerts.to_dict("records")
+    rows = _records(alerts)
     if not show_all:
         rows = [r for r in rows if r["status"] in ("open", "notified")]
     rows.sort(
@@ -249,15 +270,26 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _last_error(row: dict[str, Any]) -> str:
+    """What a person needs to know about an undelivered message: its last error (cut to 80
+    characters), or that it has not been tried yet (a channel that failed earlier in the same
+    pass is not tried again until the next one)."""
+    error = row.get("last_error")
+    if error:
+        text = str(error).replace("\n", " ")
+        return text if len(text) <= 80 else text[:79] + "…"
+    if not row.get("attempts"):
+        return "not tried yet"
+    return ""
+
+
 def _undelivered(outbox: Any, alerts: Any) -> list[str]:
-    if outbox is None or not len(outbox):
-        return []
-    waiting = outbox[outbox["status"].isin(["pending", "sending", "failed"])]
-    if not len(waiting):
+    waiting = [r for r in _records(outbox) if r.get("status") in ("pending", "sending", "failed")]
+    if not waiting:
         return []
     names = {
-        r["alert_key"]: r.get("organization_name") or r["organization_id"]
-        for r in alerts.to_dict("records")
+        r["alert_key"]: r.get("organization_name") or r.get("organization_id") or ""
+        for r in _records(alerts)
     }
     table = [
         {
@@ -266,10 +298,10 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
             "event": r["event"],
             "organization": names.get(r["alert_key"], ""),
             "status": r["status"],
-            "attempts": int(r["attempts"]),
-            "last error": (r.get("last_error") or "")[:80],
+            "attempts": int(r.get("attempts") or 0),
+            "last error": _last_error(r),
         }
-        for r in waiting.to_dict("records")
+        for r in waiting
     ]
     return [
         "",
