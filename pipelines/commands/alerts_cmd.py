@@ -47,7 +47,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     action.add_argument("--all-failed", action="store_true", help="send every failed message again")
     alerts.set_defaults(handler=handle_alerts)
 
-    backtest = sub.add_parser("backtest", help="how often a rule would have fired on past data")
+    backtest = sub.add_parser(
+        "backtest",
+        help="how often a rule would have fired on past data",
+        description=(
+            "Replay a rule day by day over past data. Exit 1 when the warehouse holds no data to "
+            "judge the range (no credit usage; for resource_limit, no resource snapshots)."
+        ),
+    )
     backtest.add_argument("--rule", required=True, help="credit_actual, credit_forecast, ...")
     backtest.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     backtest.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
@@ -312,33 +319,152 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
 
 
 def handle_backtest(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
+    from datetime import UTC, datetime
 
-    from alerting.evaluate import backtest_rule
     from alerting.rules import RULES
     from pipelines.commands.run_cmd import parse_day
     from warehouse.parquet_store import ParquetStore
-    from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS
+    from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE
 
     if args.rule not in RULES:
         raise InputError(f"--rule {args.rule!r}: expected one of {', '.join(RULES)}")
     config = _config(args.quotas)
     start: date = parse_day("--start", args.start)
     end: date = parse_day("--end", args.end)
+    today = datetime.now(UTC).date()
+    if end > today:  # the same check as `usage-etl run`
+        raise InputError(f"--end {end}: expected a date no later than today ({today})")
+    if start > end:
+        raise InputError(f"--start {start} is after --end {end}")
     store = ParquetStore(settings.warehouse_dir(args.warehouse))
     usage = store.read(CREDIT_USAGE, "interval = 'day'")
     if usage.empty:
         raise WarehouseError("no credit usage in the warehouse: run `usage-etl run` first")
-    result = backtest_rule(usage, store.read(ORGANIZATIONS), config, args.rule, start, end)  # type: ignore[arg-type]
-    days = (end - start).days + 1
-    if result.empty:
-        print(f"rule {args.rule} would not have fired between {start} and {end} ({days} days)")
-        return 0
-    fired = result[result["notified"]]
-    print(
-        f"rule {args.rule}, {start} .. {end} ({days} days): {len(fired)} notifications, "
-        f"{result['alert_key'].nunique()} distinct alerts, on {result['date'].nunique()} days"
+    resources = store.read(RESOURCE_USAGE) if args.rule == "resource_limit" else None
+    lines, answered = backtest_lines(
+        usage, store.read(ORGANIZATIONS), config, args.rule, start, end, resources
     )
-    cols = [c for c in ("date", "organization_id", "threshold", "value", "limit") if c in fired]
-    print(tabulate(fired[cols], headers="keys", showindex=False, tablefmt="simple"))
-    return 0
+    _emit(lines)
+    return 0 if answered else 1
+
+
+def backtest_lines(
+    usage: Any,
+    organizations: Any,
+    config: Any,
+    rule: str,
+    start: date,
+    end: date,
+    resources: Any = None,
+) -> tuple[list[str], bool]:
+    """What `usage-etl backtest` prints, and whether it is an answer: whether the rule would
+    have notified over ``[start, end]``, and when, for which organization; or (False) why the
+    data cannot say.
+
+    It says so when the range holds no credit usage (or, for ``resource_limit``, no resource
+    snapshot), and a rule that is disabled (the anomaly rule, or a rule without thresholds) is
+    named as such; the anomaly rule is then evaluated as if enabled, labelled that way."""
+    from tabulate import tabulate
+
+    from alerting.evaluate import backtest_rule
+
+    days = (end - start).days + 1
+    span = f"{start} .. {end} ({days} days)"
+    first, last = usage["start_date"].min(), usage["start_date"].max()
+    in_range = usage[
+        (usage["start_date"] >= pd_day(start)) & (usage["start_date"] < pd_day(end + timedelta(1)))
+    ]
+    held = f"the warehouse holds credit usage from {_day(first)} to {_day(last)}"
+    if in_range.empty:
+        return [
+            f"no credit usage in the warehouse between {start} and {end} ({held}): no answer"
+        ], False
+    lines: list[str] = []
+    if rule == "resource_limit":
+        observed = resources["observed_at"] if resources is not None else None
+        if (
+            observed is None
+            or not ((observed >= pd_day(start)) & (observed < pd_day(end + timedelta(1)))).any()
+        ):
+            where = (
+                f"the warehouse holds snapshots from {_day(observed.min())} to "
+                f"{_day(observed.max())}"
+                if observed is not None and len(observed)
+                else "the warehouse holds none"
+            )
+            return [
+                f"no resource snapshots between {start} and {end} ({where}; they are taken "
+                "by each run, not loaded for the past): no answer for rule resource_limit"
+            ], False
+        seen = observed[(observed >= pd_day(start)) & (observed < pd_day(end + timedelta(1)))]
+        if seen.min() >= pd_day(start + timedelta(1)):
+            lines.append(
+                f"resource snapshots cover only {_day(seen.min())} .. {_day(seen.max())} of "
+                "this range: the days before are not judged"
+            )
+    thresholds = {
+        "credit_actual": config.rules.credit_actual_thresholds,
+        "credit_forecast": config.rules.credit_forecast_thresholds,
+        "resource_limit": config.rules.resource_thresholds,
+    }
+    if rule in thresholds and not thresholds[rule]:
+        return [f"rule {rule} is disabled in {config.source} (no thresholds): it cannot fire"], True
+    if_enabled = ""
+    if rule == "anomaly" and not config.rules.anomaly.enabled:
+        lines.append(
+            f"rule anomaly is disabled in {config.source} (rules.anomaly.enabled: false); "
+            "evaluated as if it were enabled:"
+        )
+        anomaly = config.rules.anomaly.model_copy(update={"enabled": True})
+        config = config.model_copy(
+            update={"rules": config.rules.model_copy(update={"anomaly": anomaly})}
+        )
+        if_enabled = " if enabled"
+    result = backtest_rule(usage, organizations, config, rule, start, end, resource_usage=resources)
+    fired = result[result["notified"]] if len(result) else result
+    if not len(fired):
+        lines.append(
+            f"rule {rule} would not have fired{if_enabled} between {start} and {end} ({days} days)"
+        )
+        return lines, True
+    lines.append(
+        f"rule {rule}, {span}: {len(fired)} notifications{if_enabled}, "
+        f"{fired['alert_key'].nunique()} distinct alerts, on {fired['date'].nunique()} days"
+    )
+    names = {str(r["organization_id"]): r.get("organization_name") for r in _records(organizations)}
+    projects = {
+        str(r["project_id"]): r.get("project_name")
+        for r in _records(usage[["project_id", "project_name"]].drop_duplicates("project_id"))
+        if r.get("project_id")
+    }
+    table = []
+    for r in _records(fired):
+        row: dict[str, Any] = {
+            "date": _day(r["date"]),
+            "organization": names.get(str(r["organization_id"])) or r["organization_id"],
+        }
+        if rule != "resource_limit":
+            pid = r.get("project_id")
+            row["project"] = (projects.get(str(pid)) or pid) if pid else ""
+        else:
+            row["resource"] = str(r.get("metric") or "")
+        unit = "robust z-score " if rule == "anomaly" else ""
+        row["threshold"] = f"{unit}{r['threshold']:g}" + ("" if unit else "%")
+        for col in ("value", "limit"):
+            value = r.get(col)
+            row[col] = "" if value is None else f"{value:,.0f}"
+        table.append(row)
+    if not any(row.get("project") for row in table):
+        for row in table:
+            row.pop("project", None)
+    lines.extend(
+        line.rstrip() for line in tabulate(table, headers="keys", tablefmt="simple").splitlines()
+    )
+    return lines, True
+
+
+def pd_day(day: date) -> Any:
+    """A day as the warehouse's naive-UTC midnight."""
+    import pandas as pd
+
+    return pd.Timestamp(day)
