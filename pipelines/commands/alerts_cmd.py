@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -84,9 +85,9 @@ def handle_alerts(args: argparse.Namespace) -> int:
     from alerting.state import open_state, state_path
 
     config = _config(args.quotas)
-    if args.test_channel:
-        return _test_channel(args.test_channel, config)
     warehouse = settings.warehouse_dir(args.warehouse)
+    if args.test_channel:
+        return _test_channel(args.test_channel, config, warehouse, args.verbose)
     path = state_path(warehouse)
     if not path.exists() and not (warehouse / "parquet" / "quota_alerts").exists():
         listed = _list_from_lake(args)
@@ -97,7 +98,10 @@ def handle_alerts(args: argparse.Namespace) -> int:
         if state.recovered:
             print(f"usage-etl alerts: {state.recovered}", file=sys.stderr)
         if args.retry or args.resend or args.all_failed:
-            return _deliver(args, config, warehouse, state.store)
+            from pipelines.commands.run_cmd import quiet_library_logs
+
+            with quiet_library_logs(warehouse, args.verbose):  # the log channel's file
+                return _deliver(args, config, warehouse, state.store)
         alerts = state.store.alerts_frame()
         outbox = state.store.outbox_frame()
     _emit(_listing(alerts, outbox, show_all=args.all))
@@ -129,16 +133,43 @@ def _list_from_lake(args: argparse.Namespace) -> int | None:
     return 0
 
 
-def _test_channel(name: str, config: Any) -> int:
+def _test_channel(name: str, config: Any, warehouse: Any, verbose: bool) -> int:
+    """Send a test message; the `log` channel writes where it writes during runs,
+    `<warehouse>/state/notifications.log` (also stderr with --verbose), and says so."""
     from alerting.channels import DeliveryError
     from alerting.delivery import send_test_message
+    from pipelines.commands.run_cmd import quiet_library_logs
 
+    where = ""
     try:
-        send_test_message(name, config)
+        if name == "log" and config.channels.log:
+            with quiet_library_logs(warehouse, False) as log_file, _echo_alerting(verbose):
+                send_test_message(name, config)
+            where = f" (written to {log_file})"
+        else:
+            send_test_message(name, config)
     except DeliveryError as exc:
         raise ConfigError(f"test message via {name} failed: {exc}") from None
-    _emit([f"test message sent via {name}"])
+    _emit([f"test message sent via {name}{where}"])
     return 0
+
+
+@contextlib.contextmanager
+def _echo_alerting(on: bool) -> Iterator[None]:
+    """With --verbose, the `alerting` records (the log channel's lines) on stderr too."""
+    import logging
+
+    if not on:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    notify = logging.getLogger("alerting")
+    notify.addHandler(handler)
+    try:
+        yield
+    finally:
+        notify.removeHandler(handler)
 
 
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
