@@ -142,6 +142,25 @@ def _test_channel(name: str, config: Any, warehouse: Any, verbose: bool) -> int:
 
     where = ""
     try:
+        admins = _email_admin_targets(name, config, warehouse)
+        if admins is not None:
+            from warehouse.parquet_store import ParquetStore
+            from warehouse.schema import ORGANIZATION_USERS
+
+            users = ParquetStore(warehouse).read(ORGANIZATION_USERS)
+            for org_id, org_name, _ in admins:
+                send_test_message(
+                    name,
+                    config,
+                    organization_users=users,
+                    organization_id=org_id,
+                    organization_name=org_name,
+                )
+            _emit(
+                [f"test message sent via {name} to the admins of {len(admins)} organizations:"]
+                + [f"  {org_name}: {', '.join(to)}" for _, org_name, to in admins]
+            )
+            return 0
         if name == "log" and config.channels.log:
             with quiet_library_logs(warehouse, False) as log_file, _echo_alerting(verbose):
                 send_test_message(name, config)
@@ -152,6 +171,50 @@ def _test_channel(name: str, config: Any, warehouse: Any, verbose: bool) -> int:
         raise ConfigError(f"test message via {name} failed: {exc}") from None
     _emit([f"test message sent via {name}{where}"])
     return 0
+
+
+def _email_admin_targets(
+    name: str, config: Any, warehouse: Any
+) -> list[tuple[str, str, list[str]]] | None:
+    """For an e-mail channel with ``to: admins``: (organization id, name, admin addresses) of
+    every organization in the warehouse whose alerts are routed to the channel, one test
+    message each (as real alerts go: no organization sees another's admins). None for any
+    other channel; a ConfigError saying why when there is nobody to write to."""
+    from alerting.channels import admins_by_organization
+    from alerting.routing import alert_routes
+    from insights.quotas import EmailChannelConfig
+    from warehouse.parquet_store import ParquetStore
+    from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS
+
+    cfg = config.channels.get(name)
+    if not isinstance(cfg, EmailChannelConfig) or cfg.to != "admins":
+        return None
+    why = f"test message via {name} failed: {name}: `to: admins` writes to organization admins"
+    if not (warehouse / "parquet").is_dir():
+        raise ConfigError(
+            f"{why}, and there is no warehouse at {warehouse} to find them in (run `usage-etl "
+            "run` first, or pass --warehouse)"
+        )
+    store = ParquetStore(warehouse)
+    orgs = _records(store.read(ORGANIZATIONS))
+    admins = admins_by_organization(store.read(ORGANIZATION_USERS))
+    route = alert_routes(config, store.read(ORGANIZATIONS))
+    routed = [o for o in orgs if name in route(o)]
+    targets = [
+        (
+            str(o["organization_id"]),
+            str(o.get("organization_name") or o["organization_id"]),
+            admins[str(o["organization_id"])],
+        )
+        for o in routed
+        if admins.get(str(o["organization_id"]))
+    ]
+    if not targets:
+        raise ConfigError(
+            f"{why}, and none of the {len(routed)} organizations in {warehouse} whose alerts go "
+            f"to {name} (of {len(orgs)}) has an admin with an e-mail address"
+        )
+    return targets
 
 
 @contextlib.contextmanager
