@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "List the open quota alerts (organization, period, resource or project, "
             "explanation) and undelivered notifications. --retry delivers pending messages now, "
             "--resend ID / --all-failed send failed ones again, --test-channel NAME sends a "
-            "test message. Example: usage-etl alerts --warehouse ./data"
+            "test message. Exit 1 when a send of --retry/--resend/--all-failed failed; the "
+            "listing exits 0 whatever it lists. Example: usage-etl alerts --warehouse ./data"
         ),
     )
     alerts.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")

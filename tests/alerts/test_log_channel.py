@@ -64,3 +64,34 @@ def test_a_demo_warehouse_keeps_alert_lines_in_its_notifications_log(
         "quota alert open: demo alert line"
         in (warehouse / "state" / "notifications.log").read_text()
     )
+
+
+def test_messages_show_the_periods_last_day() -> None:
+    """The text of every channel (log line, e-mail body, Slack fallback) writes the period as
+    the alerts listing does: its last day, not the exclusive end the payload carries."""
+    from alerting.channels import render_text
+    from alerting.store import OutboxItem
+
+    alert = {
+        "alert_key": "o1||credit_actual|80|2024-03-01",
+        "organization_id": "o1",
+        "organization_name": "acme",
+        "rule": "credit_actual",
+        "period_start": "2024-03-01 00:00:00",
+        "period_end": "2024-04-01 00:00:00",
+        "title": "acme has reached 85% of its credits limit",
+    }
+    item = OutboxItem(
+        id=1,
+        idempotency_key="k",
+        webhook_id="msg_1",
+        alert_key=alert["alert_key"],
+        occurrence=1,
+        event="open",
+        channel="log",
+        attempts=1,
+        payload={"alert": alert},
+    )
+    assert "rule credit_actual, period 2024-03-01 .. 2024-03-31\n" in render_text(item)
+    alert["period_end"] = None
+    assert "rule credit_actual, period 2024-03-01\n" in render_text(item)
