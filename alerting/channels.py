@@ -19,7 +19,7 @@ import smtplib
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -51,6 +51,16 @@ class Channel(Protocol):
         ...
 
 
+def _period_text(alert: Mapping[str, Any]) -> str:
+    """``start .. last day`` (the payload's ``period_end`` is exclusive), or the start alone."""
+    start = str(alert.get("period_start") or "")[:10]
+    end = str(alert.get("period_end") or "")[:10]
+    if not end:
+        return start
+    last = date.fromisoformat(end) - timedelta(days=1)
+    return f"{start} .. {last:%Y-%m-%d}"
+
+
 def render_text(item: OutboxItem) -> str:
     """Plain-text rendering of a message (log line, e-mail body, Slack fallback text)."""
     alert = item.payload["alert"]
@@ -68,8 +78,7 @@ def render_text(item: OutboxItem) -> str:
     name = alert.get("organization_name")
     lines.append(
         f"organization {f'{name} ({org})' if name and name != org else org}, "
-        f"rule {alert['rule']}, "
-        f"period {str(alert['period_start'])[:10]} to {str(alert.get('period_end') or '')[:10]}"
+        f"rule {alert['rule']}, period {_period_text(alert)}"
     )
     lines.append(f"alert key {alert['alert_key']} (message {item.webhook_id})")
     return "\n".join(lines)

@@ -143,8 +143,10 @@ def send_test_message(
     *,
     organization_users: pd.DataFrame | None = None,
     organization_id: str = "test-organization",
+    organization_name: str | None = None,
 ) -> None:
-    """Send one synthetic alert through a configured channel (raises DeliveryError)."""
+    """Send one synthetic alert through a configured channel (raises DeliveryError); it is
+    about ``organization_id`` (an e-mail channel with ``to: admins`` writes to its admins)."""
     channels_config = config.channels if isinstance(config, QuotaConfig) else config
     channels = build_channels(channels_config, organization_users)
     if channel_name not in channels:
@@ -170,7 +172,7 @@ def send_test_message(
             "alert": {
                 "alert_key": key,
                 "organization_id": organization_id,
-                "organization_name": organization_id,
+                "organization_name": organization_name or organization_id,
                 "project_id": "",
                 "rule": "test",
                 "period_start": pd.Timestamp(now).normalize().isoformat(sep=" "),

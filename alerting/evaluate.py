@@ -105,8 +105,12 @@ def backtest_rule(
     end: object,
     *,
     method: Method = "robust",
+    resource_usage: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Replay ``rule`` for every day in ``[start, end]`` with only the data known that day.
+
+    ``resource_usage`` (the resource snapshots) is what ``resource_limit`` judges: each day sees
+    the snapshots observed up to its end.
 
     One row per day and active alert (columns :data:`BACKTEST_COLUMNS`); ``notified`` is True on
     the days the store would have sent a message. How often the rule fires:
@@ -122,7 +126,7 @@ def backtest_rule(
         if known.empty:
             continue
         result = compute_alerts(
-            known, organizations, config, as_of=day, rules=(rule,), method=method
+            known, organizations, config, resource_usage, as_of=day, rules=(rule,), method=method
         )
         cand = result.candidates
         active = set(cand["alert_key"])

@@ -1,7 +1,9 @@
 """Routing: which channels an organization's alerts go to.
 
 The rule is in the quota file (:meth:`insights.quotas.QuotaConfig.channels_for`: the
-organization's ``channels``, else its subscription's, else ``default``'s, else every channel);
+organization's ``channels``, else its subscription's, else ``default``'s, else the channels no
+organization or subscription route names -- every channel when there are no routes -- so a
+channel named in one organization's route never receives other organizations' alerts);
 :func:`alert_routes` applies it to candidate alerts, looking up each organization's name and
 subscription in the ``organizations`` table, for :meth:`alerting.store.AlertStore.sync`.
 """

@@ -13,7 +13,8 @@ Channels are named: ``log`` (on unless disabled), and any number of ``webhook``,
 ``email`` and ``apprise`` channels (a channel called ``webhook``/``slack``/``email``/``apprise``
 has that type; any other name says ``type:``). Routing: ``channels: [names]`` under an
 organization override, a subscription or ``default`` picks the channels of that organization's
-alerts (first match wins; none anywhere: every channel). Secrets (webhook secret, Slack URL,
+alerts (first match wins; else the channels no route names; no routes at all: every channel).
+Secrets (webhook secret, Slack URL,
 Apprise URLs, SMTP password) are held as ``SecretStr`` and may be read from environment
 variables (``secret_env``, ``url_env``, ``urls_env``, ``password_env``); they never appear in
 ``repr``, logs or error messages. Whether the channels are complete (URL and secret present,
@@ -355,13 +356,37 @@ class QuotaConfig(_Model):
                         "{where}.channels: unknown channel '{name}' (configured: {known})",
                         {"where": where, "name": name, "known": ", ".join(known) or "none"},
                     )
+        routed = [where for where, names in routes[1:] if names is not None]
+        if routed and self.default.channels is None and not self.unclaimed_channels():
+            raise PydanticCustomError(
+                "route",
+                "every channel is named by a route ({where}), so an organization without "
+                "a route would get no channel: set default.channels (an empty list sends "
+                "those alerts nowhere)",
+                {"where": ", ".join(routed)},
+            )
         return self
+
+    def unclaimed_channels(self) -> list[str]:
+        """The configured channels that no organization or subscription route names: where an
+        organization without a route goes when ``default`` has no ``channels``."""
+        claimed = {
+            name
+            for route in (
+                *(v.channels for v in self.subscriptions.values()),
+                *(v.channels for v in self.organizations.values()),
+            )
+            for name in route or []
+        }
+        return [name for name in self.channels.enabled() if name not in claimed]
 
     def channels_for(
         self, organization_id: str, organization_name: str | None, subscription: str | None
     ) -> list[str]:
         """The channels an organization's alerts go to: its override's ``channels``, else its
-        subscription's, else ``default.channels``, else every configured channel."""
+        subscription's, else ``default.channels``, else the channels no organization or
+        subscription route names (every configured channel when there are no routes), so a
+        team's channel never receives other organizations' alerts by fallback."""
         override = self._override(organization_id, organization_name)
         name = override.subscription or subscription
         for names in (
@@ -371,7 +396,7 @@ class QuotaConfig(_Model):
         ):
             if names is not None:
                 return list(names)
-        return self.channels.enabled()
+        return self.unclaimed_channels()
 
     def _override(
         self, organization_id: str, organization_name: str | None

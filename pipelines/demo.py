@@ -19,10 +19,16 @@ def _run(root: Path, warehouse: Path, now: datetime, start: date, end: date, see
 
     require_emulator("a demo warehouse is loaded from the bundled API emulator")
     from emulator.server import EmulatorConfig, EmulatorServer
-    from pipelines.commands.run_cmd import execute
+    from pipelines.commands.run_cmd import execute, quiet_library_logs
 
     config = EmulatorConfig(seed=seed, rate_limit_per_minute=0, now=now)
-    with EmulatorServer(config, host="127.0.0.1", port=0) as server:
+    # the `log` channel's alert lines go to the demo warehouse's notifications.log, as in
+    # `usage-etl run`: without it they reached stderr (Python's last-resort handler) of every
+    # command that builds a demo warehouse (`dictionary --demo`, the report preview)
+    with (
+        quiet_library_logs(warehouse, verbose=False),
+        EmulatorServer(config, host="127.0.0.1", port=0) as server,
+    ):
         overrides: dict[str, dict[str, object]] = {
             "ubiops": {"host": server.base_url, "token": server.token},
             "warehouse": {"path": str(warehouse)},

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "List the open quota alerts (organization, period, resource or project, "
             "explanation) and undelivered notifications. --retry delivers pending messages now, "
             "--resend ID / --all-failed send failed ones again, --test-channel NAME sends a "
-            "test message. Example: usage-etl alerts --warehouse ./data"
+            "test message. Exit 1 when a send of --retry/--resend/--all-failed failed; the "
+            "listing exits 0 whatever it lists. Example: usage-etl alerts --warehouse ./data"
         ),
     )
     alerts.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
@@ -47,7 +49,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     action.add_argument("--all-failed", action="store_true", help="send every failed message again")
     alerts.set_defaults(handler=handle_alerts)
 
-    backtest = sub.add_parser("backtest", help="how often a rule would have fired on past data")
+    backtest = sub.add_parser(
+        "backtest",
+        help="how often a rule would have fired on past data",
+        description=(
+            "Replay a rule day by day over past data. Exit 1 when the warehouse holds no data to "
+            "judge the range (no credit usage; for resource_limit, no resource snapshots)."
+        ),
+    )
     backtest.add_argument("--rule", required=True, help="credit_actual, credit_forecast, ...")
     backtest.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     backtest.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
@@ -77,9 +86,9 @@ def handle_alerts(args: argparse.Namespace) -> int:
     from alerting.state import open_state, state_path
 
     config = _config(args.quotas)
-    if args.test_channel:
-        return _test_channel(args.test_channel, config)
     warehouse = settings.warehouse_dir(args.warehouse)
+    if args.test_channel:
+        return _test_channel(args.test_channel, config, warehouse, args.verbose)
     path = state_path(warehouse)
     if not path.exists() and not (warehouse / "parquet" / "quota_alerts").exists():
         listed = _list_from_lake(args)
@@ -90,7 +99,10 @@ def handle_alerts(args: argparse.Namespace) -> int:
         if state.recovered:
             print(f"usage-etl alerts: {state.recovered}", file=sys.stderr)
         if args.retry or args.resend or args.all_failed:
-            return _deliver(args, config, warehouse, state.store)
+            from pipelines.commands.run_cmd import quiet_library_logs
+
+            with quiet_library_logs(warehouse, args.verbose):  # the log channel's file
+                return _deliver(args, config, warehouse, state.store)
         alerts = state.store.alerts_frame()
         outbox = state.store.outbox_frame()
     _emit(_listing(alerts, outbox, show_all=args.all))
@@ -122,16 +134,106 @@ def _list_from_lake(args: argparse.Namespace) -> int | None:
     return 0
 
 
-def _test_channel(name: str, config: Any) -> int:
+def _test_channel(name: str, config: Any, warehouse: Any, verbose: bool) -> int:
+    """Send a test message; the `log` channel writes where it writes during runs,
+    `<warehouse>/state/notifications.log` (also stderr with --verbose), and says so."""
     from alerting.channels import DeliveryError
     from alerting.delivery import send_test_message
+    from pipelines.commands.run_cmd import quiet_library_logs
 
+    where = ""
     try:
-        send_test_message(name, config)
+        admins = _email_admin_targets(name, config, warehouse)
+        if admins is not None:
+            from warehouse.parquet_store import ParquetStore
+            from warehouse.schema import ORGANIZATION_USERS
+
+            users = ParquetStore(warehouse).read(ORGANIZATION_USERS)
+            for org_id, org_name, _ in admins:
+                send_test_message(
+                    name,
+                    config,
+                    organization_users=users,
+                    organization_id=org_id,
+                    organization_name=org_name,
+                )
+            _emit(
+                [f"test message sent via {name} to the admins of {len(admins)} organizations:"]
+                + [f"  {org_name}: {', '.join(to)}" for _, org_name, to in admins]
+            )
+            return 0
+        if name == "log" and config.channels.log:
+            with quiet_library_logs(warehouse, False) as log_file, _echo_alerting(verbose):
+                send_test_message(name, config)
+            where = f" (written to {log_file})"
+        else:
+            send_test_message(name, config)
     except DeliveryError as exc:
         raise ConfigError(f"test message via {name} failed: {exc}") from None
-    _emit([f"test message sent via {name}"])
+    _emit([f"test message sent via {name}{where}"])
     return 0
+
+
+def _email_admin_targets(
+    name: str, config: Any, warehouse: Any
+) -> list[tuple[str, str, list[str]]] | None:
+    """For an e-mail channel with ``to: admins``: (organization id, name, admin addresses) of
+    every organization in the warehouse whose alerts are routed to the channel, one test
+    message each (as real alerts go: no organization sees another's admins). None for any
+    other channel; a ConfigError saying why when there is nobody to write to."""
+    from alerting.channels import admins_by_organization
+    from alerting.routing import alert_routes
+    from insights.quotas import EmailChannelConfig
+    from warehouse.parquet_store import ParquetStore
+    from warehouse.schema import ORGANIZATION_USERS, ORGANIZATIONS
+
+    cfg = config.channels.get(name)
+    if not isinstance(cfg, EmailChannelConfig) or cfg.to != "admins":
+        return None
+    why = f"test message via {name} failed: {name}: `to: admins` writes to organization admins"
+    if not (warehouse / "parquet").is_dir():
+        raise ConfigError(
+            f"{why}, and there is no warehouse at {warehouse} to find them in (run `usage-etl "
+            "run` first, or pass --warehouse)"
+        )
+    store = ParquetStore(warehouse)
+    orgs = _records(store.read(ORGANIZATIONS))
+    admins = admins_by_organization(store.read(ORGANIZATION_USERS))
+    route = alert_routes(config, store.read(ORGANIZATIONS))
+    routed = [o for o in orgs if name in route(o)]
+    targets = [
+        (
+            str(o["organization_id"]),
+            str(o.get("organization_name") or o["organization_id"]),
+            admins[str(o["organization_id"])],
+        )
+        for o in routed
+        if admins.get(str(o["organization_id"]))
+    ]
+    if not targets:
+        raise ConfigError(
+            f"{why}, and none of the {len(routed)} organizations in {warehouse} whose alerts go "
+            f"to {name} (of {len(orgs)}) has an admin with an e-mail address"
+        )
+    return targets
+
+
+@contextlib.contextmanager
+def _echo_alerting(on: bool) -> Iterator[None]:
+    """With --verbose, the `alerting` records (the log channel's lines) on stderr too."""
+    import logging
+
+    if not on:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    notify = logging.getLogger("alerting")
+    notify.addHandler(handler)
+    try:
+        yield
+    finally:
+        notify.removeHandler(handler)
 
 
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
@@ -190,8 +292,29 @@ def _subject(row: dict[str, Any]) -> str:
     return "all credits"
 
 
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """The rows of a frame with every missing value (NaN, NaT, None) as None.
+
+    The state store and the lake both hand back pandas frames, where a missing text value is
+    NaN (a truthy float): ``value or default`` and slicing would see a float, so nothing else
+    in this listing has to guess."""
+    if frame is None or not len(frame):
+        return []
+    return [
+        {k: (None if _missing(v) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is None or bool(value != value)  # NaN and NaT are not equal to themselves
+    except (TypeError, ValueError):
+        return False
+
+
 def _listing(alerts: Any, outbox: Any, *, show_all: bool) -> list[str]:
-    rows = alerts.to_dict("records")
+    rows = _records(alerts)
     if not show_all:
         rows = [r for r in rows if r["status"] in ("open", "notified")]
     rows.sort(
@@ -249,15 +372,26 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _last_error(row: dict[str, Any]) -> str:
+    """What a person needs to know about an undelivered message: its last error (cut to 80
+    characters), or that it has not been tried yet (a channel that failed earlier in the same
+    pass is not tried again until the next one)."""
+    error = row.get("last_error")
+    if error:
+        text = str(error).replace("\n", " ")
+        return text if len(text) <= 80 else text[:79] + "…"
+    if not row.get("attempts"):
+        return "not tried yet"
+    return ""
+
+
 def _undelivered(outbox: Any, alerts: Any) -> list[str]:
-    if outbox is None or not len(outbox):
-        return []
-    waiting = outbox[outbox["status"].isin(["pending", "sending", "failed"])]
-    if not len(waiting):
+    waiting = [r for r in _records(outbox) if r.get("status") in ("pending", "sending", "failed")]
+    if not waiting:
         return []
     names = {
-        r["alert_key"]: r.get("organization_name") or r["organization_id"]
-        for r in alerts.to_dict("records")
+        r["alert_key"]: r.get("organization_name") or r.get("organization_id") or ""
+        for r in _records(alerts)
     }
     table = [
         {
@@ -266,10 +400,10 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
             "event": r["event"],
             "organization": names.get(r["alert_key"], ""),
             "status": r["status"],
-            "attempts": int(r["attempts"]),
-            "last error": (r.get("last_error") or "")[:80],
+            "attempts": int(r.get("attempts") or 0),
+            "last error": _last_error(r),
         }
-        for r in waiting.to_dict("records")
+        for r in waiting
     ]
     return [
         "",
@@ -280,33 +414,152 @@ def _undelivered(outbox: Any, alerts: Any) -> list[str]:
 
 
 def handle_backtest(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
+    from datetime import UTC, datetime
 
-    from alerting.evaluate import backtest_rule
     from alerting.rules import RULES
     from pipelines.commands.run_cmd import parse_day
     from warehouse.parquet_store import ParquetStore
-    from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS
+    from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE
 
     if args.rule not in RULES:
         raise InputError(f"--rule {args.rule!r}: expected one of {', '.join(RULES)}")
     config = _config(args.quotas)
     start: date = parse_day("--start", args.start)
     end: date = parse_day("--end", args.end)
+    today = datetime.now(UTC).date()
+    if end > today:  # the same check as `usage-etl run`
+        raise InputError(f"--end {end}: expected a date no later than today ({today})")
+    if start > end:
+        raise InputError(f"--start {start} is after --end {end}")
     store = ParquetStore(settings.warehouse_dir(args.warehouse))
     usage = store.read(CREDIT_USAGE, "interval = 'day'")
     if usage.empty:
         raise WarehouseError("no credit usage in the warehouse: run `usage-etl run` first")
-    result = backtest_rule(usage, store.read(ORGANIZATIONS), config, args.rule, start, end)  # type: ignore[arg-type]
-    days = (end - start).days + 1
-    if result.empty:
-        print(f"rule {args.rule} would not have fired between {start} and {end} ({days} days)")
-        return 0
-    fired = result[result["notified"]]
-    print(
-        f"rule {args.rule}, {start} .. {end} ({days} days): {len(fired)} notifications, "
-        f"{result['alert_key'].nunique()} distinct alerts, on {result['date'].nunique()} days"
+    resources = store.read(RESOURCE_USAGE) if args.rule == "resource_limit" else None
+    lines, answered = backtest_lines(
+        usage, store.read(ORGANIZATIONS), config, args.rule, start, end, resources
     )
-    cols = [c for c in ("date", "organization_id", "threshold", "value", "limit") if c in fired]
-    print(tabulate(fired[cols], headers="keys", showindex=False, tablefmt="simple"))
-    return 0
+    _emit(lines)
+    return 0 if answered else 1
+
+
+def backtest_lines(
+    usage: Any,
+    organizations: Any,
+    config: Any,
+    rule: str,
+    start: date,
+    end: date,
+    resources: Any = None,
+) -> tuple[list[str], bool]:
+    """What `usage-etl backtest` prints, and whether it is an answer: whether the rule would
+    have notified over ``[start, end]``, and when, for which organization; or (False) why the
+    data cannot say.
+
+    It says so when the range holds no credit usage (or, for ``resource_limit``, no resource
+    snapshot), and a rule that is disabled (the anomaly rule, or a rule without thresholds) is
+    named as such; the anomaly rule is then evaluated as if enabled, labelled that way."""
+    from tabulate import tabulate
+
+    from alerting.evaluate import backtest_rule
+
+    days = (end - start).days + 1
+    span = f"{start} .. {end} ({days} days)"
+    first, last = usage["start_date"].min(), usage["start_date"].max()
+    in_range = usage[
+        (usage["start_date"] >= pd_day(start)) & (usage["start_date"] < pd_day(end + timedelta(1)))
+    ]
+    held = f"the warehouse holds credit usage from {_day(first)} to {_day(last)}"
+    if in_range.empty:
+        return [
+            f"no credit usage in the warehouse between {start} and {end} ({held}): no answer"
+        ], False
+    lines: list[str] = []
+    if rule == "resource_limit":
+        observed = resources["observed_at"] if resources is not None else None
+        if (
+            observed is None
+            or not ((observed >= pd_day(start)) & (observed < pd_day(end + timedelta(1)))).any()
+        ):
+            where = (
+                f"the warehouse holds snapshots from {_day(observed.min())} to "
+                f"{_day(observed.max())}"
+                if observed is not None and len(observed)
+                else "the warehouse holds none"
+            )
+            return [
+                f"no resource snapshots between {start} and {end} ({where}; they are taken "
+                "by each run, not loaded for the past): no answer for rule resource_limit"
+            ], False
+        seen = observed[(observed >= pd_day(start)) & (observed < pd_day(end + timedelta(1)))]
+        if seen.min() >= pd_day(start + timedelta(1)):
+            lines.append(
+                f"resource snapshots cover only {_day(seen.min())} .. {_day(seen.max())} of "
+                "this range: the days before are not judged"
+            )
+    thresholds = {
+        "credit_actual": config.rules.credit_actual_thresholds,
+        "credit_forecast": config.rules.credit_forecast_thresholds,
+        "resource_limit": config.rules.resource_thresholds,
+    }
+    if rule in thresholds and not thresholds[rule]:
+        return [f"rule {rule} is disabled in {config.source} (no thresholds): it cannot fire"], True
+    if_enabled = ""
+    if rule == "anomaly" and not config.rules.anomaly.enabled:
+        lines.append(
+            f"rule anomaly is disabled in {config.source} (rules.anomaly.enabled: false); "
+            "evaluated as if it were enabled:"
+        )
+        anomaly = config.rules.anomaly.model_copy(update={"enabled": True})
+        config = config.model_copy(
+            update={"rules": config.rules.model_copy(update={"anomaly": anomaly})}
+        )
+        if_enabled = " if enabled"
+    result = backtest_rule(usage, organizations, config, rule, start, end, resource_usage=resources)
+    fired = result[result["notified"]] if len(result) else result
+    if not len(fired):
+        lines.append(
+            f"rule {rule} would not have fired{if_enabled} between {start} and {end} ({days} days)"
+        )
+        return lines, True
+    lines.append(
+        f"rule {rule}, {span}: {len(fired)} notifications{if_enabled}, "
+        f"{fired['alert_key'].nunique()} distinct alerts, on {fired['date'].nunique()} days"
+    )
+    names = {str(r["organization_id"]): r.get("organization_name") for r in _records(organizations)}
+    projects = {
+        str(r["project_id"]): r.get("project_name")
+        for r in _records(usage[["project_id", "project_name"]].drop_duplicates("project_id"))
+        if r.get("project_id")
+    }
+    table = []
+    for r in _records(fired):
+        row: dict[str, Any] = {
+            "date": _day(r["date"]),
+            "organization": names.get(str(r["organization_id"])) or r["organization_id"],
+        }
+        if rule != "resource_limit":
+            pid = r.get("project_id")
+            row["project"] = (projects.get(str(pid)) or pid) if pid else ""
+        else:
+            row["resource"] = str(r.get("metric") or "")
+        unit = "robust z-score " if rule == "anomaly" else ""
+        row["threshold"] = f"{unit}{r['threshold']:g}" + ("" if unit else "%")
+        for col in ("value", "limit"):
+            value = r.get(col)
+            row[col] = "" if value is None else f"{value:,.0f}"
+        table.append(row)
+    if not any(row.get("project") for row in table):
+        for row in table:
+            row.pop("project", None)
+    lines.extend(
+        line.rstrip() for line in tabulate(table, headers="keys", tablefmt="simple").splitlines()
+    )
+    return lines, True
+
+
+def pd_day(day: date) -> Any:
+    """A day as the warehouse's naive-UTC midnight."""
+    import pandas as pd
+
+    return pd.Timestamp(day)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from datetime import timedelta
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -78,7 +79,8 @@ def handle(args: argparse.Namespace) -> int:
             "period_row": "sum(credits) FILTER (WHERE interval = 'month')",
             "daily_rows": "sum(credits) FILTER (WHERE interval = 'day')",
         }
-        print(f"{org_name} ({org_id}), subscription period {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
+        last = end - timedelta(days=1)  # end_date is exclusive; people read the last day
+        print(f"{org_name} ({org_id}), subscription period {start:%Y-%m-%d} .. {last:%Y-%m-%d}")
         if lake is None:
             row = con.execute(
                 f"SELECT {', '.join(f'coalesce({v}, 0)' for v in totals.values())}, "

@@ -232,3 +232,74 @@ def test_period_end_is_shown_inclusive() -> None:
     assert _period({"period_start": start, "period_end": start + timedelta(days=29)}) == (
         "2024-02-28 .. 2024-03-27"
     )
+
+
+def test_listing_after_a_channel_went_down_shows_untried_messages(tmp_path, capsys) -> None:
+    """A channel that refuses connections stops after its first failure, so its other messages
+    were never tried (no error recorded): the listing shows them instead of crashing."""
+    warehouse = tmp_path / "warehouse"
+    make_state(warehouse, ["log", "slack"])
+    port = free_port()  # nothing listens there: connections are refused
+    quotas = quota_file(tmp_path, {"slack": {"url": f"http://127.0.0.1:{port}/hook"}})
+    args = ["alerts", "--warehouse", str(warehouse), "--quotas", str(quotas)]
+    assert main([*args, "--retry"]) == 1
+    capsys.readouterr()
+    with AlertStore(state_path(warehouse)) as store:
+        slack = store.outbox_frame().query("channel == 'slack'")
+    assert len(slack) >= 2 and (slack.attempts == 0).sum() == len(slack) - 1
+
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert f"{len(slack)} undelivered notifications" in out
+    lines = [line for line in out.splitlines() if " slack " in f" {line} "]
+    assert len(lines) == len(slack)
+    assert sum("POST to" in line for line in lines) == 1
+    assert sum("not tried yet" in line for line in lines) == len(slack) - 1
+    assert all(ORG_NAME in line and "pending" in line for line in lines)
+    assert "nan" not in out.lower().split()
+
+
+def test_listing_reads_missing_values_as_missing() -> None:
+    """Missing text (NaN in a pandas frame, as the state and the lake hand it back) falls back
+    like None: the organization id for a missing name, no explanation line, no 'nan'."""
+    from pipelines.commands.alerts_cmd import _listing
+
+    alerts = pd.DataFrame(
+        [
+            {
+                "alert_key": "k1",
+                "organization_id": ORG_ID,
+                "organization_name": float("nan"),
+                "project_id": float("nan"),
+                "project_name": float("nan"),
+                "rule": "credit_actual",
+                "metric": "credits",
+                "threshold": 80.0,
+                "severity": float("nan"),
+                "status": "open",
+                "period_start": pd.Timestamp("2024-03-01"),
+                "period_end": pd.NaT,
+                "title": float("nan"),
+                "explanation": float("nan"),
+                "restatement": float("nan"),
+            }
+        ]
+    )
+    outbox = pd.DataFrame(
+        [
+            {
+                "id": 1,
+                "alert_key": "k1",
+                "channel": "slack",
+                "event": "open",
+                "status": "pending",
+                "attempts": 0,
+                "last_error": float("nan"),
+            }
+        ]
+    )
+    text = "\n".join(_listing(alerts, outbox, show_all=False))
+    assert "nan" not in text.lower().replace("_", " ").split()
+    assert ORG_ID in text and "all credits" in text and "1. k1" in text
+    assert "not tried yet" in text

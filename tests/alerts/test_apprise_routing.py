@@ -191,3 +191,51 @@ def test_unparsable_apprise_url_is_named_without_its_value(caplog) -> None:
         "understands"
     )
     assert PASSWORD not in caplog.text
+
+
+def test_unrouted_organizations_skip_channels_a_route_names(tmp_path, make_receiver) -> None:
+    """A team's channel (named by its organization's route) gets only that organization's
+    alerts: an organization without a route goes to the channels no route names (it used to
+    go to every channel, the team's included)."""
+    from alerting.routing import alert_routes
+
+    from .conftest import WEBHOOK_SECRET
+
+    webhook, slack, team = (make_receiver(secret=s) for s in (WEBHOOK_SECRET, None, None))
+    config = parse_quotas(
+        {
+            "channels": {
+                "webhook": {"url": webhook.url, "secret": WEBHOOK_SECRET},
+                "slack": {"url": slack.url},
+                "acme-team": {"type": "apprise", "urls": [json_url(team)]},
+            },
+            "organizations": {"o1": {"channels": ["acme-team", "log"]}},
+        }
+    )
+    with AlertStore(tmp_path / "a.sqlite") as store:
+        store.sync(candidates(), alert_routes(config, ORGS), NOW)
+        report = deliver_pending(store, build_channels(config.channels), NOW)
+    assert report.ok and report.delivered == 4
+    assert [m["title"][:2] for m in team.received] == ["o1"]
+    assert [m["alert"]["organization_id"] for m in webhook.received] == ["o2"]
+    assert len(slack.received) == 1 and "o2" in slack.received[0]["text"]
+
+
+def test_routes_without_a_fallback_channel_are_a_one_line_error() -> None:
+    import pytest
+
+    from insights.quotas import QuotaConfigError
+
+    routes = {"organizations": {"acme": {"channels": ["ops", "log"]}}}
+    ops = {"ops": {"type": "apprise", "urls": ["json://127.0.0.1/hook"]}}
+    with pytest.raises(QuotaConfigError) as info:
+        parse_quotas({"channels": ops, **routes}, "q.yaml")
+    assert str(info.value) == (
+        "q.yaml: every channel is named by a route (organizations.acme), so an organization "
+        "without a route would get no channel: set default.channels (an empty list sends "
+        "those alerts nowhere)"
+    )
+    explicit = parse_quotas({"channels": ops, **routes, "default": {"channels": []}})
+    assert explicit.channels_for("o9", "other", None) == []
+    no_routes = parse_quotas({"channels": ops})  # backwards compatible: every channel
+    assert no_routes.channels_for("o9", "other", None) == ["log", "ops"]
