@@ -84,9 +84,9 @@ def handle(args: argparse.Namespace) -> int:
     location = warehouse_location(args)
     if location.lake_config() is not None:
         raise InputError(
-            "usage-etl forget does not support the shared lake yet (USAGE_LAKE_CATALOG / "
-            "USAGE_LAKE_DATA are set): the lake would keep the organization's rows and every "
-            "snapshot holding them; see docs/operations.md"
+            "the shared lake is not supported yet (USAGE_LAKE_CATALOG / USAGE_LAKE_DATA are "
+            "set): the lake would keep the organization's rows and every snapshot holding "
+            "them; nothing was changed (see docs/operations.md)"
         )
     warehouse = location.root
     if not (warehouse / "parquet").is_dir():
