@@ -16,6 +16,7 @@ in docs/operations.md. The shared lake is not supported yet: the command refuses
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -125,4 +126,10 @@ def handle(args: argparse.Namespace) -> int:
     if report.exists():
         write_report(warehouse)
         print(f"rewrote the report {report} (no page of {name} left)")
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or warehouse / "dagster")
+    if dagster_home.is_dir():
+        print(
+            f"not touched: Dagster's run history in {dagster_home} (past runs' logs may name "
+            f"{name}); `usage-etl prune --dagster-history --keep-days N` deletes old runs"
+        )
     return 0
