@@ -18,6 +18,7 @@ around `forget_slices` and `republish`, under the same lock.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,12 +71,13 @@ def resolve_organization(warehouse: Path, name_or_id: str) -> tuple[str, str]:
             organizations["organization_id"], organizations["organization_name"], strict=True
         )
     ]
-    for candidates in (known, None):
-        if candidates is None:
-            candidates = _published_organizations(Path(warehouse))
-        for organization_id, name in candidates:
-            if name_or_id in (organization_id, name):
-                return organization_id, name
+    def candidates() -> Iterator[tuple[str, str]]:
+        yield from known
+        yield from _published_organizations(Path(warehouse))  # read only when needed
+
+    for organization_id, name in candidates():
+        if name_or_id in (organization_id, name):
+            return organization_id, name
     names = ", ".join(sorted(n for _, n in known)) or "none"
     raise InputError(
         f"--organization {name_or_id!r}: no such organization in the warehouse "
