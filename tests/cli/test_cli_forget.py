@@ -194,3 +194,28 @@ def test_forget_leaves_no_trace_of_the_organization_and_the_others_untouched(
     )
     assert lake.code == 2 and "shared lake is not supported" in lake.err
     assert others_state(warehouse, forgotten_id) == state_before
+
+
+def test_a_forget_interrupted_before_republishing_is_finished_by_running_it_again(
+    demo_warehouse_copy: Path,
+) -> None:
+    """A crash after the slices (the registry among them) were rewritten and before the
+    republish: the organization is no longer in the registry, yet the same command, by name,
+    finds it in the published file and removes what is left."""
+    from warehouse.files import writer_lock
+    from warehouse.forget import ForgetResult, forget_slices
+
+    warehouse = demo_warehouse_copy
+    forgotten_id = organization_id(warehouse, FORGOTTEN)
+    with writer_lock(warehouse):  # what the command had done when it died
+        forget_slices(warehouse, forgotten_id, ForgetResult(forgotten_id, FORGOTTEN))
+    registry = warehouse / "parquet" / "organizations" / "data.parquet"
+    assert FORGOTTEN not in str(pd.read_parquet(registry).organization_name.tolist())
+    assert files_holding(warehouse, (FORGOTTEN, forgotten_id)), "the rest still holds it"
+
+    done = usage_etl_in_process(
+        "forget", "--organization", FORGOTTEN, "--warehouse", str(warehouse)
+    )
+    assert done.code == 0, done.err
+    assert f"forgot {FORGOTTEN} ({forgotten_id}): rows removed: none" in done.out
+    assert files_holding(warehouse, (FORGOTTEN, forgotten_id)) == {}
