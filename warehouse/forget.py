@@ -71,6 +71,7 @@ def resolve_organization(warehouse: Path, name_or_id: str) -> tuple[str, str]:
             organizations["organization_id"], organizations["organization_name"], strict=True
         )
     ]
+
     def candidates() -> Iterator[tuple[str, str]]:
         yield from known
         yield from _published_organizations(Path(warehouse))  # read only when needed
