@@ -6,6 +6,7 @@ The state (alert lifecycle and notification outbox) is ``<warehouse>/state/alert
 ``alert_outbox`` (atomically, under the writer lock). :func:`open_state` opens the state and,
 when the file is missing or empty while the warehouse holds alert rows, rebuilds it from that
 copy and says so: delivered messages stay delivered, so nothing already sent is sent again.
+:func:`forget_organization` removes one organization from the state (`usage-etl forget`).
 """
 
 from __future__ import annotations
@@ -85,3 +86,14 @@ def publish_state(warehouse: Path, store: AlertStore) -> None:
     with writer_lock(warehouse):
         remove_stale_temporaries(warehouse)
         publish(warehouse)
+
+
+def forget_organization(warehouse: Path, organization_id: str) -> dict[str, int]:
+    """Delete every row of ``organization_id`` from the alert state (alerts, their messages,
+    period totals; see :meth:`AlertStore.forget_organization`); rows deleted per table. A
+    warehouse without a state file has nothing to forget: none is created."""
+    path = state_path(warehouse)
+    if not path.exists():
+        return {}
+    with AlertStore(path) as store:
+        return store.forget_organization(organization_id)

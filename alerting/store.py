@@ -667,6 +667,30 @@ class AlertStore:
         """True when the store holds no alert at all."""
         return self._conn.execute("SELECT 1 FROM alerts LIMIT 1").fetchone() is None
 
+    # ---- forgetting an organization -----------------------------------------------------
+    def forget_organization(self, organization_id: str) -> dict[str, int]:
+        """Delete every row of ``organization_id``: its alerts, their outbox messages (whatever
+        their status) and its period totals, in one transaction; returns rows deleted per
+        table. The deleted content is overwritten (``secure_delete``), the file rebuilt
+        (``VACUUM``) and the write-ahead log emptied, so no byte of it stays in free pages or
+        in the log (``usage-etl forget``)."""
+        self._conn.execute("PRAGMA secure_delete=ON")
+        removed: dict[str, int] = {}
+        with self._tx() as db:
+            keys = "SELECT alert_key FROM alerts WHERE organization_id = ?"
+            removed["outbox"] = db.execute(
+                f"DELETE FROM outbox WHERE alert_key IN ({keys})", (organization_id,)
+            ).rowcount
+            removed["alerts"] = db.execute(
+                "DELETE FROM alerts WHERE organization_id = ?", (organization_id,)
+            ).rowcount
+            removed["period_totals"] = db.execute(
+                "DELETE FROM period_totals WHERE organization_id = ?", (organization_id,)
+            ).rowcount
+        self._conn.execute("VACUUM")  # atomic: the file is rewritten through the log
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
+
     # ---- recovery -----------------------------------------------------------------------
     def restore(self, alerts: pd.DataFrame, outbox: pd.DataFrame) -> tuple[int, int]:
         """Fill an empty store from the warehouse copies of ``quota_alerts`` and

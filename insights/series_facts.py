@@ -17,7 +17,8 @@ the history. Files of slices that no longer exist are removed. A slice with an u
 in its manifest (a pending record) is computed every time and never cached. Every slice gets one
 marker row (no organization) so that a slice without day rows is known to be computed. The cache
 is only ever a shortcut: each file replaced atomically, unreadable or missing it is rebuilt from
-the slices, and a row is used only when its digest matches.
+the slices, and a row is used only when its digest matches. `usage-etl forget` removes the files
+holding a forgotten organization (:func:`forget_organization`); the next run computes them again.
 
 The day slices are ``interval=day/month=YYYY-MM/...``: a slice's month names the days it holds,
 which :func:`day_slices` uses to pick the slices of a range of days.
@@ -36,7 +37,7 @@ import duckdb
 import pandas as pd
 
 from insights.trends import DAILY_VIEW, empty_daily_view, parquet_daily_view
-from warehouse.files import atomic_write
+from warehouse.files import atomic_write, fsync_dir
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE
 
@@ -286,6 +287,36 @@ def _read_cache(
 def _insert_legacy(con: duckdb.DuckDBPyConnection, legacy: Path, slices: list[DaySlice]) -> None:
     """Copy the rows of the single-file cache tagged with one of ``slices``' digests."""
     con.execute(f"INSERT INTO {COMPUTED_TABLE} {_cached_rows_sql([legacy], slices)}")
+
+
+def forget_organization(warehouse: Path, organization_id: str) -> int:
+    """Remove the cache files holding rows of ``organization_id`` (and unreadable ones, and
+    the single-file cache of earlier versions); returns how many. Each is a shortcut the next
+    run recomputes from the slices (which `usage-etl forget` has rewritten without it)."""
+    directory = Path(warehouse) / CACHE
+    files = sorted(directory.glob("*.parquet")) if directory.exists() else []
+    legacy = Path(warehouse) / LEGACY_CACHE
+    removed = [legacy] if legacy.exists() else []
+    con = duckdb.connect(":memory:")
+    try:
+        for path in files:
+            try:
+                row = con.execute(
+                    f"SELECT count(*) FROM read_parquet({_quote(str(path))}) "
+                    "WHERE organization_id = ?",
+                    [organization_id],
+                ).fetchone()
+            except duckdb.Error:
+                row = None  # unreadable: recomputed anyway
+            if row is None or row[0]:
+                removed.append(path)
+    finally:
+        con.close()
+    for path in removed:
+        path.unlink(missing_ok=True)
+    for parent in {p.parent for p in removed}:
+        fsync_dir(parent)
+    return len(removed)
 
 
 def _save(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -232,3 +233,36 @@ def test_max_attempts_marks_failed(store) -> None:
     assert second.failed == 1 and second.pending == 0
     assert store.outbox_frame().status.tolist() == ["failed"]
     assert store.requeue_failed() == 1 and store.pending_count() == 1
+
+
+def test_forgetting_an_organization_leaves_no_byte_of_it(tmp_path) -> None:
+    """`usage-etl forget`'s part of the state: the organization's alerts, messages and period
+    totals go, nothing of them stays in the file's free space or log, even where SQLite was
+    built without SECURE_DELETE (as Debian's is; turned off here), and the other organization
+    keeps its rows."""
+    gone = "zz-forgotten-organization"
+    orgs = organizations_frame(
+        ("o1", "free", "2024-03-01", "2024-04-01"), (gone, "free", "2024-03-01", "2024-04-01")
+    )
+    usage = pd.concat([usage_until(85, 20), usage_frame(gone, "2024-02-20", {"p9": [90] * 20})])
+    cand = compute_alerts(usage, orgs, CONFIG, as_of="2024-03-10", rules=("credit_actual",))
+    path = tmp_path / "state" / "alerts.sqlite"
+    with AlertStore(path) as store:
+        store._conn.execute("PRAGMA secure_delete=OFF")
+        store.sync(cand.candidates, ["log", "webhook"], NOW)
+        store._conn.execute(
+            "INSERT INTO period_totals VALUES (?, '2024-03-01', '2024-03-09', 900, '2024-03-10')",
+            [gone],
+        )
+        assert deliver_pending(store, {"log": LogChannel()}, NOW).delivered == 2
+        kept = store.alerts_frame().query("organization_id == 'o1'")
+        kept_outbox = outbox(store).query("alert_key.str.startswith('o1|')")
+        assert gone.encode() in path.read_bytes() + Path(f"{path}-wal").read_bytes()
+
+        assert store.forget_organization(gone) == {"alerts": 1, "outbox": 2, "period_totals": 1}
+        pd.testing.assert_frame_equal(store.alerts_frame(), kept.reset_index(drop=True))
+        pd.testing.assert_frame_equal(outbox(store), kept_outbox.reset_index(drop=True))
+        assert not store.loaded_totals()
+        on_disk = b"".join(p.read_bytes() for p in path.parent.iterdir())
+    assert gone.encode() not in on_disk
+    assert gone.encode() not in path.read_bytes()
