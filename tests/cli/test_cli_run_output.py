@@ -134,6 +134,15 @@ def test_blocking_check_keeps_the_warehouse_and_sends_nothing(
     assert _fingerprint(warehouse) == before, "a blocked run must change nothing stored"
 
 
+def run_env(server: Any, tmp_path: Path) -> dict[str, str]:
+    """A user's environment for `usage-etl run` against `server`, Dagster's home in `tmp_path`."""
+    return clean_env(
+        UBIOPS_API_HOST=server.base_url,
+        UBIOPS_API_TOKEN=server.token,
+        DAGSTER_HOME=str(tmp_path / "dagster"),
+    )
+
+
 @pytest.mark.long
 def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse"
@@ -141,11 +150,7 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
     counter = CountingApp(server.app)
     server.app = counter
     with server:
-        env = clean_env(
-            UBIOPS_API_HOST=server.base_url,
-            UBIOPS_API_TOKEN=server.token,
-            DAGSTER_HOME=str(tmp_path / "dagster"),
-        )
+        env = run_env(server, tmp_path)
         # The preflight probe takes the first 5xx (a 5xx answer counts as reachable); the
         # run's client gets the other three and retries them.
         server.set_faults(errors_5xx=1 + 3)
@@ -234,11 +239,7 @@ def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(tmp_path: Path)
     holding = HoldingApp(server.app)
     server.app = holding
     with server:
-        env = clean_env(
-            UBIOPS_API_HOST=server.base_url,
-            UBIOPS_API_TOKEN=server.token,
-            DAGSTER_HOME=str(tmp_path / "dagster"),
-        )
+        env = run_env(server, tmp_path)
         process = subprocess.Popen(
             [str(USAGE_ETL), "run", "--warehouse", str(warehouse)],
             env=env,
