@@ -3,7 +3,8 @@
 Used by the extraction assets: each asset describes one call per organization (or per
 organization and month); this module runs them concurrently through one `UbiOpsClient`, reports
 progress at most every `every` seconds, and either returns every result or raises the first
-failure (cancelling the rest), so a slice is never written with some organizations missing.
+failure (cancelling the rest; an interrupt too, as itself), so a slice is never written with
+some organizations missing.
 """
 
 from __future__ import annotations
@@ -77,5 +78,11 @@ async def fan_out(
                 group.create_task(worker())
     except* ApiError as failures:
         raise failures.exceptions[0] from None
+    except* BaseException as stopped:
+        # Whatever else stopped a worker, as itself rather than wrapped in a group: above all an
+        # interrupt (Ctrl-C), which lands in whichever task is running -- a KeyboardInterrupt, or
+        # under Dagster the DagsterExecutionInterruptedError its SIGINT handler raises -- so the
+        # caller (and Dagster) sees an interrupted run, not "unhandled errors in a TaskGroup".
+        raise stopped.exceptions[0] from None
     report(final=True)
     return [(key, result) for key, result in zip(keys, results, strict=True)]  # type: ignore[misc]

@@ -56,3 +56,27 @@ def test_the_collector_is_back_on_after_a_failed_pull() -> None:
         pull(lambda: client_answering(403, seen_gc), [(RESOURCES, ORGS)])
     assert seen_gc and not any(seen_gc)
     assert gc.isenabled()
+
+
+class Interrupted(BaseException):
+    """What Dagster's SIGINT handler raises in whichever frame runs (not an `Exception`)."""
+
+
+def test_an_interrupt_in_a_worker_comes_out_as_itself() -> None:
+    """Ctrl-C lands in one of the concurrent requests: the pull stops with that interrupt, not
+    with a group of "unhandled errors in a TaskGroup" (the run then reads as interrupted)."""
+    answered = 0
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal answered
+        answered += 1
+        if answered == 3:
+            raise Interrupted
+        return httpx.Response(200, json=COUNTS)
+
+    def client() -> UbiOpsClient:
+        return UbiOpsClient("https://api.test/v2.1", "key", transport=httpx.MockTransport(handle))
+
+    with pytest.raises(Interrupted):
+        pull(client, [(RESOURCES, ORGS)])
+    assert gc.isenabled()
