@@ -67,8 +67,11 @@ from warehouse.schema import CREDIT_USAGE
 
 ALGORITHM = "project_usage_trends/sql-1"
 RECORD_NAME = "_derived_from.json"
-CONTEXT_FORMAT = "series-hash-1"
-"""How a month's context digest is made (:func:`_context_hashes`): part of the fingerprint."""
+CONTEXT_FORMAT = "series-hash-2"
+"""How a month's context digest is made (:func:`_context_hashes`): part of the fingerprint.
+`series-hash-1` took a series never used for one used before the month's range (DuckDB's
+`greatest` skips NULL), so a backfill of older months showing earlier usage of a series idle
+since left the later months' dormant flags stale; its records are recomputed once."""
 BATCH_MONTHS = 12
 """Consecutive months computed by one query (each query also reads the two months before, so
 a 12-month backfill is one batch: 14 months of days through the window functions instead of 16
@@ -158,13 +161,17 @@ def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[s
     their count. One aggregate over series x months (a text rendering of the same facts, sorted
     and SHA-256'd per month, cost ~10x more at 24 months). A DuckDB whose `hash` differs makes
     every month's digest differ once: all months are recomputed, then recorded anew. (Records
-    of the previous format are adopted without recomputing: :func:`_adopt_legacy_records`.)"""
+    written before context digests had a format are adopted without recomputing:
+    :func:`_adopt_legacy_records`; those of `series-hash-1` are recomputed once, see
+    :data:`CONTEXT_FORMAT`.) A series never used stays apart from one used before the range:
+    the dormant flags differ."""
     digests = _per_month(
         con,
         months,
         f"""CAST(sum(hash(s.organization_id, s.scope, s.pkey, s.organization_name,
                          s.project_name, greatest(s.first_day, m.first),
-                         greatest(s.first_use, m.first - INTERVAL 1 DAY),
+                         CASE WHEN s.first_use IS NOT NULL
+                              THEN greatest(s.first_use, m.first - INTERVAL 1 DAY) END,
                          least(o.last_day, m."end"),
                          coalesce(a.anchor, {CALENDAR_MONTHS}))) AS VARCHAR)
                || '/' || CAST(count(*) AS VARCHAR)""",

@@ -378,6 +378,14 @@ def history_days_needed(lookback_days: int = 28) -> int:
     return max(SPIKE_WINDOW, SHIFT_WINDOW, TREND_WINDOW, lookback_days)
 
 
+def component_days_needed(lookback_days: int = 28) -> int:
+    """Days of history (ending at ``as_of``) the robust method looks at in each project and
+    deleted-projects line of an organization (the level-shift and trend windows): only the
+    organization totals (:func:`history_days_needed`) and the budgeted projects, forecast on
+    their own, look further back."""
+    return max(SHIFT_WINDOW, lookback_days)
+
+
 def _period_days(
     as_of: pd.Timestamp, period_start: date, period_end: date
 ) -> tuple[pd.Timestamp, pd.Timestamp, int, int]:
@@ -673,7 +681,7 @@ def forecast_usage(
 
     today = today_after(day)
     last_day = _day_numbers(pd.Series([day]))[0]
-    window = max(SHIFT_WINDOW, lookback_days)
+    window = component_days_needed(lookback_days)
     parts_by_org: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     if method == "robust":
         series = daily[daily["scope"] != "organization"]

@@ -1,23 +1,29 @@
 """The inputs of one alert evaluation, read in DuckDB SQL from the Parquet files: only the last
 days the forecasts, quota status, explanations and anomalies look at, not the whole history.
 
-An evaluation as of day D needs, per series, the daily credits of the last
-:func:`window_days` days (the forecast's spike history of 120 days, the current and previous
-subscription periods for explanations, the anomaly baselines) and, from older history, only
-each series' first day (how many days of data a forecast has). :func:`load_usage_window` gives
-both: the window's rows in the analytics convention
-(:data:`insights.frames.DAILY_COLUMNS`), where a series that started before the
-window gets a 0-credit row on the window's first day (so its dense history starts there, as the
-zero-filled full history would show it), and the first days. Resource counts likewise
-(:func:`load_resource_window`): the observations of each organization's last 30 days and the
-number of observations it has. The first days (and names) come from the per-slice facts of
-`insights.series_facts` for the slices before the window, so only the window's
-slices are read. The evaluation on this window equals the one on the whole history
-(tests/derive/test_evaluation_window.py compares them).
+An evaluation as of day D needs the daily credits of the organization totals for the last
+:func:`window_days` days (the forecast's spike history of 120 days), of the other series
+(projects, deleted projects) for the last :func:`series_window_days` days (the robust
+forecast's level-shift and trend windows, the current and previous subscription periods for
+explanations, the anomaly baselines: 64 days by default), and, from older history, only each
+series' first day (how many days of data a forecast has). The organizations whose projects are
+forecast on their own (a project budget in the quota file) and those without organization rows
+(their totals are the sum of their series) get every series for the whole window
+(:func:`whole_window_organizations`). :func:`load_usage_window` gives both: the window's rows in
+the analytics convention (:data:`insights.frames.DAILY_COLUMNS`), where a series that started
+before its window gets a 0-credit row on its window's first day (so its dense history starts
+there, as the zero-filled full history would show it), and the first days (the series' shorter
+window is a third fewer rows to read, sort and evaluate once the history fills 120 days).
+Resource counts likewise (:func:`load_resource_window`): the observations of each
+organization's last 30 days and the number of observations it has. The first days (and
+names) come from the per-slice facts of `insights.series_facts` for the slices before the
+window, so only the window's slices are read. The evaluation on this window equals the one
+on the whole history (tests/derive/test_evaluation_window.py compares them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,7 +31,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from insights.forecast import history_days_needed
+from insights.forecast import component_days_needed, history_days_needed
 from insights.frames import DAILY_COLUMNS, frame_sharing_text, to_day
 from insights.quota_status import RESOURCE_WINDOW_DAYS
 from insights.quotas import QuotaConfig
@@ -43,14 +49,50 @@ PERIODS_DAYS = 2 * 31 + 2
 """The current and the previous subscription period (explanations compare the two)."""
 
 
+def _anomaly_days(config: QuotaConfig | None) -> int:
+    """Days of each series the anomaly rule reads (0 when it is off)."""
+    if config is None or not config.rules.anomaly.enabled:
+        return 0
+    anomaly = config.rules.anomaly
+    # a day's anomaly score looks back two baselines (expected value, then its deviations)
+    return max(2 * anomaly.window_days + 8, anomaly.min_history_days + 1)
+
+
 def window_days(config: QuotaConfig | None = None) -> int:
-    """Days of daily usage (ending on ``as_of``) an evaluation reads."""
-    days = max(history_days_needed(), PERIODS_DAYS)
-    if config is not None and config.rules.anomaly.enabled:
-        anomaly = config.rules.anomaly
-        # a day's anomaly score looks back two baselines (expected value, then its deviations)
-        days = max(days, 2 * anomaly.window_days + 8, anomaly.min_history_days + 1)
-    return days
+    """Days of daily usage (ending on ``as_of``) an evaluation reads: of the organization
+    totals, and of every series of the :func:`whole_window_organizations`."""
+    return max(history_days_needed(), PERIODS_DAYS, _anomaly_days(config))
+
+
+def series_window_days(config: QuotaConfig | None = None) -> int:
+    """Days (ending on ``as_of``) an evaluation reads of the series other than the organization
+    totals (projects, deleted projects), outside the :func:`whole_window_organizations`: what
+    the robust forecast's parts, the explanations and the anomaly rule look at."""
+    return min(
+        window_days(config),
+        max(component_days_needed(), PERIODS_DAYS, _anomaly_days(config)),
+    )
+
+
+def whole_window_organizations(
+    config: QuotaConfig | None, organizations: pd.DataFrame | None = None
+) -> set[str]:
+    """Organization ids and names whose every series the evaluation reads for the whole window:
+    those with a project budget in the quota file (their budgeted projects are forecast on
+    their own, from the whole window), by the file's keys (an id or a name) and by the ids of
+    the `organizations` rows whose name is such a key."""
+    if config is None:
+        return set()
+    keys = {str(k) for k, override in config.organizations.items() if override.projects}
+    if keys and organizations is not None and len(organizations):
+        ids = organizations["organization_id"].astype(str)
+        names = organizations["organization_name"]
+        keys |= {
+            i
+            for i, name in zip(ids, names, strict=True)
+            if config.project_budgets(i, name if isinstance(name, str) else None)
+        }
+    return keys
 
 
 @dataclass
@@ -61,11 +103,22 @@ class UsageWindow:
     first_days: dict[tuple[str, str | None], pd.Timestamp] = field(default_factory=dict)
 
 
-def load_usage_window(store: ParquetStore, as_of: object, days: int) -> UsageWindow:
-    """The daily ``credit_usage`` rows of ``[as_of - days + 1, as_of]`` (see module doc)."""
+def load_usage_window(
+    store: ParquetStore,
+    as_of: object,
+    days: int,
+    *,
+    series_days: int | None = None,
+    whole: Collection[str] = (),
+) -> UsageWindow:
+    """The daily ``credit_usage`` rows of ``[as_of - days + 1, as_of]`` (see module doc): of the
+    series other than the organization totals only the last ``series_days`` days (default
+    ``days``), except for the organizations named (by id or name) in ``whole`` and those
+    without organization rows in the window."""
     slices = day_slices(store)
     end = to_day(as_of)
     start = end - timedelta(days=days - 1)
+    series_start = end - timedelta(days=min(series_days or days, days) - 1)
     if not slices:
         return UsageWindow(_empty_daily())
     first_month = f"{start.year:04d}-{start.month:02d}"
@@ -73,16 +126,36 @@ def load_usage_window(store: ParquetStore, as_of: object, days: int) -> UsageWin
         load_slice_facts(con, store, slices)
         recent = [s for s in slices if s.month is None or s.month >= first_month]
         daily_view_over(con, store, recent)
-        return _window(con, start, end, first_month)
+        return _window(con, start, end, first_month, series_start, sorted(whole))
 
 
 def _window(
-    con: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp, first_month: str
+    con: duckdb.DuckDBPyConnection,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    first_month: str,
+    series_start: pd.Timestamp,
+    whole: list[str],
 ) -> UsageWindow:
     """The window from the daily view (over the slices of ``first_month`` on) and the series'
     facts: the cached facts of the earlier slices combined with those of the view's rows up to
-    ``end``."""
+    ``end``. A series is read from ``start`` when it is an organization total or its
+    organization is in ``whole`` or has no organization rows in the window, else from
+    ``series_start``."""
     params = {"start": start.to_pydatetime(), "end": end.to_pydatetime()}
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE window_whole AS
+        SELECT organization_id FROM {DAILY_VIEW}
+        WHERE date >= $start AND date <= $end
+        GROUP BY organization_id
+        HAVING NOT bool_or(scope = 'organization')
+            OR bool_or(list_contains(CAST($whole AS VARCHAR[]), organization_id)
+                       OR list_contains(CAST($whole AS VARCHAR[]), organization_name))
+        """,
+        {**params, "whole": whole},
+    )
+    since = {**params, "series_start": series_start.to_pydatetime()}
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE window_series AS
@@ -118,23 +191,34 @@ def _window(
             SELECT organization_id, any_value(organization_name) AS organization_name, scope,
                    any_value(project_id) AS project_id, any_value(project_name) AS project_name,
                    date, sum(credits) AS credits, coalesce(project_id, '') AS pkey
-            FROM {DAILY_VIEW} WHERE date >= $start AND date <= $end
+            FROM {DAILY_VIEW}
+            WHERE date >= $start AND date <= $end
+              AND (date >= $series_start OR scope = 'organization'
+                   OR organization_id IN (SELECT organization_id FROM window_whole))
             GROUP BY organization_id, scope, pkey, date
+        ),
+        series AS (
+            SELECT s.*,
+                   CASE WHEN s.scope = 'organization' OR w.organization_id IS NOT NULL
+                        THEN CAST($start AS TIMESTAMP)
+                        ELSE CAST($series_start AS TIMESTAMP) END AS read_from
+            FROM window_series AS s
+            LEFT JOIN window_whole AS w USING (organization_id)
         ),
         earlier AS (
             SELECT s.organization_id, s.organization_name, s.scope, s.project_id,
-                   s.project_name, CAST($start AS TIMESTAMP) AS date, 0.0 AS credits, s.pkey
-            FROM window_series AS s
-            WHERE s.first_day < $start AND NOT EXISTS (
+                   s.project_name, s.read_from AS date, 0.0 AS credits, s.pkey
+            FROM series AS s
+            WHERE s.first_day < s.read_from AND NOT EXISTS (
                 SELECT 1 FROM rows AS r WHERE r.organization_id = s.organization_id
-                AND r.scope = s.scope AND r.pkey = s.pkey AND r.date = $start)
+                AND r.scope = s.scope AND r.pkey = s.pkey AND r.date = s.read_from)
         )
         SELECT organization_id, organization_name, scope, project_id, project_name, date,
                credits
         FROM (SELECT * FROM rows UNION ALL SELECT * FROM earlier)
         ORDER BY organization_id, scope, project_id NULLS LAST, date
         """,
-        params,
+        since,
     ).to_arrow_table()
     daily = frame_sharing_text(
         arrow, ("organization_id", "organization_name", "scope", "project_id", "project_name")

@@ -542,6 +542,12 @@ def _lines(
     return lines
 
 
+def _period_bucket(start: date, end: date, current: bool) -> Bucket:
+    """The bar of the subscription period `[start, end)` in an organization's period chart."""
+    caption = fmt_period(start, end) + (" (current period, so far)" if current else "")
+    return Bucket(start, end - timedelta(days=1), caption)
+
+
 def load_details(con: duckdb.DuckDBPyConnection, last: date | None) -> dict[str, Detail]:
     """Every organization's page data, read from the window ending on `last` (the last day of
     data) and from the subscription-period rows."""
@@ -578,16 +584,17 @@ def load_details(con: duckdb.DuckDBPyConnection, last: date | None) -> dict[str,
         details[str(r["organization_id"])].periods.append(r)
     sizes = {oid: len(detail.periods) for oid, detail in details.items()}
     by_period = _series(con, PERIOD_SERIES, {}, sizes)
+    # the same few hundred periods recur in every organization (subscriptions start on one of
+    # 31 days): each bar is made once, not once per organization and period
+    bars: dict[tuple[date, date, bool], Bucket] = {}
     for oid, detail in details.items():
-        buckets = [
-            Bucket(
-                p["period_start"],
-                p["period_end"] - timedelta(days=1),
-                fmt_period(p["period_start"], p["period_end"])
-                + (" (current period, so far)" if p["is_current_period"] else ""),
-            )
-            for p in reversed(detail.periods)
-        ]
+        buckets = []
+        for p in reversed(detail.periods):
+            key = (p["period_start"], p["period_end"], bool(p["is_current_period"]))
+            bar = bars.get(key)
+            if bar is None:
+                bar = bars[key] = _period_bucket(*key)
+            buckets.append(bar)
         lines = _lines(by_period.get(oid, {}), meta.get(oid, {}), len(buckets))
         detail.by_period = Chart("subscription period", buckets, lines)
 

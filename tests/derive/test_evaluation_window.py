@@ -15,6 +15,8 @@ from insights.quotas import QuotaConfig, parse_quotas
 from insights.usage_window import (
     load_resource_window,
     load_usage_window,
+    series_window_days,
+    whole_window_organizations,
     window_days,
 )
 from tests.derive.test_trends_sql import _row, write_usage
@@ -117,12 +119,20 @@ def long_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.Dat
 
 
 @pytest.mark.parametrize(
-    ("days_before_end", "anomaly"),
-    [(0, False), (9, True), (40, True)],
-    ids=["last-day", "spike-day-anomaly-rule", "earlier-anomaly-rule"],
+    ("days_before_end", "anomaly", "series_window"),
+    [(0, False, True), (9, True, True), (40, True, True), (0, False, False)],
+    ids=[
+        "last-day",
+        "spike-day-anomaly-rule",
+        "earlier-anomaly-rule",
+        "last-day-every-series-whole-window",
+    ],
 )
 def test_evaluation_on_the_window_equals_the_whole_history(
-    long_history: tuple[Path, pd.DataFrame], anomaly: bool, days_before_end: int
+    long_history: tuple[Path, pd.DataFrame],
+    anomaly: bool,
+    days_before_end: int,
+    series_window: bool,
 ) -> None:
     warehouse, usage = long_history
     store = ParquetStore(warehouse)
@@ -137,7 +147,19 @@ def test_evaluation_on_the_window_equals_the_whole_history(
         as_of=as_of,
         resources_as_of=as_of,
     )
-    window = load_usage_window(store, as_of, window_days(quotas))
+    if series_window:  # as the pipeline reads it: the projects of most organizations shorter
+        window = load_usage_window(
+            store,
+            as_of,
+            window_days(quotas),
+            series_days=series_window_days(quotas),
+            whole=whole_window_organizations(quotas, orgs),
+        )
+        first = window.daily.groupby(["organization_id", "scope"])["date"].min()
+        assert first["org0", "project"] > first["org0", "organization"]  # a shorter window
+        assert first["org1", "project"] == first["org1", "organization"]  # a project budget
+    else:
+        window = load_usage_window(store, as_of, window_days(quotas))
     assert window.daily["date"].min() > usage["start_date"].min()  # history was cut
     observed = load_resource_window(store, as_of)
     assert len(observed.observations) < len(store.read(RESOURCE_USAGE))
@@ -181,3 +203,30 @@ def test_resource_window_without_a_manifest_reads_every_snapshot(tmp_path: Path)
     assert with_manifest.counts == scanned.counts and with_manifest.counts
     assert 0 < len(scanned.observations) < len(observed)
     pd.testing.assert_frame_equal(with_manifest.observations, scanned.observations)
+
+
+def test_an_organization_without_total_rows_is_read_whole(tmp_path: Path) -> None:
+    """An organization whose totals are the sum of its series (no organization rows) gets every
+    series for the whole window: its forecast and alerts equal the whole history's."""
+    usage = long_usage()
+    usage = usage[~((usage["organization_id"] == "org2") & (usage["scope"] == "organization"))]
+    write_usage(tmp_path, usage)
+    store = ParquetStore(tmp_path)
+    quotas, orgs = config(False), organizations(usage)
+    as_of = usage["start_date"].max()
+    whole = compute_alerts(usage, orgs, quotas, as_of=as_of)
+    window = load_usage_window(
+        store,
+        as_of,
+        window_days(quotas),
+        series_days=series_window_days(quotas),
+        whole=whole_window_organizations(quotas, orgs),
+    )
+    first = window.daily.groupby("organization_id")["date"].min()
+    assert first["org2"] == first["org3"] < window.daily["date"].max() - timedelta(days=100)
+    org3 = window.daily[window.daily["organization_id"] == "org3"]
+    assert org3[org3["scope"] == "project"]["date"].min() > first["org3"]  # org3: cut
+    windowed = compute_alerts(window.daily, orgs, quotas, as_of=as_of, first_days=window.first_days)
+    assert (windowed.forecasts["organization_id"] == "org2").any()
+    pd.testing.assert_frame_equal(windowed.forecasts, whole.forecasts)
+    pd.testing.assert_frame_equal(windowed.candidates, whole.candidates)

@@ -261,3 +261,32 @@ def test_months_without_rows_are_removed(warehouse: Path) -> None:
     assert_same_trends(stored_trends(warehouse), reference_trends(kept, organizations))
     record = (store.table_dir(PROJECT_USAGE_TRENDS) / RECORD_NAME).read_text()
     assert f"month={last}" not in record and f"month={first.months[0]}" in record
+
+
+def test_older_months_loaded_later_that_show_earlier_usage_recompute_the_dormant_flags(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A backfill of older months that shows usage of a series idle (rows of 0 credits) in the
+    later months makes it dormant there instead of never used: those months are recomputed,
+    as a run over the whole history computes them."""
+    usage = synthetic_usage(seed=3, organizations=3, length=(190, 200))
+    months = sorted(set(usage["start_date"].dt.strftime("%Y-%m")))
+    assert len(months) >= 6
+    idle = (usage["organization_id"] == "org0") & (usage["scope"] == "deleted_projects")
+    later = usage["start_date"].dt.strftime("%Y-%m") >= months[2]
+    usage.loc[idle & later, "credits"] = 0.0  # used in the first two months only
+    assert usage.loc[idle & ~later, "credits"].sum() > 0
+    organizations = organizations_frame(usage)
+    anchors = anchors_by_organization(organizations)
+    warehouse = tmp_path_factory.mktemp("backfilled")
+    write_usage(warehouse, usage, months=months[2:])  # the first load: the later months
+    refresh_trends(warehouse, anchors)
+    write_usage(warehouse, usage, months=months[:2])  # then a backfill of the older ones
+    refresh_trends(warehouse, anchors)
+    stored = stored_trends(warehouse)
+    flags = stored[(stored["organization_id"] == "org0") & (stored["scope"] == "deleted_projects")]
+    assert flags[flags["date"] >= pd.Timestamp(f"{months[-1]}-01")]["is_dormant"].all()
+    scratch = tmp_path_factory.mktemp("scratch")
+    write_usage(scratch, usage)
+    refresh_trends(scratch, anchors)
+    assert_same_trends(stored, stored_trends(scratch))
