@@ -23,12 +23,16 @@ requests per organization of a daily refresh (the budget: 2, plus the organizati
     .venv/bin/python bench/scale.py --repeat 3           # each refresh's wall: median of 3
 
 A single refresh's wall time moves by up to ~10% between identical runs on a shared virtual
-machine. `--repeat N` runs each daily refresh N-1 more times, each on a copy of the warehouse
-and Dagster home as they were before it (the same work), and reports the median wall time of
-the N runs, the samples beside it; the other figures are the kept run's. "The run's own time"
-is what the run's summary line says (`run ... succeeded in`): the wall time less the process's
-start-up (imports, preflight) and exit; repeated, its median with the samples in the order of
-their wall times.
+machine, and the machine's speed drifts over the minutes between the first refresh and the last
+(identical work measured 12.3 s and 13.5 s in two invocations). `--repeat N` keeps a copy of
+the warehouse and Dagster home as they were before each daily refresh and, after the scenarios,
+runs N-1 rounds of the three refreshes, one after the other on fresh copies (interleaved, so
+each round compares them under the same conditions); each refresh's wall time is the median of
+its N runs (the samples beside it), the other figures are the kept run's, and the 24 / 2
+months ratio is also printed per round (the scenario run, then each round). "The run's own
+time" is what the run's summary line says (`run ... succeeded in`): the wall time less the
+process's start-up (imports, preflight) and exit; repeated, its median with the samples in the
+order of their wall times.
 
 CPU seconds are the run process's own (user + system, from wait4), and the emulator's during that
 run (from /proc; n/a elsewhere): on a loaded machine they move less than wall time.
@@ -177,30 +181,57 @@ def scenarios(today: date) -> list[tuple[str, str, list[str]]]:
     )
 
 
-def measure_repeated(
-    name: str, args: list[str], env: dict[str, str], log: Path | None, repeat: int, tmp: Path
+def saved_state(env: dict[str, str], into: Path) -> Path:
+    """A copy of the warehouse and Dagster home of `env` as they are now, in `into`."""
+    shutil.copytree(env["USAGE_WAREHOUSE"], into / "warehouse", symlinks=True)
+    shutil.copytree(env["DAGSTER_HOME"], into / "dagster", symlinks=True)
+    return into
+
+
+def rerun_on_copy(
+    name: str, args: list[str], env: dict[str, str], state: Path, scratch: Path
 ) -> Measured:
-    """`measure`, after `repeat - 1` runs of the same command on copies of the warehouse and
-    Dagster home as they are now; the result's wall time is the median of all runs."""
-    samples = []
-    for trial in range(repeat - 1):
-        copy = tmp / f"trial-{trial}"
-        shutil.copytree(env["USAGE_WAREHOUSE"], copy / "warehouse", symlinks=True)
-        shutil.copytree(env["DAGSTER_HOME"], copy / "dagster", symlinks=True)
-        trial_env = {
-            **env,
-            "USAGE_WAREHOUSE": str(copy / "warehouse"),
-            "DAGSTER_HOME": str(copy / "dagster"),
-        }
-        trial = measure(f"{name} (trial)", args, trial_env)
-        samples.append((trial.seconds, trial.run_seconds))
-        shutil.rmtree(copy)
-    kept = measure(name, args, env, log)
-    if repeat > 1:
-        kept.samples = (*samples, (kept.seconds, kept.run_seconds))
-        kept.seconds = statistics.median(w for w, _ in kept.samples)
-        kept.run_seconds = statistics.median(r for _, r in kept.samples)
-    return kept
+    """`measure` the same command on a fresh copy of a `saved_state` (removed afterwards)."""
+    trial = saved_state(
+        {"USAGE_WAREHOUSE": str(state / "warehouse"), "DAGSTER_HOME": str(state / "dagster")},
+        scratch,
+    )
+    try:
+        return measure(
+            f"{name} (again)",
+            args,
+            {
+                **env,
+                "USAGE_WAREHOUSE": str(trial / "warehouse"),
+                "DAGSTER_HOME": str(trial / "dagster"),
+            },
+        )
+    finally:
+        shutil.rmtree(trial)
+
+
+def interleaved_rounds(
+    refreshes: dict[str, tuple[str, list[str], Path]],
+    results: dict[str, Measured],
+    env: dict[str, str],
+    rounds: int,
+    scratch: Path,
+) -> None:
+    """`rounds` more runs of every daily refresh, round by round (each round runs them all,
+    in order, on copies of the states saved before them); each result gets every sample and
+    the medians."""
+    samples = {key: [(results[key].seconds, results[key].run_seconds)] for key in refreshes}
+    for round_no in range(rounds):
+        for key, (name, args, state) in refreshes.items():
+            print(f"  round {round_no + 2}: {name} ...", file=sys.stderr, flush=True)
+            again = rerun_on_copy(name, args, env, state, scratch / "again")
+            samples[key].append((again.seconds, again.run_seconds))
+            results[key].ok = results[key].ok and again.ok  # a failed run fails its row
+    for key, taken in samples.items():
+        result = results[key]
+        result.samples = tuple(taken)
+        result.seconds = statistics.median(w for w, _ in taken)
+        result.run_seconds = statistics.median(r for _, r in taken)
 
 
 def bench(
@@ -208,8 +239,9 @@ def bench(
 ) -> dict[str, Measured]:
     """Every scenario in order on one fresh warehouse, against an emulator of `orgs`; each run's
     output is kept in `logs` (as `<orgs>-<scenario>.log`) if given; each daily refresh's wall
-    time is the median of `repeat` runs (`measure_repeated`)."""
+    time is the median of `repeat` runs (`interleaved_rounds`)."""
     results: dict[str, Measured] = {}
+    refreshes: dict[str, tuple[str, list[str], Path]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="usage-scale-") as tmp,
         emulator_process(
@@ -230,10 +262,12 @@ def bench(
                 continue
             print(f"{orgs} organizations: {name} ...", file=sys.stderr, flush=True)
             log = None if logs is None else logs / f"{orgs}-{key}.log"
-            if key.startswith("refresh-"):
-                results[key] = measure_repeated(name, run_args, env, log, repeat, Path(tmp))
-            else:
-                results[key] = measure(name, run_args, env, log)
+            if key.startswith("refresh-") and repeat > 1:
+                state = saved_state(env, Path(tmp) / f"before-{key}")
+                refreshes[key] = (name, run_args, state)
+            results[key] = measure(name, run_args, env, log)
+        if refreshes:
+            interleaved_rounds(refreshes, results, env, repeat - 1, Path(tmp))
     return results
 
 
@@ -256,7 +290,8 @@ def main() -> int:
         "--repeat",
         type=int,
         default=1,
-        help="run each daily refresh this many times (copies; wall: the median; default 1)",
+        help="runs of each daily refresh: its scenario run, then rounds of all three on copies "
+        "(interleaved; wall: the median; default 1)",
     )
     args = parser.parse_args()
     if args.logs:
@@ -299,6 +334,16 @@ def main() -> int:
             f"over 2 months: wall {refresh_24.seconds / short.seconds:.2f}x, peak RSS "
             f"{refresh_24.peak_rss_mb / short.peak_rss_mb:.2f}x"
         )
+        if len(refresh_24.samples) == len(short.samples) > 1:
+            per_round = [
+                long[0] / brief[0]
+                for long, brief in zip(refresh_24.samples, short.samples, strict=True)
+            ]
+            print(
+                "refresh over 24 months / over 2 months, per round (wall): "
+                + ", ".join(f"{r:.2f}x" for r in per_round)
+                + f" (median {statistics.median(per_round):.2f}x)"
+            )
     return 0 if ok else 1
 
 
