@@ -65,7 +65,9 @@ from warehouse.files import atomic_write, writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE
 
-ALGORITHM = "project_usage_trends/sql-1"
+ALGORITHM = "project_usage_trends/sql-2"
+"""The trends computation: part of the fingerprint. `sql-2` adds the window sums up exactly
+(`insights.trends.EXACT`); `sql-1` months are recomputed once."""
 RECORD_NAME = "_derived_from.json"
 CONTEXT_FORMAT = "series-hash-2"
 """How a month's context digest is made (:func:`_context_hashes`): part of the fingerprint.

@@ -52,6 +52,11 @@ ORGANIZATION_CHUNK = 250
 every row of the query's days in memory, so a query covers a bounded number of organizations
 (about 1 MB of DuckDB memory per organization and month of days read)."""
 
+EXACT = "DECIMAL(38, 12)"
+"""The type the window sums add up in: exact (integers underneath), so a day's 7- and 30-day
+sums and period-to-date do not depend on how many rows the window functions saw (a month
+computed alone, or inside a 12-month backfill, gave sums differing in the last bit of a double);
+credits have at most micro-credit precision, and 10^26 credits fit."""
 DAILY_VIEW = "trend_daily"
 SERIES_TABLE = "trend_series"
 ORG_LAST_TABLE = "trend_org_last"
@@ -272,19 +277,19 @@ def trends_between(
     windowed AS (
         SELECT sid, oid, date, credits, period_start, period_day, prev_days, read_from,
             datediff('day', first_day, date) AS pos,
-            sum(credits) OVER (PARTITION BY sid ORDER BY date
-                               ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS sum7,
-            sum(credits) OVER (PARTITION BY sid ORDER BY date
-                               ROWS BETWEEN 29 PRECEDING AND CURRENT ROW) AS sum30,
-            sum(credits) OVER (PARTITION BY sid, period_start ORDER BY date
-                               ROWS UNBOUNDED PRECEDING) AS period_to_date,
+            sum(exact) OVER (PARTITION BY sid ORDER BY date
+                             ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS sum7,
+            sum(exact) OVER (PARTITION BY sid ORDER BY date
+                             ROWS BETWEEN 29 PRECEDING AND CURRENT ROW) AS sum30,
+            sum(exact) OVER (PARTITION BY sid, period_start ORDER BY date
+                             ROWS UNBOUNDED PRECEDING) AS period_to_date,
             max(CASE WHEN credits > 0 THEN date END) OVER (
                 PARTITION BY sid ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_use,
             max(CASE WHEN is_org THEN credits END) OVER (PARTITION BY oid, date) AS org_credits,
-            sum(CASE WHEN NOT is_org THEN credits END) OVER (
-                PARTITION BY oid, date) AS parts_credits,
+            CAST(sum(CASE WHEN NOT is_org THEN exact END) OVER (
+                PARTITION BY oid, date) AS DOUBLE) AS parts_credits,
             rank() OVER (PARTITION BY oid, date, is_org ORDER BY credits DESC) AS credit_rank
-        FROM filled
+        FROM (SELECT *, CAST(credits AS {EXACT}) AS exact FROM filled)
     ),
     lagged AS (
         SELECT *,
@@ -300,13 +305,14 @@ def trends_between(
         CASE WHEN i.scope = 'project' THEN i.project_id END AS project_id,
         CASE WHEN i.scope = 'project' THEN i.project_name END AS project_name,
         t.date, t.credits,
-        t.sum7 / least(t.pos + 1, 7) AS mean_7d,
-        t.sum30 / least(t.pos + 1, 30) AS mean_30d,
-        CASE WHEN t.pos >= 13 AND t.prev7 > 0 THEN (t.sum7 - t.prev7) / t.prev7 END
-            AS wow_change,
-        t.period_start, t.period_to_date,
+        CAST(t.sum7 AS DOUBLE) / least(t.pos + 1, 7) AS mean_7d,
+        CAST(t.sum30 AS DOUBLE) / least(t.pos + 1, 30) AS mean_30d,
+        CASE WHEN t.pos >= 13 AND t.prev7 > 0
+             THEN CAST(t.sum7 - t.prev7 AS DOUBLE) / CAST(t.prev7 AS DOUBLE) END AS wow_change,
+        t.period_start, CAST(t.period_to_date AS DOUBLE) AS period_to_date,
         CASE WHEN t.prev_period_to_date > 0
-             THEN (t.period_to_date - t.prev_period_to_date) / t.prev_period_to_date END
+             THEN CAST(t.period_to_date - t.prev_period_to_date AS DOUBLE)
+                  / CAST(t.prev_period_to_date AS DOUBLE) END
             AS pop_change,
         CASE WHEN t.{org_total} > 0 THEN t.credits / t.{org_total} END AS share_of_org,
         CASE WHEN i.scope <> 'organization' THEN CAST(t.credit_rank AS DOUBLE) END

@@ -3,13 +3,14 @@ month, and a run recomputes only the months whose inputs changed (issue 9 part 1
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from common.periods import anchors_by_organization
+from common.periods import anchors_by_organization, shift_month
 from insights import derived_slices, trends
 from insights.derived_slices import RECORD_NAME, refresh_trends
 from insights.trends import TREND_COLUMNS, project_usage_trends
@@ -290,3 +291,31 @@ def test_older_months_loaded_later_that_show_earlier_usage_recompute_the_dormant
     write_usage(scratch, usage)
     refresh_trends(scratch, anchors)
     assert_same_trends(stored, stored_trends(scratch))
+
+
+def test_a_month_computed_alone_equals_it_computed_in_a_backfill() -> None:
+    """The daily refresh computes the current month alone, a backfill computes it with eleven
+    others, the first run with everything: the rows are the same to the last bit (the window
+    sums are exact), so a refresh after a backfill republishes nothing it did not change."""
+    usage = synthetic_usage(seed=7, organizations=12, length=(300, 420))
+    anchors = anchors_by_organization(organizations_frame(usage))
+    with trends.derived_connection() as con:
+        trends.frame_daily_view(con, usage)
+        trends.prepare_series(con, anchors)
+        first, last = (
+            pd.Timestamp(x).date()
+            for x in con.execute(
+                f"SELECT min(first_day), max(last_day) FROM {trends.SERIES_TABLE}, "
+                f"{trends.ORG_LAST_TABLE}"
+            ).fetchone()
+        )
+        end = last + timedelta(days=1)
+        month = last.replace(day=1)
+        alone = trends.trends_between(con, month, end)
+        year, month_no = shift_month(month.year, month.month, -11)
+        backfill = trends.trends_between(con, date(year, month_no, 1), end)
+        everything = trends.trends_between(con, first, end)
+    assert len(alone) > 0
+    for wider in (backfill, everything):
+        same_month = wider[wider["date"] >= pd.Timestamp(month)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(alone.reset_index(drop=True), same_month, check_exact=True)
