@@ -38,13 +38,7 @@ from assets.resources import Alerting, Warehouse
 from common.periods import anchors_by_organization
 from insights.derived_slices import describe as describe_refresh
 from insights.derived_slices import refresh_trends
-from insights.usage_window import (
-    load_resource_window,
-    load_usage_window,
-    series_window_days,
-    whole_window_organizations,
-    window_days,
-)
+from insights.usage_window import load_evaluation_window, load_resource_window
 from warehouse.derived_schema import (
     PROJECT_USAGE_TRENDS,
     QUOTA_ALERTS,
@@ -171,13 +165,7 @@ def quota_alerts(
     current = orgs[orgs["last_seen_at"] == orgs["last_seen_at"].max()] if len(orgs) else orgs
     as_of = now_utc().date() - timedelta(days=1)  # the last complete UTC day
     resources_as_of = now_utc().date()
-    window = load_usage_window(
-        store,
-        as_of,
-        window_days(config),
-        series_days=series_window_days(config),
-        whole=whole_window_organizations(config, current),
-    )
+    window = load_evaluation_window(store, as_of, config, current)
     resources = load_resource_window(store, resources_as_of)
     evaluation = compute_alerts(
         window.daily,

@@ -202,23 +202,11 @@ def step_after_scratch(warehouse: Path) -> str:
 def _evaluate_on_window(store: ParquetStore) -> int:
     """The alert evaluation of the asset (on the SQL window), its two tables stored; forecasts."""
     from alerting.evaluate import compute_alerts
-    from insights.usage_window import (
-        load_resource_window,
-        load_usage_window,
-        series_window_days,
-        whole_window_organizations,
-        window_days,
-    )
+    from insights.usage_window import load_evaluation_window, load_resource_window
     from warehouse.derived_schema import QUOTA_FORECASTS, QUOTA_STATUS
 
     orgs, config, today = _evaluation_inputs(store)
-    window = load_usage_window(
-        store,
-        today - timedelta(days=1),
-        window_days(config),  # type: ignore[arg-type]
-        series_days=series_window_days(config),  # type: ignore[arg-type]
-        whole=whole_window_organizations(config, orgs),  # type: ignore[arg-type]
-    )
+    window = load_evaluation_window(store, today - timedelta(days=1), config, orgs)  # type: ignore[arg-type]
     observed = load_resource_window(store, today)
     evaluation = compute_alerts(
         window.daily,

@@ -129,6 +129,24 @@ def load_usage_window(
         return _window(con, start, end, first_month, series_start, sorted(whole))
 
 
+def load_evaluation_window(
+    store: ParquetStore,
+    as_of: object,
+    config: QuotaConfig | None,
+    organizations: pd.DataFrame | None = None,
+) -> UsageWindow:
+    """What an alert evaluation with ``config`` as of ``as_of`` reads (:func:`load_usage_window`
+    with :func:`window_days`, :func:`series_window_days` and the
+    :func:`whole_window_organizations` among ``organizations``): the quota_alerts asset's read."""
+    return load_usage_window(
+        store,
+        as_of,
+        window_days(config),
+        series_days=series_window_days(config),
+        whole=whole_window_organizations(config, organizations),
+    )
+
+
 def _window(
     con: duckdb.DuckDBPyConnection,
     start: pd.Timestamp,

@@ -13,10 +13,9 @@ import pytest
 from alerting.evaluate import compute_alerts
 from insights.quotas import QuotaConfig, parse_quotas
 from insights.usage_window import (
+    load_evaluation_window,
     load_resource_window,
     load_usage_window,
-    series_window_days,
-    whole_window_organizations,
     window_days,
 )
 from tests.derive.test_trends_sql import _row, write_usage
@@ -148,13 +147,7 @@ def test_evaluation_on_the_window_equals_the_whole_history(
         resources_as_of=as_of,
     )
     if series_window:  # as the pipeline reads it: the projects of most organizations shorter
-        window = load_usage_window(
-            store,
-            as_of,
-            window_days(quotas),
-            series_days=series_window_days(quotas),
-            whole=whole_window_organizations(quotas, orgs),
-        )
+        window = load_evaluation_window(store, as_of, quotas, orgs)
         first = window.daily.groupby(["organization_id", "scope"])["date"].min()
         assert first["org0", "project"] > first["org0", "organization"]  # a shorter window
         assert first["org1", "project"] == first["org1", "organization"]  # a project budget
@@ -215,13 +208,7 @@ def test_an_organization_without_total_rows_is_read_whole(tmp_path: Path) -> Non
     quotas, orgs = config(False), organizations(usage)
     as_of = usage["start_date"].max()
     whole = compute_alerts(usage, orgs, quotas, as_of=as_of)
-    window = load_usage_window(
-        store,
-        as_of,
-        window_days(quotas),
-        series_days=series_window_days(quotas),
-        whole=whole_window_organizations(quotas, orgs),
-    )
+    window = load_evaluation_window(store, as_of, quotas, orgs)
     first = window.daily.groupby("organization_id")["date"].min()
     assert first["org2"] == first["org3"] < window.daily["date"].max() - timedelta(days=100)
     org3 = window.daily[window.daily["organization_id"] == "org3"]
