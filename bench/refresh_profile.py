@@ -40,8 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
-from bench.scale import HISTORY_MONTHS, months_back  # noqa: E402
-from warehouse.manifest import RACY_SECONDS, check_warehouse  # noqa: E402
+from bench.scale import HISTORY_MONTHS, months_back, settle  # noqa: E402
 
 USAGE_ETL = ROOT / ".venv" / "bin" / "usage-etl"
 SAMPLE_SECONDS = 0.2
@@ -198,18 +197,6 @@ class CopyRun:
 
     def spans(self) -> list[tuple[str, float, float]]:
         return run_spans(self.home, self.launched, self.exited)
-
-
-def settle(warehouse: Path) -> None:
-    """Give a fresh copy what the kept warehouse had in daily use: its pages written to disk and
-    its files' digests cached (the copies are new files, so the cache of the kept one does not
-    apply). Without it, a run over a copy hashed every slice (0.4 s of CPU at 24 months) and
-    wrote back the copy's pages while publishing."""
-    copied = time.time()
-    os.sync()
-    time.sleep(max(0.0, copied + RACY_SECONDS + 0.1 - time.time()))  # past the racy window
-    check_warehouse(warehouse / "parquet", full=False)
-    os.sync()
 
 
 @contextmanager

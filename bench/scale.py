@@ -26,8 +26,9 @@ A single refresh's wall time moves by up to ~10% between identical runs on a sha
 machine, and the machine's speed drifts over the minutes between the first refresh and the last
 (identical work measured 12.3 s and 13.5 s in two invocations). `--repeat N` keeps a copy of
 the warehouse and Dagster home as they were before each daily refresh and, after the scenarios,
-runs N-1 rounds of the three refreshes, one after the other on fresh copies (interleaved, so
-each round compares them under the same conditions); each refresh's wall time is the median of
+runs N-1 rounds of the three refreshes, one after the other on fresh copies (each `settle`d
+first: its files' digests cached, as the original's were; interleaved, so each round compares
+them under the same conditions); each refresh's wall time is the median of
 its N runs (the samples beside it), the other figures are the kept run's, and the 24 / 2
 months ratio is also printed per round (the scenario run, then each round). "The run's own
 time" is what the run's summary line says (`run ... succeeded in`): the wall time less the
@@ -57,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.emulator_process import emulator_process  # noqa: E402
+from warehouse.manifest import RACY_SECONDS, check_warehouse  # noqa: E402
 
 USAGE_ETL = ROOT / ".venv" / "bin" / "usage-etl"
 
@@ -188,14 +190,29 @@ def saved_state(env: dict[str, str], into: Path) -> Path:
     return into
 
 
+def settle(warehouse: Path) -> None:
+    """Give a fresh copy of a warehouse what the original had in daily use: its pages written
+    to disk and its files' digests cached (the copies are new files, so the original's digest
+    cache does not apply to them). Without it, a run over a copy hashed every slice (0.4 s of
+    CPU at 24 months, a few hundredths at 2) and wrote back the copy's pages while publishing:
+    that made the 24 / 2 months ratio of the repeated refreshes too high."""
+    copied = time.time()
+    os.sync()
+    time.sleep(max(0.0, copied + RACY_SECONDS + 0.1 - time.time()))  # past the racy window
+    check_warehouse(warehouse / "parquet", full=False)
+    os.sync()
+
+
 def rerun_on_copy(
     name: str, args: list[str], env: dict[str, str], state: Path, scratch: Path
 ) -> Measured:
-    """`measure` the same command on a fresh copy of a `saved_state` (removed afterwards)."""
+    """`measure` the same command on a fresh copy of a `saved_state`, `settle`d (removed
+    afterwards)."""
     trial = saved_state(
         {"USAGE_WAREHOUSE": str(state / "warehouse"), "DAGSTER_HOME": str(state / "dagster")},
         scratch,
     )
+    settle(trial / "warehouse")
     try:
         return measure(
             f"{name} (again)",
@@ -235,11 +252,18 @@ def interleaved_rounds(
 
 
 def bench(
-    orgs: int, now: datetime, chosen: list[str], logs: Path | None = None, repeat: int = 1
+    orgs: int,
+    now: datetime,
+    chosen: list[str],
+    logs: Path | None = None,
+    repeat: int = 1,
+    keep: Path | None = None,
 ) -> dict[str, Measured]:
     """Every scenario in order on one fresh warehouse, against an emulator of `orgs`; each run's
     output is kept in `logs` (as `<orgs>-<scenario>.log`) if given; each daily refresh's wall
-    time is the median of `repeat` runs (`interleaved_rounds`)."""
+    time is the median of `repeat` runs (`interleaved_rounds`); with `keep`, the warehouse as it
+    was before each daily refresh is copied to `keep/<orgs>/h2`, `h12`, `h24` and the emulator
+    clock written to `keep/<orgs>/now` (the inputs of `bench/refresh_profile.py`)."""
     results: dict[str, Measured] = {}
     refreshes: dict[str, tuple[str, list[str], Path]] = {}
     with (
@@ -262,6 +286,11 @@ def bench(
                 continue
             print(f"{orgs} organizations: {name} ...", file=sys.stderr, flush=True)
             log = None if logs is None else logs / f"{orgs}-{key}.log"
+            if key.startswith("refresh-") and keep is not None:
+                kept = keep / str(orgs) / f"h{key.removeprefix('refresh-')}"
+                shutil.rmtree(kept, ignore_errors=True)
+                saved_state(env, kept)
+                (keep / str(orgs) / "now").write_text(now.isoformat().replace("+00:00", "Z"))
             if key.startswith("refresh-") and repeat > 1:
                 state = saved_state(env, Path(tmp) / f"before-{key}")
                 refreshes[key] = (name, run_args, state)
@@ -293,6 +322,12 @@ def main() -> int:
         help="runs of each daily refresh: its scenario run, then rounds of all three on copies "
         "(interleaved; wall: the median; default 1)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="copy the warehouse as it was before each daily refresh to KEEP/<orgs>/h2, h12, "
+        "h24 (and the emulator clock to KEEP/<orgs>/now) for bench/refresh_profile.py",
+    )
     args = parser.parse_args()
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
@@ -300,7 +335,7 @@ def main() -> int:
     ok = True
     for orgs in args.orgs:
         began = time.perf_counter()
-        results = bench(orgs, now, args.scenarios, args.logs, max(1, args.repeat))
+        results = bench(orgs, now, args.scenarios, args.logs, max(1, args.repeat), args.keep)
         ok = ok and all(r.ok for r in results.values())
         print(
             f"\n{orgs} organizations, emulator rate limit off, {os.cpu_count()} cores "
