@@ -28,9 +28,10 @@ machine, and the machine's speed drifts over the minutes between the first refre
 the warehouse and Dagster home as they were before each daily refresh and, after the scenarios,
 runs N-1 rounds of the three refreshes, one after the other on fresh copies (each `settle`d
 first: its files' digests cached, as the original's were; interleaved, so each round compares
-them under the same conditions); each refresh's wall time is the median of
-its N runs (the samples beside it), the other figures are the kept run's, and the 24 / 2
-months ratio is also printed per round (the scenario run, then each round). "The run's own
+them under the same conditions); each refresh's wall time and CPU are the medians of its N
+runs (the wall samples beside it), the other figures are the kept run's, and the 24 / 2
+months ratio of wall and of CPU is also printed per round (the scenario run, then each round;
+CPU varies less with the machine's load than wall). "The run's own
 time" is what the run's summary line says (`run ... succeeded in`): the wall time less the
 process's start-up (imports, preflight) and exit; repeated, its median with the samples in the
 order of their wall times.
@@ -75,14 +76,14 @@ class Measured:
     rows: int
     ok: bool
     run_seconds: float = float("nan")  # the run's own time, as its summary line says
-    samples: tuple[tuple[float, float], ...] = ()  # (wall, run) of every run when repeated
+    samples: tuple[tuple[float, float, float], ...] = ()  # (wall, run, CPU) of every run
 
     def row(self) -> str:
         per_org = self.requests / self.organizations if self.organizations else float("nan")
         wall, run = f"{self.seconds:.1f} s", f"{self.run_seconds:.1f} s"
         if len(self.samples) > 1:
-            wall += f" (median of {', '.join(f'{w:.1f}' for w, _ in sorted(self.samples))})"
-            run += f" ({', '.join(f'{r:.1f}' for _, r in sorted(self.samples))})"
+            wall += f" (median of {', '.join(f'{w:.1f}' for w, _, _ in sorted(self.samples))})"
+            run += f" ({', '.join(f'{r:.1f}' for _, r, _ in sorted(self.samples))})"
         return (
             f"| {self.name} | {wall} | {run} | {self.cpu_seconds:.1f} s "
             f"| {self.emulator_cpu_seconds:.1f} s "
@@ -237,18 +238,22 @@ def interleaved_rounds(
     """`rounds` more runs of every daily refresh, round by round (each round runs them all,
     in order, on copies of the states saved before them); each result gets every sample and
     the medians."""
-    samples = {key: [(results[key].seconds, results[key].run_seconds)] for key in refreshes}
+    samples = {
+        key: [(results[key].seconds, results[key].run_seconds, results[key].cpu_seconds)]
+        for key in refreshes
+    }
     for round_no in range(rounds):
         for key, (name, args, state) in refreshes.items():
             print(f"  round {round_no + 2}: {name} ...", file=sys.stderr, flush=True)
             again = rerun_on_copy(name, args, env, state, scratch / "again")
-            samples[key].append((again.seconds, again.run_seconds))
+            samples[key].append((again.seconds, again.run_seconds, again.cpu_seconds))
             results[key].ok = results[key].ok and again.ok  # a failed run fails its row
     for key, taken in samples.items():
         result = results[key]
         result.samples = tuple(taken)
-        result.seconds = statistics.median(w for w, _ in taken)
-        result.run_seconds = statistics.median(r for _, r in taken)
+        result.seconds = statistics.median(w for w, _, _ in taken)
+        result.run_seconds = statistics.median(r for _, r, _ in taken)
+        result.cpu_seconds = statistics.median(c for _, _, c in taken)
 
 
 def bench(
@@ -370,15 +375,14 @@ def main() -> int:
             f"{refresh_24.peak_rss_mb / short.peak_rss_mb:.2f}x"
         )
         if len(refresh_24.samples) == len(short.samples) > 1:
-            per_round = [
-                long[0] / brief[0]
-                for long, brief in zip(refresh_24.samples, short.samples, strict=True)
-            ]
-            print(
-                "refresh over 24 months / over 2 months, per round (wall): "
-                + ", ".join(f"{r:.2f}x" for r in per_round)
-                + f" (median {statistics.median(per_round):.2f}x)"
-            )
+            rounds = list(zip(refresh_24.samples, short.samples, strict=True))
+            for what, i in (("wall", 0), ("CPU", 2)):
+                per_round = [long[i] / brief[i] for long, brief in rounds]
+                print(
+                    f"refresh over 24 months / over 2 months, per round ({what}): "
+                    + ", ".join(f"{r:.2f}x" for r in per_round)
+                    + f" (median {statistics.median(per_round):.2f}x)"
+                )
     return 0 if ok else 1
 
 
