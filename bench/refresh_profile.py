@@ -1,10 +1,11 @@
 """Refresh profile: where a daily refresh spends its time and memory, step by step.
 
-For each kept warehouse given (a directory holding `warehouse/` and `dagster/`, as left by
-`bench/scale.py`-like runs: e.g. one after the first run, one after a 12-month backfill, one
-after 24 months), copies it to a scratch directory, starts the emulator with the clock the
-warehouse was built with, runs a daily refresh (`usage-etl run --start <month>-01 --end <today>`,
-the current month only) and prints:
+For each kept warehouse given (a directory holding `warehouse/` and `dagster/`, as
+`bench/scale.py --keep DIR` leaves them in `DIR/<orgs>/h2`, `h12` and `h24` with the clock in
+`DIR/<orgs>/now`: after the first run, after a 12-month backfill, after 24 months), copies it
+to a scratch directory (settled: see `bench.scale.settle`), starts the emulator with the clock
+the warehouse was built with, runs a daily refresh (`usage-etl run --start <month>-01 --end
+<today>`, the current month only) and prints:
 
 - per step (from the run's Dagster event log, STEP_START to STEP_SUCCESS/STEP_FAILURE): wall
   seconds, the run process's CPU seconds (/proc/<pid>/stat) and its peak RSS while the step ran
@@ -12,8 +13,9 @@ the current month only) and prints:
 - the whole run: wall, CPU seconds (wait4) and peak RSS (wait4 ru_maxrss);
 - ratios of every warehouse's figures to the first one's (same script run, so the same load).
 
-    .venv/bin/python bench/refresh_profile.py --orgs 300 --now 2026-11-29T12:00:00Z \\
-        /tmp/refresh/o300/h2 /tmp/refresh/o300/h12 /tmp/refresh/o300/h24
+    .venv/bin/python bench/scale.py --orgs 300 --keep /tmp/kept
+    .venv/bin/python bench/refresh_profile.py --orgs 300 --now-file /tmp/kept/300/now \\
+        /tmp/kept/300/h2 /tmp/kept/300/h12 /tmp/kept/300/h24
 
 `--now` must be the emulator clock the warehouses were built with (the emulator's data depend
 on it); `--now-file` reads it from a file instead. The kept warehouses are never modified.
