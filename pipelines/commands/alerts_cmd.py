@@ -461,7 +461,7 @@ def backtest_lines(
     named as such; the anomaly rule is then evaluated as if enabled, labelled that way."""
     from tabulate import tabulate
 
-    from alerting.evaluate import backtest_rule
+    from alerting.evaluate import backtest_rule, partly_loaded_periods
 
     days = (end - start).days + 1
     span = f"{start} .. {end} ({days} days)"
@@ -515,6 +515,12 @@ def backtest_lines(
             update={"rules": config.rules.model_copy(update={"anomaly": anomaly})}
         )
         if_enabled = " if enabled"
+    names = {str(r["organization_id"]): r.get("organization_name") for r in _records(organizations)}
+    partial: set[tuple[str, date]] = set()
+    if rule in ("credit_actual", "credit_forecast"):  # the rules that sum a period's days
+        periods = _records(partly_loaded_periods(usage, organizations, start, end))
+        partial = {(str(p["organization_id"]), p["period_start"]) for p in periods}
+        lines.extend(_partly_loaded_lines(periods, names))
     result = backtest_rule(usage, organizations, config, rule, start, end, resource_usage=resources)
     fired = result[result["notified"]] if len(result) else result
     if not len(fired):
@@ -526,7 +532,6 @@ def backtest_lines(
         f"rule {rule}, {span}: {len(fired)} notifications{if_enabled}, "
         f"{fired['alert_key'].nunique()} distinct alerts, on {fired['date'].nunique()} days"
     )
-    names = {str(r["organization_id"]): r.get("organization_name") for r in _records(organizations)}
     projects = {
         str(r["project_id"]): r.get("project_name")
         for r in _records(usage[["project_id", "project_name"]].drop_duplicates("project_id"))
@@ -548,6 +553,9 @@ def backtest_lines(
         for col in ("value", "limit"):
             value = r.get(col)
             row[col] = "" if value is None else f"{value:,.0f}"
+        if partial:
+            period = (str(r["organization_id"]), _as_date(r.get("period_start")))
+            row["period"] = "partly loaded" if period in partial else ""
         table.append(row)
     if not any(row.get("project") for row in table):
         for row in table:
@@ -556,6 +564,36 @@ def backtest_lines(
         line.rstrip() for line in tabulate(table, headers="keys", tablefmt="simple").splitlines()
     )
     return lines, True
+
+
+def _as_date(value: Any) -> date | None:
+    return None if value is None else value.date() if hasattr(value, "date") else value
+
+
+def _partly_loaded_lines(periods: list[dict[str, Any]], names: dict[str, Any]) -> list[str]:
+    """The warning naming the periods judged without all their days (`partly_loaded_periods`):
+    their sums count only the days the warehouse holds, so values are too low and crossings
+    can be missed; their notifications are marked in the table."""
+    if not periods:
+        return []
+    lines = [
+        f"{len(periods)} subscription periods are only partly loaded: judged on the days the "
+        "warehouse holds, so their values are too low and crossings can be missed (load the "
+        "missing days with `usage-etl run --start`):"
+    ]
+    named = sorted(
+        ((str(names.get(p["organization_id"]) or p["organization_id"]), p) for p in periods),
+        key=lambda item: (item[0], item[1]["period_start"]),
+    )
+    for name, p in named:
+        first, last, n = p["first_missing"], p["last_missing"], p["missing_days"]
+        days = _day(first) if first == last else f"{_day(first)} .. {_day(last)}"
+        lines.append(
+            f"  {name}: period {_day(p['period_start'])} .. "
+            f"{_day(p['period_end'] - timedelta(days=1))}, {n} {'day' if n == 1 else 'days'} "
+            f"not loaded ({days})"
+        )
+    return lines
 
 
 def pd_day(day: date) -> Any:
