@@ -95,6 +95,15 @@ def handle_alerts(args: argparse.Namespace) -> int:
         if listed is not None:
             return listed
         raise WarehouseError(f"no alert state at {path}: run `usage-etl run` first")
+    try:  # the state is written even by a listing (opened read-write, restored when lost)
+        if path.parent.is_dir():
+            settings.check_writable(path.parent, "alert state directory")
+        else:
+            settings.check_writable(warehouse)
+    except WarehouseError:
+        if args.retry or args.resend or args.all_failed:  # each attempt is recorded there
+            raise
+        return _list_read_only(args, warehouse)
     with open_state(warehouse) as state:
         if state.recovered:
             print(f"usage-etl alerts: {state.recovered}", file=sys.stderr)
@@ -105,6 +114,26 @@ def handle_alerts(args: argparse.Namespace) -> int:
                 return _deliver(args, config, warehouse, state.store)
         alerts = state.store.alerts_frame()
         outbox = state.store.outbox_frame()
+    _emit(_listing(alerts, outbox, show_all=args.all))
+    return 0
+
+
+def _list_read_only(args: argparse.Namespace, warehouse: Any) -> int:
+    """A warehouse this process cannot write (a read-only copy, backup or mount): the state
+    file cannot be opened for writing, so the listing comes from its copy in the warehouse
+    tables `quota_alerts` and `alert_outbox`, written after every evaluation and delivery."""
+    from alerting.state import state_path
+    from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
+    from warehouse.parquet_store import ParquetStore
+
+    store = ParquetStore(warehouse)
+    alerts, outbox = store.read(QUOTA_ALERTS), store.read(ALERT_OUTBOX)
+    print(
+        f"usage-etl alerts: warehouse {warehouse} is read-only here: listed from its tables "
+        f"quota_alerts and alert_outbox (the copy of {state_path(warehouse)} made by the last "
+        "run or delivery)",
+        file=sys.stderr,
+    )
     _emit(_listing(alerts, outbox, show_all=args.all))
     return 0
 
