@@ -38,19 +38,20 @@ stored AS (
     FROM credit_usage
     WHERE interval = 'month' AND scope = 'organization'
 ),
-days AS (
-    SELECT c.organization_id, c.scope, c.project_id, CAST(c.start_date AS DATE) AS day,
-           c.credits, coalesce(a.anchor, 1) AS anchor,
+totals AS (
+    -- the calendar is worked out on the organization totals' days (one per organization and
+    -- day; every line's day has its total) and reused for every line by equality
+    SELECT c.organization_id, CAST(c.start_date AS DATE) AS day, coalesce(a.anchor, 1) AS anchor,
            CAST(date_trunc('month', c.start_date) AS DATE) AS month
     FROM credit_usage AS c
     LEFT JOIN anchors AS a USING (organization_id)
-    WHERE c.interval = 'day'
+    WHERE c.interval = 'day' AND c.scope = 'organization'
 ),
 calendar AS (
     -- the anchor day in the day's month, clamped to the month's last day; the period starts
     -- there, or in the month before when the day comes earlier
     SELECT *, least(month + (anchor - 1), last_day(month)) AS anchored
-    FROM days
+    FROM totals
 ),
 started AS (
     SELECT *,
@@ -59,22 +60,34 @@ started AS (
                         last_day(CAST(month - INTERVAL 1 MONTH AS DATE)))
         END AS calendar_start
     FROM calendar
+),
+periods AS (
+    SELECT
+        d.organization_id,
+        d.day,
+        coalesce(s.period_start, d.calendar_start) AS period_start,
+        coalesce(
+            s.period_end,
+            least(CAST(date_trunc('month', d.calendar_start) + INTERVAL 1 MONTH AS DATE)
+                      + (d.anchor - 1),
+                  last_day(CAST(date_trunc('month', d.calendar_start) + INTERVAL 1 MONTH AS DATE)))
+        ) AS period_end,
+        s.period_start IS NOT NULL AS has_period_row
+    FROM started AS d
+    LEFT JOIN stored AS s
+        ON s.organization_id = d.organization_id
+       AND s.period_start <= d.day AND d.day < s.period_end
 )
 SELECT
-    d.organization_id,
-    d.scope,
-    d.project_id,
-    d.day,
-    d.credits,
-    coalesce(s.period_start, d.calendar_start) AS period_start,
-    coalesce(
-        s.period_end,
-        least(CAST(date_trunc('month', d.calendar_start) + INTERVAL 1 MONTH AS DATE)
-                  + (d.anchor - 1),
-              last_day(CAST(date_trunc('month', d.calendar_start) + INTERVAL 1 MONTH AS DATE)))
-    ) AS period_end,
-    s.period_start IS NOT NULL AS has_period_row
-FROM started AS d
-LEFT JOIN stored AS s
-    ON s.organization_id = d.organization_id
-   AND s.period_start <= d.day AND d.day < s.period_end
+    c.organization_id,
+    c.scope,
+    c.project_id,
+    CAST(c.start_date AS DATE) AS day,
+    c.credits,
+    p.period_start,
+    p.period_end,
+    p.has_period_row
+FROM credit_usage AS c
+LEFT JOIN periods AS p
+    ON p.organization_id = c.organization_id AND p.day = CAST(c.start_date AS DATE)
+WHERE c.interval = 'day'
