@@ -54,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="how often a rule would have fired on past data",
         description=(
             "Replay a rule day by day over past data. Exit 1 when the warehouse holds no data to "
-            "judge the range (no credit usage; for resource_limit, no resource snapshots)."
+            "judge the range (no credit usage; for resource_limit, no resource snapshots). "
+            "Subscription periods judged without all their days (begun before the first day "
+            "loaded) are named, and their notifications marked 'partly loaded'."
         ),
     )
     backtest.add_argument("--rule", required=True, help="credit_actual, credit_forecast, ...")
