@@ -4,17 +4,21 @@
 day, which is what the Dagster asset / CLI call before storing alerts. :func:`backtest_rule`
 replays that chain for every day of a past range and reports when a rule would have notified,
 following the store's semantics (a key notifies once while active; a lower threshold that was
-superseded by a higher one does not notify again).
+superseded by a higher one does not notify again). :func:`partly_loaded_periods` names the
+periods such a replay judges without all their days (a warehouse loaded from a later day than
+the period began): their sums are too low there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import pandas as pd
 
 from alerting.rules import RULES, evaluate_alerts
+from common.periods import CALENDAR_MONTHS, anchors_by_organization, period_containing, to_date
 from insights.anomalies import detect_anomalies
 from insights.forecast import Method, forecast_usage
 from insights.frames import daily_usage, to_day, up_to
@@ -159,3 +163,67 @@ def backtest_rule(
     res = pd.concat([f for f in out if not f.empty] or out[:1], ignore_index=True)
     res["date"] = res["date"].astype("datetime64[us]")
     return res[BACKTEST_COLUMNS]
+
+
+PARTLY_LOADED_COLUMNS: list[str] = [
+    "organization_id",
+    "period_start",
+    "period_end",
+    "missing_days",
+    "first_missing",
+    "last_missing",
+]
+
+
+def partly_loaded_periods(
+    credit_usage_daily: pd.DataFrame, organizations: pd.DataFrame, start: object, end: object
+) -> pd.DataFrame:
+    """The subscription periods a backtest over ``[start, end]`` judges without all their days.
+
+    A day D judges the period containing D + 1 (see `periods.current_period`) with the days
+    up to D. Such a period is partly loaded when one of its days from its start (or the
+    organization's creation) up to the last day judged in it -- no later than the last day the
+    warehouse holds -- has no organization row: a warehouse loaded from a later day than the
+    period began (its first days), or a gap in the loaded months. One row per organization and
+    period (columns :data:`PARTLY_LOADED_COLUMNS`; days as ``datetime.date``)."""
+    daily = daily_usage(credit_usage_daily)
+    totals = daily[daily["scope"] == "organization"]
+    rows: list[dict[str, object]] = []
+    if totals.empty:
+        return pd.DataFrame(rows, columns=PARTLY_LOADED_COLUMNS)
+    held_until = to_date(totals["date"].max())
+    first, last = to_date(start), min(to_date(end), held_until)
+    anchors = anchors_by_organization(organizations)
+    created: dict[str, date] = {}
+    if organizations is not None and "creation_date" in organizations.columns:
+        for org_id, when in zip(
+            organizations["organization_id"], organizations["creation_date"], strict=True
+        ):
+            if pd.notna(when):
+                created[str(org_id)] = to_date(when)
+    for org_id, days in totals.groupby("organization_id")["date"]:
+        have = {to_date(d) for d in days}
+        anchor = anchors.get(str(org_id), CALENDAR_MONTHS)
+        day = first
+        while day <= last:
+            period_start, period_end = period_containing(day + timedelta(days=1), anchor)
+            judged_until = min(last, period_end - timedelta(days=1))
+            since = max(period_start, created.get(str(org_id), period_start))
+            missing = [
+                since + timedelta(days=i)
+                for i in range((judged_until - since).days + 1)
+                if since + timedelta(days=i) not in have
+            ]
+            if missing:
+                rows.append(
+                    {
+                        "organization_id": str(org_id),
+                        "period_start": period_start,
+                        "period_end": period_end,
+                        "missing_days": len(missing),
+                        "first_missing": missing[0],
+                        "last_missing": missing[-1],
+                    }
+                )
+            day = judged_until + timedelta(days=1)
+    return pd.DataFrame(rows, columns=PARTLY_LOADED_COLUMNS)

@@ -92,14 +92,28 @@ def writable_warehouse(explicit: str | os.PathLike[str] | None = None) -> Path:
         raise WarehouseError(f"warehouse {path}: {existing} is a file; expected a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable("warehouse", path, exc) from None
+    check_writable(path)
+    return path
+
+
+def check_writable(path: Path, label: str = "warehouse") -> None:
+    """A `WarehouseError` (one line, exit 2) naming ``path`` unless a file can be created in the
+    existing directory ``path``: checked by doing (a probe file is created and removed), so it
+    holds for root and for read-only file systems alike. ``label`` says what ``path`` is."""
+    try:
         probe = path / f".write-probe-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise WarehouseError(
-            f"warehouse {path}: cannot write there ({exc.strerror}); expected a writable directory"
-        ) from None
-    return path
+        raise _unwritable(label, path, exc) from None
+
+
+def _unwritable(label: str, path: Path, exc: OSError) -> WarehouseError:
+    return WarehouseError(
+        f"{label} {path}: cannot write there ({exc.strerror}); expected a writable directory"
+    )
 
 
 def partitions_start() -> str:

@@ -92,9 +92,10 @@ LIMIT 10;
 
 -- name: deleted_projects_share
 -- question: How much of each organization's usage is attributed to deleted projects, per period?
--- columns: organization_name, period_start, deleted_credits, share_pct
+-- (is_partial: a period begun before the loaded range, counted from its loaded days only)
+-- columns: organization_name, period_start, deleted_credits, share_pct, is_partial
 SELECT organization_name, period_start, round(credits, 2) AS deleted_credits,
-       round(100 * share_of_organization, 1) AS share_pct
+       round(100 * share_of_organization, 1) AS share_pct, is_partial
 FROM period_usage_by_project
 WHERE line = 'deleted_projects'
 ORDER BY organization_name, period_start;

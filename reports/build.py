@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.errors import InputError
+from common import settings
+from common.errors import InputError, WarehouseError
 from reports import data, pages
 from warehouse.files import fsync_dir
 from warehouse.publish import connect_readonly
@@ -255,7 +256,14 @@ def write_report(
             "it is left as it is"
         )
     parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
+    label = "warehouse" if out is None else "directory of the report output"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(
+            f"{label} {parent}: cannot write there ({exc.strerror}); expected a writable directory"
+        ) from None
+    settings.check_writable(parent, label)  # a read-only warehouse: one line, exit 2
     _clean_leftovers(parent, target)
     tmp = parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
     try:

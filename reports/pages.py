@@ -602,8 +602,11 @@ def render_org(
             ],
             _period_rows(detail.periods),
             csv_file=f"{stem}-periods.csv",
-            note='<p class="sub">The whole history; the first period may be cut at the start '
-            "of the loaded range.</p>",
+            note='<p class="sub">The whole history of whole periods: each the sum of its days, '
+            "or, when they are not all loaded, the API's answer for the whole period (which "
+            "may include days after the loaded range). A period begun before the first loaded "
+            "day is not listed: its loaded days are in the daily views and in the view "
+            "period_usage_by_organization (is_partial).</p>",
             empty="No subscription periods loaded.",
         )
         + table(

@@ -54,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="how often a rule would have fired on past data",
         description=(
             "Replay a rule day by day over past data. Exit 1 when the warehouse holds no data to "
-            "judge the range (no credit usage; for resource_limit, no resource snapshots)."
+            "judge the range (no credit usage; for resource_limit, no resource snapshots). "
+            "Subscription periods judged without all their days (begun before the first day "
+            "loaded) are named, and their notifications marked 'partly loaded'."
         ),
     )
     backtest.add_argument("--rule", required=True, help="credit_actual, credit_forecast, ...")
@@ -95,6 +97,15 @@ def handle_alerts(args: argparse.Namespace) -> int:
         if listed is not None:
             return listed
         raise WarehouseError(f"no alert state at {path}: run `usage-etl run` first")
+    try:  # the state is written even by a listing (opened read-write, restored when lost)
+        if path.parent.is_dir():
+            settings.check_writable(path.parent, "alert state directory")
+        else:
+            settings.check_writable(warehouse)
+    except WarehouseError:
+        if args.retry or args.resend or args.all_failed:  # each attempt is recorded there
+            raise
+        return _list_read_only(args, warehouse)
     with open_state(warehouse) as state:
         if state.recovered:
             print(f"usage-etl alerts: {state.recovered}", file=sys.stderr)
@@ -105,6 +116,26 @@ def handle_alerts(args: argparse.Namespace) -> int:
                 return _deliver(args, config, warehouse, state.store)
         alerts = state.store.alerts_frame()
         outbox = state.store.outbox_frame()
+    _emit(_listing(alerts, outbox, show_all=args.all))
+    return 0
+
+
+def _list_read_only(args: argparse.Namespace, warehouse: Any) -> int:
+    """A warehouse this process cannot write (a read-only copy, backup or mount): the state
+    file cannot be opened for writing, so the listing comes from its copy in the warehouse
+    tables `quota_alerts` and `alert_outbox`, written after every evaluation and delivery."""
+    from alerting.state import state_path
+    from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
+    from warehouse.parquet_store import ParquetStore
+
+    store = ParquetStore(warehouse)
+    alerts, outbox = store.read(QUOTA_ALERTS), store.read(ALERT_OUTBOX)
+    print(
+        f"usage-etl alerts: warehouse {warehouse} is read-only here: listed from its tables "
+        f"quota_alerts and alert_outbox (the copy of {state_path(warehouse)} made by the last "
+        "run or delivery)",
+        file=sys.stderr,
+    )
     _emit(_listing(alerts, outbox, show_all=args.all))
     return 0
 
@@ -461,7 +492,7 @@ def backtest_lines(
     named as such; the anomaly rule is then evaluated as if enabled, labelled that way."""
     from tabulate import tabulate
 
-    from alerting.evaluate import backtest_rule
+    from alerting.evaluate import backtest_rule, partly_loaded_periods
 
     days = (end - start).days + 1
     span = f"{start} .. {end} ({days} days)"
@@ -515,6 +546,12 @@ def backtest_lines(
             update={"rules": config.rules.model_copy(update={"anomaly": anomaly})}
         )
         if_enabled = " if enabled"
+    names = {str(r["organization_id"]): r.get("organization_name") for r in _records(organizations)}
+    partial: set[tuple[str, date]] = set()
+    if rule in ("credit_actual", "credit_forecast"):  # the rules that sum a period's days
+        periods = _records(partly_loaded_periods(usage, organizations, start, end))
+        partial = {(str(p["organization_id"]), p["period_start"]) for p in periods}
+        lines.extend(_partly_loaded_lines(periods, names))
     result = backtest_rule(usage, organizations, config, rule, start, end, resource_usage=resources)
     fired = result[result["notified"]] if len(result) else result
     if not len(fired):
@@ -526,7 +563,6 @@ def backtest_lines(
         f"rule {rule}, {span}: {len(fired)} notifications{if_enabled}, "
         f"{fired['alert_key'].nunique()} distinct alerts, on {fired['date'].nunique()} days"
     )
-    names = {str(r["organization_id"]): r.get("organization_name") for r in _records(organizations)}
     projects = {
         str(r["project_id"]): r.get("project_name")
         for r in _records(usage[["project_id", "project_name"]].drop_duplicates("project_id"))
@@ -548,6 +584,9 @@ def backtest_lines(
         for col in ("value", "limit"):
             value = r.get(col)
             row[col] = "" if value is None else f"{value:,.0f}"
+        if partial:
+            period = (str(r["organization_id"]), _as_date(r.get("period_start")))
+            row["period"] = "partly loaded" if period in partial else ""
         table.append(row)
     if not any(row.get("project") for row in table):
         for row in table:
@@ -556,6 +595,36 @@ def backtest_lines(
         line.rstrip() for line in tabulate(table, headers="keys", tablefmt="simple").splitlines()
     )
     return lines, True
+
+
+def _as_date(value: Any) -> date | None:
+    return None if value is None else value.date() if hasattr(value, "date") else value
+
+
+def _partly_loaded_lines(periods: list[dict[str, Any]], names: dict[str, Any]) -> list[str]:
+    """The warning naming the periods judged without all their days (`partly_loaded_periods`):
+    their sums count only the days the warehouse holds, so values are too low and crossings
+    can be missed; their notifications are marked in the table."""
+    if not periods:
+        return []
+    lines = [
+        f"{len(periods)} subscription periods are only partly loaded: judged on the days the "
+        "warehouse holds, so their values are too low and crossings can be missed (load the "
+        "missing days with `usage-etl run --start`):"
+    ]
+    named = sorted(
+        ((str(names.get(p["organization_id"]) or p["organization_id"]), p) for p in periods),
+        key=lambda item: (item[0], item[1]["period_start"]),
+    )
+    for name, p in named:
+        first, last, n = p["first_missing"], p["last_missing"], p["missing_days"]
+        days = _day(first) if first == last else f"{_day(first)} .. {_day(last)}"
+        lines.append(
+            f"  {name}: period {_day(p['period_start'])} .. "
+            f"{_day(p['period_end'] - timedelta(days=1))}, {n} {'day' if n == 1 else 'days'} "
+            f"not loaded ({days})"
+        )
+    return lines
 
 
 def pd_day(day: date) -> Any:

@@ -21,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+from common import settings
 from common.errors import InputError, WarehouseError
 
 NOTIFICATIONS_LOG = Path("state") / "notifications.log"
@@ -92,6 +93,7 @@ def handle(args: argparse.Namespace) -> int:
     warehouse = location.root
     if not (warehouse / "parquet").is_dir():
         raise WarehouseError(f"no warehouse at {warehouse}: expected a parquet/ directory")
+    settings.check_writable(warehouse)  # a read-only copy: one line, before anything is read
     organization_id, name = resolve_organization(warehouse, args.organization)
     result = ForgetResult(organization_id, name)
     with writer_lock(warehouse):

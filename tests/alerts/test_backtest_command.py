@@ -13,7 +13,7 @@ from insights.quotas import load_quotas
 from pipelines.cli import main
 from pipelines.commands.alerts_cmd import backtest_lines
 from warehouse.parquet_store import ParquetStore
-from warehouse.schema import CREDIT_USAGE, RESOURCE_USAGE
+from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, RESOURCE_USAGE
 
 from .conftest import organizations_frame, usage_frame
 
@@ -123,3 +123,76 @@ def test_rows_show_names_and_plain_dates() -> None:
     assert all(ORG_NAME in line and ORG_ID not in line for line in rows)
     assert not any("00:00:00" in line for line in lines)
     assert rows[0].split()[-2:] == ["520", "1,000"]  # 50 % of the budget on Mar 15 (14 x 30 + 100)
+
+
+def _partly_loaded_block(out: str) -> list[str]:
+    lines = out.splitlines()
+    at = next((i for i, line in enumerate(lines) if "only partly loaded" in line), None)
+    if at is None:
+        return []
+    return [line.strip() for line in lines[at + 1 :] if line.startswith("  ")]
+
+
+def test_the_first_days_of_a_warehouse_name_the_periods_begun_before_them(
+    demo_warehouse: Path, capsys
+) -> None:
+    """The demo run loaded from the first day of the previous month: a backtest of its first
+    days judges periods begun before that (anchor day > 1) on the days held only, and says so,
+    naming each such organization and period and marking its notifications."""
+    from common.periods import anchors_by_organization, period_containing
+
+    first, _ = _demo_days(demo_warehouse)
+    end = first + timedelta(days=9)
+    args = ["--rule", "credit_actual", "--start", str(first), "--end", str(end)]
+    code = main(["backtest", "--warehouse", str(demo_warehouse), *args])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    orgs = ParquetStore(demo_warehouse).read(ORGANIZATIONS)
+    names = dict(zip(orgs.organization_id.astype(str), orgs.organization_name, strict=True))
+    expected = []
+    for org_id, anchor in anchors_by_organization(orgs).items():
+        start, stop = period_containing(first + timedelta(days=1), anchor)
+        if start < first:
+            missing = (first - start).days
+            days = str(start) if missing == 1 else f"{start} .. {first - timedelta(days=1)}"
+            expected.append(
+                f"{names[org_id]}: period {start} .. {stop - timedelta(days=1)}, {missing} "
+                f"{'day' if missing == 1 else 'days'} not loaded ({days})"
+            )
+    assert expected and len(expected) < len(names), "the demo has both kinds of anchors"
+    assert _partly_loaded_block(out) == sorted(expected)
+    partial = {line.split(":")[0] for line in expected}
+    rows = [line for line in out.splitlines() if line.startswith(f"{first.year}-")]
+    for row in rows:  # every notification says whether its period was judged on part of it
+        assert row.endswith("partly loaded") == any(f"  {n}  " in row for n in partial), row
+
+
+def test_periods_whose_days_are_all_loaded_give_no_warning(demo_warehouse: Path, capsys) -> None:
+    _, last = _demo_days(demo_warehouse)
+    args = ["--rule", "credit_actual", "--start", str(last - timedelta(days=4)), "--end", str(last)]
+    assert main(["backtest", "--warehouse", str(demo_warehouse), *args]) == 0
+    out, _ = capsys.readouterr()
+    assert "partly loaded" not in out
+
+
+def test_a_period_begun_before_the_loaded_days_is_named_from_its_creation_on() -> None:
+    """Anchor 20, days loaded from Feb 1: the period Jan 20 - Feb 19 lacks Jan 20..31; an
+    organization created on Jan 25 lacks only Jan 25..31 (nothing to load before)."""
+    period = ("2024-01-20", "2024-02-20")
+    orgs = organizations_frame((ORG_ID, "free", *period), ("org-b", "free", *period))
+    orgs.loc[1, "creation_date"] = pd.Timestamp("2024-01-25")
+    usage = pd.concat(
+        [
+            usage_frame(ORG_ID, "2024-02-01", {"p1": [30.0] * 30}, org_name=ORG_NAME),
+            usage_frame("org-b", "2024-02-01", {"p1": [30.0] * 30}),
+        ],
+        ignore_index=True,
+    )
+    lines, answered = backtest_lines(
+        usage, orgs, load_quotas(), "credit_actual", date(2024, 2, 1), date(2024, 2, 25)
+    )
+    assert answered
+    assert _partly_loaded_block("\n".join(lines)) == [  # by name: orgs are named by id here
+        f"{ORG_ID}: period 2024-01-20 .. 2024-02-19, 12 days not loaded (2024-01-20 .. 2024-01-31)",
+        "org-b: period 2024-01-20 .. 2024-02-19, 7 days not loaded (2024-01-25 .. 2024-01-31)",
+    ]

@@ -138,7 +138,7 @@ def test_only_base_views_without_derived_tables() -> None:
     names = {v.name for v in views.applicable_views(base)}
     assert "usage_against_budget" not in names and "open_alerts" not in names
     statements = views.view_statements(base)
-    assert len(statements) == len(names) == 8  # 6 views and the 2 they share
+    assert len(statements) == len(names) == 9  # 6 views and the 3 they share
     order = [v.name for v in views.applicable_views(base)]
     assert order.index("project_names") < order.index("project_credit_lines")
     assert order.index("project_credit_lines") < order.index("daily_usage_by_project")

@@ -12,11 +12,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 USAGE_ETL = Path(sys.executable).parent / "usage-etl"
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +52,46 @@ def usage_etl(*args: str, env: dict[str, str] | None = None, timeout: float = 60
         capture_output=True,
         text=True,
         timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return Done(done.returncode, done.stdout, done.stderr)
+
+
+# makes the warehouse ($1) a read-only bind mount of itself, then runs the rest of the arguments
+_READ_ONLY_MOUNT = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+def usage_etl_read_only(warehouse: Path, *args: str, env: dict[str, str] | None = None) -> Done:
+    """`usage-etl ARGS` (the console script) with `warehouse` read-only for it, as on a
+    read-only copy, backup or mount. As a user other than root the directory tree is made
+    read-only (chmod) for the call and restored after. Root writes whatever the modes say: the
+    command then runs in a mount namespace of its own (`unshare -m`) where `warehouse` is a
+    read-only bind mount of itself, as a read-only file system; skipped where that is not
+    allowed (no `unshare`, or a container without CAP_SYS_ADMIN)."""
+    if os.geteuid() != 0:
+        paths = [warehouse, *warehouse.rglob("*")]
+        modes = {p: p.lstat().st_mode for p in paths if not p.is_symlink()}
+        for path, mode in modes.items():
+            path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        try:
+            return usage_etl(*args, env=env)
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+    if shutil.which("unshare") is None:
+        pytest.skip("as root a read-only warehouse needs `unshare` (util-linux)")
+    allowed = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if allowed.returncode != 0:
+        pytest.skip(f"as root a read-only warehouse needs `unshare -m`: {allowed.stderr!r}")
+    mounted = ["unshare", "-m", "sh", "-c", _READ_ONLY_MOUNT, "sh", str(warehouse)]
+    done = subprocess.run(
+        [*mounted, str(USAGE_ETL), *args],
+        env=env if env is not None else clean_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
         stdin=subprocess.DEVNULL,
         check=False,
     )
