@@ -1,18 +1,17 @@
--- Every loaded day's credit_usage row (interval 'day', every line) with the subscription period
--- it belongs to: the period of the stored period row covering it, else the period the
--- organization's anchor day gives it (common/periods.py's calendar: anchors 29-31 clamp to the
--- last day of shorter months). A day has no stored period row when its period began before the
--- loaded range (the first period loaded) or runs over a month not loaded; the period views show
--- such a period from its loaded days only (is_partial). The period views read it.
+-- Every loaded day of each organization (its total's credit_usage day row) with the
+-- subscription period it belongs to: the period of the stored period row covering it, else the
+-- period the organization's anchor day gives it (common/periods.py's calendar: anchors 29-31
+-- clamp to the last day of shorter months). A day has no stored period row when its period
+-- began before the loaded range (the first period loaded) or runs over a month not loaded; the
+-- period views show such a period from its loaded days only (is_partial). The period views
+-- read it; one row per organization and day (the project lines' days are matched to it by
+-- organization and day only where a period is partial).
 --
 -- requires: credit_usage, organizations
 --
 -- organization_id: Organization id (UUID); the stable key.
--- scope: 'organization' for the total, 'project' for a project, 'deleted_projects' for the
---     organization's deleted projects.
--- project_id: Project id; null unless scope is 'project'.
 -- day: UTC day.
--- credits: Credits consumed by the line that day.
+-- credits: Credits consumed by the organization that day.
 -- period_start: First day of the subscription period the day belongs to (UTC).
 -- period_end: Day after the last day of that period (UTC).
 -- has_period_row: Whether credit_usage holds the organization's row for that whole period.
@@ -38,20 +37,33 @@ stored AS (
     FROM credit_usage
     WHERE interval = 'month' AND scope = 'organization'
 ),
-totals AS (
-    -- the calendar is worked out on the organization totals' days (one per organization and
-    -- day; every line's day has its total) and reused for every line by equality
-    SELECT c.organization_id, CAST(c.start_date AS DATE) AS day, coalesce(a.anchor, 1) AS anchor,
-           CAST(date_trunc('month', c.start_date) AS DATE) AS month
-    FROM credit_usage AS c
-    LEFT JOIN anchors AS a USING (organization_id)
-    WHERE c.interval = 'day' AND c.scope = 'organization'
+stored_days AS (
+    -- every day of every stored period (stored periods of an organization do not overlap):
+    -- most loaded days find theirs by equality, without working out a calendar
+    SELECT organization_id, period_start, period_end,
+           CAST(unnest(range(CAST(period_start AS TIMESTAMP), CAST(period_end AS TIMESTAMP),
+                             INTERVAL 1 DAY)) AS DATE) AS day
+    FROM stored
+),
+days AS (
+    SELECT d.organization_id, CAST(d.start_date AS DATE) AS day, d.credits, s.period_start,
+           s.period_end
+    FROM credit_usage AS d
+    LEFT JOIN stored_days AS s
+        ON s.organization_id = d.organization_id AND s.day = CAST(d.start_date AS DATE)
+    WHERE d.interval = 'day' AND d.scope = 'organization'
 ),
 calendar AS (
-    -- the anchor day in the day's month, clamped to the month's last day; the period starts
-    -- there, or in the month before when the day comes earlier
-    SELECT *, least(month + (anchor - 1), last_day(month)) AS anchored
-    FROM totals
+    -- the days without a stored period (few): the anchor day in the day's month, clamped to
+    -- the month's last day; the period starts there, or in the month before when the day
+    -- comes earlier
+    SELECT d.organization_id, d.day, d.credits, coalesce(a.anchor, 1) AS anchor,
+           CAST(date_trunc('month', d.day) AS DATE) AS month,
+           least(CAST(date_trunc('month', d.day) AS DATE) + (coalesce(a.anchor, 1) - 1),
+                 last_day(d.day)) AS anchored
+    FROM days AS d
+    LEFT JOIN anchors AS a USING (organization_id)
+    WHERE d.period_start IS NULL
 ),
 started AS (
     SELECT *,
@@ -60,34 +72,14 @@ started AS (
                         last_day(CAST(month - INTERVAL 1 MONTH AS DATE)))
         END AS calendar_start
     FROM calendar
-),
-periods AS (
-    SELECT
-        d.organization_id,
-        d.day,
-        coalesce(s.period_start, d.calendar_start) AS period_start,
-        coalesce(
-            s.period_end,
-            least(CAST(date_trunc('month', d.calendar_start) + INTERVAL 1 MONTH AS DATE)
-                      + (d.anchor - 1),
-                  last_day(CAST(date_trunc('month', d.calendar_start) + INTERVAL 1 MONTH AS DATE)))
-        ) AS period_end,
-        s.period_start IS NOT NULL AS has_period_row
-    FROM started AS d
-    LEFT JOIN stored AS s
-        ON s.organization_id = d.organization_id
-       AND s.period_start <= d.day AND d.day < s.period_end
 )
-SELECT
-    c.organization_id,
-    c.scope,
-    c.project_id,
-    CAST(c.start_date AS DATE) AS day,
-    c.credits,
-    p.period_start,
-    p.period_end,
-    p.has_period_row
-FROM credit_usage AS c
-LEFT JOIN periods AS p
-    ON p.organization_id = c.organization_id AND p.day = CAST(c.start_date AS DATE)
-WHERE c.interval = 'day'
+SELECT organization_id, day, credits, period_start, period_end, true AS has_period_row
+FROM days
+WHERE period_start IS NOT NULL
+UNION ALL
+SELECT organization_id, day, credits, calendar_start AS period_start,
+       least(CAST(date_trunc('month', calendar_start) + INTERVAL 1 MONTH AS DATE) + (anchor - 1),
+             last_day(CAST(date_trunc('month', calendar_start) + INTERVAL 1 MONTH AS DATE)))
+           AS period_end,
+       false AS has_period_row
+FROM started

@@ -34,7 +34,6 @@ loaded AS (
     SELECT organization_id, period_start, period_end, count(*) AS days_loaded,
            sum(credits) AS credits
     FROM day_periods
-    WHERE scope = 'organization'
     GROUP BY organization_id, period_start, period_end
 ),
 names AS (

@@ -21,8 +21,6 @@
 --     (0..1; null when the organization used nothing).
 -- is_partial: True when the period's credits cover only its loaded days (see
 --     period_usage_by_organization).
--- credits_in_loaded_days: The line's credits on the period's loaded days (equals credits when
---     every day is loaded).
 
 WITH stored AS (
     SELECT organization_id, line, project_id, project_name, CAST(start_date AS DATE) AS period_start,
@@ -30,25 +28,25 @@ WITH stored AS (
     FROM project_credit_lines
     WHERE interval = 'month'
 ),
+uncovered AS (
+    -- the days of periods without a stored row (usually the first period loaded): few
+    SELECT organization_id, day, period_start FROM day_periods WHERE NOT has_period_row
+),
 loaded AS (
-    SELECT organization_id, scope AS line, project_id, period_start, sum(credits) AS credits
-    FROM day_periods
-    WHERE scope IN ('project', 'deleted_projects')
-    GROUP BY organization_id, scope, project_id, period_start
+    SELECT c.organization_id, c.scope AS line, c.project_id, u.period_start,
+           sum(c.credits) AS credits
+    FROM credit_usage AS c
+    JOIN uncovered AS u
+        ON u.organization_id = c.organization_id AND u.day = CAST(c.start_date AS DATE)
+    WHERE c.interval = 'day' AND c.scope IN ('project', 'deleted_projects')
+    GROUP BY c.organization_id, c.scope, c.project_id, u.period_start
 ),
 lines AS (
-    SELECT
-        coalesce(s.organization_id, l.organization_id) AS organization_id,
-        coalesce(s.line, l.line) AS line,
-        coalesce(s.project_id, l.project_id) AS project_id,
-        s.project_name,
-        coalesce(s.period_start, l.period_start) AS period_start,
-        s.credits AS stored_credits,
-        l.credits AS loaded_credits
-    FROM stored AS s
-    FULL OUTER JOIN loaded AS l
-        ON s.organization_id = l.organization_id AND s.line = l.line
-       AND s.project_id IS NOT DISTINCT FROM l.project_id AND s.period_start = l.period_start
+    SELECT organization_id, line, project_id, project_name, period_start, credits, false AS partial
+    FROM stored
+    UNION ALL
+    SELECT organization_id, line, project_id, NULL, period_start, credits, true
+    FROM loaded
 )
 SELECT
     t.organization_id,
@@ -60,16 +58,13 @@ SELECT
     t.period_start,
     t.period_end,
     t.is_current_period,
-    CASE WHEN t.is_partial THEN x.loaded_credits ELSE x.stored_credits END AS credits,
-    CASE WHEN t.credits > 0
-         THEN (CASE WHEN t.is_partial THEN x.loaded_credits ELSE x.stored_credits END) / t.credits
-    END AS share_of_organization,
-    t.is_partial,
-    coalesce(x.loaded_credits, 0) AS credits_in_loaded_days
+    x.credits,
+    CASE WHEN t.credits > 0 THEN x.credits / t.credits END AS share_of_organization,
+    t.is_partial
 FROM lines AS x
-JOIN period_usage_by_organization AS t USING (organization_id, period_start)
+JOIN period_usage_by_organization AS t
+    ON t.organization_id = x.organization_id AND t.period_start = x.period_start
+   AND t.is_partial = x.partial
 LEFT JOIN project_names AS p
     ON p.organization_id = x.organization_id AND p.project_id = x.project_id
-WHERE (t.is_partial AND x.loaded_credits IS NOT NULL)
-   OR (NOT t.is_partial AND x.stored_credits IS NOT NULL)
-ORDER BY t.organization_name, t.period_start, credits DESC
+ORDER BY t.organization_name, t.period_start, x.credits DESC
