@@ -889,7 +889,7 @@ class AlertStore:
         """The ``quota_alerts`` table."""
         df = pd.read_sql_query("SELECT * FROM alerts ORDER BY first_seen_at, alert_key", self._conn)
         for col in _ALERT_TIME_COLUMNS:
-            df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
+            df[col] = pd.to_datetime(df[col], format="ISO8601").astype("datetime64[us]")
         df["notify_resolved"] = df["notify_resolved"].astype(bool)
         df["suppressed"] = df["suppressed"].astype(bool)
         return df.rename(columns={"limit_value": "limit"})
@@ -900,5 +900,5 @@ class AlertStore:
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox ORDER BY id", self._conn
         )
         for col in _OUTBOX_TIME_COLUMNS:
-            df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
+            df[col] = pd.to_datetime(df[col], format="ISO8601").astype("datetime64[us]")
         return df
