@@ -51,7 +51,8 @@ def alert_delivery(
             shared = deliver_through_lake(warehouse.root, lake, state.store, config, users)
             report, claimed, problems = shared.report, shared.claimed, shared.problems
         attempted = report.delivered + report.retried_later + report.failed
-        if attempted or claimed:
+        # on a lake the state also took in what other writers did (at the main commit and here)
+        if attempted or lake is not None:
             publish_state(warehouse.root, state.store)
         elif state.recovered:
             record_tables(warehouse.root, state.store)
