@@ -37,6 +37,9 @@ Recovery: the warehouse keeps a copy of both tables (Parquet ``quota_alerts`` an
 ``alert_outbox``, written after every evaluation and delivery). :meth:`AlertStore.restore`
 rebuilds a lost state file from them, so delivered messages are never sent again (a message
 delivered after the last copy was written may be sent once more, with the same ids).
+:meth:`AlertStore.reconcile` takes in another writer's copy (the shared lake's) into a state that
+is not lost: delivered there is delivered here, a live claim there holds here, unknown rows are
+added, nothing is downgraded (:mod:`alerting.lake_state`).
 """
 
 from __future__ import annotations

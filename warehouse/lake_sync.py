@@ -22,6 +22,12 @@ digest of every slice it holds in `meta.slices`, updated in the same transaction
 rows. A crash anywhere leaves the lake at the previous snapshot or the new one; a run that died
 after its commit but before recording it publishes the same content again (idempotent).
 
+Merged tables (`MergedTables`): a whole table whose lake copy must not simply be replaced by
+this copy's (the alert state, `alerting/lake_state.py`) is written by a merge function that runs
+inside the transaction, reads the lake's rows there and returns the rows to write; the same
+snapshot replaces the table, records its rows' digest in `meta.slices`, and the local copy gets
+those rows after the commit. `publish_up(..., tables=[], merged=...)` commits such tables alone.
+
 Not propagated: a local file removed on one host (`usage-etl prune`) is removed from the lake by
 that host's next publish, but other hosts keep their local copy of it (they never push it back).
 """
