@@ -17,7 +17,10 @@ The claim that makes step 3 safe is then checked on its own, with no run around 
 race forced: two writers' claims read the lake before either commits, so they conflict; the
 one retried sees the other's claim and claims nothing, and sends nothing while the claim
 holds; what the claimant delivered reaches the other writer's state through the lake; a claim
-older than the lease (a writer that died after claiming) is taken over.
+older than the lease (a writer that died after claiming) is taken over. Last, the at-least-once
+window: the catalog refuses connections right after a writer sent its messages, so its outcome
+commit fails; it warns, keeps them delivered, and its next commit records them in the lake,
+while its claim keeps the other writer from sending them meanwhile.
 """
 
 from __future__ import annotations
@@ -267,5 +270,61 @@ def test_a_claim_in_the_lake_holds_off_other_writers_until_delivered_or_expired(
         statuses = lake_statuses(lake)
         assert {w for w, s in statuses.items() if s == "delivered"} == set(deliveries(receiver))
     finally:
+        for store in stores.values():
+            store.close()
+
+
+def test_an_outcome_commit_that_fails_after_sending_is_warned_and_made_good_later(
+    lake: Lake, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog refuses connections right after the messages went out: the writer keeps
+    them delivered and warns; its claim holds the other writer off; its next commit records
+    them delivered in the lake. Nothing is sent twice."""
+    quotas = yaml.safe_load(QUOTAS.read_text())
+    quotas["channels"] = {"log": False, "webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}}
+    (tmp_path / "quotas.yaml").write_text(yaml.safe_dump(quotas))
+    config = load_quotas(tmp_path / "quotas.yaml")
+    copies = {host: tmp_path / host for host in ("a", "b")}
+    stores = {host: AlertStore(state_path(root)) for host, root in copies.items()}
+    admin = lake.postgres.connect("postgres")
+    admin.autocommit = True
+
+    def catalog_connections(allowed: bool) -> None:
+        with admin.cursor() as cur:
+            allow = "true" if allowed else "false"
+            cur.execute(f'ALTER DATABASE "{lake.postgres.database}" ALLOW_CONNECTIONS {allow}')
+
+    def send_then_lose_the_catalog(*args: Any, **kwargs: Any) -> Any:
+        report = deliver_configured(*args, **kwargs)
+        catalog_connections(False)
+        return report
+
+    try:
+        for host, store in stores.items():
+            store.sync(candidates(85), ["webhook"], NOW)
+            commit_alert_state(copies[host], lake.config, store)
+        with monkeypatch.context() as patched:
+            patched.setattr("alerting.lake_state.deliver_configured", send_then_lose_the_catalog)
+            try:
+                done = deliver_through_lake(copies["a"], lake.config, stores["a"], config)
+            finally:
+                catalog_connections(True)
+        assert done.report.delivered == 2 and len(receiver.headers) == 2
+        (problem,) = done.problems
+        assert "was not committed to the shared lake" in problem
+        assert lake.postgres.password not in problem
+        assert set(stores["a"].outbox_frame()["status"]) == {"delivered"}
+        assert set(lake_statuses(lake).values()) == {"sending"}  # a's claim, still live
+
+        held = deliver_through_lake(copies["b"], lake.config, stores["b"], config)
+        assert (held.claimed, held.report.delivered, len(receiver.headers)) == (0, 0, 2)
+
+        commit_alert_state(copies["a"], lake.config, stores["a"])  # a's next run's commit
+        assert set(lake_statuses(lake).values()) == {"delivered"}
+        commit_alert_state(copies["b"], lake.config, stores["b"])
+        assert set(stores["b"].outbox_frame()["status"]) == {"delivered"}
+        assert set(deliveries(receiver).values()) == {1} and len(receiver.headers) == 2
+    finally:
+        admin.close()
         for store in stores.values():
             store.close()
