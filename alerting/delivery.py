@@ -13,7 +13,7 @@ channels, and its message (one line, secrets removed) is recorded as the row's `
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -78,11 +78,13 @@ def deliver_pending(
     max_attempts: int | None = None,
     ignore_backoff: bool = False,
     max_messages: int | None = None,
+    only: Collection[str] | None = None,
 ) -> DeliveryReport:
     """Deliver every due pending outbox row whose channel is in ``channels``.
 
     ``settings`` gives the backoff and ``max_attempts`` (an explicit ``max_attempts``
-    overrides it); ``ignore_backoff`` sends rows that are not due yet (``alerts --retry``).
+    overrides it); ``ignore_backoff`` sends rows that are not due yet (``alerts --retry``);
+    ``only`` limits the pass to these idempotency keys (the rows claimed in a shared lake).
     Errors are logged as one line each; nothing a channel does raises out of here.
     """
     settings = settings or DeliverySettings()
@@ -91,7 +93,7 @@ def deliver_pending(
     available = dict(channels)
     sent = 0
     while available and (max_messages is None or sent < max_messages):
-        item = store.claim_next(available.keys(), now, ignore_backoff=ignore_backoff)
+        item = store.claim_next(available.keys(), now, ignore_backoff=ignore_backoff, only=only)
         if item is None:
             break
         sent += 1
@@ -129,11 +131,12 @@ def deliver_configured(
     now: datetime | None = None,
     *,
     ignore_backoff: bool = False,
+    only: Collection[str] | None = None,
 ) -> DeliveryReport:
     """Deliver with the channels and retry settings of a quota configuration."""
     channels = build_channels(config.channels, organization_users)
     return deliver_pending(
-        store, channels, now, settings=config.delivery, ignore_backoff=ignore_backoff
+        store, channels, now, settings=config.delivery, ignore_backoff=ignore_backoff, only=only
     )
 
 

@@ -7,6 +7,8 @@ The state (alert lifecycle and notification outbox) is ``<warehouse>/state/alert
 when the file is missing or empty while the warehouse holds alert rows, rebuilds it from that
 copy and says so: delivered messages stay delivered, so nothing already sent is sent again.
 :func:`forget_organization` removes one organization from the state (`usage-etl forget`).
+On a shared lake that copy is the lake's (fetched when the run starts), and the state is kept in
+step with it at every commit (:mod:`alerting.lake_state`).
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ Recovery: the warehouse keeps a copy of both tables (Parquet ``quota_alerts`` an
 ``alert_outbox``, written after every evaluation and delivery). :meth:`AlertStore.restore`
 rebuilds a lost state file from them, so delivered messages are never sent again (a message
 delivered after the last copy was written may be sent once more, with the same ids).
+:meth:`AlertStore.reconcile` takes in another writer's copy (the shared lake's) into a state that
+is not lost: delivered there is delivered here, a live claim there holds here, unknown rows are
+added, nothing is downgraded (:mod:`alerting.lake_state`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -195,6 +198,47 @@ def _num(value: Any) -> float | None:
 
 # The alerts table's timestamp columns (stored as ISO text in SQLite).
 _ALERT_TIME_COLUMNS = tuple(c.name for c in QUOTA_ALERTS.columns if c.type == TS)
+
+
+_TIME_COLUMNS = frozenset({*_ALERT_TIME_COLUMNS, *_OUTBOX_TIME_COLUMNS})
+# When one message appears more than once in a copy (two writers' first commits to an empty
+# lake table both land), the row that got furthest wins.
+_STATUS_RANK = {"delivered": 0, "sending": 1}
+
+
+def _stored(column: str, raw: Any) -> Any:
+    """A value of a warehouse-copy row as the state stores it (times as ISO text)."""
+    if column in _TIME_COLUMNS:
+        return _ts(raw)
+    if isinstance(raw, bool):
+        return int(raw)
+    if hasattr(raw, "item"):  # numpy scalar
+        raw = raw.item()
+    if isinstance(raw, float) and math.isnan(raw):
+        return None
+    return None if raw is pd.NA or raw is pd.NaT else raw
+
+
+def _latest_messages(outbox: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The rows of an ``alert_outbox`` copy by idempotency key, one each."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in outbox.to_dict("records"):
+        key = str(row["idempotency_key"])
+        rank = _STATUS_RANK.get(str(row["status"]), 2)
+        kept = best.get(key)
+        if kept is None or rank < _STATUS_RANK.get(str(kept["status"]), 2):
+            best[key] = row
+    return best
+
+
+@dataclass
+class ReconcileReport:
+    """What :meth:`AlertStore.reconcile` took in."""
+
+    delivered_elsewhere: int = 0
+    claimed_elsewhere: int = 0
+    alerts_added: int = 0
+    messages_added: int = 0
 
 
 @dataclass(frozen=True)
@@ -545,26 +589,52 @@ class AlertStore:
         return queued
 
     # ---- outbox -------------------------------------------------------------------------
+    def _deliverable(self, now_dt: datetime, ignore_backoff: bool) -> tuple[str, tuple[str, ...]]:
+        """The SQL condition (and its parameters) of a row a delivery pass may claim now."""
+        due = "1" if ignore_backoff else "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        stale = str(_ts(now_dt - self.lease))
+        params = (() if ignore_backoff else (str(_ts(now_dt)),)) + (stale,)
+        condition = f"((status = 'pending' AND {due}) OR (status = 'sending' AND claimed_at <= ?))"
+        return condition, params
+
+    def deliverable_keys(
+        self, now: datetime | None = None, *, ignore_backoff: bool = False
+    ) -> list[str]:
+        """The idempotency keys of every row a delivery pass at ``now`` may claim (whatever its
+        channel), oldest first: what a writer of a shared lake claims there before sending."""
+        now_dt = pd.Timestamp(_ts(now or now_utc())).to_pydatetime()
+        condition, params = self._deliverable(now_dt, ignore_backoff)
+        rows = self._conn.execute(
+            f"SELECT idempotency_key FROM outbox WHERE {condition} ORDER BY id", params
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def claim_next(
-        self, channels: Iterable[str], now: datetime | None = None, *, ignore_backoff: bool = False
+        self,
+        channels: Iterable[str],
+        now: datetime | None = None,
+        *,
+        ignore_backoff: bool = False,
+        only: Collection[str] | None = None,
     ) -> OutboxItem | None:
         """Claim the oldest deliverable row of one of ``channels`` (pending and due -- its
         backoff has passed, or ``ignore_backoff`` -- or ``sending`` with an expired lease after
-        a crash); None when there is nothing to send."""
+        a crash), among the idempotency keys ``only`` when given; None when there is nothing
+        to send."""
         names = list(channels)
-        if not names:
+        if not names or (only is not None and not only):
             return None
         now_dt = pd.Timestamp(_ts(now or now_utc())).to_pydatetime()
         now_s = _ts(now_dt)
-        stale = _ts(now_dt - self.lease)
-        due = "1" if ignore_backoff else "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        condition, params = self._deliverable(now_dt, ignore_backoff)
         marks = ",".join("?" * len(names))
-        params: tuple[Any, ...] = (*names,) + (() if ignore_backoff else (now_s,)) + (stale,)
+        among = "" if only is None else " AND idempotency_key IN (SELECT value FROM json_each(?))"
+        extra = () if only is None else (json.dumps(sorted(only)),)
         with self._tx() as db:
             row = db.execute(
-                "SELECT * FROM outbox WHERE channel IN (" + marks + ") AND ((status = 'pending'"
-                f" AND {due}) OR (status = 'sending' AND claimed_at <= ?)) ORDER BY id LIMIT 1",
-                params,
+                f"SELECT * FROM outbox WHERE channel IN ({marks}) AND {condition}{among}"
+                " ORDER BY id LIMIT 1",
+                (*names, *params, *extra),
             ).fetchone()
             if row is None:
                 return None
@@ -699,19 +769,6 @@ class AlertStore:
         ids). Returns (alerts, messages) restored; refuses a store that holds alerts."""
         if not self.is_empty():
             raise RuntimeError(f"{self.path}: refusing to restore over existing alert state")
-        time_cols = {*_ALERT_TIME_COLUMNS, *_OUTBOX_TIME_COLUMNS}
-
-        def value(column: str, raw: Any) -> Any:
-            if column in time_cols:
-                return _ts(raw)
-            if isinstance(raw, bool):
-                return int(raw)
-            if hasattr(raw, "item"):  # numpy scalar
-                raw = raw.item()
-            if isinstance(raw, float) and math.isnan(raw):
-                return None
-            return None if raw is pd.NA or raw is pd.NaT else raw
-
         alert_rows = alerts.rename(columns={"limit": "limit_value"}).to_dict("records")
         outbox_rows = outbox.to_dict("records")
         known = {r["name"] for r in self._conn.execute("PRAGMA table_info(alerts)")}
@@ -720,11 +777,11 @@ class AlertStore:
                 cols = [c for c in row if c in known]
                 db.execute(
                     f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                    [value(c, row[c]) for c in cols],
+                    [_stored(c, row[c]) for c in cols],
                 )
             for row in outbox_rows:
                 cols = [c for c in _OUTBOX_COLUMNS if c in row]
-                vals = [value(c, row[c]) for c in cols]
+                vals = [_stored(c, row[c]) for c in cols]
                 status_at = cols.index("status")
                 if vals[status_at] == "sending":
                     vals[status_at] = "pending"
@@ -734,12 +791,108 @@ class AlertStore:
                 )
         return len(alert_rows), len(outbox_rows)
 
+    def reconcile(
+        self,
+        alerts: pd.DataFrame,
+        outbox: pd.DataFrame,
+        now: datetime | None = None,
+        *,
+        own_claims: Collection[str] = (),
+    ) -> ReconcileReport:
+        """Take in what another copy of the state knows (the shared lake's ``quota_alerts`` and
+        ``alert_outbox``, as other writers committed them), in one transaction:
+
+        - a message delivered there is delivered here (its alert ``notified`` for an ``open``
+          event), so it is never sent again;
+        - a message another writer claimed there (``sending``, its lease not expired) is
+          ``sending`` here with that claim time, so no pass claims it before the lease ends;
+          one this copy holds as ``sending`` that is back to ``pending`` or ``failed`` there
+          (that writer's send failed) takes that status;
+        - alerts and messages this copy does not know are added (messages get ids of this
+          copy).
+
+        ``own_claims``: idempotency keys this copy claimed there itself (left alone). Nothing
+        here is ever downgraded: a message delivered here stays delivered."""
+        now_dt = pd.Timestamp(_ts(now or now_utc())).to_pydatetime()
+        live_after = _ts(now_dt - self.lease)
+        report = ReconcileReport()
+        theirs = _latest_messages(outbox)
+        alert_rows = {
+            str(r["alert_key"]): r
+            for r in alerts.rename(columns={"limit": "limit_value"}).to_dict("records")
+        }
+        known_columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(alerts)")}
+        with self._tx() as db:
+            mine = {
+                r["idempotency_key"]: r
+                for r in db.execute(
+                    "SELECT idempotency_key, alert_key, occurrence, event, status FROM outbox"
+                )
+            }
+            known_alerts = {r[0] for r in db.execute("SELECT alert_key FROM alerts")}
+            for key, alert in alert_rows.items():
+                if key in known_alerts:
+                    continue
+                cols = [c for c in alert if c in known_columns]
+                db.execute(
+                    f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [_stored(c, alert[c]) for c in cols],
+                )
+                known_alerts.add(key)
+                report.alerts_added += 1
+            for key, row in theirs.items():
+                status = str(row["status"])
+                here = mine.get(key)
+                if here is None:
+                    if str(row["alert_key"]) not in known_alerts:
+                        continue  # a message without its alert: nothing to attach it to
+                    cols = [c for c in _OUTBOX_COLUMNS if c != "id" and c in row]
+                    db.execute(
+                        f"INSERT INTO outbox ({', '.join(cols)}) VALUES "
+                        f"({', '.join('?' * len(cols))})",
+                        [_stored(c, row[c]) for c in cols],
+                    )
+                    report.messages_added += 1
+                    continue
+                if key in own_claims or here["status"] == "delivered":
+                    continue
+                if status == "delivered":
+                    delivered_at = _ts(row.get("delivered_at")) or _ts(now_dt)
+                    db.execute(
+                        "UPDATE outbox SET status = 'delivered', delivered_at = ?,"
+                        " last_error = NULL, next_attempt_at = NULL WHERE idempotency_key = ?",
+                        (delivered_at, key),
+                    )
+                    if here["event"] == "open":
+                        db.execute(
+                            "UPDATE alerts SET status = CASE WHEN status = 'open' THEN"
+                            " 'notified' ELSE status END, notified_at = COALESCE(notified_at, ?)"
+                            " WHERE alert_key = ? AND occurrence = ?",
+                            (delivered_at, here["alert_key"], here["occurrence"]),
+                        )
+                    report.delivered_elsewhere += 1
+                elif status == "sending" and here["status"] in ("pending", "failed"):
+                    claimed = _ts(row.get("claimed_at"))
+                    if claimed is not None and live_after is not None and claimed > live_after:
+                        db.execute(
+                            "UPDATE outbox SET status = 'sending', claimed_at = ?"
+                            " WHERE idempotency_key = ?",
+                            (claimed, key),
+                        )
+                        report.claimed_elsewhere += 1
+                elif status in ("pending", "failed") and here["status"] == "sending":
+                    db.execute(
+                        "UPDATE outbox SET status = ?, claimed_at = NULL WHERE idempotency_key = ?",
+                        (status, key),
+                    )
+        return report
+
     # ---- export -------------------------------------------------------------------------
     def alerts_frame(self) -> pd.DataFrame:
         """The ``quota_alerts`` table."""
         df = pd.read_sql_query("SELECT * FROM alerts ORDER BY first_seen_at, alert_key", self._conn)
         for col in _ALERT_TIME_COLUMNS:
-            df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
+            df[col] = pd.to_datetime(df[col], format="ISO8601").astype("datetime64[us]")
         df["notify_resolved"] = df["notify_resolved"].astype(bool)
         df["suppressed"] = df["suppressed"].astype(bool)
         return df.rename(columns={"limit_value": "limit"})
@@ -750,5 +903,5 @@ class AlertStore:
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox ORDER BY id", self._conn
         )
         for col in _OUTBOX_TIME_COLUMNS:
-            df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
+            df[col] = pd.to_datetime(df[col], format="ISO8601").astype("datetime64[us]")
         return df

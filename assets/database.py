@@ -16,6 +16,8 @@ from dagster import (
     load_assets_from_modules,
 )
 
+from alerting.lake_state import merged_alert_tables
+from alerting.state import open_state
 from assets import analytics, credit_usage
 from assets import organizations as registry
 from assets.resources import Warehouse
@@ -44,8 +46,9 @@ PUBLISH_AFTER = [
         "replaced, or rebuilt from Parquet when it cannot be) and swapped in atomically, so "
         "open read-only sessions keep a consistent snapshot and never block the run. Only "
         "published when every Parquet slice matches its manifest record. In lake mode the "
-        "slices this run "
-        "changed are also committed to the shared DuckLake as one snapshot."
+        "slices this run changed are also committed to the shared DuckLake as one snapshot, "
+        "the alert tables merged with the lake's (what other writers delivered stays "
+        "delivered)."
     ),
 )
 def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
@@ -55,7 +58,11 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
         if stale:
             context.log.info(f"removed {stale} temporary files left by an interrupted run")
         published = publish_database(warehouse.root)
-        synced = publish_up(warehouse.root, lake) if lake is not None else None
+        synced = None
+        if lake is not None:  # the alert tables merged with the lake's (alerting/lake_state.py)
+            with open_state(warehouse.root) as state:
+                merged = merged_alert_tables(state.store)
+                synced = publish_up(warehouse.root, lake, merged=merged)
     path = warehouse.root / DATABASE_NAME
     counts = published.rows
     context.log.info(f"published {DATABASE_NAME}: {published.line()}")

@@ -204,7 +204,12 @@ ALERT_OUTBOX = register(
             ("occurrence", I64, "The alert's occurrence number."),
             ("event", S, "open or resolved."),
             ("channel", S, "log, webhook, slack or email."),
-            ("status", S, "pending, delivered, failed, suppressed or cancelled."),
+            (
+                "status",
+                S,
+                "pending, sending (claimed by a delivery pass), delivered, failed, suppressed "
+                "or cancelled.",
+            ),
             ("attempts", I64, "Delivery attempts so far."),
             ("last_error", S, "Last delivery error (one line, no secrets)."),
             ("payload", S, "The JSON message."),

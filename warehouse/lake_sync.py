@@ -22,14 +22,22 @@ digest of every slice it holds in `meta.slices`, updated in the same transaction
 rows. A crash anywhere leaves the lake at the previous snapshot or the new one; a run that died
 after its commit but before recording it publishes the same content again (idempotent).
 
+Merged tables (`MergedTables`): a whole table whose lake copy must not simply be replaced by
+this copy's (the alert state, `alerting/lake_state.py`) is written by a merge function that runs
+inside the transaction, reads the lake's rows there and returns the rows to write; the same
+snapshot replaces the table, records its rows' digest in `meta.slices`, and the local copy gets
+those rows after the commit. `publish_up(..., tables=[], merged=...)` commits such tables alone.
+
 Not propagated: a local file removed on one host (`usage-etl prune`) is removed from the lake by
 that host's next publish, but other hosts keep their local copy of it (they never push it back).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,28 +335,61 @@ def _record_slices(c: duckdb.DuckDBPyConnection, rows: list[tuple[object, ...]])
         c.unregister("_usage_slice_records")
 
 
+@dataclass(frozen=True)
+class MergedTables:
+    """Whole tables whose lake copy is merged with this copy's inside the commit, instead of
+    replaced by it (the alert state: a message another writer delivered must stay delivered).
+
+    `merge(con)` runs inside the transaction, again on every retry after a conflict: it reads
+    the lake's rows there (the snapshot the commit replaces) and returns the rows to write, by
+    table name. Each table is then replaced whole in the same snapshot, recorded in
+    `meta.slices` with the digest of those rows, and written to the local copy too."""
+
+    tables: tuple[Table, ...]
+    merge: Callable[[duckdb.DuckDBPyConnection], Mapping[str, pa.Table]]
+
+
+def rows_digest(rows: pa.Table) -> str:
+    """SHA-256 of a table's rows (Arrow IPC bytes): the lake digest of a merged table."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
 def publish_up(
-    warehouse: Path, config: LakeConfig, tables: list[Table] | None = None
+    warehouse: Path,
+    config: LakeConfig,
+    tables: list[Table] | None = None,
+    merged: MergedTables | None = None,
+    views: bool = True,
 ) -> SyncReport:
-    """Write every slice this copy changed since its last sync into the lake, in one snapshot."""
+    """Write every slice this copy changed since its last sync into the lake, in one snapshot,
+    with the `merged` tables merged in (always written when given); `views`: recreate the
+    analyst views in the same snapshot."""
     store = ParquetStore(warehouse)
     state = SyncState(warehouse)
     report = SyncReport()
     changed: list[LocalSlice] = []
     gone: list[tuple[Table, str]] = []
-    for t in tables or ALL_TABLES:
+    merged_names = {t.name for t in merged.tables} if merged is not None else set()
+    for t in ALL_TABLES if tables is None else tables:
+        if t.name in merged_names:
+            continue
         slices = local_slices(store, t)
         changed += [s for s in slices if state.local(t.name, s.name) != s.digest]
         present = {s.name for s in slices}
         gone += [(t, n) for n in state.names(t.name) if n not in present]
-    if not changed and not gone:
+    if not changed and not gone and merged is None:
         return report
     con = connect(config)
+    written: dict[str, tuple[pa.Table, str]] = {}
     try:
         _ensure_meta(con, config)
         lake = LakeTables(con, config)
         lake.ensure_all(
             [(s.table, (SNAPSHOT_KEY,) if SNAPSHOT_KEY in s.keys else ()) for s in changed]
+            + [(t, ()) for t in (merged.tables if merged is not None else ())]
         )
         staged = [(s, _read_local(s)) for s in changed]
         host = socket.gethostname()
@@ -364,14 +405,24 @@ def publish_up(
                 lake.delete_slices_in_transaction(c, t, keys)
             for local, arrow in staged:
                 lake.insert_in_transaction(c, local.table, local.keys, arrow)
+            records = [(s.table.name, s.name, s.digest, a.num_rows, now, host) for s, a in staged]
+            written.clear()
+            if merged is not None:
+                rows = merged.merge(c)
+                for t in merged.tables:
+                    arrow = rows[t.name]
+                    lake.replace_in_transaction(c, t, {}, arrow)
+                    written[t.name] = (arrow, rows_digest(arrow))
+                    records.append((t.name, "", written[t.name][1], arrow.num_rows, now, host))
             _forget_slices(
-                c, [(s.table.name, s.name) for s in changed] + [(t.name, n) for t, n in gone]
-            )
-            _record_slices(
                 c,
-                [(s.table.name, s.name, s.digest, a.num_rows, now, host) for s, a in staged],
+                [(s.table.name, s.name) for s in changed]
+                + [(t.name, n) for t, n in gone]
+                + [(name, "") for name in written],
             )
-            create_lake_views(c)  # the analyst views, for any DuckDB client attaching
+            _record_slices(c, records)
+            if views:
+                create_lake_views(c)  # the analyst views, for any DuckDB client attaching
 
         _, report.retries = write_transaction(con, work, config)
         row = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('usage')").fetchone()
@@ -384,5 +435,11 @@ def publish_up(
     for t, name in gone:
         state.record(t.name, name, None, None)
         report.removed.append(_label(t.name, name))
+    for t in merged.tables if merged is not None else ():
+        arrow, digest = written[t.name]
+        store.replace_table(t, arrow.to_pandas())  # the local copy: what the lake now holds
+        local = {s.name: s.digest for s in local_slices(store, t)}
+        state.record(t.name, "", digest, local.get(""))
+        report.published.append(t.name)
     state.save()
     return report

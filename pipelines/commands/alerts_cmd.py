@@ -269,8 +269,10 @@ def _echo_alerting(on: bool) -> Iterator[None]:
 
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
     from alerting.delivery import deliver_configured
+    from alerting.lake_state import deliver_through_lake
     from alerting.state import publish_state
     from alerting.validation import validate_channels
+    from pipelines.commands import warehouse_location
     from warehouse.parquet_store import ParquetStore
     from warehouse.schema import ORGANIZATION_USERS
 
@@ -291,16 +293,22 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     else:
         requeued = 0
     users = ParquetStore(warehouse).read(ORGANIZATION_USERS)
-    report = deliver_configured(store, config, users, ignore_backoff=True)
+    lake = warehouse_location(args).lake_config()
+    problems: list[str] = []
+    if lake is None:
+        report = deliver_configured(store, config, users, ignore_backoff=True)
+    else:  # a writer of a shared lake: claimed there, sent, the outcome committed there
+        shared = deliver_through_lake(warehouse, lake, store, config, users, ignore_backoff=True)
+        report, problems = shared.report, shared.problems
     if report.delivered or report.retried_later or report.failed or requeued:
         publish_state(warehouse, store)
     lines = [f"notifications: {report.summary()}"]
     if requeued:
         lines.insert(0, f"{requeued} failed messages queued again")
     _emit(lines)
-    for error in report.errors:
+    for error in [*problems, *report.errors]:
         print(f"usage-etl alerts: {error}", file=sys.stderr)
-    return 1 if report.errors else 0
+    return 1 if report.errors or problems else 0
 
 
 def _day(value: Any) -> str:

@@ -1,0 +1,184 @@
+"""The alert state of a writer of the shared lake, kept in step with the lake's copy of it.
+
+Every writer of a lake keeps its own alert state (``state/alerts.sqlite``, see
+:mod:`alerting.state`); the lake's ``quota_alerts`` and ``alert_outbox`` are the copy all
+writers share. So that a message is sent once across writers, and the lake says what was
+delivered:
+
+- every commit of those two tables is a merge (:func:`merged_alert_tables`, written through
+  :class:`warehouse.lake_sync.MergedTables`): inside the lake transaction, the lake's rows are
+  taken into the local state first (:meth:`alerting.store.AlertStore.reconcile`: delivered
+  there is delivered here, another writer's live claim is respected, unknown alerts and
+  messages are added), and the local state, which then knows everything the lake knew, is
+  written. A commit never turns a delivered message back into a pending one, and a conflict
+  with another writer's commit re-runs the merge on the newer snapshot;
+- a delivery pass (:func:`deliver_through_lake`) first **claims** its messages in the lake (a
+  small commit marking them ``sending`` with the claim time), sends only those, then commits
+  the outcome (a second small commit: ``delivered``, or back to ``pending`` with the error).
+  Another writer's pass that starts meanwhile sees the claim and leaves those messages alone
+  until they are delivered, released, or the claim is older than the lease (300 s: a writer
+  that died after claiming).
+
+What remains at least once: a writer whose outcome commit fails after sending (the lake
+unreachable, or conflicting commits six times in a row) keeps the delivered state locally and
+publishes it with its next commit; until then the lake holds its claim, and a writer passing
+after the lease has expired sends those messages again (same ``webhook-id`` /
+``idempotency_key``). A claim commit that fails sends nothing (the messages stay pending).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from alerting.delivery import DeliveryReport, deliver_configured
+from alerting.store import AlertStore
+from common.errors import LakeError
+from insights.quotas import QuotaConfig
+from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
+from warehouse.files import writer_lock
+from warehouse.lake import LakeConfig, existing_tables
+from warehouse.lake_sync import MergedTables, publish_up
+from warehouse.parquet_store import to_arrow
+from warehouse.schema import now_utc
+
+logger = logging.getLogger("alerting")
+
+ALERT_TABLES = (QUOTA_ALERTS, ALERT_OUTBOX)
+
+
+def _lake_rows(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lake's ``quota_alerts`` and ``alert_outbox`` (empty before the first commit)."""
+    present = existing_tables(con)
+    frames = []
+    for t in ALERT_TABLES:
+        if ("main", t.name) in present:
+            columns = ", ".join(f'"{c.name}"' for c in t.columns)
+            frames.append(con.execute(f'SELECT {columns} FROM "{t.name}"').df())
+        else:
+            frames.append(pd.DataFrame(columns=t.column_names))
+    return frames[0], frames[1]
+
+
+def merged_alert_tables(
+    store: AlertStore,
+    now: datetime | None = None,
+    *,
+    claim: list[str] | None = None,
+    own_claims: frozenset[str] = frozenset(),
+    ignore_backoff: bool = False,
+) -> MergedTables:
+    """The alert tables as a merged commit of ``store`` (see the module docstring).
+
+    ``claim``: when given, it is filled (inside the transaction, anew on every retry) with the
+    idempotency keys this pass claims: every message of the local state a delivery pass may
+    send now (``ignore_backoff``: due or not), once the lake's rows are taken in; they are
+    written ``sending`` at ``now``.
+    ``own_claims``: the keys this writer claimed earlier in the pass (its own claims in the
+    lake, not another writer's)."""
+
+    def merge(con: duckdb.DuckDBPyConnection) -> Mapping[str, pa.Table]:
+        at = now or now_utc()
+        alerts, outbox = _lake_rows(con)
+        taken = store.reconcile(alerts, outbox, at, own_claims=own_claims)
+        if taken.delivered_elsewhere or taken.claimed_elsewhere:
+            logger.info(
+                "alert state: %d message(s) delivered and %d claimed by other writers of the lake",
+                taken.delivered_elsewhere,
+                taken.claimed_elsewhere,
+            )
+        mine = store.outbox_frame()
+        if claim is not None:
+            claim[:] = store.deliverable_keys(at, ignore_backoff=ignore_backoff)
+            claimed = mine["idempotency_key"].isin(claim)
+            mine.loc[claimed, "status"] = "sending"
+            mine.loc[claimed, "claimed_at"] = pd.Timestamp(at)
+        return {
+            QUOTA_ALERTS.name: to_arrow(QUOTA_ALERTS, store.alerts_frame()),
+            ALERT_OUTBOX.name: to_arrow(ALERT_OUTBOX, mine),
+        }
+
+    return MergedTables(ALERT_TABLES, merge)
+
+
+def commit_alert_state(
+    warehouse: Path,
+    lake: LakeConfig,
+    store: AlertStore,
+    now: datetime | None = None,
+    *,
+    claim: list[str] | None = None,
+    own_claims: frozenset[str] = frozenset(),
+    ignore_backoff: bool = False,
+) -> int | None:
+    """One small lake commit of the alert tables alone (merged, see above), under the writer
+    lock; returns the snapshot. Raises `LakeError` when it could not commit."""
+    merged = merged_alert_tables(
+        store, now, claim=claim, own_claims=own_claims, ignore_backoff=ignore_backoff
+    )
+    with writer_lock(warehouse):
+        report = publish_up(warehouse, lake, tables=[], merged=merged, views=False)
+    return report.snapshot
+
+
+@dataclass
+class LakeDelivery:
+    """A delivery pass through the lake: the local report, what was claimed, what went wrong
+    with the lake (each one line, no secret)."""
+
+    report: DeliveryReport
+    claimed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def deliver_through_lake(
+    warehouse: Path,
+    lake: LakeConfig,
+    store: AlertStore,
+    config: QuotaConfig,
+    organization_users: pd.DataFrame | None = None,
+    *,
+    ignore_backoff: bool = False,
+) -> LakeDelivery:
+    """Claim in the lake, send what was claimed, commit the outcome (see the module
+    docstring). Never raises for the lake: a failed claim sends nothing, a failed outcome
+    commit is reported (the messages went out; the local state knows it)."""
+    claimed: list[str] = []
+    now = now_utc()
+    if not store.deliverable_keys(now, ignore_backoff=ignore_backoff):
+        return LakeDelivery(DeliveryReport(pending=store.pending_count()))
+    try:
+        commit_alert_state(
+            warehouse, lake, store, now, claim=claimed, ignore_backoff=ignore_backoff
+        )
+    except LakeError as exc:
+        problem = (
+            f"alert delivery skipped: could not claim the messages in the shared lake ({exc}); "
+            f"they stay pending and are sent by a later pass"
+        )
+        logger.warning(problem)
+        return LakeDelivery(DeliveryReport(pending=store.pending_count()), 0, [problem])
+    report = deliver_configured(
+        store, config, organization_users, ignore_backoff=ignore_backoff, only=set(claimed)
+    )
+    delivery = LakeDelivery(report, len(claimed))
+    if not claimed:
+        return delivery
+    try:
+        commit_alert_state(warehouse, lake, store, own_claims=frozenset(claimed))
+    except LakeError as exc:
+        problem = (
+            f"the delivery state of {len(claimed)} claimed message(s) was not committed to the "
+            f"shared lake ({exc}): it is kept here and committed by this writer's next run; "
+            "another writer may send them again once their claim is older than the lease"
+        )
+        logger.warning(problem)
+        delivery.problems.append(problem)
+    return delivery

@@ -1,0 +1,125 @@
+"""`AlertStore.reconcile`: one writer's alert state taking in another copy of it (the shared
+lake's `quota_alerts` / `alert_outbox`, as other writers committed them). Two stores stand for
+two writers; the copy handed over is what `alerts_frame` / `outbox_frame` export, as the lake
+holds it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from alerting import LogChannel, deliver_pending
+from alerting.evaluate import compute_alerts
+from alerting.store import AlertStore
+from insights.quotas import load_quotas
+
+from .conftest import organizations_frame, usage_frame
+
+CONFIG = load_quotas()  # bundled example: free = 1000 credits per period
+ORGS = organizations_frame(
+    ("o1", "free", "2024-03-01", "2024-04-01"), ("o2", "free", "2024-03-01", "2024-04-01")
+)
+NOW = datetime(2024, 3, 11, 6, 0)
+LOG = {"log": LogChannel()}
+
+
+def candidates(per_day: float) -> pd.DataFrame:
+    """Both organizations' credit_actual alert after 10 days at `per_day` (1000 per period)."""
+    usage = pd.concat(
+        usage_frame(org, "2024-02-20", {"p1": [per_day] * 20}) for org in ("o1", "o2")
+    )
+    return compute_alerts(
+        usage, ORGS, CONFIG, as_of="2024-03-10", rules=("credit_actual",)
+    ).candidates
+
+
+@pytest.fixture
+def hosts(tmp_path) -> tuple[AlertStore, AlertStore]:
+    a = AlertStore(tmp_path / "a" / "alerts.sqlite")
+    b = AlertStore(tmp_path / "b" / "alerts.sqlite")
+    for store in (a, b):
+        store.sync(candidates(85), ["log"], NOW)  # the same evaluation on both hosts
+    yield a, b
+    a.close()
+    b.close()
+
+
+def statuses(store: AlertStore) -> dict[str, str]:
+    frame = store.outbox_frame()
+    return dict(zip(frame["idempotency_key"], frame["status"], strict=True))
+
+
+def test_a_message_delivered_elsewhere_is_delivered_here_and_never_sent(hosts) -> None:
+    a, b = hosts
+    assert deliver_pending(a, LOG, NOW).delivered == 2
+    taken = b.reconcile(a.alerts_frame(), a.outbox_frame(), NOW)
+    assert taken.delivered_elsewhere == 2
+    assert set(statuses(b).values()) == {"delivered"}
+    assert set(b.alerts_frame()["status"]) == {"notified"}
+    assert deliver_pending(b, LOG, NOW).delivered == 0
+
+
+def test_nothing_delivered_here_goes_back_to_pending(hosts) -> None:
+    a, b = hosts
+    stale = a.outbox_frame()  # a's copy from before it knew anything was sent
+    deliver_pending(b, LOG, NOW)
+    b.reconcile(a.alerts_frame(), stale, NOW)
+    assert set(statuses(b).values()) == {"delivered"}
+    assert deliver_pending(b, LOG, NOW).delivered == 0
+
+
+def test_another_writers_claim_holds_until_its_lease_ends(hosts) -> None:
+    a, b = hosts
+    copy = a.outbox_frame()
+    copy["status"], copy["claimed_at"] = "sending", pd.Timestamp(NOW)  # a claimed both
+    assert b.reconcile(a.alerts_frame(), copy, NOW).claimed_elsewhere == 2
+    assert b.deliverable_keys(NOW + timedelta(minutes=4)) == []
+    assert deliver_pending(b, LOG, NOW + timedelta(minutes=4)).delivered == 0
+    # a died after claiming: once the claim is older than the lease, b sends them
+    later = NOW + b.lease + timedelta(seconds=1)
+    assert deliver_pending(b, LOG, later).delivered == 2
+
+
+def test_a_claim_released_by_a_failed_send_is_pending_again(hosts) -> None:
+    a, b = hosts
+    copy = a.outbox_frame()
+    copy["status"], copy["claimed_at"] = "sending", pd.Timestamp(NOW)
+    b.reconcile(a.alerts_frame(), copy, NOW)
+    released = a.outbox_frame()  # a's send failed: back to pending in the copy
+    b.reconcile(a.alerts_frame(), released, NOW + timedelta(minutes=1))
+    assert deliver_pending(b, LOG, NOW + timedelta(minutes=1)).delivered == 2
+
+
+def test_an_expired_claim_and_own_claims_are_left_alone(hosts) -> None:
+    a, b = hosts
+    copy = a.outbox_frame()
+    copy["status"], copy["claimed_at"] = "sending", pd.Timestamp(NOW - b.lease * 2)
+    assert b.reconcile(a.alerts_frame(), copy, NOW).claimed_elsewhere == 0
+    mine = b.outbox_frame()
+    mine["status"], mine["claimed_at"] = "sending", pd.Timestamp(NOW)
+    taken = b.reconcile(b.alerts_frame(), mine, NOW, own_claims=set(mine["idempotency_key"]))
+    assert taken.claimed_elsewhere == 0
+    assert deliver_pending(b, LOG, NOW).delivered == 2
+
+
+def test_unknown_alerts_and_messages_are_added_once(tmp_path) -> None:
+    a = AlertStore(tmp_path / "a.sqlite")
+    b = AlertStore(tmp_path / "b.sqlite")
+    try:
+        a.sync(candidates(85), ["log"], NOW)
+        deliver_pending(a, LOG, NOW)
+        b.sync(candidates(85).iloc[:1], ["log"], NOW, evaluated_organizations=["o1"])
+        # two writers' first commits to an empty lake table both landed: a message twice
+        copy = pd.concat([a.outbox_frame().assign(status="pending"), a.outbox_frame()])
+        taken = b.reconcile(a.alerts_frame(), copy, NOW)
+        assert (taken.alerts_added, taken.messages_added, taken.delivered_elsewhere) == (1, 1, 1)
+        assert statuses(b) == statuses(a)
+        assert len(b.outbox_frame()) == 2 and b.outbox_frame()["id"].is_unique
+        again = b.reconcile(a.alerts_frame(), copy, NOW)
+        assert (again.alerts_added, again.messages_added) == (0, 0)
+        assert deliver_pending(b, LOG, NOW).delivered == 0
+    finally:
+        a.close()
+        b.close()

@@ -1,0 +1,330 @@
+"""Alert notifications on a shared lake, end to end: a message is sent once across every writer
+of the lake, and the lake says it was delivered.
+
+A real PostgreSQL catalog and S3 server (tests/lake/conftest.py), the emulator on loopback
+(two organizations), a real webhook receiver on loopback verifying each message's Standard
+Webhooks signature and counting deliveries by `webhook-id`. Every run is a process of its own
+with its own working copy, as on separate hosts:
+
+1. a first host runs: every alert message reaches the receiver once, and the lake (read from
+   a machine with no warehouse: `usage-etl query`, `usage-etl alerts`) says delivered;
+2. a fresh run container (an empty working copy, its alert state recovered from the lake)
+   runs: it sends nothing again;
+3. a higher threshold makes new alerts, and both hosts run at once: each new message reaches
+   the receiver once, whichever host sent it, and the lake records it delivered.
+
+The claim that makes step 3 safe is then checked on its own, with no run around it and the
+race forced: two writers' claims read the lake before either commits, so they conflict; the
+one retried sees the other's claim and claims nothing, and sends nothing while the claim
+holds; what the claimant delivered reaches the other writer's state through the lake; a claim
+older than the lease (a writer that died after claiming) is taken over. Last, the at-least-once
+window: the catalog refuses connections right after a writer sent its messages, so its outcome
+commit fails; it warns, keeps them delivered, and its next commit records them in the lake,
+while its claim keeps the other writer from sending them meanwhile.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from alerting.delivery import deliver_configured
+from alerting.lake_state import commit_alert_state, deliver_through_lake, merged_alert_tables
+from alerting.state import state_path
+from alerting.store import AlertStore
+from emulator.server import EmulatorServer
+from insights.quotas import load_quotas
+from tests.alerts.conftest import WEBHOOK_SECRET, Receiver
+from tests.alerts.test_reconcile import NOW, candidates
+from tests.lake.conftest import Lake
+from tests.services.cli import usage_etl_in_process
+from tests.services.emulator import start_emulator
+from warehouse.lake import connect
+from warehouse.lake_sync import MergedTables, publish_up
+from warehouse.schema import now_utc
+
+REPO = Path(__file__).resolve().parents[2]
+QUOTAS = REPO / "quotas.example.yaml"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver(WEBHOOK_SECRET).start()
+    try:
+        yield hook
+    finally:
+        hook.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    with start_emulator(organizations=2) as emulator:
+        yield emulator
+
+
+def write_quotas(path: Path, server: EmulatorServer, thresholds: list[int]) -> Path:
+    """Every organization over its (tiny) budget; alerts go to the webhook channel only."""
+    config = yaml.safe_load(QUOTAS.read_text())
+    names = [org.name for org in server.state.orgs.values()]
+    config["organizations"] = {name: {"credit_budget": 1} for name in names}
+    config["rules"]["credit_actual_thresholds"] = thresholds
+    config["rules"]["credit_forecast_thresholds"] = []
+    config["rules"]["resource_thresholds"] = []
+    config["channels"] = {
+        "log": False,
+        "webhook": {"url_env": "LAKE_TEST_WEBHOOK_URL", "secret_env": "LAKE_TEST_WEBHOOK_SECRET"},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def host_env(
+    host: str, tmp: Path, lake: Lake, server: EmulatorServer, hook: Receiver, quotas: Path
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        **lake.env,
+        "UBIOPS_API_HOST": server.base_url,
+        "UBIOPS_API_TOKEN": server.token,
+        "USAGE_WAREHOUSE": str(tmp / host / "warehouse"),
+        "DAGSTER_HOME": str(tmp / host / "dagster"),
+        "USAGE_QUOTAS": str(quotas),
+        "LAKE_TEST_WEBHOOK_URL": hook.url,
+        "LAKE_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+
+
+def start_run(env: dict[str, str], start: str, log: Path) -> subprocess.Popen[str]:
+    """`usage-etl run` as a host of its own (a process; stderr to a file, never a full pipe)."""
+    with open(log, "w") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "run", "--start", start],
+            cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=handle,
+        )  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str], log: Path) -> str:
+    process.wait(timeout=600)
+    err = log.read_text()
+    assert process.returncode == 0, err[-3000:]
+    return err
+
+
+def lake_outbox(env: dict[str, str]) -> list[dict[str, str]]:
+    """The lake's `alert_outbox`, read from a machine with no warehouse of its own."""
+    done = usage_etl_in_process(
+        "query", "select webhook_id, status, attempts from alert_outbox order by 1",
+        "--format", "csv", env=env,
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    return list(csv.DictReader(io.StringIO(done.out)))
+
+
+def deliveries(hook: Receiver) -> Counter[str]:
+    """How many times the receiver got each message (by its `webhook-id` header)."""
+    return Counter(h["webhook-id"] for h in hook.headers)
+
+
+@pytest.mark.timeout(900)
+def test_a_message_is_sent_once_across_the_writers_of_a_lake_and_the_lake_says_delivered(
+    lake: Lake, server: EmulatorServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    start = str(datetime.now(UTC).date() - timedelta(days=6))
+    quotas = write_quotas(tmp_path / "quotas.yaml", server, [50, 80, 100])
+
+    def env(host: str) -> dict[str, str]:
+        return host_env(host, tmp_path, lake, server, receiver, quotas)
+
+    analyst = env("analyst")
+
+    # 1. the first host: each message once, and the lake says delivered
+    first = finish(start_run(env("host-1"), start, tmp_path / "h1.log"), tmp_path / "h1.log")
+    sent = deliveries(receiver)
+    assert len(sent) == 2, first[-3000:]  # the 100 % alert of each organization
+    assert set(sent.values()) == {1}
+    outbox = lake_outbox(analyst)
+    assert {r["webhook_id"]: r["status"] for r in outbox} == dict.fromkeys(sent, "delivered")
+    listing = usage_etl_in_process("alerts", env=analyst)
+    assert listing.code == 0, listing.err
+    assert "2 open alerts" in listing.out.splitlines()[0]
+    assert "undelivered" not in listing.out and "pending" not in listing.out, listing.out
+    assert not (tmp_path / "analyst" / "warehouse").exists()
+
+    # 2. a fresh run container (empty working copy): its state recovered from the lake, it
+    # sends nothing again
+    fresh = finish(start_run(env("container"), start, tmp_path / "c.log"), tmp_path / "c.log")
+    assert "recovered 2 alerts and 2 messages" in fresh
+    assert deliveries(receiver) == sent, fresh[-3000:]
+
+    # 3. new alerts (a higher threshold crossed), both hosts at once: each message once
+    write_quotas(quotas, server, [50, 80, 100, 150])
+    runs = [
+        (start_run(env(host), start, tmp_path / f"{host}.log"), tmp_path / f"{host}.log")
+        for host in ("host-1", "container")
+    ]
+    for process, log in runs:
+        finish(process, log)
+    now = deliveries(receiver)
+    assert set(now.values()) == {1}, now
+    new = set(now) - set(sent)
+    assert len(new) == 2
+    outbox = lake_outbox(analyst)
+    delivered = {r["webhook_id"] for r in outbox if r["status"] == "delivered"}
+    assert delivered == set(now)
+    assert {r["status"] for r in outbox} <= {"delivered", "cancelled"}
+
+
+def lake_statuses(lake: Lake) -> dict[str, str]:
+    con = connect(lake.config, read_only=True)
+    try:
+        rows = con.execute("SELECT webhook_id, status FROM alert_outbox").fetchall()
+    finally:
+        con.close()
+    return {str(w): str(s) for w, s in rows}
+
+
+def test_a_claim_in_the_lake_holds_off_other_writers_until_delivered_or_expired(
+    lake: Lake, receiver: Receiver, tmp_path: Path
+) -> None:
+    quotas = yaml.safe_load(QUOTAS.read_text())
+    quotas["channels"] = {"log": False, "webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}}
+    (tmp_path / "quotas.yaml").write_text(yaml.safe_dump(quotas))
+    config = load_quotas(tmp_path / "quotas.yaml")
+    copies = {host: tmp_path / host for host in ("a", "b")}
+    stores = {host: AlertStore(state_path(root)) for host, root in copies.items()}
+    try:
+        for host, store in stores.items():  # the same evaluation on both writers, committed
+            store.sync(candidates(85), ["webhook"], NOW)
+            commit_alert_state(copies[host], lake.config, store)
+        assert set(lake_statuses(lake).values()) == {"pending"}
+
+        # both claims read the lake before either commits: they conflict, one is retried
+        barrier = threading.Barrier(2, timeout=120)
+        claims: dict[str, list[str]] = {host: [] for host in copies}
+        retries: dict[str, int] = {}
+
+        def claim(host: str) -> None:
+            with AlertStore(state_path(copies[host])) as store:  # sqlite: one per thread
+                merged = merged_alert_tables(store, now_utc(), claim=claims[host])
+                first = [True]
+
+                def merge_together(con: Any) -> Mapping[str, pa.Table]:
+                    rows = merged.merge(con)
+                    if first[0]:
+                        first[0] = False
+                        barrier.wait()
+                    return rows
+
+                together = MergedTables(merged.tables, merge_together)
+                retries[host] = publish_up(copies[host], lake.config, [], together, False).retries
+
+        threads = [threading.Thread(target=claim, args=(host,)) for host in copies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert sum(retries.values()) >= 1, retries
+        assert sorted(len(c) for c in claims.values()) == [0, 2]
+        owner, other = sorted(copies, key=lambda h: -len(claims[h]))
+        assert set(lake_statuses(lake).values()) == {"sending"}
+
+        # the other writer's pass sends nothing while the claim holds
+        held = deliver_through_lake(copies[other], lake.config, stores[other], config)
+        assert (held.claimed, held.report.delivered, len(receiver.headers)) == (0, 0, 0)
+
+        # the owner sends and commits the outcome; the other writer learns it from the lake
+        sent = deliver_configured(stores[owner], config, only=set(claims[owner]))
+        assert sent.delivered == 2
+        commit_alert_state(
+            copies[owner], lake.config, stores[owner], own_claims=frozenset(claims[owner])
+        )
+        commit_alert_state(copies[other], lake.config, stores[other])  # its next commit
+        assert set(stores[other].outbox_frame()["status"]) == {"delivered"}
+        assert deliveries(receiver) == dict.fromkeys(lake_statuses(lake), 1)
+        assert set(lake_statuses(lake).values()) == {"delivered"}
+
+        # new alerts; the owner claims them and dies: once the claim is older than the lease,
+        # the other writer takes them over and sends each once
+        for store in stores.values():
+            store.sync(candidates(105), ["webhook"], NOW)
+        died: list[str] = []
+        ago = now_utc() - stores[owner].lease - timedelta(seconds=60)
+        commit_alert_state(copies[owner], lake.config, stores[owner], ago, claim=died)
+        assert len(died) == 2
+        taken = deliver_through_lake(copies[other], lake.config, stores[other], config)
+        assert (taken.claimed, taken.report.delivered, taken.problems) == (2, 2, [])
+        assert set(deliveries(receiver).values()) == {1} and len(receiver.headers) == 4
+        statuses = lake_statuses(lake)
+        assert {w for w, s in statuses.items() if s == "delivered"} == set(deliveries(receiver))
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+def test_an_outcome_commit_that_fails_after_sending_is_warned_and_made_good_later(
+    lake: Lake, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog refuses connections right after the messages went out: the writer keeps
+    them delivered and warns; its claim holds the other writer off; its next commit records
+    them delivered in the lake. Nothing is sent twice."""
+    quotas = yaml.safe_load(QUOTAS.read_text())
+    quotas["channels"] = {"log": False, "webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}}
+    (tmp_path / "quotas.yaml").write_text(yaml.safe_dump(quotas))
+    config = load_quotas(tmp_path / "quotas.yaml")
+    copies = {host: tmp_path / host for host in ("a", "b")}
+    stores = {host: AlertStore(state_path(root)) for host, root in copies.items()}
+    admin = lake.postgres.connect("postgres")
+    admin.autocommit = True
+
+    def catalog_connections(allowed: bool) -> None:
+        with admin.cursor() as cur:
+            allow = "true" if allowed else "false"
+            cur.execute(f'ALTER DATABASE "{lake.postgres.database}" ALLOW_CONNECTIONS {allow}')
+
+    def send_then_lose_the_catalog(*args: Any, **kwargs: Any) -> Any:
+        report = deliver_configured(*args, **kwargs)
+        catalog_connections(False)
+        return report
+
+    try:
+        for host, store in stores.items():
+            store.sync(candidates(85), ["webhook"], NOW)
+            commit_alert_state(copies[host], lake.config, store)
+        with monkeypatch.context() as patched:
+            patched.setattr("alerting.lake_state.deliver_configured", send_then_lose_the_catalog)
+            try:
+                done = deliver_through_lake(copies["a"], lake.config, stores["a"], config)
+            finally:
+                catalog_connections(True)
+        assert done.report.delivered == 2 and len(receiver.headers) == 2
+        (problem,) = done.problems
+        assert "was not committed to the shared lake" in problem
+        assert lake.postgres.password not in problem
+        assert set(stores["a"].outbox_frame()["status"]) == {"delivered"}
+        assert set(lake_statuses(lake).values()) == {"sending"}  # a's claim, still live
+
+        held = deliver_through_lake(copies["b"], lake.config, stores["b"], config)
+        assert (held.claimed, held.report.delivered, len(receiver.headers)) == (0, 0, 2)
+
+        commit_alert_state(copies["a"], lake.config, stores["a"])  # a's next run's commit
+        assert set(lake_statuses(lake).values()) == {"delivered"}
+        commit_alert_state(copies["b"], lake.config, stores["b"])
+        assert set(stores["b"].outbox_frame()["status"]) == {"delivered"}
+        assert set(deliveries(receiver).values()) == {1} and len(receiver.headers) == 2
+    finally:
+        admin.close()
+        for store in stores.values():
+            store.close()
