@@ -62,19 +62,26 @@ def compute_alerts(
     method: Method = "robust",
     resources_as_of: object | None = None,
     first_days: Mapping[tuple[str, str | None], pd.Timestamp] | None = None,
+    last_days: Mapping[str, pd.Timestamp] | None = None,
     observation_counts: dict[str, int] | None = None,
 ) -> AlertEvaluation:
     """Forecast, quota status, anomalies (if enabled) and candidate alerts as of one day.
 
     ``resources_as_of`` (default ``as_of``) lets resource counts observed today count while
-    credits are evaluated up to the last complete day. ``first_days`` and
+    credits are evaluated up to the last complete day. ``first_days``, ``last_days`` and
     ``observation_counts`` come with inputs that hold only the last days
     (`insights.usage_window`): see `forecast_usage` and `quota_status`."""
     daily = daily_usage(credit_usage)
     if as_of is not None:
         daily = up_to(daily, to_day(as_of))
     forecasts = forecast_usage(
-        daily, organizations, config, as_of=as_of, method=method, first_days=first_days
+        daily,
+        organizations,
+        config,
+        as_of=as_of,
+        method=method,
+        first_days=first_days,
+        last_days=last_days,
     )
     status = quota_status(
         forecasts,

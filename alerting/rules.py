@@ -7,8 +7,9 @@ Rules (thresholds in percent, from ``QuotaConfig.rules``):
   has ``min_days_forecast`` days of data (a forecast exists).
 - ``resource_limit``: a resource count >= X% of its limit; the period is the subscription period
   of the observation.
-- ``anomaly`` (when enabled): the latest day of a series is a robust anomaly above the impact
-  floor; one alert per series and period.
+- ``anomaly`` (when enabled): the latest day of a series, the evaluation's ``as_of`` day, is a
+  robust anomaly above the impact floor; one alert per series and period (an organization whose
+  data end before ``as_of`` has no latest day to judge).
 
 Only the HIGHEST crossed threshold of a rule becomes a candidate. The stable key is
 ``organization_id|project_id or ''|rule[.metric]|threshold|period_start`` and the *group* is the
@@ -180,12 +181,13 @@ def evaluate_alerts(
     explanations = _OrganizationRows(daily)
     out: list[dict[str, Any]] = []
     credit_rows = status[(status["metric"] == "credits") & (status["scope"] == "organization")]
-    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = dict(
+    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]] = dict(
         zip(
             credit_rows["organization_id"].tolist(),
             zip(
                 credit_rows["period_start"].tolist(),
                 credit_rows["period_end"].tolist(),
+                credit_rows["as_of"].tolist(),
                 strict=True,
             ),
             strict=True,
@@ -287,7 +289,7 @@ def evaluate_alerts(
 
 def _anomaly_alerts(
     anomalies: pd.DataFrame,
-    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
+    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]],
     config: QuotaConfig,
 ) -> list[dict[str, Any]]:
     latest = anomalies.groupby("organization_id")["date"].transform("max")
@@ -296,8 +298,8 @@ def _anomaly_alerts(
     sensitivity = config.rules.anomaly.sensitivity
     for row in hits.to_dict("records"):
         period = periods.get(row["organization_id"])
-        if period is None:
-            continue
+        if period is None or pd.Timestamp(row["date"]) != pd.Timestamp(period[2]):
+            continue  # only the evaluation's day: an organization's data may end before it
         if row["scope"] == "project":
             project_id = str(row["project_id"])
         elif row["scope"] == "deleted_projects":

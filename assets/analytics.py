@@ -175,6 +175,7 @@ def quota_alerts(
         as_of=as_of,
         resources_as_of=resources_as_of,
         first_days=window.first_days,
+        last_days=window.last_days,
         observation_counts=resources.counts,
     )
     checks = check_evaluation(

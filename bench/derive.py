@@ -216,6 +216,7 @@ def _evaluate_on_window(store: ParquetStore) -> int:
         as_of=today - timedelta(days=1),
         resources_as_of=today,
         first_days=window.first_days,
+        last_days=window.last_days,
         observation_counts=observed.counts,
     )
     with writer_lock(store.root.parent):

@@ -1,12 +1,22 @@
 """Robust daily usage anomalies per series (organization, project, deleted projects).
 
 Expected value of a day: the median of the same weekday over the previous ``window_days``
-(needs >= 3 such days, else the median of all previous days in the window). Scale: 1.4826 x
-the median absolute deviation of the previous days from their own expected values (floored at
-5% of the expected value and at 1 credit, so flat series do not divide by zero). A day is an
-anomaly when ``|robust z| >= sensitivity`` AND ``|credits - expected| >= min_impact`` credits
-(the floor that keeps tiny projects from paging anyone) AND at least ``min_history_days`` of
-history exist. Only past days are used for each day's baseline (no look-ahead).
+(the weekday baseline), once >= 3 such days exist. Scale: 1.4826 x the median absolute
+deviation of the previous ``window_days`` days from their own weekday baselines (from the
+median of the previous days before any same weekday exists), floored at 5% of the expected
+value and at 1 credit, so flat series do not divide by zero. A day is an anomaly when ``|robust
+z| >= sensitivity`` AND ``|credits - expected| >= min_impact`` credits (the floor that keeps tiny
+projects from paging anyone) AND at least ``min_history_days`` of history exist. Only past days
+are used for each day's baseline (no look-ahead).
+
+Short history (fewer than 3 earlier same weekdays in the window, e.g. 14-20 days): the weekday
+pattern is not known well enough for either baseline on its own. The median of the 1-2 earlier
+same weekdays follows the pattern (a Saturday is compared with Saturdays) but one unusual day
+among them moves it; the median of all previous days is robust to that but blind to the
+pattern (a normal weekend is far below it). So a day must be an anomaly against both: the
+expected value is whichever of the two is nearer the day's credits (NaN-free: the all-days
+median when there is no earlier same weekday). A normal weekend is near the earlier weekends;
+a spike or a weekday dropping to zero is far from both.
 """
 
 from __future__ import annotations
@@ -53,11 +63,21 @@ def detect_anomalies(
     y = out["credits"]
     weeks = max(window_days // 7, 1)
     same_day = y.groupby([sid, weekday]).shift(1)
-    expected = _grouped_rolling_median(same_day, [sid, weekday], weeks, 3)
+    weekday_median = _grouped_rolling_median(same_day, [sid, weekday], weeks, 1)
+    same_days = (
+        same_day.notna().astype(float).groupby([sid, weekday]).rolling(weeks, min_periods=1).sum()
+    )
+    same_days = same_days.reset_index(level=[0, 1], drop=True).reindex(y.index)
     previous = y.groupby(sid).shift(1)
-    fallback = _grouped_rolling_median(previous, [sid], window_days, 1)
-    expected = expected.fillna(fallback)
-    deviation = (y - expected).abs().groupby(sid).shift(1)
+    all_days = _grouped_rolling_median(previous, [sid], window_days, 1)
+    # short history: the nearer of the two baselines (an anomaly must stand out from both)
+    nearer = weekday_median.where(
+        (y - weekday_median).abs() <= (y - all_days).abs(), all_days
+    ).fillna(all_days)
+    expected = weekday_median.where(same_days >= 3, nearer)
+    # the scale from each day's deviation from the weekday baseline (the all-days median before
+    # any same weekday): not from the nearer baseline, whose deviations are biased low
+    deviation = (y - weekday_median.fillna(all_days)).abs().groupby(sid).shift(1)
     mad = _grouped_rolling_median(deviation, [sid], window_days, 7)
     scale = np.maximum.reduce(
         [

@@ -27,7 +27,10 @@ step in *its* series, not noise in the total:
 
 ``theil_sen`` is the previous method (one Theil-Sen line on the total, residual bootstrap) and
 ``naive`` a mean-to-date extrapolation; both are kept as the bench's baselines. No forecast (NaN,
-with ``reason``) before ``min_days`` days of data exist for the organization.
+with ``reason``) before ``min_days`` days of data exist for the organization, nor when its data
+are stale: its last loaded day is before ``as_of`` (a backfill of an old range), so the days
+after it are unknown, not zero (``used_so_far`` NaN too, ``days_of_data`` counts up to the last
+loaded day; see :func:`stale_reason`).
 """
 
 from __future__ import annotations
@@ -386,6 +389,21 @@ def component_days_needed(lookback_days: int = 28) -> int:
     return max(SHIFT_WINDOW, lookback_days)
 
 
+def stale_reason(last_loaded: pd.Timestamp, as_of: pd.Timestamp, period_start: date) -> str:
+    """Why an organization whose data end on ``last_loaded``, before ``as_of``, gets no forecast
+    (nor used-so-far figure) for the period starting on ``period_start``."""
+    last = f"{last_loaded:%Y-%m-%d}"
+    if last_loaded < pd.Timestamp(period_start):
+        return (
+            f"no data for the current period (from {period_start:%Y-%m-%d}): last loaded day {last}"
+        )
+    missing = (as_of - last_loaded).days
+    return (
+        f"no data after {last} (the last loaded day): {missing} day"
+        f"{'s' if missing != 1 else ''} of the current period up to {as_of:%Y-%m-%d} not loaded"
+    )
+
+
 def _period_days(
     as_of: pd.Timestamp, period_start: date, period_end: date
 ) -> tuple[pd.Timestamp, pd.Timestamp, int, int]:
@@ -641,6 +659,7 @@ def forecast_usage(
     method: Method = "robust",
     lookback_days: int = 28,
     first_days: Mapping[tuple[str, str | None], pd.Timestamp] | None = None,
+    last_days: Mapping[str, pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
     """Forecast every organization (and every budgeted project) to its current period's end.
 
@@ -654,7 +673,10 @@ def forecast_usage(
     ``first_days`` (``(organization_id, None)`` for an organization, ``(organization_id,
     project_id)`` for a project) gives each series' first day when ``credit_usage_daily`` holds
     only the last :func:`history_days_needed` days (``insights.usage_window``): the
-    forecasts are then the same as over the whole history.
+    forecasts are then the same as over the whole history. ``last_days`` (organization id ->
+    its last loaded day up to ``as_of``) likewise; default: its last day in the data. An
+    organization whose last loaded day is before ``as_of`` gets no forecast and no
+    ``used_so_far`` (NaN, ``reason`` from :func:`stale_reason`).
     """
     daily = daily_usage(credit_usage_daily)
     min_days = min_days or (config.rules.min_days_forecast if config else 7)
@@ -677,6 +699,11 @@ def forecast_usage(
             )
         )
     org_ids = sorted(set(org_daily["organization_id"]) | set(org_names))
+    if last_days is None:
+        last_days = {
+            str(k): pd.Timestamp(v)
+            for k, v in org_daily.groupby("organization_id")["date"].max().items()
+        }
     rows: list[dict[str, object]] = []
 
     today = today_after(day)
@@ -699,7 +726,17 @@ def forecast_usage(
         components: list[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         period_start, period_end = current_period(today, anchors.get(org_id, CALENDAR_MONTHS))
-        if not len(days):
+        last_loaded = last_days.get(org_id)
+        if len(days) and last_loaded is not None and last_loaded < day:
+            first = (first_days or {}).get((org_id, text_or_none(extra["project_id"])))
+            first_day = first if first is not None else pd.Timestamp(int(days.min()), unit="D")
+            _, _, elapsed, remaining = _period_days(day, period_start, period_end)
+            fc = SeriesForecast(
+                np.nan, np.nan, np.nan, np.nan, np.nan,
+                max((last_loaded - first_day).days + 1, 0), elapsed, remaining, method,
+                stale_reason(last_loaded, day, period_start),
+            )  # fmt: skip
+        elif not len(days):
             n = 0
             fc = SeriesForecast(
                 0.0, np.nan, np.nan, np.nan, np.nan, n,

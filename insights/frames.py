@@ -157,8 +157,10 @@ def dense_series_frame(daily: pd.DataFrame) -> pd.DataFrame:
     out["date"] = (out["first"].to_numpy() + pd.to_timedelta(offsets, unit="D").to_numpy()).astype(
         "datetime64[us]"
     )
-    values = daily.merge(series[[*keys, "series_id"]], on=keys, how="left")
-    values = values.groupby(["series_id", "date"])["credits"].sum()
+    # the same groups in the same order as `series` (a merge on the keys fails when every
+    # project_id is None: the grouped column comes back as float NaN)
+    series_of = daily.groupby(keys, dropna=False, sort=True).ngroup().to_numpy()
+    values = daily.assign(series_id=series_of).groupby(["series_id", "date"])["credits"].sum()
     index = pd.MultiIndex.from_arrays([out["series_id"], out["date"]])
     out["credits"] = values.reindex(index).fillna(0.0).to_numpy()
     out["project_id"] = out["project_id"].astype("object").where(out["scope"] == "project", None)

@@ -8,8 +8,11 @@ for credits both are only set when the limit is reached within the current perio
 ``limit_outlook`` says ``not reached this period`` (``reached`` when it already is, ``reached
 this period`` when ``limit_date`` is set, ``no limit`` without one; resources: ``not in sight``
 when the pace never gets there within ten years). Credit pace = the forecast's daily rate
-(mean-to-date when there is no forecast). Resource pace = the least-squares slope of the
-counts observed over the last 30 days (only growth counts).
+(mean-to-date when there is no forecast). Credits of an organization whose data end before
+``as_of`` (the forecast's ``used_so_far`` is NaN, see ``forecast.stale_reason``) are not
+measured: ``value``, ``used_pct`` and the pace are NaN, ``status`` is ``no_data`` and
+``limit_outlook`` ``no data``, and no credit alert can fire. Resource pace = the least-squares
+slope of the counts observed over the last 30 days (only growth counts).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ RESOURCE_WINDOW_DAYS = 30
 MIN_SLOPE_SPAN_DAYS = 1.0
 """A resource's pace per day needs observations at least this many days apart."""
 NOT_THIS_PERIOD = "not reached this period"
+NO_DATA = "no_data"
+"""Status of credits whose current period is not loaded up to ``as_of`` (stale data: the
+forecast's ``reason`` says from when): nothing is measured, so nothing is 'ok' either."""
 
 
 def _days_until(value: float, limit: float, rate: float) -> float:
@@ -45,6 +51,8 @@ def _days_until(value: float, limit: float, rate: float) -> float:
 def _status(value: float, limit: float | None, forecast: float) -> str:
     if limit is None or (isinstance(limit, float) and math.isnan(limit)):
         return "no_limit"
+    if math.isnan(value):
+        return NO_DATA
     if value >= limit:
         return "exceeded"
     if not math.isnan(forecast) and forecast >= limit:
@@ -103,6 +111,8 @@ def quota_status(
             days = math.nan  # credits reset at the period's end: not reached this period
         if limit is None:
             outlook = "no limit"
+        elif math.isnan(used):
+            outlook = "no data"
         elif used >= limit:
             outlook = "reached"
         else:

@@ -12,8 +12,10 @@ forecast on their own (a project budget in the quota file) and those without org
 (:func:`whole_window_organizations`). :func:`load_usage_window` gives both: the window's rows in
 the analytics convention (:data:`insights.frames.DAILY_COLUMNS`), where a series that started
 before its window gets a 0-credit row on its window's first day (so its dense history starts
-there, as the zero-filled full history would show it), and the first days (the series' shorter
-window is a third fewer rows to read, sort and evaluate once the history fills 120 days).
+there, as the zero-filled full history would show it), the first days (the series' shorter
+window is a third fewer rows to read, sort and evaluate once the history fills 120 days) and
+each organization's last loaded day up to ``as_of`` (a forecast judges whether its data are
+stale from it: the 0-credit rows would hide that it ended before the window).
 Resource counts likewise (:func:`load_resource_window`): the observations of each
 organization's last 30 days and the number of observations it has. The first days (and
 names) come from the per-slice facts of `insights.series_facts` for the slices before the
@@ -97,10 +99,12 @@ def whole_window_organizations(
 
 @dataclass
 class UsageWindow:
-    """Daily usage of the last days before ``as_of`` and every series' first day."""
+    """Daily usage of the last days before ``as_of``, every series' first day and every
+    organization's last loaded day up to ``as_of`` (its data may end before the window)."""
 
     daily: pd.DataFrame
     first_days: dict[tuple[str, str | None], pd.Timestamp] = field(default_factory=dict)
+    last_days: dict[str, pd.Timestamp] = field(default_factory=dict)
 
 
 def load_usage_window(
@@ -252,7 +256,23 @@ def _window(
         """
     ).fetchall()
     first_days = {(str(o), None if p is None else str(p)): pd.Timestamp(d) for o, p, d in firsts}
-    return UsageWindow(_typed(daily), first_days)
+    lasts = con.execute(
+        f"""
+        WITH parts AS (
+            SELECT organization_id, scope, last_day FROM {FACTS_TABLE}
+            WHERE organization_id IS NOT NULL AND month IS NOT NULL AND month < $first_month
+            UNION ALL
+            SELECT organization_id, scope, max(date) FROM {DAILY_VIEW} WHERE date <= $end
+            GROUP BY organization_id, scope
+        )
+        SELECT organization_id,
+               coalesce(max(last_day) FILTER (WHERE scope = 'organization'), max(last_day))
+        FROM parts GROUP BY organization_id
+        """,
+        {"end": params["end"], "first_month": first_month},
+    ).fetchall()
+    last_days = {str(o): pd.Timestamp(d) for o, d in lasts}
+    return UsageWindow(_typed(daily), first_days, last_days)
 
 
 def _empty_daily() -> pd.DataFrame:

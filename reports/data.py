@@ -40,6 +40,9 @@ WEEKLY_UP_TO_DAYS = 3 * 366  # then per week; beyond, per calendar month
 
 RISK_LABELS = {3: "critical", 2: "at risk", 1: "watch", 0: "ok"}
 STATUS_RISK = {"exceeded": 3, "over": 3, "forecast_exceeds": 2, "warning": 1}
+NO_DATA = "no_data"
+"""quota_status's status of credits not measured: the organization's data end before the
+evaluation day (a backfill of an older range), so there is no used-so-far figure or forecast."""
 _SEVERITY_RISK = {"critical": 3, "warning": 2, "info": 1}
 
 
@@ -89,6 +92,11 @@ class Organization:
     @property
     def risk_label(self) -> str:
         return RISK_LABELS[self.risk]
+
+    @property
+    def unmeasured(self) -> bool:
+        """Nothing to judge: its current period's credits are not loaded (and no alert)."""
+        return self.status == NO_DATA and self.risk == 0
 
     def sort_key(self) -> tuple[float, float, float, str]:
         return (-self.risk, -(self.forecast_pct or -1.0), -(self.used_pct or -1.0), self.name)
@@ -192,7 +200,11 @@ def load_organizations(
             org.days_until_budget = finite(r["days_until_budget"])
             org.status = str(r["status"]) if r["status"] else None
     # credits used in the current period when quota_status has no row for the organization
-    missing = [o for o in orgs.values() if o.used is None and o.period_start is not None]
+    missing = [
+        o
+        for o in orgs.values()
+        if o.used is None and o.status is None and o.period_start is not None
+    ]
     if missing:
         since = min(o.period_start for o in missing if o.period_start is not None)
         for r in _rows(

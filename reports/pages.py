@@ -22,6 +22,7 @@ import pandas as pd
 
 from reports import charts
 from reports.data import (
+    NO_DATA,
     RECENT_DAYS,
     RECENT_PERIODS,
     RISK_LABELS,
@@ -102,6 +103,11 @@ def pill(text: str, cls: str) -> str:
 
 def risk_pill(level: int) -> str:
     return pill(RISK_LABELS[level], f"r{level}")
+
+
+def organization_risk_pill(o: Organization) -> str:
+    """Its risk, or 'no data' rather than 'ok' when its current period is not loaded."""
+    return pill("no data", "") if o.unmeasured else risk_pill(o.risk)
 
 
 def table(
@@ -364,7 +370,7 @@ def render_index(
         rows.append(
             Row(
                 [
-                    (risk_pill(o.risk), str(o.risk)),
+                    (organization_risk_pill(o), str(o.risk)),
                     (link, o.name),
                     text_cell(o.subscription or MISSING),
                     (escape(fmt_period(o.period_start, o.period_end)), fmt_day(o.period_start)),
@@ -441,6 +447,12 @@ def _period_section(o: Organization, days: list[tuple[date, float]]) -> str:
         keys.append(("budget", charts.BUDGET_COLOR, "dash"))
     if o.status is None:
         note = '<p class="empty">No budget or forecast published yet (quota_status).</p>'
+    elif o.status == NO_DATA:
+        note = (
+            '<p class="empty">No credit usage loaded for this period up to the last complete '
+            "day (the warehouse's data end before it): no used-so-far figure and no forecast "
+            "(quota_forecasts.reason says from when).</p>"
+        )
     else:
         parts = [f"used {fmt_number(o.used)} credits"]
         if o.forecast is not None:
@@ -512,7 +524,7 @@ def render_org(
     stem = org_filename(o.organization_id)[:-5]
     header = (
         '<div class="sub"><a href="../index.html">&larr; all organizations</a></div>'
-        f"<h1>{escape(o.name)} {risk_pill(o.risk)}</h1>"
+        f"<h1>{escape(o.name)} {organization_risk_pill(o)}</h1>"
         f'<div class="sub">{escape(o.subscription or "no subscription")} subscription; '
         f"organization id {escape(o.organization_id)}</div>"
         + _generated(

@@ -64,16 +64,32 @@ QUOTA_FORECASTS = register(
             ("as_of", TS, "Last day of data used."),
             ("period_start", TS, "Current subscription period start."),
             ("period_end", TS, "Current subscription period end (exclusive)."),
-            ("used_so_far", F, "Credits used in the period up to as_of."),
+            (
+                "used_so_far",
+                F,
+                "Credits used in the period up to as_of; null when the organization's data end "
+                "before as_of (see reason).",
+            ),
             ("forecast_total", F, "Forecast credits for the whole period."),
             ("forecast_low", F, "Lower bound of the prediction interval."),
             ("forecast_high", F, "Upper bound of the prediction interval."),
             ("daily_rate", F, "Robust current daily rate used for the forecast."),
-            ("days_of_data", I64, "Days of history the forecast could use."),
+            (
+                "days_of_data",
+                I64,
+                "Days of history the forecast could use (from the series' first loaded day to "
+                "the organization's last loaded day, at most as_of).",
+            ),
             ("days_elapsed", I64, "Days of the period elapsed."),
             ("days_remaining", I64, "Days of the period remaining."),
             ("method", S, "Forecast method name."),
-            ("reason", S, "Why no forecast was made (too few days of data), else null."),
+            (
+                "reason",
+                S,
+                "Why no forecast was made, else null: too few days of data, or the "
+                "organization's data end before as_of ('no data for the current period (from "
+                "D): last loaded day L', 'no data after L ...').",
+            ),
         ),
     )
 )
@@ -127,12 +143,14 @@ QUOTA_STATUS = register(
                 "limit_outlook",
                 S,
                 "'reached', 'reached this period' (limit_date set), 'not reached this period' "
-                "(credits), 'reached at this pace' / 'not in sight' (resources) or 'no limit'.",
+                "or 'no data' (credits), 'reached at this pace' / 'not in sight' (resources) or "
+                "'no limit'.",
             ),
             (
                 "status",
                 S,
-                "'ok', 'warning', 'forecast_exceeds', 'exceeded' or 'no_limit' (docs/alerts.md).",
+                "'ok', 'warning', 'forecast_exceeds', 'exceeded', 'no_limit' or 'no_data' "
+                "(credits not loaded up to as_of: value null; docs/alerts.md).",
             ),
         ),
     )

@@ -164,6 +164,7 @@ def test_evaluation_on_the_window_equals_the_whole_history(
         as_of=as_of,
         resources_as_of=as_of,
         first_days=window.first_days,
+        last_days=window.last_days,
         observation_counts=observed.counts,
     )
     assert len(whole.candidates) > 0 and set(whole.candidates["rule"]) >= {
@@ -213,7 +214,57 @@ def test_an_organization_without_total_rows_is_read_whole(tmp_path: Path) -> Non
     assert first["org2"] == first["org3"] < window.daily["date"].max() - timedelta(days=100)
     org3 = window.daily[window.daily["organization_id"] == "org3"]
     assert org3[org3["scope"] == "project"]["date"].min() > first["org3"]  # org3: cut
-    windowed = compute_alerts(window.daily, orgs, quotas, as_of=as_of, first_days=window.first_days)
+    windowed = compute_alerts(
+        window.daily,
+        orgs,
+        quotas,
+        as_of=as_of,
+        first_days=window.first_days,
+        last_days=window.last_days,
+    )
     assert (windowed.forecasts["organization_id"] == "org2").any()
     pd.testing.assert_frame_equal(windowed.forecasts, whole.forecasts)
     pd.testing.assert_frame_equal(windowed.candidates, whole.candidates)
+
+
+@pytest.mark.parametrize("stops_days_before", [150, 20, 1])
+def test_an_organization_whose_data_end_before_as_of_gets_no_forecast(
+    tmp_path: Path, stops_days_before: int
+) -> None:
+    """org2's rows end before as_of (a backfill of an older range; before the window, or
+    within it): no forecast and no used-so-far figure, `days_of_data` counts the loaded days
+    only, no credit alert; the window's evaluation equals the whole history's."""
+    usage = long_usage()
+    last_loaded = END - timedelta(days=stops_days_before)
+    usage = usage[(usage["organization_id"] != "org2") | (usage["start_date"] <= last_loaded)]
+    write_usage(tmp_path, usage)
+    store = ParquetStore(tmp_path)
+    quotas, orgs = config(True), organizations(usage)
+    whole = compute_alerts(usage, orgs, quotas, as_of=END)
+    window = load_evaluation_window(store, END, quotas, orgs)
+    assert window.last_days["org2"] == last_loaded and window.last_days["org0"] == END
+    windowed = compute_alerts(
+        window.daily,
+        orgs,
+        quotas,
+        as_of=END,
+        first_days=window.first_days,
+        last_days=window.last_days,
+    )
+    pd.testing.assert_frame_equal(windowed.forecasts, whole.forecasts)
+    pd.testing.assert_frame_equal(windowed.status, whole.status)
+    pd.testing.assert_frame_equal(windowed.candidates, whole.candidates)
+
+    forecasts = whole.forecasts.set_index("organization_id")
+    org2 = forecasts.loc["org2"]
+    org2 = org2[org2["scope"] == "organization"].iloc[0] if org2.ndim == 2 else org2
+    first = usage[usage["organization_id"] == "org2"]["start_date"].min()
+    assert org2["days_of_data"] == (last_loaded - first).days + 1
+    assert np.isnan(org2["used_so_far"]) and np.isnan(org2["forecast_total"])
+    assert f"{last_loaded:%Y-%m-%d}" in org2["reason"]
+    assert pd.isna(forecasts.loc["org0", "reason"]) and forecasts.loc["org0", "used_so_far"] > 0
+    status = whole.status[(whole.status["metric"] == "credits")].set_index("organization_id")
+    assert status.loc["org2", "status"] == "no_data"
+    assert np.isnan(status.loc["org2", "used_pct"]) and np.isnan(status.loc["org2", "value"])
+    assert status.loc["org0", "status"] != "no_data"
+    assert not (whole.candidates["organization_id"] == "org2").any()

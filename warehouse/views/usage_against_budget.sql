@@ -11,7 +11,8 @@
 -- project_name: Project name; null for the organization row.
 -- period_start: First day of the subscription period (UTC).
 -- period_end: Day after the last day of the subscription period (UTC).
--- used_so_far: Credits used in the period so far.
+-- used_so_far: Credits used in the period so far; null when the organization's data end before
+--     as_of (status no_data).
 -- budget: Credit budget for the period; null when none is configured.
 -- used_pct: 100 x used_so_far / budget.
 -- forecast_total: Forecast credits for the whole period.
@@ -20,11 +21,11 @@
 -- forecast_pct: 100 x forecast_total / budget.
 -- days_until_budget: Days from now until the budget is used up at the current pace (0: already;
 --     null: not in sight).
--- status: ok, warning, forecast_exceeds, exceeded or no_budget (as quota_status says).
+-- status: ok, warning, forecast_exceeds, exceeded, no_limit or no_data (as quota_status says).
 -- limit_date: Day the budget is used up at the current pace, only when that falls within the
 --     current period (credits reset at its end); null otherwise.
--- limit_outlook: 'reached', 'reached this period' (limit_date set), 'not reached this period' or
---     'no limit'.
+-- limit_outlook: 'reached', 'reached this period' (limit_date set), 'not reached this period',
+--     'no data' or 'no limit'.
 -- as_of: Last complete UTC day of data behind the row; the period is the one containing the day
 --     after it (today).
 
