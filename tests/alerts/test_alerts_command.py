@@ -191,7 +191,7 @@ def test_retry_refuses_a_misconfigured_channel_up_front(tmp_path, capsys, monkey
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err == (
-        "usage-etl alerts: quotas.yaml: channels.slack: no webhook URL: environment variable "
+        f"usage-etl alerts: {quotas}: channels.slack: no webhook URL: environment variable "
         "NOTIFY_TEST_UNSET_URL is not set\n"
     )
 
