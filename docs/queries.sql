@@ -128,8 +128,13 @@ WHERE s.median_day > 0 AND d.credits > 2.5 * s.median_day
 ORDER BY times_median DESC;
 
 -- name: project_last_usage
--- question: When did each live project last use credits (oldest first: dormant projects, clean-up candidates)?
+-- question: When did each project last use credits (oldest first: dormant projects, clean-up candidates; a project deleted since its months were last pulled still shows)?
 -- columns: organization_name, project_name, last_day_with_usage, total_credits
+-- (the warehouse knows a project is deleted only in months pulled after the deletion: the API
+-- then reports its usage on the 'Deleted projects' line, while months not pulled again keep it
+-- under its name. A deleted project whose last usage is older than the re-pulled months is
+-- therefore listed here as a dormant project; check it in UbiOps before cleaning up, or
+-- re-pull its months with `usage-etl run --start`.)
 SELECT organization_name, project_name, max(day) FILTER (WHERE credits > 0) AS last_day_with_usage,
        round(sum(credits), 2) AS total_credits
 FROM daily_usage_by_project
