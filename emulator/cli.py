@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--history-months",
         type=int,
         default=DEFAULT_HISTORY_MONTHS,
-        help=f"months of daily usage served, ending today (default {DEFAULT_HISTORY_MONTHS})",
+        help=(
+            f"months of daily usage served, ending today (default {DEFAULT_HISTORY_MONTHS}); "
+            "the demo projects that have been there from the start are as old as the window"
+        ),
     )
     p.add_argument("--now", default=None, help="fixed clock, e.g. 2026-11-28T12:00:00Z")
     p.add_argument(
