@@ -154,6 +154,32 @@ def test_bad_date_is_exit_2() -> None:
     assert_one_line_error(usage_etl_in_process("run", "--end", "30/02/2026"), 2, "YYYY-MM-DD")
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--port", "99999"), ("--port 99999", "expected 0 (any free port) to 65535")),
+        (("--port", "http"), ("--port", "invalid int value")),
+        (("--fault-5xx", "-3"), ("--fault-5xx -3", "expected an integer >= 0")),
+        (("--rate-limit", "-1"), ("--rate-limit -1", "expected an integer >= 0")),
+        (("--organizations", "0"), ("--organizations 0", "expected an integer >= 1")),
+        (("--history-months", "0"), ("--history-months 0", "expected an integer >= 1")),
+        (("--now", "yesterday"), ("--now 'yesterday'", "ISO 8601")),
+    ],
+)
+def test_emulator_bad_input_is_one_line_exit_2(args: tuple[str, ...], words: tuple[str]) -> None:
+    done = usage_etl_in_process("emulator", *args)
+    assert_one_line_error(done, 2, "usage-etl emulator: ", *words)
+
+
+def test_emulator_on_a_port_in_use_is_one_line_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = usage_etl_in_process("emulator", "--port", str(port))
+    assert_one_line_error(done, 2, f"--port {port}: 127.0.0.1:{port} is already in use")
+
+
 def test_argument_errors_go_to_stderr_with_exit_2() -> None:
     done = usage_etl_in_process("query", "--format", "xml", "select 1")
     assert done.code == 2 and done.out == "" and "invalid choice" in done.err
