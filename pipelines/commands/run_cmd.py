@@ -201,6 +201,7 @@ def execute(
 
     from assets.resources import Warehouse, resources_from_env
     from pipelines.definitions import defs
+    from pipelines.run_owner import fail_orphaned_runs, owner_tags
     from pipelines.schedules import range_tags
 
     resources = resources_from_env(overrides)
@@ -210,9 +211,14 @@ def execute(
     first, last = month_range(start, end)
     began = time.monotonic()
     with DagsterInstance.from_config(str(home)) as instance:
+        for run_id in fail_orphaned_runs(instance):
+            print(
+                f"usage-etl: run {run_id[:8]} marked failed: its process is gone (killed)",
+                file=sys.stderr,
+            )
         result = defs.resolve_job_def("usage_etl").execute_in_process(
             instance=instance,
-            tags=range_tags(first, last),
+            tags={**range_tags(first, last), **owner_tags()},
             raise_on_error=False,
             run_config={
                 "loggers": {"console": {"config": {"log_level": log_level, "verbose": verbose}}}

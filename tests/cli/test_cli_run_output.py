@@ -23,7 +23,6 @@ blocking checks that keep the warehouse as it was.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -43,13 +42,13 @@ from pipelines.commands.run_cmd import execute
 from tests.services.cli import (
     REPO,
     USAGE_ETL,
-    clean_env,
     imported_modules,
+    run_env,
     usage_etl,
     usage_etl_in_process,
     without_import_times,
 )
-from tests.services.emulator import Pipeline, default_range, start_emulator
+from tests.services.emulator import HoldingApp, Pipeline, default_range, start_emulator
 from tests.services.warehouse_files import query_published
 
 EMULATOR_PACKAGES = {"starlette", "uvicorn"}
@@ -171,15 +170,6 @@ def test_a_run_the_api_fails_counts_its_requests_and_says_so_once(
     assert errors[1].endswith(f"{not_run[1]} downstream step(s) not executed"), errors[1]
 
 
-def run_env(server: Any, tmp_path: Path) -> dict[str, str]:
-    """A user's environment for `usage-etl run` against `server`, Dagster's home in `tmp_path`."""
-    return clean_env(
-        UBIOPS_API_HOST=server.base_url,
-        UBIOPS_API_TOKEN=server.token,
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-    )
-
-
 @pytest.mark.long
 def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse"
@@ -245,25 +235,6 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
         assert query_published(warehouse, published) == before, (
             "a failed run must not change the published warehouse"
         )
-
-
-class HoldingApp:
-    """ASGI wrapper around the emulator that holds the daily usage requests until released
-    (`reached` says one arrived): the run is then mid-step, waiting on the API, after the
-    organizations step wrote its slice."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        daily = b"interval=day" in scope.get("query_string", b"")
-        if scope["type"] == "http" and scope["path"].endswith("/usage") and daily:
-            self.reached.set()
-            while not self.release.is_set():
-                await asyncio.sleep(0.02)
-        await self.app(scope, receive, send)
 
 
 @pytest.mark.long
