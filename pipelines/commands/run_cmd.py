@@ -142,8 +142,18 @@ def resolve_range(start_text: str | None, end_text: str | None, today: date) -> 
     start = parse_day("--start", start_text) if start_text else date(year, month, 1)
     end = parse_day("--end", end_text) if end_text else today
     if end < start:
-        raise InputError(f"--end {end} is before --start {start}")
+        if start_text:
+            raise InputError(f"--end {end} is before --start {start}")
+        raise InputError(
+            f"--end {end} is before the default start {start} (without --start: the first day "
+            "of the previous month); give --start too"
+        )
     earliest = date.fromisoformat(settings.partitions_start())
+    if earliest > today:
+        raise InputError(
+            f"{settings.PARTITIONS_START_ENV}={earliest} is after today ({today}): expected the "
+            "first month with data, no later than the current month"
+        )
     if start < earliest:
         if start_text:
             raise InputError(
@@ -151,6 +161,11 @@ def resolve_range(start_text: str | None, end_text: str | None, today: date) -> 
                 f"(the first partition; {settings.PARTITIONS_START_ENV} moves it)"
             )
         start = earliest
+        if end < start:
+            raise InputError(
+                f"--end {end}: expected a date on or after {earliest} (the first partition; "
+                f"{settings.PARTITIONS_START_ENV} moves it)"
+            )
     if end > today:
         raise InputError(f"--end {end}: expected a date no later than today ({today})")
     return start, end

@@ -180,6 +180,19 @@ def test_emulator_on_a_port_in_use_is_one_line_exit_2() -> None:
     assert_one_line_error(done, 2, f"--port {port}: 127.0.0.1:{port} is already in use")
 
 
+def test_range_errors_blame_what_the_user_set() -> None:
+    """The default start is named as the default, and a first partition in the future as the
+    variable that set it (not the --start the user never gave)."""
+    done = usage_etl_in_process("run", "--end", "2020-09-15")
+    assert_one_line_error(
+        done, 2, "--end 2020-09-15 is before the default start", "previous month", "--start"
+    )
+    env = clean_env(USAGE_PARTITIONS_START="2999-01-01")
+    done = usage_etl_in_process("run", env=env)
+    assert_one_line_error(done, 2, "USAGE_PARTITIONS_START=2999-01-01 is after today")
+    assert "--start" not in done.err
+
+
 def test_argument_errors_go_to_stderr_with_exit_2() -> None:
     done = usage_etl_in_process("query", "--format", "xml", "select 1")
     assert done.code == 2 and done.out == "" and "invalid choice" in done.err
