@@ -17,11 +17,13 @@ ORDER BY credits DESC;
 -- name: top_projects_this_period
 -- question: Which projects (and deleted projects) used the most credits this period, per organization?
 -- columns: organization_name, project_name, credits, share_pct, rank
+-- (lines without credits this period, such as an organization's empty deleted-projects line,
+-- are not "top" projects: an organization with fewer than three using projects lists fewer)
 SELECT organization_name, project_name, round(credits, 2) AS credits,
        round(100 * share_of_organization, 1) AS share_pct,
        rank() OVER (PARTITION BY organization_id ORDER BY credits DESC) AS rank
 FROM period_usage_by_project
-WHERE is_current_period
+WHERE is_current_period AND credits > 0
 QUALIFY rank <= 3
 ORDER BY organization_name, rank;
 
