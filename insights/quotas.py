@@ -594,9 +594,9 @@ def _load_yaml(text: str) -> Any:
 
 def load_quotas(path: str | os.PathLike[str] | None = None) -> QuotaConfig:
     """Load and validate the quota file (see :func:`resolve_quotas_path`); errors name it as
-    given."""
+    given (the bundled example by its name)."""
     resolved = resolve_quotas_path(path)
-    source = str(resolved)
+    source = resolved.name if resolved == DEFAULT_QUOTAS_PATH else str(resolved)
     try:
         text = resolved.read_text(encoding="utf-8")
     except OSError as exc:
