@@ -163,6 +163,12 @@ def quota_alerts(
     store = ParquetStore(warehouse.root)
     orgs = store.read(ORGANIZATIONS)
     current = orgs[orgs["last_seen_at"] == orgs["last_seen_at"].max()] if len(orgs) else orgs
+    pairs = zip(orgs["organization_id"].astype(str), orgs["organization_name"], strict=True)
+    for key in config.unmatched_overrides(pairs):
+        context.log.warning(
+            f"{config.source}: organizations.{key} matches no organization's id or name: "
+            "that override applies to nothing"
+        )
     as_of = now_utc().date() - timedelta(days=1)  # the last complete UTC day
     resources_as_of = now_utc().date()
     window = load_evaluation_window(store, as_of, config, current)

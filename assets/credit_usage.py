@@ -30,7 +30,7 @@ from dagster import (
 )
 
 from assets.io_manager import WAREHOUSE_IO_MANAGER, Slices, writes_table
-from assets.materialize import partition_metadata
+from assets.materialize import api_failure_stats, partition_metadata
 from assets.organizations import current_organizations, now_utc, organizations
 from assets.reconciliation_ledger import PendingPeriod, read_pending, write_pending
 from assets.resources import UbiOpsApi, Warehouse
@@ -138,7 +138,8 @@ def _pull(
     progress: ProgressFn,
 ) -> tuple[dict[date, pd.DataFrame], RequestStats]:
     """Fetch every key of a month-sliced endpoint and build one frame per partition month."""
-    (found,), stats = pull(ubiops.client, [(endpoint, keys)], progress)
+    with api_failure_stats():
+        (found,), stats = pull(ubiops.client, [(endpoint, keys)], progress)
     assert endpoint.normalize is not None, endpoint.name
     loaded_at = now_utc()
     by_month: dict[date, list] = {}

@@ -4,23 +4,28 @@ Kept in one place so that every table's materialization looks alike in the UI. A
 asset materialized over a range gets one materialization per partition: `partition_metadata`
 gives each its own `dagster/row_count` (that partition's rows), while the API statistics of the
 run are recorded once, on the first partition of the range, so that adding them up over events
-gives the requests actually sent.
+gives the requests actually sent. A step the API fails (`ApiError`) fails with the same
+statistics, as the metadata of its `Failure` (`api_failure_stats`), so a failed run's summary
+still counts the requests it sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    Failure,
     MarkdownMetadataValue,
     MetadataValue,
     TableColumn,
     TableSchema,
 )
 
+from common.errors import ApiError
 from ubiops_api.client import RequestStats
 from warehouse.schema import Table
 
@@ -64,6 +69,24 @@ def partition_metadata(
         own["range_rows"] = len(frame)
         context.add_asset_metadata(own, partition_key=partition)
     return shared
+
+
+@contextlib.contextmanager
+def api_failure_stats(*earlier: RequestStats) -> Iterator[None]:
+    """An `ApiError` leaving the block fails the step as a `Failure` with the same message (the
+    `ApiError` as its cause) and the requests sent as metadata (`api_requests`, `api_retries`,
+    `api_rate_limited_429`, `api_failed`): those of the client that gave up plus `earlier`
+    clients' of the same step."""
+    try:
+        yield
+    except ApiError as exc:
+        counts = dict(exc.request_stats or {})
+        for stats in earlier:
+            for key, value in stats.as_dict().items():
+                counts[key] = counts.get(key, 0) + value
+        raise Failure(
+            description=str(exc), metadata={f"api_{k}": v for k, v in counts.items()}
+        ) from exc
 
 
 def _preview(frame: pd.DataFrame, rows: int) -> str:

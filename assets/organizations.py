@@ -27,7 +27,7 @@ from assets.io_manager import (
     TableWrite,
     writes_table,
 )
-from assets.materialize import table_metadata
+from assets.materialize import api_failure_stats, table_metadata
 from assets.resources import UbiOpsApi, Warehouse
 from extraction.endpoints import (
     CURRENT_PERIOD,
@@ -156,11 +156,15 @@ def organizations(
         async with ubiops.client() as client:
             return await client.list_organizations(), client.stats
 
-    items, list_stats = asyncio.run(listing())
+    with api_failure_stats():
+        items, list_stats = asyncio.run(listing())
     due, anchor = plan_details(context, items, previous, ubiops.details_max_age_days)
-    (details, periods), stats = pull(
-        ubiops.client, [(ORGANIZATION_DETAILS, due), (CURRENT_PERIOD, anchor)], context.log.info
-    )
+    with api_failure_stats(list_stats):
+        (details, periods), stats = pull(
+            ubiops.client,
+            [(ORGANIZATION_DETAILS, due), (CURRENT_PERIOD, anchor)],
+            context.log.info,
+        )
     stats = merged_stats(list_stats, stats)
     period_of = {org.id: answer for org, answer in periods}
     current = [(detail, period_of[org.id]) for org, detail in details]
@@ -232,7 +236,8 @@ def run_per_organization(
 ) -> Output[TableWrite]:
     """The generic runner of a per-organization endpoint: pull, normalize, and hand the rows to
     the IO manager by the endpoint's write mode."""
-    (found,), stats = pull(ubiops.client, [(endpoint, orgs)], context.log.info)
+    with api_failure_stats():
+        (found,), stats = pull(ubiops.client, [(endpoint, orgs)], context.log.info)
     assert endpoint.normalize is not None, endpoint.name
     loaded_at = now_utc()
     fresh = endpoint.normalize(found, loaded_at)

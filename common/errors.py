@@ -106,11 +106,16 @@ class QueryError(UsageEtlError):
 
 # ---- the API ---------------------------------------------------------------------------------
 class ApiError(Exception):
-    """A request to the API failed for good; the message is one line, with no secrets."""
+    """A request to the API failed for good; the message is one line, with no secrets.
+
+    `request_stats`: what the client that gave up had sent by then (requests, retries, 429s),
+    set when the error leaves the client's context, so a failed run can still say how hard it
+    tried (a flaky API from a dead one)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.request_stats: dict[str, int] | None = None
 
 
 class ApiResponseError(ApiError):

@@ -17,11 +17,13 @@ ORDER BY credits DESC;
 -- name: top_projects_this_period
 -- question: Which projects (and deleted projects) used the most credits this period, per organization?
 -- columns: organization_name, project_name, credits, share_pct, rank
+-- (lines without credits this period, such as an organization's empty deleted-projects line,
+-- are not "top" projects: an organization with fewer than three using projects lists fewer)
 SELECT organization_name, project_name, round(credits, 2) AS credits,
        round(100 * share_of_organization, 1) AS share_pct,
        rank() OVER (PARTITION BY organization_id ORDER BY credits DESC) AS rank
 FROM period_usage_by_project
-WHERE is_current_period
+WHERE is_current_period AND credits > 0
 QUALIFY rank <= 3
 ORDER BY organization_name, rank;
 
@@ -129,8 +131,13 @@ WHERE s.median_day > 0 AND d.credits > 2.5 * s.median_day
 ORDER BY times_median DESC;
 
 -- name: project_last_usage
--- question: When did each live project last use credits (oldest first: dormant projects, clean-up candidates)?
+-- question: When did each project last use credits (oldest first: dormant projects, clean-up candidates; a project deleted since its months were last pulled still shows)?
 -- columns: organization_name, project_name, last_day_with_usage, total_credits
+-- (the warehouse knows a project is deleted only in months pulled after the deletion: the API
+-- then reports its usage on the 'Deleted projects' line, while months not pulled again keep it
+-- under its name. A deleted project whose last usage is older than the re-pulled months is
+-- therefore listed here as a dormant project; check it in UbiOps before cleaning up, or
+-- re-pull its months with `usage-etl run --start`.)
 SELECT organization_name, project_name, max(day) FILTER (WHERE credits > 0) AS last_day_with_usage,
        round(sum(credits), 2) AS total_credits
 FROM daily_usage_by_project

@@ -1,16 +1,20 @@
 """Command line: ``usage-etl emulator [options]`` serves the emulator until Ctrl-C.
 
 Owns argument parsing only; ``main(argv)`` returns a process exit status. The lead wires
-``main``/``build_parser`` into the ``usage-etl`` command.
+``main``/``build_parser`` into the ``usage-etl`` command. Bad input (a value out of range, a port
+that cannot be listened on) is one line naming the flag, exit 2, as for every ``usage-etl``
+command.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import NoReturn
 
 from emulator.demo import DEFAULT_SEED, DEFAULT_TOKEN, OTHER_TOKEN
 from emulator.faults import DEFAULT_DELETED_KEY, FaultConfig
@@ -19,11 +23,30 @@ from emulator.ratelimit import DEFAULT_RATE_LIMIT
 from emulator.server import EmulatorConfig, EmulatorServer
 from emulator.state import DEFAULT_HISTORY_MONTHS
 
+PROG = "usage-etl emulator"
+# the counted faults' flags, by their `FaultConfig` field
+FAULT_FLAGS = {
+    "burst_429": "--fault-429",
+    "errors_5xx": "--fault-5xx",
+    "slow_ms": "--fault-slow-ms",
+    "slow_count": "--fault-slow-count",
+    "drop_connections": "--fault-drop",
+    "malformed_json": "--fault-malformed-json",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line (`usage-etl emulator: argument --port: invalid int
+    value: 'x'`), exit 2, not the usage text and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``emulator`` sub-command's parser."""
-    p = argparse.ArgumentParser(
-        prog="usage-etl emulator",
+    p = _Parser(
+        prog=PROG,
         description="Serve the bundled UbiOps Organizations API emulator (in memory).",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -43,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--history-months",
         type=int,
         default=DEFAULT_HISTORY_MONTHS,
-        help=f"months of daily usage served, ending today (default {DEFAULT_HISTORY_MONTHS})",
+        help=(
+            f"months of daily usage served, ending today (default {DEFAULT_HISTORY_MONTHS}); "
+            "the demo projects that have been there from the start are as old as the window"
+        ),
     )
     p.add_argument("--now", default=None, help="fixed clock, e.g. 2026-11-28T12:00:00Z")
     p.add_argument(
@@ -67,10 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _at_least(flag: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ValueError(f"{flag} {value}: expected an integer >= {minimum}")
+
+
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
-    """Build an ``EmulatorConfig`` from parsed arguments."""
-    if args.history_months < 1:
-        raise ValueError(f"--history-months: expected at least 1, got {args.history_months}")
+    """Build an ``EmulatorConfig`` from parsed arguments; a value out of range raises
+    ``ValueError`` naming the flag and what was expected."""
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port}: expected 0 (any free port) to 65535")
+    if args.organizations is not None:
+        _at_least("--organizations", args.organizations, 1)
+    _at_least("--rate-limit", args.rate_limit, 0)
+    _at_least("--history-months", args.history_months, 1)
+    for field, flag in FAULT_FLAGS.items():
+        _at_least(flag, getattr(args, field), 0)
+    try:
+        now = parse_iso_datetime(args.now) if args.now else None
+    except ValueError:
+        raise ValueError(
+            f"--now {args.now!r}: expected an ISO 8601 date or time, e.g. 2026-11-28T12:00:00Z"
+        ) from None
     faults = FaultConfig(
         burst_429=args.burst_429,
         errors_5xx=args.errors_5xx,
@@ -85,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         organizations=args.organizations,
         token=args.token,
         rate_limit_per_minute=args.rate_limit,
-        now=parse_iso_datetime(args.now) if args.now else None,
+        now=now,
         faults=faults,
         admin_endpoints=args.admin_endpoints,
         history_months=args.history_months,
@@ -93,19 +137,21 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve until Ctrl-C or SIGTERM; 0 on a clean stop, 1 if it cannot bind, 2 on bad args."""
+    """Serve until Ctrl-C or SIGTERM; 0 on a clean stop, 2 on bad arguments or an address it
+    cannot listen on (one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     server = EmulatorServer(config, host=args.host, port=args.port)
     try:
         server.start()
     except OSError as exc:
-        print(f"cannot start emulator: {exc}", file=sys.stderr)
-        return 1
+        print(f"{PROG}: {_listen_error(args.host, args.port, exc)}", file=sys.stderr)
+        return 2
     print(f"UbiOps emulator serving {len(server.state.orgs)} organizations", flush=True)
     print(f"UBIOPS_API_HOST={server.base_url}", flush=True)
     print(f"UBIOPS_API_TOKEN=Token {server.token}", flush=True)
@@ -127,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"--port {port}: {where} is already in use; expected a free port (0: any)"
+    reason = exc.strerror or str(exc)
+    return f"--host {host}: cannot listen on {where}: {reason}"
 
 
 if __name__ == "__main__":

@@ -54,6 +54,12 @@ RESOURCE_LIMITS: dict[str, dict[str, int]] = {
 """Suggested resource limits per subscription."""
 
 
+# The age of a demo project that has been there from the start: older than the default data
+# window (15 months, ~460 days), and as old as a longer window (`--history-months` above 16), so
+# that every month served has usage.
+FROM_THE_START = 500
+
+
 @dataclass(frozen=True)
 class ProjectSpec:
     """A demo project: share of the org's usage, trend, life span (days before today)."""
@@ -61,7 +67,7 @@ class ProjectSpec:
     name: str
     weight: float = 1.0
     growth: float = 0.0  # per day, relative (0.002 = +0.2 %/day)
-    created_days_ago: int = 500
+    created_days_ago: int = FROM_THE_START
     deleted_days_ago: int | None = None
     deployments: int = 3
     spikes_days_ago: tuple[int, ...] = ()
@@ -345,7 +351,13 @@ def _add_demo_org(
     sub_start = _subscription_start(today, spec.anchor_day, history_months + 1 + index)
     n = len(spec.projects)
     weights = np.array([p.weight for p in spec.projects])
-    start = np.array([max(0, n_days - 1 - p.created_days_ago) for p in spec.projects])
+    ages = [
+        max(p.created_days_ago, n_days - 1)
+        if p.created_days_ago >= FROM_THE_START
+        else p.created_days_ago
+        for p in spec.projects
+    ]
+    start = np.array([max(0, n_days - 1 - age) for age in ages])
     end = np.array(
         [
             n_days if p.deleted_days_ago is None else n_days - p.deleted_days_ago

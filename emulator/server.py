@@ -106,9 +106,13 @@ class EmulatorServer:
         """Bind, serve in a daemon thread, and wait until ``/status`` answers."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(2048)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(2048)
+        except BaseException:
+            sock.close()  # an address in use or not ours: no socket left open behind
+            raise
         sock.setblocking(False)
         self._socket = sock
         self.port = sock.getsockname()[1]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -327,7 +328,7 @@ class AlertRules(_Model):
 
 
 class QuotaConfig(_Model):
-    """The whole quota file."""
+    """The whole quota file (its sections: `QUOTA_SECTIONS`)."""
 
     subscriptions: dict[str, SubscriptionQuota] = Field(default_factory=dict)
     default: SubscriptionQuota = Field(default_factory=SubscriptionQuota)
@@ -339,7 +340,7 @@ class QuotaConfig(_Model):
 
     @property
     def source(self) -> str:
-        """The file name the configuration came from (for error messages)."""
+        """The quota file as given (for error messages)."""
         return self._source
 
     @model_validator(mode="after")
@@ -398,6 +399,13 @@ class QuotaConfig(_Model):
                 return list(names)
         return self.unclaimed_channels()
 
+    def unmatched_overrides(self, organizations: Iterable[tuple[str, str | None]]) -> list[str]:
+        """The `organizations:` keys that are neither the id nor the name of any of
+        `organizations` (id, name): a typo there leaves the organization on its subscription's
+        budget without a word, so a run warns about them."""
+        known = {str(part) for pair in organizations for part in pair if part is not None}
+        return [key for key in self.organizations if key not in known]
+
     def _override(
         self, organization_id: str, organization_name: str | None
     ) -> OrganizationOverride:
@@ -439,6 +447,9 @@ class QuotaConfig(_Model):
     ) -> dict[str, float]:
         """Per-project credit budgets, keyed by project id or project name as configured."""
         return dict(self._override(organization_id, organization_name).projects)
+
+
+QUOTA_SECTIONS = tuple(QuotaConfig.model_fields)
 
 
 def _describe_input(value: Any, loc: str) -> str:
@@ -504,9 +515,14 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 
 
 def parse_quotas(data: Any, source: str = "quotas.yaml") -> QuotaConfig:
-    """Validate an already-parsed mapping into a :class:`QuotaConfig`."""
+    """Validate an already-parsed mapping into a :class:`QuotaConfig`. An empty document is an
+    error (every budget, limit and channel would be gone without a word); a file meant to set
+    nothing says so with `{}`."""
     if data is None:
-        data = {}
+        raise QuotaConfigError(
+            f"{source}: <root>: expected a mapping with any of {', '.join(QUOTA_SECTIONS)} "
+            "(`{}` for none), got an empty file"
+        )
     if not isinstance(data, dict):
         raise QuotaConfigError(f"{source}: <root>: expected a mapping, got {type(data).__name__}")
     try:
@@ -525,28 +541,66 @@ def resolve_quotas_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else DEFAULT_QUOTAS_PATH
 
 
+class _UniqueKeys:
+    """A loader mix-in refusing a key given twice in one mapping (YAML leaves it to the loader,
+    and PyYAML keeps the last silently: `free:` twice under `subscriptions` would drop the first
+    budget); the error names the key and both lines. Keys merged in with `<<:` may be
+    overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the constructor refuses it itself
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)  # type: ignore[misc]
+
+
+class _SafeLoader(_UniqueKeys, yaml.SafeLoader):
+    pass
+
+
+_FAST_LOADER: type | None = (
+    type("_CSafeLoader", (_UniqueKeys, yaml.CSafeLoader), {})
+    if hasattr(yaml, "CSafeLoader")
+    else None
+)
+
+
 def _load_yaml(text: str) -> Any:
     """The YAML document in `text`: parsed by libyaml when PyYAML has it (a run loads the quota
     file more than once, and the pure-Python parser is an order of magnitude slower); a file
     libyaml refuses is parsed again by PyYAML's own parser, so the error a user sees is always
-    PyYAML's (libyaml words its problems differently)."""
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
+    PyYAML's (libyaml words its problems differently). Both refuse duplicate keys."""
+    if _FAST_LOADER is not None:
         try:
-            return yaml.load(text, Loader=fast)  # CSafeLoader: the safe loader in C
+            return yaml.load(text, Loader=_FAST_LOADER)  # the safe loader, in C
         except yaml.YAMLError:
             pass
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_SafeLoader)
 
 
 def load_quotas(path: str | os.PathLike[str] | None = None) -> QuotaConfig:
-    """Load and validate the quota file (see :func:`resolve_quotas_path`)."""
+    """Load and validate the quota file (see :func:`resolve_quotas_path`); errors name it as
+    given (the bundled example by its name)."""
     resolved = resolve_quotas_path(path)
-    source = resolved.name
+    source = resolved.name if resolved == DEFAULT_QUOTAS_PATH else str(resolved)
     try:
         text = resolved.read_text(encoding="utf-8")
     except OSError as exc:
-        raise QuotaConfigError(f"{source}: cannot read {resolved}: {exc.strerror}") from None
+        raise QuotaConfigError(f"{source}: cannot read it: {exc.strerror}") from None
     try:
         data = _load_yaml(text)
     except yaml.YAMLError as exc:

@@ -6,17 +6,26 @@ launch` and runs started from the UI alike). A line is `HH:MM:SS <run id, 8 char
 line only, unless the logger's `verbose` config is true (`usage-etl --verbose` sets it in the
 run's configuration; in the UI or `dg launch`: `loggers.console.config.verbose: true`). The full
 trace is always in Dagster's event log.
+
+One root cause is one line: the ERROR line Dagster logs for every step it does not execute
+because a dependency failed (`Dependencies for step ... Not executing.`) is not shown, and the
+run's failure line, which would repeat the failed step's error, says how many steps were not
+executed instead (`verbose` shows Dagster's lines as they are).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import datetime
 
 from dagster import Field, InitLoggerContext, logger
 
 _META = "dagster_meta"
+# Dagster's message for a step left out because a dependency failed or was itself left out
+# (dagster/_core/execution/plan/active.py; a plain log line, no event of its own)
+_NOT_EXECUTED = re.compile(r"Dependencies for step \S+ .*\. Not executing\.")
 
 
 def short_error(text: str) -> str:
@@ -38,6 +47,11 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, value: object) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(self.formatter, ShortFormatter) and self.formatter.swallows(record):
+            return
+        super().emit(record)
+
 
 class ShortFormatter(logging.Formatter):
     """`22:06:43 7fe7efda credit_usage_daily: 12/12 done` instead of Dagster's long format;
@@ -46,6 +60,17 @@ class ShortFormatter(logging.Formatter):
     def __init__(self, verbose: bool = False) -> None:
         super().__init__()
         self.verbose = verbose
+        self.not_executed = 0  # steps left out because a dependency failed (one formatter a run)
+
+    def swallows(self, record: logging.LogRecord) -> bool:
+        """Whether `record` is a step-not-executed line, counted instead of shown."""
+        meta = getattr(record, _META, None) or {}
+        if self.verbose or meta.get("dagster_event") is not None:
+            return False
+        if not _NOT_EXECUTED.fullmatch(str(meta.get("orig_message", record.getMessage()))):
+            return False
+        self.not_executed += 1
+        return True
 
     def format(self, record: logging.LogRecord) -> str:
         meta = getattr(record, _META, None) or {}
@@ -54,8 +79,14 @@ class ShortFormatter(logging.Formatter):
         step = meta.get("step_key") or meta.get("job_name") or "run"
         message = meta.get("orig_message", record.getMessage())
         event = meta.get("dagster_event")
-        error = getattr(getattr(event, "event_specific_data", None), "error", None)
-        if error is not None:
+        data = getattr(event, "event_specific_data", None)
+        error = getattr(data, "error", None)
+        first_failure = getattr(data, "first_step_failure_event", None)
+        if first_failure is not None and not self.verbose:  # the run failed as a step did
+            message = f"failed: step {first_failure.step_key} failed (above)"
+            if self.not_executed:
+                message += f"; {self.not_executed} downstream step(s) not executed"
+        elif error is not None:
             cause = error.cause or error
             detail = cause.to_string() if self.verbose else short_error(cause.message)
             message = f"{message} {detail}" if self.verbose else f"failed: {detail}"

@@ -13,7 +13,9 @@ are renamed into `<warehouse>/.trash/prune-<id>/` (same filesystem, so each rena
 readers see a file whole or not at all), the directories are fsynced, `usage.duckdb` is
 republished from the remaining files (atomic swap, as a run does), and only then is the trash
 deleted. A crash leaves either the file in place or in the trash; a later prune empties leftover
-trash. Dagster's run history (runs older than N days, with their event logs) can be pruned too.
+trash. Dagster's run history (finished runs created more than N days before now, with their
+event logs) can be pruned too; runs left `STARTED` by a `usage-etl run` process that was killed
+are first marked failed (`pipelines/run_owner.py`), so they are finished and pruned in turn.
 """
 
 from __future__ import annotations
@@ -55,8 +57,7 @@ class PruneResult:
     removed_bytes: int = 0
     published: dict[str, int] | None = None
     trash_cleared: int = 0
-    dagster_runs_deleted: int = 0
-    dagster_runs_selected: int = 0
+    dagster: RunHistoryPrune | None = None
 
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
@@ -74,10 +75,32 @@ class PruneResult:
             out.append(f"emptied {self.trash_cleared} trash folder(s) left by an interrupted prune")
         if self.published is not None:
             out.append(f"republished usage.duckdb: {sum(self.published.values())} rows")
-        if self.dagster_runs_selected:
-            verb = "would delete" if self.dry_run else "deleted"
-            n = self.dagster_runs_deleted if not self.dry_run else self.dagster_runs_selected
-            out.append(f"dagster: {verb} {n} finished run(s) older than {self.plan.cutoff}")
+        if self.dagster is not None:
+            out.extend(self.dagster.lines(self.dry_run))
+        return out
+
+
+@dataclass
+class RunHistoryPrune:
+    """What `prune_dagster_runs` did (with `dry_run`: would do)."""
+
+    cutoff: datetime  # runs created before this moment go
+    runs: int = 0  # finished runs deleted
+    orphans: int = 0  # started runs whose usage-etl process is gone, marked failed
+
+    def lines(self, dry_run: bool) -> list[str]:
+        out = []
+        if self.orphans:
+            verb = "would mark" if dry_run else "marked"
+            out.append(
+                f"dagster: {verb} {self.orphans} run(s) failed that a killed usage-etl process "
+                "left started"
+            )
+        verb = "would delete" if dry_run else "deleted"
+        out.append(
+            f"dagster: {verb} {self.runs} finished run(s) created before "
+            f"{self.cutoff.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        )
         return out
 
 
@@ -194,27 +217,41 @@ def prune_warehouse(
 
 def prune_dagster_runs(
     keep_days: int, home: Path, *, dry_run: bool = False, now: datetime | None = None
-) -> int:
-    """Delete finished Dagster runs created more than `keep_days` ago (with their event logs).
+) -> RunHistoryPrune:
+    """Delete finished Dagster runs created more than `keep_days` days before `now` (a moment,
+    not a day: `keep_days` 0 deletes every finished run) with their event logs, after marking
+    failed the runs a killed `usage-etl run` left started (`run_owner.fail_orphaned_runs`).
 
     Uses the instance at `home` (its `dagster.yaml`; `common.settings.dagster_home`). Asset
     materialization history goes with its runs, so the UI's "last materialized" of an asset
     untouched for longer than the window disappears too.
-    Returns the number of runs deleted (or, with `dry_run`, selected).
     """
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+    from pipelines.run_owner import fail_orphaned_runs, orphaned_runs
+
     now = now or datetime.now(UTC)
-    before = now - timedelta(days=keep_days)
+    result = RunHistoryPrune(cutoff=now - timedelta(days=keep_days))
     finished = [
         DagsterRunStatus.SUCCESS,
         DagsterRunStatus.FAILURE,
         DagsterRunStatus.CANCELED,
     ]
     with DagsterInstance.from_config(str(home)) as instance:
-        records = instance.get_run_records(RunsFilter(statuses=finished, created_before=before))
+        orphans = [run_id for run_id, _ in orphaned_runs(instance)]
         if dry_run:
-            return len(records)
+            result.orphans = len(orphans)
+        else:
+            result.orphans = len(fail_orphaned_runs(instance))
+        records = instance.get_run_records(
+            RunsFilter(statuses=finished, created_before=result.cutoff)
+        )
+        result.runs = len(records)
+        if dry_run:
+            if orphans:  # they would be finished by then: deleted as well when old enough
+                old = RunsFilter(run_ids=orphans, created_before=result.cutoff)
+                result.runs += len(instance.get_run_records(old))
+            return result
         for record in records:
             instance.delete_run(record.dagster_run.run_id)
-        return len(records)
+        return result

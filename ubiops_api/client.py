@@ -276,6 +276,9 @@ class UbiOpsClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        failure = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(failure, ApiError) and failure.request_stats is None:
+            failure.request_stats = self.stats.as_dict()  # a failed step's summary counts them
         if self._http is not None:
             await self._http.close()
         self._http = None

@@ -106,7 +106,12 @@ QUOTA_STATUS = register(
             ("subscription", S, "Subscription name the limits come from."),
             *_SERIES[2:],
             ("metric", S, "'credits' or a resource name (projects, users, deployments, ...)."),
-            ("as_of", TS, "Evaluation day."),
+            (
+                "as_of",
+                TS,
+                "What the value is as of: for credits, the last complete UTC day counted "
+                "(midnight); for a resource, when its latest count was observed (a time of day).",
+            ),
             ("period_start", TS, "Subscription period start."),
             ("period_end", TS, "Subscription period end (exclusive)."),
             ("value", F, "Credits used so far in the period, or the current resource count."),
@@ -221,7 +226,12 @@ ALERT_OUTBOX = register(
             ("alert_key", S, "The alert."),
             ("occurrence", I64, "The alert's occurrence number."),
             ("event", S, "open or resolved."),
-            ("channel", S, "log, webhook, slack or email."),
+            (
+                "channel",
+                S,
+                "Name of the channel as configured in the quota file: 'log', or a webhook, "
+                "slack, email or apprise channel's own name (e.g. 'ops-hook').",
+            ),
             (
                 "status",
                 S,

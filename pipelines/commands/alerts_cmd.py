@@ -167,11 +167,19 @@ def _list_from_lake(args: argparse.Namespace) -> int | None:
 
 def _test_channel(name: str, config: Any, warehouse: Any, verbose: bool) -> int:
     """Send a test message; the `log` channel writes where it writes during runs,
-    `<warehouse>/state/notifications.log` (also stderr with --verbose), and says so."""
+    `<warehouse>/state/notifications.log` (also stderr with --verbose), and says so. A channel
+    that is not configured (or has nobody to write to) is exit 2, before anything is sent; a
+    send that fails is exit 1 with its error on stderr, as for `--retry`."""
     from alerting.channels import DeliveryError
     from alerting.delivery import send_test_message
     from pipelines.commands.run_cmd import quiet_library_logs
 
+    known = config.channels.enabled()
+    if name not in known:
+        raise ConfigError(
+            f"--test-channel {name}: channel is not configured (configured: "
+            f"{', '.join(known) or 'none'})"
+        )
     where = ""
     try:
         admins = _email_admin_targets(name, config, warehouse)
@@ -200,7 +208,8 @@ def _test_channel(name: str, config: Any, warehouse: Any, verbose: bool) -> int:
         else:
             send_test_message(name, config)
     except DeliveryError as exc:
-        raise ConfigError(f"test message via {name} failed: {exc}") from None
+        print(f"usage-etl alerts: test message via {name} failed: {exc}", file=sys.stderr)
+        return 1
     _emit([f"test message sent via {name}{where}"])
     return 0
 

@@ -107,7 +107,12 @@ def handle(args: argparse.Namespace) -> int:
                 f"{entry.values['period_row']:>14,.2f}  {entry.changes['period_row']:>+12,.2f}  "
                 f"{entry.values['daily_rows']:>14,.2f}  {entry.changes['daily_rows']:>+12,.2f}"
             )
-        print(f"({len(history)} loads changed these totals)")
+        print(changed_line(len(history)))
         return 0
     finally:
         con.close()
+
+
+def changed_line(loads: int) -> str:
+    """The closing line: how many loads changed the totals shown."""
+    return f"({loads} load{'' if loads == 1 else 's'} changed these totals)"

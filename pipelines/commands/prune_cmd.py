@@ -40,8 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dagster-history",
         action="store_true",
         help=(
-            "also delete finished Dagster runs (and their event logs) older than N days from "
-            "the instance at DAGSTER_HOME (default <warehouse>/dagster)"
+            "also delete finished Dagster runs (and their event logs) created more than N days "
+            "ago (N x 24 hours before now) from the instance at DAGSTER_HOME (default "
+            "<warehouse>/dagster), after marking failed the runs a killed usage-etl run left "
+            "started"
         ),
     )
     parser.set_defaults(handler=handle)
@@ -63,9 +65,7 @@ def handle(args: argparse.Namespace) -> int:
     result = retention.prune_warehouse(warehouse, args.keep_days, dry_run=args.dry_run)
     if args.dagster_history:
         home = settings.dagster_home(warehouse)
-        n = retention.prune_dagster_runs(args.keep_days, home, dry_run=args.dry_run)
-        result.dagster_runs_selected = n
-        result.dagster_runs_deleted = 0 if args.dry_run else n
+        result.dagster = retention.prune_dagster_runs(args.keep_days, home, dry_run=args.dry_run)
     for line in result.lines():
         print(line)
     if args.dry_run:

@@ -108,6 +108,12 @@ def handle(args: argparse.Namespace) -> int:
     con = connect_readonly(warehouse.root, warehouse.lake_config())
     try:
         try:
+            statements = len(con.extract_statements(sql))
+            if statements > 1:  # DuckDB would run them all and show only the last one's rows
+                raise QueryError(
+                    f"expected one SQL statement, got {statements}: run each with its own "
+                    "usage-etl query (or combine them with WITH, UNION or a join)"
+                )
             relation = con.sql(sql)
         except duckdb.PermissionException as exc:
             raise QueryError(str(exc).splitlines()[0] + LOCKED_HINT) from None

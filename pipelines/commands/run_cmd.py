@@ -25,6 +25,8 @@ from common.errors import InputError
 from pipelines.commands import warehouse_location
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
     from warehouse.location import WarehouseLocation
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -83,6 +85,7 @@ class RunSummary:
     top_alerts: list[AlertLine] = field(default_factory=list)
     report: str = ""
     interrupted: bool = False
+    not_executed: int = 0
 
     def lines(self) -> list[str]:
         ok = self.success and not self.failed_checks
@@ -112,6 +115,8 @@ class RunSummary:
             )
         elif self.error:
             out.append(f"error: {self.error}")
+            if self.not_executed:
+                out.append(f"{self.not_executed} downstream step(s) not executed")
         if self.rows:
             out.append("rows: " + ", ".join(f"{k} {v:,}" for k, v in self.rows.items()))
         if ok or self.open_alerts:
@@ -137,8 +142,18 @@ def resolve_range(start_text: str | None, end_text: str | None, today: date) -> 
     start = parse_day("--start", start_text) if start_text else date(year, month, 1)
     end = parse_day("--end", end_text) if end_text else today
     if end < start:
-        raise InputError(f"--end {end} is before --start {start}")
+        if start_text:
+            raise InputError(f"--end {end} is before --start {start}")
+        raise InputError(
+            f"--end {end} is before the default start {start} (without --start: the first day "
+            "of the previous month); give --start too"
+        )
     earliest = date.fromisoformat(settings.partitions_start())
+    if earliest > today:
+        raise InputError(
+            f"{settings.PARTITIONS_START_ENV}={earliest} is after today ({today}): expected the "
+            "first month with data, no later than the current month"
+        )
     if start < earliest:
         if start_text:
             raise InputError(
@@ -146,6 +161,11 @@ def resolve_range(start_text: str | None, end_text: str | None, today: date) -> 
                 f"(the first partition; {settings.PARTITIONS_START_ENV} moves it)"
             )
         start = earliest
+        if end < start:
+            raise InputError(
+                f"--end {end}: expected a date on or after {earliest} (the first partition; "
+                f"{settings.PARTITIONS_START_ENV} moves it)"
+            )
     if end > today:
         raise InputError(f"--end {end}: expected a date no later than today ({today})")
     return start, end
@@ -196,6 +216,7 @@ def execute(
 
     from assets.resources import Warehouse, resources_from_env
     from pipelines.definitions import defs
+    from pipelines.run_owner import fail_orphaned_runs, owner_tags
     from pipelines.schedules import range_tags
 
     resources = resources_from_env(overrides)
@@ -205,18 +226,25 @@ def execute(
     first, last = month_range(start, end)
     began = time.monotonic()
     with DagsterInstance.from_config(str(home)) as instance:
+        for run_id in fail_orphaned_runs(instance):
+            print(
+                f"usage-etl: run {run_id[:8]} marked failed: its process is gone (killed)",
+                file=sys.stderr,
+            )
         result = defs.resolve_job_def("usage_etl").execute_in_process(
             instance=instance,
-            tags=range_tags(first, last),
+            tags={**range_tags(first, last), **owner_tags()},
             raise_on_error=False,
             run_config={
                 "loggers": {"console": {"config": {"log_level": log_level, "verbose": verbose}}}
             },
             resources=resources,
         )
-    summary = RunSummary(
-        success=result.success, seconds=time.monotonic() - began, run_id=result.run_id
-    )
+        summary = RunSummary(
+            success=result.success, seconds=time.monotonic() - began, run_id=result.run_id
+        )
+        if not result.success:
+            summary.not_executed = _steps_not_executed(instance, result)
     _count_requests(summary, result)
     _collect_checks(summary, result)
     if not result.success:
@@ -249,7 +277,8 @@ def _count_requests(summary: RunSummary, result: object) -> None:
     """API statistics per asset (each asset has its own client), counted once per asset.
 
     A range run records one materialization per partition; the statistics describe the whole
-    step, so the largest value per asset is the step's count (never a sum over partitions).
+    step, so the largest value per asset is the step's count (never a sum over partitions). A
+    step the API failed records them on its failure instead.
     """
     per_asset: dict[str, dict[str, int]] = {}
     for event in result.get_asset_materialization_events():  # type: ignore[attr-defined]
@@ -269,6 +298,14 @@ def _count_requests(summary: RunSummary, result: object) -> None:
             summary.rows = {
                 k.removeprefix("rows/"): int(v) for k, v in meta.items() if k.startswith("rows/")
             }
+    for event in result.all_events:  # type: ignore[attr-defined]
+        failure = event.step_failure_data if event.is_step_failure else None
+        if failure is None or failure.user_failure_data is None or event.step_key is None:
+            continue  # a step the API failed carries what it sent (assets/materialize.py)
+        meta = {k: v.value for k, v in failure.user_failure_data.metadata.items()}
+        seen = per_asset.setdefault(event.step_key, {})
+        for key in ("api_requests", "api_retries", "api_rate_limited_429"):
+            seen[key] = max(seen.get(key, 0), int(meta.get(key, 0) or 0))
     summary.requests = sum(s["api_requests"] for s in per_asset.values())
     summary.retries = sum(s["api_retries"] for s in per_asset.values())
     summary.rate_limited = sum(s["api_rate_limited_429"] for s in per_asset.values())
@@ -288,6 +325,18 @@ def _collect_checks(summary: RunSummary, result: object) -> None:
         summary.failed_checks.append(label + (f" ({detail[0]})" if detail else ""))
         if key in blocking:
             summary.blocked.append(label)
+
+
+def _steps_not_executed(instance: DagsterInstance, result: object) -> int:
+    """Steps of the run's plan that never started (left out as a dependency failed)."""
+    run = result.dagster_run  # type: ignore[attr-defined]
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    started = {
+        e.step_key
+        for e in result.all_events  # type: ignore[attr-defined]
+        if e.event_type_value == "STEP_START"
+    }
+    return sum(1 for step in plan.steps if step.key not in started)
 
 
 def _interrupted(result: object) -> bool:

@@ -108,7 +108,9 @@ def test_missing_state_is_a_one_line_error_on_stderr(tmp_path, capsys) -> None:
     assert err.startswith("usage-etl alerts: no alert state at ") and err.count("\n") == 1
 
 
-def test_test_channel_errors_go_to_stderr_with_exit_2(tmp_path, capsys) -> None:
+def test_test_channel_errors_go_to_stderr(tmp_path, capsys) -> None:
+    """A channel not configured is bad input (exit 2, nothing sent); a send that fails is a
+    failure (exit 1), as for `--retry` (docs/data-contract.md)."""
     quotas = quota_file(
         tmp_path,
         {
@@ -123,12 +125,13 @@ def test_test_channel_errors_go_to_stderr_with_exit_2(tmp_path, capsys) -> None:
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        "usage-etl alerts: test message via slack failed: slack: channel is not configured "
-        "(configured: log, webhook)\n"
+        "usage-etl alerts: --test-channel slack: channel is not configured (configured: log, "
+        "webhook)\n"
     )
-    assert main(["alerts", "--quotas", str(quotas), "--test-channel", "webhook"]) == 2
+    assert main(["alerts", "--quotas", str(quotas), "--test-channel", "webhook"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "test message via webhook failed: webhook: POST to" in err
+    assert err.count("\n") == 1
     assert "url-token-xyz" not in err
 
 
@@ -191,7 +194,7 @@ def test_retry_refuses_a_misconfigured_channel_up_front(tmp_path, capsys, monkey
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err == (
-        "usage-etl alerts: quotas.yaml: channels.slack: no webhook URL: environment variable "
+        f"usage-etl alerts: {quotas}: channels.slack: no webhook URL: environment variable "
         "NOTIFY_TEST_UNSET_URL is not set\n"
     )
 

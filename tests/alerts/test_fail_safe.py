@@ -123,7 +123,8 @@ def test_bad_configuration_exits_2_before_any_request(
     monkeypatch.delenv("NOTIFY_TEST_UNSET_APPRISE", raising=False)
     code, err = run_with(tmp_path, yaml_text, capsys)
     assert code == 2
-    assert err == f"usage-etl run: {expected}"
+    # the quota file is named as given (`--quotas PATH`), not by its name alone
+    assert err == f"usage-etl run: {tmp_path}/{expected}"
     assert "abc123" not in err
     assert not (no_api / "usage.duckdb").exists(), "no run may start"
     assert not (tmp_path / "dagster").exists(), "no Dagster run may start"

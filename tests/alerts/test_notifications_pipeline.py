@@ -60,7 +60,7 @@ def test_misconfigured_and_failing_channels_lose_and_block_nothing(
     assert main(run) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"usage-etl run: quotas.yaml: channels.slack: no webhook URL: environment variable "
+        f"usage-etl run: {quotas}: channels.slack: no webhook URL: environment variable "
         f"{SLACK_ENV} is not set"
     ]
     assert not (tmp_path / "dagster").exists(), "no Dagster run may start"

@@ -13,7 +13,7 @@ from common.periods import (
     periods_between,
     previous_period,
 )
-from insights.quotas import DEFAULT_QUOTAS_PATH, QuotaConfigError, load_quotas
+from insights.quotas import DEFAULT_QUOTAS_PATH, QuotaConfigError, load_quotas, parse_quotas
 
 
 def test_example_file_loads_with_demo_budgets() -> None:
@@ -66,6 +66,21 @@ def test_env_path_and_overrides(tmp_path, monkeypatch) -> None:
             "addresses, got 'nobody'",
         ),
         ("subscriptions: [1, 2\n", None),
+        # a key given twice: PyYAML would keep the last silently (the budget of 100 gone)
+        (
+            "subscriptions: {free: {credit_budget: 100}, free: {credit_budget: 200}}\n",
+            "bad.yaml: line 1, column 45: duplicate key 'free' (first on line 1)",
+        ),
+        (
+            "rules:\n  forecast_interval: 0.8\nrules:\n  forecast_interval: 0.9\n",
+            "bad.yaml: line 3, column 1: duplicate key 'rules' (first on line 1)",
+        ),
+        # an empty file (or comments only) would drop every budget, limit and channel
+        (
+            "# budgets: to do\n",
+            "bad.yaml: <root>: expected a mapping with any of subscriptions, default, "
+            "organizations, rules, channels, delivery (`{}` for none), got an empty file",
+        ),
     ],
 )
 def test_bad_file_rejected_with_one_line(tmp_path, text: str, message: str | None) -> None:
@@ -75,9 +90,30 @@ def test_bad_file_rejected_with_one_line(tmp_path, text: str, message: str | Non
         load_quotas(path)
     text_out = str(info.value)
     assert "\n" not in text_out
-    assert text_out.startswith("bad.yaml: ")
+    assert text_out.startswith(f"{path}: "), "the file is named as given"
     if message is not None:
-        assert text_out == message
+        assert text_out == f"{tmp_path}/{message}"
+
+
+def test_keys_merged_in_may_be_overridden_and_an_empty_mapping_sets_nothing(tmp_path) -> None:
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "subscriptions:\n  free: &base {credit_budget: 100, resources: {projects: 3}}\n"
+        "  pro:\n    <<: *base\n    credit_budget: 900\n"
+    )
+    config = load_quotas(path)
+    assert config.credit_budget("o1", "x", "pro") == 900
+    assert config.resource_limits("o1", "x", "pro") == {"projects": 3}
+    path.write_text("{}\n")
+    assert load_quotas(path).organizations == {}
+
+
+def test_overrides_matching_no_organization_are_named() -> None:
+    config = parse_quotas(
+        {"organizations": {"org-1": {"credit_budget": 5}, "acme": {}, "acme-typo": {}}}
+    )
+    known = [("org-1", "first"), ("org-2", "acme")]
+    assert config.unmatched_overrides(known) == ["acme-typo"]
 
 
 def test_secrets_hidden_and_from_env(tmp_path, monkeypatch) -> None:

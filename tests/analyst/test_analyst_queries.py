@@ -40,3 +40,20 @@ def test_query_returns_rows(demo_warehouse: Path, name: str, columns: list[str],
         con.close()
     assert list(frame.columns) == columns, name
     assert len(frame) > 0, name
+
+
+def test_top_projects_are_projects_that_used_credits(demo_warehouse: Path) -> None:
+    """A line with no credits this period (the demo's ember-free has an empty deleted-projects
+    line) is no top project, and the ranks run 1, 2, 3 at most per organization."""
+    (sql,) = [sql for name, _, sql in parse_queries() if name == "top_projects_this_period"]
+    con = connect_readonly(demo_warehouse)
+    try:
+        frame = con.execute(sql).df()
+        empty = con.execute(
+            "SELECT count(*) FROM period_usage_by_project WHERE is_current_period AND credits = 0"
+        ).fetchone()
+    finally:
+        con.close()
+    assert empty is not None and empty[0] > 0, "the demo has an empty line this period"
+    assert (frame["credits"] > 0).all(), frame
+    assert frame.groupby("organization_name")["rank"].max().le(3).all()

@@ -154,6 +154,45 @@ def test_bad_date_is_exit_2() -> None:
     assert_one_line_error(usage_etl_in_process("run", "--end", "30/02/2026"), 2, "YYYY-MM-DD")
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--port", "99999"), ("--port 99999", "expected 0 (any free port) to 65535")),
+        (("--port", "http"), ("--port", "invalid int value")),
+        (("--fault-5xx", "-3"), ("--fault-5xx -3", "expected an integer >= 0")),
+        (("--rate-limit", "-1"), ("--rate-limit -1", "expected an integer >= 0")),
+        (("--organizations", "0"), ("--organizations 0", "expected an integer >= 1")),
+        (("--history-months", "0"), ("--history-months 0", "expected an integer >= 1")),
+        (("--now", "yesterday"), ("--now 'yesterday'", "ISO 8601")),
+    ],
+)
+def test_emulator_bad_input_is_one_line_exit_2(args: tuple[str, ...], words: tuple[str]) -> None:
+    done = usage_etl_in_process("emulator", *args)
+    assert_one_line_error(done, 2, "usage-etl emulator: ", *words)
+
+
+def test_emulator_on_a_port_in_use_is_one_line_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = usage_etl_in_process("emulator", "--port", str(port))
+    assert_one_line_error(done, 2, f"--port {port}: 127.0.0.1:{port} is already in use")
+
+
+def test_range_errors_blame_what_the_user_set() -> None:
+    """The default start is named as the default, and a first partition in the future as the
+    variable that set it (not the --start the user never gave)."""
+    done = usage_etl_in_process("run", "--end", "2020-09-15")
+    assert_one_line_error(
+        done, 2, "--end 2020-09-15 is before the default start", "previous month", "--start"
+    )
+    env = clean_env(USAGE_PARTITIONS_START="2999-01-01")
+    done = usage_etl_in_process("run", env=env)
+    assert_one_line_error(done, 2, "USAGE_PARTITIONS_START=2999-01-01 is after today")
+    assert "--start" not in done.err
+
+
 def test_argument_errors_go_to_stderr_with_exit_2() -> None:
     done = usage_etl_in_process("query", "--format", "xml", "select 1")
     assert done.code == 2 and done.out == "" and "invalid choice" in done.err

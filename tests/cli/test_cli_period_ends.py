@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from pipelines.cli import main
+from pipelines.commands.history_cmd import changed_line
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE
 
@@ -23,3 +24,10 @@ def test_history_shows_the_periods_last_day(demo_warehouse: Path, capsys) -> Non
     first = capsys.readouterr().out.splitlines()[0]
     last = end - timedelta(days=1)
     assert first.endswith(f"subscription period {start:%Y-%m-%d} .. {last:%Y-%m-%d}")
+
+
+def test_history_closing_line_counts_loads_in_words() -> None:
+    """The lake's history ends with how many loads changed the totals: one load is singular
+    (the lake test sees two or three)."""
+    assert changed_line(1) == "(1 load changed these totals)"
+    assert changed_line(2) == "(2 loads changed these totals)"

@@ -180,6 +180,16 @@ def test_errors_in_sql_are_one_line(empty_warehouse: Path) -> None:
     assert_one_line_error(done, 2, "nowhere")
 
 
+def test_several_statements_are_refused_before_any_runs(empty_warehouse: Path) -> None:
+    """DuckDB runs every statement and returns the last one's rows: the first ones would run
+    unseen. One statement (a trailing `;` is fine), else one line, exit 2, nothing run."""
+    for sql in ("select 1; select 2", "select sleep_ms(5000); select 2;"):
+        done = usage_etl_in_process("query", "--warehouse", str(empty_warehouse), sql)
+        assert_one_line_error(done, 2, "expected one SQL statement, got 2")
+    done = usage_etl_in_process("query", "--warehouse", str(empty_warehouse), "select 41 + 1;")
+    assert done.code == 0 and "42" in done.out, done
+
+
 def test_no_warehouse_yet_is_one_line(tmp_path: Path) -> None:
     done = usage_etl_in_process("query", "--warehouse", str(tmp_path), "select 1")
     assert_one_line_error(done, 2, "usage-etl run")

@@ -13,6 +13,9 @@ blocking checks that keep the warehouse as it was.
   (`starlette`, `uvicorn`: an optional extra, see `test_optional_emulator.py`);
 - a failed blocking check (`projects_add_up`) leaves Parquet, DuckDB and the alert state as they
   were, sends nothing, and the summary says why;
+- a run the API fails (5xx until the client gives up) counts the failed step's requests
+  (retries included) and is one ERROR line for the root cause plus one saying how many
+  downstream steps were not executed (not Dagster's line per step);
 - Ctrl-C (SIGINT to the run's process group) while a step waits on the API ends the run with
   exit 130 and a summary that says so (Dagster turns the interrupt into a step failure; this
   was exit 1 with the failure's class name).
@@ -20,7 +23,6 @@ blocking checks that keep the warehouse as it was.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -40,13 +42,13 @@ from pipelines.commands.run_cmd import execute
 from tests.services.cli import (
     REPO,
     USAGE_ETL,
-    clean_env,
     imported_modules,
+    run_env,
     usage_etl,
     usage_etl_in_process,
     without_import_times,
 )
-from tests.services.emulator import Pipeline, start_emulator
+from tests.services.emulator import HoldingApp, Pipeline, default_range, start_emulator
 from tests.services.warehouse_files import query_published
 
 EMULATOR_PACKAGES = {"starlette", "uvicorn"}
@@ -134,13 +136,38 @@ def test_blocking_check_keeps_the_warehouse_and_sends_nothing(
     assert _fingerprint(warehouse) == before, "a blocked run must change nothing stored"
 
 
-def run_env(server: Any, tmp_path: Path) -> dict[str, str]:
-    """A user's environment for `usage-etl run` against `server`, Dagster's home in `tmp_path`."""
-    return clean_env(
-        UBIOPS_API_HOST=server.base_url,
-        UBIOPS_API_TOKEN=server.token,
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-    )
+def test_a_run_the_api_fails_counts_its_requests_and_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = start_emulator(organizations=1)
+    counter = CountingApp(server.app)
+    server.app = counter
+    with server:
+        for key, value in run_env(server, tmp_path).items():
+            monkeypatch.setenv(key, value)
+        server.set_faults(errors_5xx=3)  # the first request and both retries
+        start, end = default_range(server.config.now.date())
+        summary = execute(
+            start,
+            end,
+            overrides={
+                "warehouse": {"path": str(tmp_path / "warehouse")},
+                "ubiops": {"max_retries": 2},
+            },
+        )
+    err = capsys.readouterr().err
+    assert not summary.success
+    assert counter.by_agent.total() == 3, counter.by_agent
+    text = "\n".join(summary.lines())
+    assert "3 API requests sent (2 of them retries" in text, text
+    assert "error: organizations: " in text and "after 3 attempts" in text, text
+    not_run = re.search(r"^(\d+) downstream step\(s\) not executed$", text, re.M)
+    assert not_run and int(not_run[1]) > 0, text
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert "Not executing" not in err, err
+    assert len(errors) == 2, err
+    assert "organizations: ERROR failed: " in errors[0] and "after 3 attempts" in errors[0]
+    assert errors[1].endswith(f"{not_run[1]} downstream step(s) not executed"), errors[1]
 
 
 @pytest.mark.long
@@ -208,25 +235,6 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
         assert query_published(warehouse, published) == before, (
             "a failed run must not change the published warehouse"
         )
-
-
-class HoldingApp:
-    """ASGI wrapper around the emulator that holds the daily usage requests until released
-    (`reached` says one arrived): the run is then mid-step, waiting on the API, after the
-    organizations step wrote its slice."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        daily = b"interval=day" in scope.get("query_string", b"")
-        if scope["type"] == "http" and scope["path"].endswith("/usage") and daily:
-            self.reached.set()
-            while not self.release.is_set():
-                await asyncio.sleep(0.02)
-        await self.app(scope, receive, send)
 
 
 @pytest.mark.long

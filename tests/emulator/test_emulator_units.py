@@ -99,6 +99,23 @@ def test_the_past_does_not_depend_on_the_hour_the_emulator_starts() -> None:
     assert sum(today.values()) > 10 * sum(earlier.values()) > 0
 
 
+def test_a_longer_history_has_usage_in_every_month() -> None:
+    """`--history-months 36`: the projects there from the start are as old as the window, so
+    every month served has usage (they were ~16 months old: earlier months served zeros), and
+    the months the default window covers get the same projects' days."""
+    state = build_state(now=NOW, history_months=36)
+    assert state.day0 < date(2023, 12, 1)
+    for org in state.list_organizations(state.users[state.tokens["demo-token"]]):
+        month = date(2023, 12, 1)
+        while month < date(2026, 11, 1):
+            following = periods.add_months(month, 1)
+            total = state.totals(org.name, month, following)["organization_total"]
+            assert total > 0, (org.name, month)
+            month = following
+    default = build_state(now=NOW)
+    assert default.day0 > date(2025, 7, 1), "the default window is shorter than the projects"
+
+
 def test_scaled_generation() -> None:
     state = build_state(seed=1, organizations=40, now=NOW)
     demo_user = state.users[state.tokens["demo-token"]]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import signal
+import subprocess
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +22,8 @@ import pytest
 from common import settings
 from pipelines import retention
 from pipelines.cli import main
-from tests.services.emulator import Pipeline
+from tests.services.cli import REPO, USAGE_ETL, run_env, usage_etl_in_process
+from tests.services.emulator import HoldingApp, Pipeline, start_emulator
 from tests.services.warehouse_files import query_published
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
@@ -240,15 +244,80 @@ def test_prune_after_real_runs_leaves_analyst_tables_unchanged(
     environ = dict(os.environ)
     history = ["--dagster-history", "--dry-run", "--warehouse", str(warehouse)]
     assert main(["prune", "--keep-days", "0", *history]) == 0
-    assert "dagster: would delete 1 finished run(s)" in capsys.readouterr().out
+    # the cutoff is a moment (now), not a day: the run created minutes ago is before it
+    said = re.search(
+        r"^dagster: would delete 1 finished run\(s\) created before (.+) UTC$",
+        capsys.readouterr().out,
+        re.M,
+    )
+    assert said, "the line names the moment runs were created before"
+    with DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        created = instance.get_run_record_by_id(run.run_id).create_timestamp
+    assert created.replace(tzinfo=UTC) < datetime.fromisoformat(said[1]).replace(tzinfo=UTC)
     assert dict(os.environ) == environ, "prune opens the instance at its home, env untouched"
-    assert retention.prune_dagster_runs(1, home) == 0
+    assert retention.prune_dagster_runs(1, home).runs == 0
     with DagsterInstance.from_config(str(home)) as instance:
         assert len(instance.get_runs()) == 1
     later = datetime.now(UTC) + timedelta(seconds=1)
-    assert retention.prune_dagster_runs(0, home, dry_run=True, now=later) == 1
-    assert retention.prune_dagster_runs(0, home, now=later) == 1
+    assert retention.prune_dagster_runs(0, home, dry_run=True, now=later).runs == 1
+    assert retention.prune_dagster_runs(0, home, now=later).runs == 1
     with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_runs() == []
+
+
+@pytest.mark.long
+def test_a_run_killed_outright_is_marked_failed_and_pruned(tmp_path: Path) -> None:
+    """`kill -9` of a `usage-etl run` mid-step leaves its Dagster run STARTED (nothing records
+    its end); `prune --dagster-history` marks it failed (Dagster's `report_run_failed`: its
+    process is gone) and, being finished then, prunes it with the others."""
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    warehouse = tmp_path / "warehouse"
+    server = start_emulator(organizations=1)
+    holding = HoldingApp(server.app)
+    server.app = holding
+    with server:
+        env = run_env(server, tmp_path)
+        process = subprocess.Popen(
+            [str(USAGE_ETL), "run", "--warehouse", str(warehouse)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            assert holding.reached.wait(timeout=120), "the run never asked for daily usage"
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+        finally:
+            holding.release.set()
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    with DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == DagsterRunStatus.STARTED, "what a killed run leaves behind"
+
+    args = ["prune", "--keep-days", "0", "--dagster-history", "--warehouse", str(warehouse)]
+    dry = usage_etl_in_process(*args, "--dry-run", env=env)
+    assert dry.code == 0, dry
+    assert "dagster: would mark 1 run(s) failed that a killed usage-etl process left started" in (
+        dry.out
+    )
+    assert "dagster: would delete 1 finished run(s) created before " in dry.out
+    with DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+
+    done = usage_etl_in_process(*args, env=env)
+    assert done.code == 0, done
+    assert "dagster: marked 1 run(s) failed that a killed usage-etl process left started" in (
+        done.out
+    )
+    assert "dagster: deleted 1 finished run(s) created before " in done.out
+    with DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
         assert instance.get_runs() == []
 
 

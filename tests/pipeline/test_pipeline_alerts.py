@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.cli import main
 from tests.services.emulator import Pipeline
+from tests.services.restatement import write_quotas
 from tests.services.warehouse_files import query_published
 
 
@@ -37,3 +38,24 @@ def test_bad_quota_file_is_rejected_before_the_run(
     assert code == 2
     assert "subscriptions.starter.credit_budget" in err[-1]
     assert not (pipeline.warehouse / "usage.duckdb").exists(), "no run may start"
+
+
+def test_an_override_for_no_organization_is_warned_about(
+    pipeline_after_demo_run: Pipeline,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A typo in an `organizations:` key would leave the organization on its subscription's
+    budget without a word: the run warns, naming the key (and only that one)."""
+    pipeline = pipeline_after_demo_run
+    quotas = write_quotas(tmp_path / "quotas.yaml", {"acme-analytics": 50_000, "acme-analytic": 5})
+    monkeypatch.setenv("USAGE_QUOTAS", str(quotas))
+    capsys.readouterr()
+    summary = pipeline.run()
+    assert summary.success, summary.lines()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if " WARNING " in line]
+    named = [line for line in warnings if "organizations.acme-analytic " in line]
+    assert len(named) == 1, warnings
+    assert f"{quotas}: organizations.acme-analytic matches no organization" in named[0]
+    assert not any("organizations.acme-analytics " in line for line in warnings), warnings

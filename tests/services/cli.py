@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def run_env(server: Any, tmp_path: Path) -> dict[str, str]:
+    """A user's environment for `usage-etl run` against `server`, Dagster's home in `tmp_path`."""
+    return clean_env(
+        UBIOPS_API_HOST=server.base_url,
+        UBIOPS_API_TOKEN=server.token,
+        DAGSTER_HOME=str(tmp_path / "dagster"),
+    )
 
 
 def usage_etl(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Done:

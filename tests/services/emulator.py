@@ -8,9 +8,12 @@ called (its data do not move while a test runs, and the pipeline's "today" is th
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -97,3 +100,22 @@ def assert_matches_emulator(p: Pipeline, start: date, end_exclusive: date) -> No
         for project_id, credits in truth["projects"].items():
             assert projects.get(project_id, 0.0) == pytest.approx(credits, abs=TOLERANCE)
         assert set(projects) <= set(truth["projects"]), "a deleted project is still listed"
+
+
+class HoldingApp:
+    """ASGI wrapper around the emulator that holds the daily usage requests until released
+    (`reached` says one arrived): the run is then mid-step, waiting on the API, after the
+    organizations step wrote its slice."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        daily = b"interval=day" in scope.get("query_string", b"")
+        if scope["type"] == "http" and scope["path"].endswith("/usage") and daily:
+            self.reached.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.02)
+        await self.app(scope, receive, send)
