@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import settings
-from common.errors import InputError
+from common.errors import InputError, one_line
 from pipelines.commands import warehouse_location
 
 if TYPE_CHECKING:
@@ -308,7 +308,7 @@ def _first_failure(result: object) -> str | None:
         if event.is_step_failure and event.step_failure_data is not None:
             err = event.step_failure_data.error
             cause = err.cause if err is not None and err.cause is not None else err
-            message = cause.message.strip().splitlines()[-1] if cause else "step failed"
+            message = (one_line(cause.message) if cause else "") or "step failed"
             return f"{event.step_key}: {message}"
     return "the run failed before any step ran"
 
