@@ -41,6 +41,7 @@ def test_months_never_loaded_are_a_gap_not_zero_usage(
         monkeypatch.setenv("UBIOPS_API_TOKEN", server.token)
         monkeypatch.setenv("USAGE_WAREHOUSE", str(warehouse))
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+        monkeypatch.setenv("USAGE_PARTITIONS_START", f"{early[0]:%Y-%m-%d}")  # as a user must
         for first, last in (early, (start, end)):
             summary = execute(first, last, log_level="WARNING")
             assert summary.success, summary.error
