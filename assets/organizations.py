@@ -29,6 +29,7 @@ from assets.io_manager import (
 )
 from assets.materialize import api_failure_stats, table_metadata
 from assets.resources import UbiOpsApi, Warehouse
+from common.errors import SNAPSHOT_REMEDY
 from extraction.endpoints import (
     CURRENT_PERIOD,
     ORGANIZATION_DETAILS,
@@ -96,7 +97,8 @@ def settle_manifests(context: AssetExecutionContext, warehouse: Warehouse) -> No
             "existed: their current content is recorded as good from now on"
         )
     for bad in check.bad:
-        context.log.warning(f"damaged slice: {bad.describe()}")
+        remedy = f"; {SNAPSHOT_REMEDY}" if bad.table == RESOURCE_USAGE.name else ""
+        context.log.warning(f"damaged slice: {bad.describe()}{remedy}")
 
 
 def plan_details(

@@ -36,7 +36,9 @@ user error: a failed run or a crash, exit 1, the traceback with `--verbose`.
 
 Messages name the thing that is wrong and what was expected, and never contain a secret.
 The modules that raise these re-export them under their old names (`insights.quotas.
-QuotaConfigError`, `warehouse.lake.LakeError`, ...), so either import works.
+QuotaConfigError`, `warehouse.lake.LakeError`, ...), so either import works. Wherever an error
+is shown in one line (the CLI, a run's summary and its console lines), it is
+:func:`one_line` of its message.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 __all__ = [
+    "SNAPSHOT_REMEDY",
     "ApiError",
     "ApiResponseError",
     "ApiUnreachableError",
@@ -64,7 +67,23 @@ __all__ = [
     "SettingsError",
     "UsageEtlError",
     "WarehouseError",
+    "one_line",
 ]
+
+
+def one_line(text: str) -> str:
+    """The line of an error message that says what went wrong: its first meaningful line.
+
+    Messages may go on with context: DuckDB's show the SQL (``LINE 5: ...``) and a caret under
+    it, which said nothing on their own (``error: quota_alerts: ^``). A whole traceback's
+    meaningful line is its last (the exception)."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"}]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1]
+    return lines[0]
 
 
 # ---- user-facing: exit 2 ---------------------------------------------------------------------
@@ -166,6 +185,13 @@ class _DescribedSlice(Protocol):
     def describe(self) -> str: ...
 
 
+SNAPSHOT_REMEDY = (
+    "restore it from a backup, or drop it with `usage-etl prune --drop-damaged` (the API "
+    "cannot give a past resource snapshot back)"
+)
+"""What to do about a damaged or lost `resource_usage` snapshot."""
+
+
 class IntegrityError(RuntimeError):
     """Stored slices are missing, unreadable or differ from their manifest record."""
 
@@ -173,8 +199,17 @@ class IntegrityError(RuntimeError):
         self.bad = list(bad)
         listing = "; ".join(b.describe() for b in bad[:10])
         more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+        tables = {getattr(b, "table", None) for b in bad}
+        remedies = []
+        if "resource_usage" in tables:
+            remedies.append(f"for a resource_usage snapshot: {SNAPSHOT_REMEDY}")
+        if tables - {"resource_usage"}:
+            remedies.append(
+                "a run re-pulls damaged credit_usage months; restore other files from a "
+                "backup, or remove an organization's data on purpose with `usage-etl forget`"
+            )
+        advice = "; ".join(remedies)
         super().__init__(
-            f"{doing}: {len(bad)} damaged slice(s): {listing}{more}. A run re-pulls damaged "
-            "credit_usage months; restore other files from a backup, or remove an "
-            "organization's data on purpose with `usage-etl forget`"
+            f"{doing}: {len(bad)} damaged slice(s): {listing}{more}. "
+            f"{advice[:1].upper()}{advice[1:]}"
         )

@@ -17,8 +17,10 @@ the fingerprint it was computed from and the digest of the slice written. A mont
 when its fingerprint or its slice's digest (in the table's manifest) differs from the record,
 or it has none: so it works however the run was launched (a partition backfill, the CLI, `dg`,
 a lake sync that replaced a slice, `usage-etl forget`), and a daily refresh that reloaded the
-current month recomputes that month only. Months that no longer have rows are removed, as is
-the single-file table written before the table was sliced. Recomputing a month reads only the
+current month recomputes that month only. The months with rows are those with day rows (a month
+never loaded, between two loaded ranges, has none: see the gaps in `insights.trends`); months
+that no longer have rows are removed, as is the single-file table written before the table was
+sliced. Recomputing a month reads only the
 day slices of that month and the two before it: a daily refresh reads the last three months and
 the changed slices, whatever the length of the history.
 
@@ -46,6 +48,7 @@ from insights.series_facts import (
     daily_view_over,
     day_slices,
     load_slice_facts,
+    months_with_rows,
     slices_between,
 )
 from insights.trends import (
@@ -65,9 +68,11 @@ from warehouse.files import atomic_write, writer_lock
 from warehouse.parquet_store import ParquetStore
 from warehouse.schema import CREDIT_USAGE
 
-ALGORITHM = "project_usage_trends/sql-2"
+ALGORITHM = "project_usage_trends/sql-3"
 """The trends computation: part of the fingerprint. `sql-2` adds the window sums up exactly
-(`insights.trends.EXACT`); `sql-1` months are recomputed once."""
+(`insights.trends.EXACT`); `sql-3` leaves the days an organization has no rows at all (never
+loaded) out instead of counting them as days without usage, and restarts its series after them;
+months of `sql-1` and `sql-2` are recomputed once."""
 RECORD_NAME = "_derived_from.json"
 CONTEXT_FORMAT = "series-hash-2"
 """How a month's context digest is made (:func:`_context_hashes`): part of the fingerprint.
@@ -124,37 +129,9 @@ def _source_digests(store: ParquetStore) -> dict[str, str | None]:
 
 
 def _months(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every month that has trend rows: some series between its first day and its
-    organization's last day."""
-    row = con.execute(
-        f"SELECT min(s.first_day), max(o.last_day) FROM {SERIES_TABLE} AS s "
-        f"JOIN {ORG_LAST_TABLE} AS o USING (organization_id)"
-    ).fetchone()
-    if row is None or row[0] is None:
-        return []
-    first, last = pd.Timestamp(row[0]).date(), pd.Timestamp(row[1]).date()
-    keys: list[str] = []
-    day = date(first.year, first.month, 1)
-    while day <= last:
-        keys.append(month_key(day))
-        day = month_bounds(month_key(day))[1]
-    if not keys:
-        return []
-    frame = pd.DataFrame({"month": keys})
-    frame["start"] = [pd.Timestamp(month_bounds(k)[0]) for k in keys]
-    frame["end"] = [pd.Timestamp(month_bounds(k)[1]) for k in keys]
-    con.register("trend_months_frame", frame)
-    alive = con.execute(
-        f"""
-        SELECT DISTINCT m.month FROM trend_months_frame AS m
-        JOIN {SERIES_TABLE} AS s ON s.first_day < m."end"
-        JOIN {ORG_LAST_TABLE} AS o ON o.organization_id = s.organization_id
-                                  AND o.last_day >= m.start
-        ORDER BY 1
-        """
-    ).fetchall()
-    con.unregister("trend_months_frame")
-    return [str(r[0]) for r in alive]
+    """Every month that has trend rows: the months with day rows (the months between two
+    loaded ranges have none: a gap is not zero usage, see `insights.trends`)."""
+    return months_with_rows(con)
 
 
 def _context_hashes(con: duckdb.DuckDBPyConnection, months: list[str]) -> dict[str, str]:

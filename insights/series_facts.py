@@ -370,3 +370,21 @@ def combine(
         f"max(last_day) AS last_day FROM {FACTS_TABLE} "
         f"WHERE organization_id IS NOT NULL AND ({where}) GROUP BY organization_id"
     )
+
+
+def months_with_rows(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The months (``YYYY-MM``, sorted) with day rows in the slices of :data:`FACTS_TABLE`: from
+    each slice's first to its last day (a slice holds one month). A month no slice has rows of
+    was never loaded: it has no trend rows, whatever the months around it."""
+    spans = con.execute(
+        f"SELECT min(first_day), max(last_day) FROM {FACTS_TABLE} "
+        "WHERE organization_id IS NOT NULL GROUP BY slice"
+    ).fetchall()
+    months: set[str] = set()
+    for lo, hi in spans:
+        first, last = pd.Timestamp(lo), pd.Timestamp(hi)
+        year, month = first.year, first.month
+        while (year, month) <= (last.year, last.month):
+            months.add(f"{year:04d}-{month:02d}")
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return sorted(months)

@@ -6,6 +6,16 @@ project (``scope='project'``) or the organization's deleted-projects line
 (``scope='deleted_projects'``). Missing days are filled with 0 from the series' first day to
 the organization's last day with data, so a project that stops reporting shows up as dormant.
 
+A day is *loaded* for an organization when it has at least one `credit_usage` day row that day
+(organization total, project or deleted-projects line): the API returns a row of 0 credits for
+an organization without usage, so a day between an organization's first and last day without
+any row was never loaded (a backfill of older months, then the default range, leaves the months
+between unloaded). Such a *gap* is not zero usage: its days get no rows, and every series of the
+organization restarts after it as it starts at the organization's first day: the 7- and 30-day
+means, week-over-week, period-to-date and the previous period's same day see only the days since
+the gap, and a series used before the gap becomes dormant after `DORMANT_DAYS` loaded days
+without usage (``is_new`` still knows the series' first use before the gap).
+
 The computation reads daily rows from a relation with the analytics columns
 (:data:`insights.frames.DAILY_COLUMNS`): the ``credit_usage`` Parquet files
 (:func:`parquet_daily_view`) or an in-memory frame (:func:`project_usage_trends`). It is done
@@ -63,6 +73,7 @@ ORG_LAST_TABLE = "trend_org_last"
 ANCHOR_TABLE = "trend_anchor"
 VALS_TABLE = "trend_vals"
 IDS_TABLE = "trend_ids"
+DAYS_TABLE = "trend_days"
 
 
 @contextmanager
@@ -245,7 +256,8 @@ def trends_between(
     _calendar(con, first, end)
     # the organization total a share is taken of: the organization rows; only data with none
     # at all (in-memory frames of projects alone) adds up the parts
-    org_total = "org_credits" if has_organization_rows(con) else "parts_credits"
+    organization_rows = has_organization_rows(con)
+    org_total = "org_credits" if organization_rows else "parts_credits"
     query = f"""
     WITH reach AS (
         -- per anchor, the first day the range's rows need: the previous period's start (for
@@ -260,13 +272,18 @@ def trends_between(
         WHERE i.oid BETWEEN $lo AND $hi
     ),
     dense AS (
-        SELECT sid, oid, is_org, first_day, anchor, read_from,
-               unnest(generate_series(read_from, least(last_day, $end - INTERVAL 1 DAY),
-                                      INTERVAL 1 DAY)) AS date
-        FROM series
+        -- the organization's loaded days from the series' first day read: a segment (days
+        -- since the last gap) is a complete day series
+        SELECT s.sid, s.oid, s.is_org, s.first_day, s.anchor, t.date, t.seg,
+               CASE WHEN t.last_gap IS NULL THEN s.read_from
+                    ELSE greatest(s.read_from, t.last_gap + INTERVAL 1 DAY) END AS read_from,
+               CASE WHEN t.last_gap IS NULL THEN s.first_day
+                    ELSE greatest(s.first_day, t.last_gap + INTERVAL 1 DAY) END AS seg_first
+        FROM series AS s
+        JOIN {DAYS_TABLE} AS t ON t.oid = s.oid AND t.date >= s.read_from
     ),
     filled AS (
-        SELECT d.sid, d.oid, d.is_org, d.date, d.first_day, d.read_from,
+        SELECT d.sid, d.oid, d.is_org, d.date, d.seg, d.seg_first, d.read_from,
                coalesce(v.credits, 0.0) AS credits, c.period_start,
                datediff('day', c.period_start, d.date) AS period_day,
                datediff('day', c.prev_start, c.period_start) AS prev_days
@@ -275,16 +292,16 @@ def trends_between(
         JOIN trend_calendar AS c ON c.anchor = d.anchor AND c.date = d.date
     ),
     windowed AS (
-        SELECT sid, oid, date, credits, period_start, period_day, prev_days, read_from,
-            datediff('day', first_day, date) AS pos,
-            sum(exact) OVER (PARTITION BY sid ORDER BY date
+        SELECT sid, oid, seg, date, credits, period_start, period_day, prev_days, read_from,
+            datediff('day', seg_first, date) AS pos,
+            sum(exact) OVER (PARTITION BY sid, seg ORDER BY date
                              ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS sum7,
-            sum(exact) OVER (PARTITION BY sid ORDER BY date
+            sum(exact) OVER (PARTITION BY sid, seg ORDER BY date
                              ROWS BETWEEN 29 PRECEDING AND CURRENT ROW) AS sum30,
-            sum(exact) OVER (PARTITION BY sid, period_start ORDER BY date
+            sum(exact) OVER (PARTITION BY sid, seg, period_start ORDER BY date
                              ROWS UNBOUNDED PRECEDING) AS period_to_date,
             max(CASE WHEN credits > 0 THEN date END) OVER (
-                PARTITION BY sid ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_use,
+                PARTITION BY sid, seg ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_use,
             max(CASE WHEN is_org THEN credits END) OVER (PARTITION BY oid, date) AS org_credits,
             CAST(sum(CASE WHEN NOT is_org THEN exact END) OVER (
                 PARTITION BY oid, date) AS DOUBLE) AS parts_credits,
@@ -293,10 +310,11 @@ def trends_between(
     ),
     lagged AS (
         SELECT *,
-            lag(sum7, 7) OVER (PARTITION BY sid ORDER BY date) AS prev7,
-            -- the same day of the previous period: prev_days rows back (complete day series)
+            lag(sum7, 7) OVER (PARTITION BY sid, seg ORDER BY date) AS prev7,
+            -- the same day of the previous period: prev_days rows back (a segment is a
+            -- complete day series; none when that day is before the segment)
             CASE WHEN period_day < prev_days
-                 THEN lag(period_to_date, prev_days) OVER (PARTITION BY sid ORDER BY date)
+                 THEN lag(period_to_date, prev_days) OVER (PARTITION BY sid, seg ORDER BY date)
                  END AS prev_period_to_date
         FROM windowed
     )
@@ -327,16 +345,17 @@ def trends_between(
     WHERE t.date >= $start
     ORDER BY t.oid, t.date, t.sid
     """
+    first_at = pd.Timestamp(first).to_pydatetime()
+    end_at = pd.Timestamp(end).to_pydatetime()
     params = {
-        "first": pd.Timestamp(first).to_pydatetime(),
+        "first": first_at,
         "start": pd.Timestamp(start).to_pydatetime(),
-        "end": pd.Timestamp(end).to_pydatetime(),
         "new_days": new_days,
         "dormant_days": dormant_days,
     }
-    # the series alive in the range, numbered, and the days read summed per series and day:
-    # once for all the organization groups
-    _series_ids(con, params["first"], params["end"])
+    # the series alive in the range, numbered, the days read summed per series and day, and
+    # each organization's loaded days: once for all the organization groups
+    _series_ids(con, first_at, end_at)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {VALS_TABLE} AS
@@ -350,8 +369,9 @@ def trends_between(
         ) AS v
         JOIN {IDS_TABLE} AS i USING (organization_id, scope, pkey)
         """,
-        {"first": params["first"], "end": params["end"]},
+        {"first": first_at, "end": end_at},
     )
+    _organization_days(con, first_at, end_at, gaps=organization_rows)
     text = ("organization_id", "organization_name", "scope", "project_id", "project_name")
     frames = []
     for lo, hi in _organization_chunks(con):
@@ -360,6 +380,7 @@ def trends_between(
         del arrow
     if not frames:
         frames.append(_typed(frame_sharing_text(_empty_result(con, query, params), text)))
+    con.execute(f"DROP TABLE {DAYS_TABLE}")
     con.execute(f"DROP TABLE {VALS_TABLE}")
     con.execute(f"DROP TABLE {IDS_TABLE}")
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -386,6 +407,48 @@ def _series_ids(con: duckdb.DuckDBPyConnection, first: datetime, end: datetime) 
         WHERE s.first_day < $end AND o.last_day >= $first
         """,
         {"first": first, "end": end},
+    )
+
+
+def _organization_days(
+    con: duckdb.DuckDBPyConnection, first: datetime, end: datetime, *, gaps: bool
+) -> None:
+    """The loaded days (see module doc) of each organization of :data:`IDS_TABLE` in
+    ``[first, end)``, up to its last day, as the temporary table :data:`DAYS_TABLE`: ``oid``,
+    ``date``, ``seg`` (the number of gap days before it in the range: its segment) and
+    ``last_gap`` (the latest gap day before it in the range; NULL when none). One row per
+    organization and day, so the gaps cost a window over days, not over series. Without
+    ``gaps`` (data without organization totals, which only in-memory frames of projects alone
+    lack) every day is loaded: a day without project rows is a day without usage."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {DAYS_TABLE} AS
+        WITH span AS (
+            SELECT oid, greatest(min(first_day), $first) AS lo,
+                   least(max(last_day), $end - INTERVAL 1 DAY) AS hi
+            FROM {IDS_TABLE} GROUP BY oid
+        ),
+        loaded AS (
+            SELECT DISTINCT i.oid, v.date
+            FROM {VALS_TABLE} AS v JOIN {IDS_TABLE} AS i USING (sid)
+        ),
+        days AS (
+            SELECT s.oid, d.date, l.date IS NOT NULL OR NOT $gaps AS loaded
+            FROM (SELECT oid, unnest(generate_series(lo, hi, INTERVAL 1 DAY)) AS date
+                  FROM span WHERE lo <= hi) AS d
+            JOIN span AS s USING (oid)
+            LEFT JOIN loaded AS l ON l.oid = d.oid AND l.date = d.date
+        ),
+        counted AS (
+            SELECT oid, date, loaded,
+                   CAST(count(*) FILTER (WHERE NOT loaded) OVER w AS INTEGER) AS seg,
+                   max(CASE WHEN NOT loaded THEN date END) OVER w AS last_gap
+            FROM days
+            WINDOW w AS (PARTITION BY oid ORDER BY date ROWS UNBOUNDED PRECEDING)
+        )
+        SELECT oid, date, seg, last_gap FROM counted WHERE loaded
+        """,
+        {"first": first, "end": end, "gaps": gaps},
     )
 
 

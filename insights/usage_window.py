@@ -17,7 +17,8 @@ window is a third fewer rows to read, sort and evaluate once the history fills 1
 each organization's last loaded day up to ``as_of`` (a forecast judges whether its data are
 stale from it: the 0-credit rows would hide that it ended before the window).
 Resource counts likewise (:func:`load_resource_window`): the observations of each
-organization's last 30 days and the number of observations it has. The first days (and
+organization's last 30 days and the number of observations it has (a snapshot file of those
+days that is missing or damaged fails the read naming it and the remedy). The first days (and
 names) come from the per-slice facts of `insights.series_facts` for the slices before the
 window, so only the window's slices are read. The evaluation on this window equals the one
 on the whole history (tests/derive/test_evaluation_window.py compares them).
@@ -25,7 +26,8 @@ on the whole history (tests/derive/test_evaluation_window.py compares them).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,6 +35,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from common.errors import IntegrityError
 from insights.forecast import component_days_needed, history_days_needed
 from insights.frames import DAILY_COLUMNS, frame_sharing_text, to_day
 from insights.quota_status import RESOURCE_WINDOW_DAYS
@@ -340,7 +343,7 @@ def load_resource_window(store: ParquetStore, as_of: object) -> ResourceWindow:
         return ResourceWindow(store.empty(RESOURCE_USAGE), counts)
     listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
     end = to_day(as_of) + timedelta(days=1)
-    with derived_connection() as con:
+    with derived_connection() as con, _naming_damaged_snapshots(store, paths):
         frame = con.execute(
             f"""
             WITH observed AS (
@@ -356,6 +359,22 @@ def load_resource_window(store: ParquetStore, as_of: object) -> ResourceWindow:
             """
         ).df()
     return ResourceWindow(to_arrow(RESOURCE_USAGE, frame).to_pandas(), counts)
+
+
+@contextmanager
+def _naming_damaged_snapshots(store: ParquetStore, paths: list[Path]) -> Iterator[None]:
+    """A read of these snapshot files that fails because some are missing or damaged raises
+    :class:`IntegrityError` naming them and the remedy (a DuckDB error says neither usefully);
+    any other failure is raised as it is."""
+    try:
+        yield
+    except duckdb.Error:
+        bad = store.manifest(RESOURCE_USAGE).check().bad
+        wanted = set(paths)
+        bad = [b for b in bad if b.path in wanted] or bad
+        if bad:
+            raise IntegrityError(bad, "resource_usage snapshots not read") from None
+        raise
 
 
 def _resource_window_scanning(store: ParquetStore, as_of: object) -> ResourceWindow:

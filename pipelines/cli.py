@@ -146,8 +146,9 @@ def _add_lake_flags(command: argparse.ArgumentParser) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    from common.errors import one_line
+
+    return one_line(str(exc)) or type(exc).__name__
 
 
 def _quiet_broken_pipe() -> None:

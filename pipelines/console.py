@@ -2,10 +2,11 @@
 
 `short_console_logger` is the code location's `console` logger (used by `usage-etl run`, `dg
 launch` and runs started from the UI alike). A line is `HH:MM:SS <run id, 8 chars> <step>:
-<message>`; Dagster's own step failures, which carry a full stack trace, are shown as their last
-line only, unless the logger's `verbose` config is true (`usage-etl --verbose` sets it in the
-run's configuration; in the UI or `dg launch`: `loggers.console.config.verbose: true`). The full
-trace is always in Dagster's event log.
+<message>`; Dagster's own step failures, which carry a full stack trace, are shown as the
+exception's meaningful line only (`common.errors.one_line`), unless the logger's `verbose`
+config is true (`usage-etl --verbose` sets it in the run's configuration; in the UI or `dg
+launch`: `loggers.console.config.verbose: true`). The full trace is always in Dagster's event
+log.
 
 One root cause is one line: the ERROR line Dagster logs for every step it does not execute
 because a dependency failed (`Dependencies for step ... Not executing.`) is not shown, and the
@@ -22,6 +23,8 @@ from datetime import datetime
 
 from dagster import Field, InitLoggerContext, logger
 
+from common.errors import one_line
+
 _META = "dagster_meta"
 # Dagster's message for a step left out because a dependency failed or was itself left out
 # (dagster/_core/execution/plan/active.py; a plain log line, no event of its own)
@@ -29,9 +32,8 @@ _NOT_EXECUTED = re.compile(r"Dependencies for step \S+ .*\. Not executing\.")
 
 
 def short_error(text: str) -> str:
-    """The last meaningful line of an error text (the exception line of a trace)."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "failed"
+    """The meaningful line of an error text (`common.errors.one_line`)."""
+    return one_line(text) or "failed"
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

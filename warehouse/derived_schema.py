@@ -31,15 +31,27 @@ PROJECT_USAGE_TRENDS = register(
         name="project_usage_trends",
         description=(
             "Daily credits per organization, project and deleted projects with rolling means, "
-            "week-over-week and period-over-period change, share of the organization and rank."
+            "week-over-week and period-over-period change, share of the organization and rank. "
+            "Days an organization has no credit_usage row at all (never loaded, e.g. the months "
+            "between a backfill and a later range) have no rows, and its series restart after them."
         ),
         partition_by=("month",),
         columns=_cols(
             *_SERIES,
             ("date", TS, "The day (UTC)."),
             ("credits", F, "Credits that day (0 on days without usage)."),
-            ("mean_7d", F, "Mean daily credits over the 7 days ending that day."),
-            ("mean_30d", F, "Mean daily credits over the 30 days ending that day."),
+            (
+                "mean_7d",
+                F,
+                "Mean daily credits over the 7 days ending that day (fewer since the series' "
+                "first day or a gap).",
+            ),
+            (
+                "mean_30d",
+                F,
+                "Mean daily credits over the 30 days ending that day (fewer since the series' "
+                "first day or a gap).",
+            ),
             ("wow_change", F, "Change of the 7-day sum against the 7 days before (ratio)."),
             ("period_start", TS, "Start of the subscription period containing the day."),
             ("period_to_date", F, "Credits from the period start up to and including the day."),

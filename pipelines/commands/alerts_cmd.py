@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "List the open quota alerts (organization, period, resource or project, "
             "explanation) and undelivered notifications. --retry delivers pending messages now, "
             "--resend ID / --all-failed send failed ones again, --test-channel NAME sends a "
-            "test message. Exit 1 when a send of --retry/--resend/--all-failed failed; the "
+            "test message. Exit 1 when a send of --retry/--resend/--all-failed failed or "
+            "pending messages are for channels the quota file does not configure; the "
             "listing exits 0 whatever it lists. Example: usage-etl alerts --warehouse ./data"
         ),
     )
@@ -317,7 +318,28 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     _emit(lines)
     for error in [*problems, *report.errors]:
         print(f"usage-etl alerts: {error}", file=sys.stderr)
-    return 1 if report.errors or problems else 0
+    stranded = _unconfigured(store, config)
+    if stranded:
+        from insights.quotas import resolve_quotas_path
+
+        listing = ", ".join(f"{name} ({n})" for name, n in stranded.items())
+        print(
+            f"usage-etl alerts: pending messages for channel(s) not configured in "
+            f"{resolve_quotas_path(args.quotas)}: {listing}; nothing was sent to them (pass "
+            "the quota file that configures them: --quotas or USAGE_QUOTAS)",
+            file=sys.stderr,
+        )
+    return 1 if report.errors or problems or stranded else 0
+
+
+def _unconfigured(store: Any, config: Any) -> dict[str, int]:
+    """Pending messages per channel the quota file in use does not configure: `--retry`
+    cannot send them (they wait for a run or retry with the file that configures them)."""
+    outbox = store.outbox_frame()
+    waiting = outbox[outbox["status"] == "pending"]
+    configured = set(config.channels.enabled())
+    counts = waiting[~waiting["channel"].isin(configured)]["channel"].value_counts()
+    return {str(name): int(n) for name, n in sorted(counts.items())}
 
 
 def _day(value: Any) -> str:

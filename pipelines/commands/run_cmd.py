@@ -3,6 +3,8 @@
 Runs go to a persistent Dagster instance (`DAGSTER_HOME`, default `<warehouse>/dagster`), so
 `dagster dev` shows them. With neither `UBIOPS_API_TOKEN` nor `UBIOPS_API_HOST` set, the bundled
 emulator is started on loopback with its demo data and used instead of the real API.
+An interrupted run (Ctrl-C: SIGINT, or SIGTERM, which Dagster handles alike) says which signal
+ended it and exits 130 (SIGINT) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import settings
-from common.errors import InputError
+from common.errors import InputError, one_line
 from pipelines.commands import warehouse_location
 
 if TYPE_CHECKING:
@@ -72,6 +77,8 @@ class RunSummary:
     success: bool
     seconds: float
     run_id: str = ""
+    signal: str | None = None
+    """The signal that interrupted the run (SIGINT, SIGTERM), when one did."""
     rows: dict[str, int] = field(default_factory=dict)
     organizations: int = 0
     requests: int = 0
@@ -110,8 +117,9 @@ class RunSummary:
             out.append(f"failed check: {check}")
         if self.interrupted:
             out.append(
-                "interrupted (Ctrl-C): what the finished steps wrote is kept, each step whole; "
-                "run the same command again to complete it"
+                f"interrupted ({SIGNAL_LABELS.get(self.signal or '', 'a signal')}): what the "
+                "finished steps wrote is kept, each step whole; run the same command again to "
+                "complete it"
             )
         elif self.error:
             out.append(f"error: {self.error}")
@@ -131,6 +139,36 @@ class RunSummary:
         if self.report:
             out.append(f"report: {self.report}")
         return out
+
+
+SIGNAL_LABELS = {"SIGINT": "Ctrl-C, SIGINT", "SIGTERM": "SIGTERM"}
+EXIT_STATUS = {"SIGTERM": 143}
+"""Exit status of a run interrupted by a signal: 128 + its number (130 otherwise: SIGINT)."""
+
+
+@contextlib.contextmanager
+def received_signals() -> Iterator[list[str]]:
+    """The names of the interrupting signals (SIGINT, SIGTERM) the process receives in the block,
+    filled in when it ends. Dagster handles SIGTERM with its SIGINT handler, which forgets the
+    signal's number; the interpreter also writes every number to a wakeup file descriptor, read
+    here. Off the main thread (where no signal arrives) the list stays empty."""
+    names: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield names
+        return
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    try:
+        yield names
+    finally:
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(BlockingIOError):
+            wanted = {signal.SIGINT, signal.SIGTERM}
+            names.extend(signal.Signals(n).name for n in os.read(read, 4096) if n in wanted)
+        os.close(read)
+        os.close(write)
 
 
 def month_range(start: date, end: date) -> tuple[str, str]:
@@ -225,7 +263,7 @@ def execute(
     home = settings.dagster_home(warehouse, dagster_home)
     first, last = month_range(start, end)
     began = time.monotonic()
-    with DagsterInstance.from_config(str(home)) as instance:
+    with received_signals() as signals, DagsterInstance.from_config(str(home)) as instance:
         for run_id in fail_orphaned_runs(instance):
             print(
                 f"usage-etl: run {run_id[:8]} marked failed: its process is gone (killed)",
@@ -250,6 +288,7 @@ def execute(
     if not result.success:
         summary.error = _first_failure(result)
         summary.interrupted = _interrupted(result)
+        summary.signal = signals[-1] if summary.interrupted and signals else None
     if summary.success and "usage_database" in _materialized(result):
         _summarise_alerts(summary, warehouse)
     return summary
@@ -357,7 +396,7 @@ def _first_failure(result: object) -> str | None:
         if event.is_step_failure and event.step_failure_data is not None:
             err = event.step_failure_data.error
             cause = err.cause if err is not None and err.cause is not None else err
-            message = cause.message.strip().splitlines()[-1] if cause else "step failed"
+            message = (one_line(cause.message) if cause else "") or "step failed"
             return f"{event.step_key}: {message}"
     return "the run failed before any step ran"
 
@@ -492,4 +531,4 @@ def handle(args: argparse.Namespace) -> int:
     if summary.success and not summary.failed_checks:
         print(f'query it: usage-etl query --warehouse {warehouse} "select * from organizations"')
         return 0
-    return 130 if summary.interrupted else 1
+    return EXIT_STATUS.get(summary.signal or "", 130) if summary.interrupted else 1

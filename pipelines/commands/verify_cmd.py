@@ -2,7 +2,8 @@
 
 Read only and lock free (a run may be writing meanwhile: a slice between its staged and committed
 record is accepted, see `warehouse/manifest.py`). Exit 0 when every slice is good, 1 with the list
-of missing, unreadable, unrecorded or changed slices, 2 when there is no warehouse. In lake mode it
+of missing, unreadable, unrecorded or changed slices (and, for a `resource_usage` snapshot, the
+remedy: `usage-etl prune --drop-damaged`), 2 when there is no warehouse. In lake mode it
 also attaches the shared lake read-only and says which snapshot it is at (exit 2 when it
 cannot be attached).
 """
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from common.errors import SNAPSHOT_REMEDY
     from warehouse.manifest import ManifestError, check_warehouse
 
     warehouse = settings.warehouse_dir(args.warehouse)
@@ -48,6 +50,8 @@ def handle(args: argparse.Namespace) -> int:
         print(f"{len(check.bad)} bad slice(s) in {warehouse}:", file=sys.stderr)
         for bad in check.bad:
             print(f"bad slice: {bad.describe()}")
+        if any(bad.table == "resource_usage" for bad in check.bad):
+            print(f"a damaged resource_usage snapshot: {SNAPSHOT_REMEDY}", file=sys.stderr)
         return 1
     print(f"{check.slices} slices in {len(check.tables)} tables verified: all good")
     _describe_lake(args)

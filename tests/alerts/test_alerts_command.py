@@ -199,6 +199,35 @@ def test_retry_refuses_a_misconfigured_channel_up_front(tmp_path, capsys, monkey
     )
 
 
+def test_retry_with_a_quota_file_lacking_the_pending_channel_names_it_and_exits_1(
+    tmp_path, make_receiver, capsys
+) -> None:
+    """F-p: messages queued for channel `badhook` (configured in the run's quota file), and
+    `--retry` given another file (or none): nothing can be sent to them, which must not look
+    like success to a monitor."""
+    receiver = make_receiver()
+    warehouse = tmp_path / "warehouse"
+    make_state(warehouse, ["badhook"])
+    with AlertStore(state_path(warehouse)) as store:
+        queued = len(store.outbox_frame())
+    other = quota_file(tmp_path, {"log": True})
+    args = ["alerts", "--warehouse", str(warehouse), "--retry"]
+    assert main([*args, "--quotas", str(other)]) == 1
+    out, err = capsys.readouterr()
+    assert f"notifications: 0 delivered, {queued} pending, 0 failed" in out
+    assert f"not configured in {other}: badhook ({queued})" in err, err
+    assert "--quotas" in err and len(err.strip().splitlines()) == 1
+    # with the file that configures it, they go out and the retry is clean
+    right = tmp_path / "right"
+    right.mkdir()
+    webhook = {"url": receiver.url, "secret": WEBHOOK_SECRET, "timeout_seconds": 5}
+    quotas = quota_file(right, {"log": False, "badhook": {"type": "webhook", **webhook}})
+    assert main([*args, "--quotas", str(quotas)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{queued} delivered, 0 pending" in out and err == ""
+    assert len(receiver.received) == queued
+
+
 def test_piping_into_head_ends_quietly(tmp_path) -> None:
     warehouse = tmp_path / "warehouse"
     make_state(warehouse, ["log"])

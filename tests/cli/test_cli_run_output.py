@@ -238,10 +238,17 @@ def test_cli_run_prints_short_lines_and_a_summary(tmp_path: Path) -> None:
 
 
 @pytest.mark.long
-def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sent", "code", "named"),
+    [(signal.SIGINT, 130, "interrupted (Ctrl-C, SIGINT)"), (signal.SIGTERM, 143, "(SIGTERM)")],
+)
+def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(
+    tmp_path: Path, sent: signal.Signals, code: int, named: str
+) -> None:
     """Ctrl-C in a terminal (SIGINT to the whole process group) while a step waits on the API:
-    exit 130 (docs/data-contract.md), the summary says INTERRUPTED and how to complete it, no
-    traceback of the product's own, and the warehouse verifies."""
+    exit 130 (docs/data-contract.md), the summary says INTERRUPTED, by what, and how to complete
+    it, no traceback of the product's own, and the warehouse verifies. SIGTERM (a service
+    stopped) alike, named as such (it was reported as Ctrl-C), exit 143."""
     warehouse = tmp_path / "warehouse"
     server = start_emulator(organizations=1)
     holding = HoldingApp(server.app)
@@ -260,7 +267,7 @@ def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(tmp_path: Path)
         )
         try:
             assert holding.reached.wait(timeout=120), "the run never asked for daily usage"
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, sent)
             holding.release.set()
             out, err = process.communicate(timeout=120)
         finally:
@@ -268,9 +275,9 @@ def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(tmp_path: Path)
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
-    assert process.returncode == 130, out + err
+    assert process.returncode == code, out + err
     assert re.search(r"^run [0-9a-f]{8} INTERRUPTED in ", out, re.MULTILINE), out
-    assert "run the same command again" in out
+    assert "run the same command again" in out and named in out, out
     product_frames = [
         line for line in err.splitlines() if "/pipelines/" in line or "/assets/" in line
     ]

@@ -87,14 +87,16 @@ def organizations_frame(usage: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def assert_same_trends(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """Same rows and values: exact for keys, flags and names; floats to 1e-9 relative (the SQL
-    sums a window directly where pandas subtracted running totals)."""
+def assert_same_trends(
+    actual: pd.DataFrame, expected: pd.DataFrame, columns: list[str] = TREND_COLUMNS
+) -> None:
+    """Same rows and values (of ``columns``): exact for keys, flags and names; floats to 1e-9
+    relative (the SQL sums a window directly where pandas subtracted running totals)."""
     assert list(actual.columns) == TREND_COLUMNS
     assert len(actual) == len(expected) > 0
     a = actual.sort_values(KEY, ignore_index=True)
     e = expected.sort_values(KEY, ignore_index=True)
-    for column in TREND_COLUMNS:
+    for column in columns:
         left, right = a[column], e[column]
         if right.dtype.kind == "f" or left.dtype.kind == "f":
             x, y = left.astype(float).to_numpy(), right.astype(float).to_numpy()
@@ -319,3 +321,104 @@ def test_a_month_computed_alone_equals_it_computed_in_a_backfill() -> None:
     for wider in (backfill, everything):
         same_month = wider[wider["date"] >= pd.Timestamp(month)].reset_index(drop=True)
         pd.testing.assert_frame_equal(alone.reset_index(drop=True), same_month, check_exact=True)
+
+
+# ---- gaps: days an organization was never loaded -------------------------------------------
+
+COMPARED = [c for c in TREND_COLUMNS if c not in ("is_new", "is_dormant")]
+"""The columns a restart after a gap shares with data starting after it (``is_new`` and
+``is_dormant`` still know the usage before the gap)."""
+
+
+def without_days(usage: pd.DataFrame, org: str, first: pd.Timestamp, days: int) -> pd.DataFrame:
+    """``usage`` without any row of ``org`` on ``days`` days from ``first``: never loaded."""
+    hole = (
+        (usage["organization_id"] == org)
+        & (usage["start_date"] >= first)
+        & (usage["start_date"] < first + pd.Timedelta(days=days))
+    )
+    return usage[~hole].reset_index(drop=True)
+
+
+def test_a_gap_has_no_rows_and_the_series_restart_after_it_as_at_the_start() -> None:
+    """Days an organization has no row at all were never loaded: no trend rows (not 0-credit
+    dormant days), and after the gap its series are what data starting after the gap give
+    (means over the days since, no week-over-week before 14 days, period-to-date since)."""
+    usage = synthetic_usage(seed=3, organizations=3, length=(190, 200))
+    org = "org1"
+    days = usage.loc[usage["organization_id"] == org, "start_date"]
+    gap_start = days.min() + pd.Timedelta(days=60)
+    # its deleted-projects line is used before the gap only (rows of 0 credits after it)
+    idle_line = (usage["organization_id"] == org) & (usage["scope"] == "deleted_projects")
+    usage.loc[idle_line & (usage["start_date"] >= gap_start), "credits"] = 0.0
+    gapped = without_days(usage, org, gap_start, 70)
+    after = gap_start + pd.Timedelta(days=70)
+    organizations = organizations_frame(usage)
+    result = project_usage_trends(gapped, organizations)
+    mine = result[result["organization_id"] == org]
+    in_gap = (mine["date"] >= gap_start) & (mine["date"] < after)
+    assert not in_gap.any() and (mine["date"] < gap_start).any()
+    # after the gap: what the data after it alone give
+    tail = gapped[(gapped["organization_id"] == org) & (gapped["start_date"] >= after)]
+    restarted = project_usage_trends(tail, organizations)
+    assert_same_trends(mine[mine["date"] >= after], restarted, COMPARED)
+    # week-over-week needs 14 days since the gap
+    early = mine[(mine["date"] >= after) & (mine["date"] < after + pd.Timedelta(days=13))]
+    assert early["wow_change"].isna().all()
+    org_rows = mine[(mine["scope"] == "organization") & (mine["date"] == after)]
+    assert org_rows["mean_30d"].iloc[0] == pytest.approx(org_rows["credits"].iloc[0])
+    # a series used before the gap and not after it becomes dormant 14 loaded days after it
+    series = mine.assign(key=mine["scope"] + "/" + mine["project_id"].fillna(""))
+    before = series[series["date"] < gap_start].groupby("key")["credits"].sum()
+    since = series[series["date"] >= after].groupby("key")["credits"].sum()
+    idle = [k for k in since.index if since[k] == 0 and before.get(k, 0) > 0]
+    assert "deleted_projects/" in idle
+    for key in idle:
+        rows = series[(series["key"] == key) & (series["date"] >= after)]
+        flags = rows.set_index("date")["is_dormant"]
+        assert not flags[flags.index < after + pd.Timedelta(days=13)].any()
+        assert flags[flags.index >= after + pd.Timedelta(days=13)].all()
+    # the other organizations are not affected
+    others = result[result["organization_id"] != org]
+    full = reference_trends(usage, organizations)
+    assert_same_trends(others, full[full["organization_id"] != org])
+
+
+@pytest.mark.parametrize("gap_days", [0, 9, 45])
+def test_a_month_computed_alone_equals_it_computed_in_a_backfill_across_gaps(
+    gap_days: int,
+) -> None:
+    """With gaps in the month before (a short one, and one reaching into the month), a month
+    computed alone equals it computed in a backfill: the read range reaches every gap that can
+    change a row."""
+    usage = synthetic_usage(seed=7, organizations=6, length=(300, 420))
+    last = usage["start_date"].max()
+    month = pd.Timestamp(last.year, last.month, 1)
+    for org in ("org0", "org3"):
+        usage = without_days(usage, org, month - pd.Timedelta(days=gap_days + 5), gap_days)
+    anchors = anchors_by_organization(organizations_frame(usage))
+    with trends.derived_connection() as con:
+        trends.frame_daily_view(con, usage)
+        trends.prepare_series(con, anchors)
+        end = last.date() + timedelta(days=1)
+        alone = trends.trends_between(con, month.date(), end)
+        year, month_no = shift_month(month.year, month.month, -11)
+        backfill = trends.trends_between(con, date(year, month_no, 1), end)
+    same_month = backfill[backfill["date"] >= month].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone.reset_index(drop=True), same_month, check_exact=True)
+
+
+def test_stored_months_skip_a_gap_and_equal_the_whole_computation(tmp_path: Path) -> None:
+    """Months no organization was loaded get no slice, and the stored months (computed month by
+    month, in batches split by the gap) equal the computation over the whole frame."""
+    usage = synthetic_usage(seed=3, organizations=3, length=(190, 200))
+    months = sorted(set(usage["start_date"].dt.strftime("%Y-%m")))
+    loaded = months[:2] + months[4:]
+    organizations = organizations_frame(usage)
+    write_usage(tmp_path, usage, months=loaded)
+    result = refresh_trends(tmp_path, anchors_by_organization(organizations))
+    assert result.months == loaded
+    stored = stored_trends(tmp_path)
+    assert set(stored["date"].dt.strftime("%Y-%m")) == set(loaded)
+    gapped = usage[usage["start_date"].dt.strftime("%Y-%m").isin(loaded)]
+    assert_same_trends(stored, project_usage_trends(gapped, organizations))

@@ -331,3 +331,82 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert "would remove 3" in captured.out
     assert captured.err.count("would remove parquet/resource_usage/") == 3
+
+
+# ---- damaged snapshots: left alone by retention, dropped on purpose -------------------------
+
+
+def manifest_names(warehouse: Path) -> set[str]:
+    return set(ParquetStore(warehouse).manifest(RESOURCE_USAGE).load())
+
+
+def test_drop_damaged_drops_a_superseded_snapshot_and_keeps_a_days_last_unless_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lost snapshot followed by an intact one of the same day goes with `--drop-damaged`;
+    a damaged one holding a day's last observation stays (exit 1, named) until `all`; intact
+    files are never touched, and the removals go through the manifest."""
+    day = TODAY - timedelta(days=1)
+    lost = write_snapshot(tmp_path, at(day, 6))
+    kept_after_lost = write_snapshot(tmp_path, at(day, 12))
+    # the day's last snapshot for org-b: org-a has a later one, org-b does not
+    last_of_b = write_snapshot(tmp_path, at(TODAY, 6))
+    write_snapshot(tmp_path, at(TODAY, 7), orgs=["org-a"])
+    publish(tmp_path)
+    lost.unlink()
+    last_of_b.write_bytes(last_of_b.read_bytes()[:100])  # truncated: unreadable
+    intact_before = {k: v for k, v in parquet_files(tmp_path).items() if "T06" not in k}
+    warehouse = ["--warehouse", str(tmp_path)]
+
+    # retention alone leaves both alone and says so (a truncated file used to crash it)
+    assert main(["prune", "--keep-days", "0", *warehouse]) == 1
+    out = capsys.readouterr().out
+    assert "left alone 2 damaged snapshot(s)" in out and lost.name in out
+    assert "--drop-damaged" in out
+    assert {lost.name, last_of_b.name} <= {Path(k).name for k in manifest_names(tmp_path)}
+
+    assert main(["prune", "--drop-damaged", "--dry-run", *warehouse]) == 1
+    assert f"would drop {lost}" in capsys.readouterr().out
+    assert lost.name in {Path(k).name for k in manifest_names(tmp_path)}  # nothing changed
+
+    assert main(["prune", "--drop-damaged", *warehouse]) == 1  # the day's last one remains
+    out = capsys.readouterr().out
+    assert f"dropped {lost} (missing)" in out
+    assert f"kept {last_of_b}" in out and f"last snapshot of {TODAY}" in out and "org-b" in out
+    assert "--drop-damaged all" in out
+    names = {Path(k).name for k in manifest_names(tmp_path)}
+    assert lost.name not in names and last_of_b.name in names
+    assert kept_after_lost.exists()
+
+    assert main(["prune", "--drop-damaged", "all", *warehouse]) == 0
+    out = capsys.readouterr().out
+    assert f"dropped {last_of_b}" in out and "org-b" in out and "lost" in out
+    assert "republished usage.duckdb" in out
+    assert not last_of_b.exists() and last_of_b.name not in manifest_names(tmp_path)
+    assert parquet_files(tmp_path) == intact_before  # every intact file as it was
+    assert main(["verify", *warehouse]) == 0
+    assert not list((tmp_path / retention.TRASH_DIR).glob("*"))  # the trash emptied
+
+
+def test_drop_damaged_leaves_an_unrecorded_file_and_intact_files_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = write_snapshot(tmp_path, at(TODAY, 6))
+    write_snapshot(tmp_path, at(TODAY, 7))
+    stray = first.parent / "snapshot-stray.parquet"
+    stray.write_bytes(b"not parquet")
+    before = parquet_files(tmp_path)
+    assert main(["prune", "--drop-damaged", "all", "--warehouse", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"left alone {stray}" in out and "dropped 0 damaged" in out
+    assert parquet_files(tmp_path) == before
+
+
+def test_prune_needs_keep_days_or_drop_damaged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_snapshot(tmp_path, at(TODAY, 6))
+    assert main(["prune", "--warehouse", str(tmp_path)]) == 2
+    assert "expected --keep-days N (or only --drop-damaged)" in capsys.readouterr().err
+    assert main(["prune", "--drop-damaged", "--dagster-history", "--warehouse", str(tmp_path)]) == 2
+    assert "--dagster-history needs --keep-days" in capsys.readouterr().err

@@ -129,3 +129,37 @@ def test_damaged_slice_holding_an_invisible_organization_fails_the_run_naming_it
     assert summary.error is not None and str(damaged) in summary.error
     assert "cannot repair" in summary.error
     assert (pipeline.warehouse / "usage.duckdb").read_bytes() == before
+
+
+def test_a_lost_resource_snapshot_fails_the_run_naming_it_and_prune_drops_it(
+    pipeline_after_demo_run: Pipeline,
+) -> None:
+    """F-o: a lost `resource_usage` snapshot fails the run with one line naming the file and
+    the remedy (not DuckDB's caret line); `usage-etl prune --drop-damaged` drops it, since the
+    failed run's own snapshot of the same day supersedes it, and the next run succeeds."""
+    import os
+
+    from tests.services.cli import usage_etl_in_process
+    from warehouse.parquet_store import ParquetStore
+    from warehouse.schema import RESOURCE_USAGE
+
+    pipeline = pipeline_after_demo_run
+    store = ParquetStore(pipeline.warehouse)
+    (lost,) = store.files(RESOURCE_USAGE)  # the demo run's snapshot of today
+    lost.unlink()
+    env = dict(os.environ)
+    args = ("--warehouse", str(pipeline.warehouse), "--start", str(this_month(pipeline)))
+    failed = usage_etl_in_process("run", *args, env=env)
+    assert failed.code == 1
+    (error,) = [x for x in failed.out.splitlines() if x.startswith("error: ")]
+    assert str(lost) in error and "missing" in error, error
+    assert "usage-etl prune --drop-damaged" in error, error
+    failure_lines = [x for x in failed.err.splitlines() if "ERROR failed:" in x]
+    assert failure_lines and all(str(lost) in x for x in failure_lines), failed.err
+    assert "Traceback" not in failed.out + failed.err
+
+    dropped = usage_etl_in_process("prune", "--drop-damaged", *args[:2], env=env)
+    assert dropped.code == 0, dropped.out + dropped.err
+    assert f"dropped {lost} (missing)" in dropped.out
+    assert usage_etl_in_process("verify", *args[:2], env=env).code == 0
+    assert pipeline.run(start=this_month(pipeline)).success
