@@ -1,5 +1,7 @@
 -- Credits per organization per subscription period (periods start on the organization's anchor
--- day; the first period loaded may be cut at the load range).
+-- day; after an anchor change closed periods keep their anchor and the period running on the
+-- change day ends on it, see organizations.anchor_history; the first period loaded may be cut at
+-- the load range).
 --
 -- requires: credit_usage, organizations
 --
