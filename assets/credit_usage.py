@@ -35,7 +35,7 @@ from assets.organizations import current_organizations, now_utc, organizations
 from assets.reconciliation_ledger import PendingPeriod, read_pending, write_pending
 from assets.resources import UbiOpsApi, Warehouse
 from common import settings
-from common.periods import organization_anchor, periods_starting_in, shift_month
+from common.periods import organization_schedule, schedule_periods_starting_in, shift_month
 from extraction import quality
 from extraction.endpoints import DAILY_USAGE, PERIOD_USAGE, Endpoint, MonthKey, PeriodKey, pull
 from extraction.fanout import Org, ProgressFn
@@ -257,7 +257,9 @@ def period_requests(
 ) -> tuple[list[tuple[Org, date, date, date]], list[str]]:
     """(org, partition month, period start, period end) for every subscription period that
     starts in one of ``months`` and has begun by ``today``: exactly one period per request, so
-    each answer becomes one row whatever the API's month bucketing. Also the names of the
+    each answer becomes one row whatever the API's month bucketing; periods follow the
+    organization's anchor schedule (`anchor_history`: closed periods keep the anchor they were
+    billed under). Also the names of the
     organizations whose anchor is unknown (they get calendar months)."""
     rows = {str(r["organization_id"]): r for r in registry.to_dict("records")}
     requests: list[tuple[Org, date, date, date]] = []
@@ -267,9 +269,9 @@ def period_requests(
         learnt = row.get("period_anchor_day")
         if learnt is None or pd.isna(learnt):
             unknown.append(org.name)
-        anchor = organization_anchor(row)
+        schedule = organization_schedule(row)
         for month in months:
-            for start, end in periods_starting_in(month.year, month.month, anchor):
+            for start, end in schedule_periods_starting_in(month.year, month.month, schedule):
                 if start <= today:
                     requests.append((org, month, start, end))
     return requests, unknown
@@ -290,10 +292,12 @@ def touching_periods(
         if previous in loaded:
             continue  # its periods are the run's own
         for org in orgs:
-            anchor = organization_anchor(rows.get(org.id, {}))
-            for start, end in periods_starting_in(previous.year, previous.month, anchor):
-                if end > month:
-                    touching.append((org, previous, start, end))
+            schedule = organization_schedule(rows.get(org.id, {}))
+            periods = schedule_periods_starting_in(previous.year, previous.month, schedule)
+            if any(end > month for _, end in periods):
+                # all of them: the org's rows of that month are rewritten together (two periods
+                # begin in a month where the anchor changed)
+                touching.extend((org, previous, start, end) for start, end in periods)
     return touching
 
 

@@ -41,6 +41,7 @@ from extraction.endpoints import (
 )
 from extraction.fanout import Org
 from extraction.normalize import (
+    anchor_changes,
     anchor_unknown,
     details_due,
     organizations_frame,
@@ -182,6 +183,13 @@ def organizations(
         context.log.warning(
             f"organization {name}: subscription anchor day unknown (its usage answer has no "
             "buckets yet); using calendar months for its periods"
+        )
+    for change in anchor_changes(previous, frame):
+        context.log.warning(
+            f"organization {change.name}: subscription anchor day changed {change.before} -> "
+            f"{change.after} from {change.since}: closed periods keep anchor {change.before}, "
+            f"the period running on {change.since} ends that day, later periods start on day "
+            f"{change.after} (organizations.anchor_history)"
         )
     hidden = frame[~frame["visible"].fillna(False).astype(bool)]
     if len(hidden):

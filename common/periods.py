@@ -8,10 +8,17 @@ A period is the half-open interval ``[start, end)`` of calendar dates (UTC midni
 Owns: the anchor arithmetic (:func:`period_containing`, :func:`periods_starting_in`, ...),
 learning an organization's anchor from the API's current-period answer (:func:`learn_anchor`),
 the anchor of an ``organizations`` row (:func:`organization_anchor`: the learnt
-``period_anchor_day``; calendar months, anchor 1, when it could not be learnt) and "the current
-period" of an evaluation (:func:`current_period`: the period containing *today*, the day after
-the last complete day of data). Every table, view, report section, CLI output and alert takes
-its periods from here.
+``period_anchor_day``; calendar months, anchor 1, when it could not be learnt), an
+organization's anchors over time (:class:`AnchorSchedule`, from ``organizations.anchor_history``)
+and "the current period" of an evaluation (:func:`current_period`: the period containing
+*today*, the day after the last complete day of data). Every table, view, report section, CLI
+output and alert takes its periods from here.
+
+An anchor change (a new subscription with another start day) applies from the start of the
+first period the API reports under the new anchor (the change day); periods before it keep the
+anchor they were billed under, and the period that was running on the change day ends on it
+(a short period): anchor 9 changed to 25 on Nov 25 gives ... Oct 9 -> Nov 9, Nov 9 -> Nov 25,
+Nov 25 -> Dec 25 ...
 
 All functions accept ``datetime.date``, ``datetime.datetime`` or ``pandas.Timestamp``; the time
 of day is ignored. They return ``datetime.date``.
@@ -20,6 +27,8 @@ of day is ignored. They return ``datetime.date``.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -179,6 +188,88 @@ def learn_anchor(
 
 def _missing(value: Any) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+@dataclass(frozen=True)
+class AnchorSchedule:
+    """An organization's anchors over time: ``earlier`` are ``(anchor, until)`` pairs, oldest
+    first (``anchor`` applied before ``until``, exclusive, and from the previous pair's
+    ``until`` on); ``anchor`` applies from the last ``until`` on (always, without changes)."""
+
+    anchor: int
+    earlier: tuple[tuple[int, date], ...] = ()
+
+    def segments(self) -> list[tuple[int, date | None, date | None]]:
+        """``(anchor, from, until)`` of each stretch of time with one anchor (None: unbounded)."""
+        out: list[tuple[int, date | None, date | None]] = []
+        since: date | None = None
+        for anchor, until in self.earlier:
+            out.append((anchor, since, until))
+            since = until
+        out.append((self.anchor, since, None))
+        return out
+
+
+def schedule_period_containing(day: DateLike, schedule: AnchorSchedule) -> tuple[date, date]:
+    """The period ``[start, end)`` containing ``day`` under an anchor schedule: the period of
+    the anchor in force on ``day``, cut at the anchor changes around it."""
+    d = to_date(day)
+    for anchor, since, until in schedule.segments():
+        if (since is None or since <= d) and (until is None or d < until):
+            start, end = period_containing(d, anchor)
+            return max(start, since or start), min(end, until or end)
+    raise AssertionError("the segments of a schedule cover every day")  # pragma: no cover
+
+
+def schedule_periods_starting_in(
+    year: int, month: int, schedule: AnchorSchedule
+) -> list[tuple[date, date]]:
+    """The periods of an anchor schedule that start in a calendar month: one, or two when an
+    anchor change falls in the month (the short period the change cuts, and the new anchor's)."""
+    if not schedule.earlier:
+        return periods_starting_in(year, month, schedule.anchor)
+    first = date(year, month, 1)
+    after = date(*shift_month(year, month, 1), 1)
+    starts = {anchored_date(year, month, a) for a, _, _ in schedule.segments()}
+    starts |= {until for _, until in schedule.earlier if first <= until < after}
+    out = {schedule_period_containing(day, schedule) for day in starts}
+    return sorted(p for p in out if first <= p[0] < after)
+
+
+def format_anchor_history(earlier: Iterable[tuple[int, date]]) -> str | None:
+    """``organizations.anchor_history`` text of earlier anchors: ``9@2026-11-25,...``; None when
+    there are none."""
+    text = ",".join(f"{anchor}@{until.isoformat()}" for anchor, until in earlier)
+    return text or None
+
+
+def parse_anchor_history(text: Any) -> tuple[tuple[int, date], ...]:
+    """The ``(anchor, until)`` pairs of an ``organizations.anchor_history`` value (none when
+    null); ValueError naming the value when it is not ``day@YYYY-MM-DD`` entries."""
+    if _missing(text) or not str(text).strip():
+        return ()
+    pairs: list[tuple[int, date]] = []
+    for entry in str(text).split(","):
+        try:
+            day, until = entry.strip().split("@")
+            pair = (int(day), date.fromisoformat(until))
+        except ValueError:
+            raise ValueError(
+                f"anchor_history {text!r}: expected day@YYYY-MM-DD entries separated by commas"
+            ) from None
+        if not 1 <= pair[0] <= 31 or (pairs and pair[1] <= pairs[-1][1]):
+            raise ValueError(
+                f"anchor_history {text!r}: anchor days within 1..31, dates in increasing order"
+            )
+        pairs.append(pair)
+    return tuple(pairs)
+
+
+def organization_schedule(row: Any) -> AnchorSchedule:
+    """The anchor schedule of an ``organizations`` row: its earlier anchors
+    (``anchor_history``), then its current anchor (:func:`organization_anchor`)."""
+    get = row.get if hasattr(row, "get") else lambda k, d=None: getattr(row, k, d)
+    return AnchorSchedule(organization_anchor(row), parse_anchor_history(get("anchor_history")))
 
 
 def organization_anchor(row: Any) -> int:

@@ -7,7 +7,7 @@
 -- documented in docs/data-dictionary.md.
 
 -- name: credits_this_period_by_organization
--- question: How many credits has each organization used so far in its current subscription period?
+-- question: How many credits has each organization used so far in its current subscription period (including today's partial day, as loaded; the report and the budget figures count complete days only)?
 -- columns: organization_name, period_start, period_end, credits
 SELECT organization_name, period_start, period_end, round(credits, 2) AS credits
 FROM period_usage_by_organization

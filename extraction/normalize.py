@@ -6,13 +6,20 @@ Pure functions (no I/O). All timestamps become naive UTC.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from common.periods import CALENDAR_MONTHS, current_period, learn_anchor
+from common.periods import (
+    CALENDAR_MONTHS,
+    current_period,
+    format_anchor_history,
+    learn_anchor,
+    parse_anchor_history,
+)
 from ubiops_api.models import (
     CreditUsage,
     OrganizationDetail,
@@ -49,9 +56,11 @@ def organizations_frame(
     current period is computed from the stored anchor (or learnt from a usage response when one
     was read because the anchor was unknown). An organization whose answer has no buckets (no
     usage yet) gets `period_anchor_day` null and the calendar month as its period (see
-    `unknown_anchor_names`). Organizations no longer visible keep their last row, with `visible`
-    false and `last_seen_at` telling when they were last visible; `first_seen_at` survives
-    renames because rows are keyed by id.
+    `unknown_anchor_names`). An anchor learnt different from the stored one is a new
+    subscription: the stored anchor goes to `anchor_history`, ending where the new anchor's
+    current period starts (see `anchor_changes`). Organizations no longer visible keep their
+    last row, with `visible` false and `last_seen_at` telling when they were last visible;
+    `first_seen_at` survives renames because rows are keyed by id.
     """
     stored = {str(r["organization_id"]): r for r in previous.to_dict("records")}
     earlier = {
@@ -73,6 +82,11 @@ def organizations_frame(
         # the whole period (a fragmented answer may end early); calendar months if unknown
         on = start if anchor is not None and start is not None else seen_at
         first, after = current_period(on, anchor or CALENDAR_MONTHS)
+        history = parse_anchor_history(stored.get(item.id, {}).get("anchor_history"))
+        before = earlier.get(item.id)
+        if anchor is not None and before is not None and anchor != before:
+            # a new subscription anchor: it applies from its first period's start on
+            history = (*(h for h in history if h[1] < first), (before, first))
         return {
             "organization_id": item.id,
             "organization_name": item.name,
@@ -80,6 +94,7 @@ def organizations_frame(
             "period_start": datetime.combine(first, datetime.min.time()),
             "period_end": datetime.combine(after, datetime.min.time()),
             "period_anchor_day": anchor,
+            "anchor_history": format_anchor_history(history),
             "first_seen_at": stored.get(item.id, {}).get("first_seen_at", seen_at),
             "last_seen_at": seen_at,
             "visible": True,
@@ -146,6 +161,38 @@ def anchor_unknown(stored: dict[str, object] | None) -> bool:
         return True
     anchor = stored.get("period_anchor_day")
     return anchor is None or bool(pd.isna(anchor))
+
+
+@dataclass(frozen=True)
+class AnchorChange:
+    """An organization whose subscription anchor day changed in this run."""
+
+    name: str
+    before: int
+    after: int
+    since: date
+
+
+def anchor_changes(previous: pd.DataFrame, frame: pd.DataFrame) -> list[AnchorChange]:
+    """The organizations whose anchor day in ``frame`` differs from a known one in
+    ``previous`` (the stored rows), with the day the new anchor applies from."""
+    if previous.empty or frame.empty:
+        return []
+    old = {
+        str(r["organization_id"]): int(r["period_anchor_day"])
+        for r in previous.to_dict("records")
+        if not pd.isna(r["period_anchor_day"])
+    }
+    changes = []
+    for r in frame.to_dict("records"):
+        before = old.get(str(r["organization_id"]))
+        anchor = r["period_anchor_day"]
+        if before is None or pd.isna(anchor) or int(anchor) == before:
+            continue
+        history = parse_anchor_history(r.get("anchor_history"))
+        since = history[-1][1] if history else pd.Timestamp(r["period_start"]).date()
+        changes.append(AnchorChange(str(r["organization_name"]), before, int(anchor), since))
+    return sorted(changes, key=lambda c: c.name)
 
 
 def unknown_anchor_names(frame: pd.DataFrame, seen_at: datetime) -> list[str]:

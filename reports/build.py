@@ -91,9 +91,10 @@ def load_report_data(
     con = connect_readonly(Path(warehouse), lake, memory_limit=MEMORY_LIMIT)
     try:
         views = data.available_views(con)
+        basis = data.prepare_usage(con)
         alerts = data.load_alerts(con, views)
         orgs = data.load_organizations(con, views, alerts)
-        history = data.load_history(con)
+        history = data.load_history(con, basis)
         details = data.load_details(con, history.last)
         resources = data.load_resources(con)
     finally:

@@ -102,6 +102,25 @@ class Organization:
         return (-self.risk, -(self.forecast_pct or -1.0), -(self.used_pct or -1.0), self.name)
 
 
+@dataclass(frozen=True)
+class Basis:
+    """What the report counts: complete UTC days through `through` (the last complete day of
+    data), leaving out the partial days `partial` (loaded on their own day)."""
+
+    through: date | None
+    partial: tuple[date, ...] = ()
+
+    def label(self) -> str:
+        """The sentence every page states its figures with."""
+        if self.through is None:
+            return "Complete UTC days only."
+        text = f"Figures are through {self.through.isoformat()}, complete UTC days only"
+        if self.partial:
+            days = ", ".join(d.isoformat() for d in self.partial)
+            text += f" ({days} was still in progress when loaded and is left out)"
+        return text + ", as the budget, forecast and alerts."
+
+
 @dataclass
 class History:
     """Credits of all organizations over the whole range, at one grain (the index's chart)."""
@@ -111,6 +130,7 @@ class History:
     last: date | None
     buckets: list[Bucket]
     totals: list[float]  # credits per bucket
+    basis: Basis = field(default_factory=lambda: Basis(None))
 
 
 Line = tuple[str, str, list[float]]
@@ -135,6 +155,59 @@ class Detail:
     by_period: Chart = field(default_factory=lambda: Chart("subscription period"))  # all periods
     periods: list[dict[str, Any]] = field(default_factory=list)  # period totals, newest first
     period_projects: list[dict[str, Any]] = field(default_factory=list)  # last RECENT_PERIODS
+
+
+# The report's basis: complete UTC days, as the budget figures (`quota_status`, computed through
+# the day before the run) and the alerts. A day row loaded on its own day (the day a run loads,
+# still filling up) is partial: `report_usage` is `credit_usage` without the partial day rows,
+# and with each period row less the partial days inside it (the current period "through the
+# last complete day"), so that every number of a page (headline, charts, tables) and of the
+# index agrees. `report_partial_days` holds the partial rows (one scan of the day rows).
+PARTIAL_DAYS = """
+    CREATE OR REPLACE TEMP TABLE report_partial_days AS
+    SELECT organization_id, scope, project_id, start_date, credits
+    FROM credit_usage
+    WHERE interval = 'day' AND CAST(start_date AS DATE) >= CAST(loaded_at AS DATE)
+"""
+REPORT_USAGE = """
+    CREATE OR REPLACE TEMP VIEW report_usage AS
+    SELECT * FROM credit_usage
+    WHERE interval = 'day' AND CAST(start_date AS DATE) < CAST(loaded_at AS DATE)
+    UNION ALL
+    SELECT m.* REPLACE (greatest(m.credits - coalesce(p.credits, 0.0), 0.0) AS credits)
+    FROM credit_usage AS m
+    LEFT JOIN (
+        SELECT m.organization_id, m.scope, m.project_id, m.start_date, sum(d.credits) AS credits
+        FROM credit_usage AS m
+        JOIN report_partial_days AS d
+          ON d.organization_id = m.organization_id AND d.scope = m.scope
+         AND d.project_id IS NOT DISTINCT FROM m.project_id
+         AND d.start_date >= m.start_date AND d.start_date < m.end_date
+        WHERE m.interval = 'month'
+        GROUP BY ALL
+    ) AS p
+      ON p.organization_id = m.organization_id AND p.scope = m.scope
+     AND p.project_id IS NOT DISTINCT FROM m.project_id AND p.start_date = m.start_date
+    WHERE m.interval = 'month'
+"""
+
+
+def prepare_usage(con: duckdb.DuckDBPyConnection) -> Basis:
+    """Make `report_usage` (complete days only) on `con`; the basis the report states."""
+    con.execute(PARTIAL_DAYS)
+    con.execute(REPORT_USAGE)
+    partial = [
+        as_date(d)
+        for (d,) in con.execute(
+            "SELECT DISTINCT CAST(start_date AS DATE) FROM report_partial_days "
+            "WHERE scope = 'organization' ORDER BY 1 DESC LIMIT 3"
+        ).fetchall()
+    ]
+    through = con.execute(
+        "SELECT max(CAST(start_date AS DATE)) FROM report_usage "
+        "WHERE interval = 'day' AND scope = 'organization'"
+    ).fetchone()
+    return Basis(as_date(through[0]) if through else None, tuple(sorted(d for d in partial if d)))
 
 
 def _rows(
@@ -210,7 +283,7 @@ def load_organizations(
         for r in _rows(
             con,
             "SELECT d.organization_id, sum(d.credits) AS used "
-            "FROM credit_usage AS d JOIN organizations AS o USING (organization_id) "
+            "FROM report_usage AS d JOIN organizations AS o USING (organization_id) "
             "WHERE d.interval = 'day' AND d.scope = 'organization' AND d.start_date >= ? "
             "AND CAST(d.start_date AS DATE) >= CAST(o.period_start AS DATE) "
             "AND (o.period_end IS NULL OR CAST(d.start_date AS DATE) < CAST(o.period_end AS DATE)) "
@@ -333,15 +406,15 @@ PROJECT_LINES = """
         FROM (SELECT organization_id, start_date,
                      row_number() OVER (PARTITION BY organization_id
                                         ORDER BY start_date DESC) AS age
-              FROM credit_usage WHERE interval = 'month' AND scope = 'organization')
+              FROM report_usage WHERE interval = 'month' AND scope = 'organization')
         WHERE age <= $periods
     ),
     named AS (
         SELECT organization_id, project_id, project_name, epoch_us(start_date) * 2 AS recency
-        FROM credit_usage WHERE interval = 'month' AND scope = 'project'
+        FROM report_usage WHERE interval = 'month' AND scope = 'project'
         UNION ALL
         SELECT organization_id, project_id, project_name, epoch_us(start_date) * 2 + 1
-        FROM credit_usage
+        FROM report_usage
         WHERE interval = 'day' AND scope = 'project' AND start_date >= $days_from
     ),
     names AS (
@@ -352,7 +425,7 @@ PROJECT_LINES = """
         SELECT c.organization_id, c.project_id,
                row_number() OVER (PARTITION BY c.organization_id
                                   ORDER BY sum(c.credits) DESC, c.project_id) AS rank
-        FROM credit_usage AS c JOIN recent_periods AS p USING (organization_id, start_date)
+        FROM report_usage AS c JOIN recent_periods AS p USING (organization_id, start_date)
         WHERE c.interval = 'month' AND c.scope = 'project'
         GROUP BY c.organization_id, c.project_id HAVING sum(c.credits) > 0
     )
@@ -372,7 +445,7 @@ RECENT_SERIES = f"""
         SELECT c.organization_id, {_LINE_KEY} AS key,
                date_diff('day', CAST($since AS DATE), CAST(c.start_date AS DATE)) AS slot,
                sum(c.credits) AS credits
-        FROM credit_usage AS c
+        FROM report_usage AS c
         LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
         WHERE c.interval = 'day' AND c.scope IN ('project', 'deleted_projects')
           AND c.start_date >= $since
@@ -384,11 +457,11 @@ PERIOD_SERIES = f"""
     WITH periods AS (
         SELECT organization_id, start_date,
                row_number() OVER (PARTITION BY organization_id ORDER BY start_date) - 1 AS slot
-        FROM credit_usage WHERE interval = 'month' AND scope = 'organization'
+        FROM report_usage WHERE interval = 'month' AND scope = 'organization'
     ),
     cells AS (
         SELECT c.organization_id, {_LINE_KEY} AS key, p.slot, sum(c.credits) AS credits
-        FROM credit_usage AS c
+        FROM report_usage AS c
         JOIN periods AS p USING (organization_id, start_date)
         LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
         WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
@@ -403,7 +476,7 @@ PERIOD_TOTALS = """
            start_date <= get_current_timestamp() AT TIME ZONE 'UTC'
                AND get_current_timestamp() AT TIME ZONE 'UTC' < end_date AS is_current_period,
            credits
-    FROM credit_usage WHERE interval = 'month' AND scope = 'organization'
+    FROM report_usage WHERE interval = 'month' AND scope = 'organization'
     ORDER BY organization_id, period_start DESC
 """
 # Every project line's credits in the last RECENT_PERIODS periods, with its share of the
@@ -414,7 +487,7 @@ PERIOD_PROJECTS = """
         FROM (SELECT organization_id, start_date, credits,
                      row_number() OVER (PARTITION BY organization_id
                                         ORDER BY start_date DESC) AS age
-              FROM credit_usage WHERE interval = 'month' AND scope = 'organization')
+              FROM report_usage WHERE interval = 'month' AND scope = 'organization')
         WHERE age <= $periods
     )
     SELECT c.organization_id, c.scope AS line,
@@ -423,7 +496,7 @@ PERIOD_PROJECTS = """
            CAST(c.start_date AS DATE) AS period_start, CAST(c.end_date AS DATE) AS period_end,
            c.credits,
            CASE WHEN t.credits > 0 THEN c.credits / t.credits END AS share_of_organization
-    FROM credit_usage AS c
+    FROM report_usage AS c
     JOIN totals AS t USING (organization_id, start_date)
     LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
     WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
@@ -483,17 +556,19 @@ def _bucket_index(buckets: list[Bucket]) -> dict[date, int]:
     return index
 
 
-def load_history(con: duckdb.DuckDBPyConnection) -> History:
-    """Credits of all organizations over the whole range, at the grain its span calls for.
+def load_history(con: duckdb.DuckDBPyConnection, basis: Basis | None = None) -> History:
+    """Credits of all organizations over the whole range, at the grain its span calls for,
+    on the report's `basis` (complete days: `report_usage`, see :func:`prepare_usage`).
 
     One scan of the organization day rows (a few columns): the report's only read that spans
-    the history."""
+    the history (besides the one finding the partial days)."""
+    basis = basis or Basis(None)
     rows = con.execute(
-        "SELECT CAST(start_date AS DATE) AS day, sum(credits) FROM credit_usage "
+        "SELECT CAST(start_date AS DATE) AS day, sum(credits) FROM report_usage "
         "WHERE interval = 'day' AND scope = 'organization' GROUP BY 1 ORDER BY 1"
     ).fetchall()
     if not rows:
-        return History("day", None, None, [], [])
+        return History("day", None, None, [], [], basis)
     first, last = as_date(rows[0][0]), as_date(rows[-1][0])
     assert first is not None and last is not None
     grain = choose_grain(first, last)
@@ -502,7 +577,7 @@ def load_history(con: duckdb.DuckDBPyConnection) -> History:
     totals = [0.0] * len(buckets)
     for day, credits in rows:
         totals[slot[as_date(day)]] += float(credits or 0.0)  # type: ignore[index]
-    return History(grain, first, last, buckets, totals)
+    return History(grain, first, last, buckets, totals, basis)
 
 
 def _line_meta(
@@ -556,7 +631,9 @@ def _lines(
 
 def _period_bucket(start: date, end: date, current: bool) -> Bucket:
     """The bar of the subscription period `[start, end)` in an organization's period chart."""
-    caption = fmt_period(start, end) + (" (current period, so far)" if current else "")
+    caption = fmt_period(start, end) + (
+        " (current period, complete days so far)" if current else ""
+    )
     return Bucket(start, end - timedelta(days=1), caption)
 
 
@@ -580,7 +657,7 @@ def load_details(con: duckdb.DuckDBPyConnection, last: date | None) -> dict[str,
     details: dict[str, Detail] = defaultdict(Detail)
 
     for oid, day, credits in con.execute(
-        "SELECT organization_id, CAST(start_date AS DATE), credits FROM credit_usage "
+        "SELECT organization_id, CAST(start_date AS DATE), credits FROM report_usage "
         "WHERE interval = 'day' AND scope = 'organization' AND start_date >= ? "
         "ORDER BY organization_id, start_date",
         [days_from],

@@ -219,8 +219,14 @@ def _generated(generated_at: datetime, history: History, charted: str | None = N
     return (
         f'<div class="sub">Generated {generated_at:%Y-%m-%d %H:%M} UTC from the warehouse'
         f"{escape(span)}. All days are UTC days; amounts are credits as reported by the API."
-        "</div>"
+        f'</div><div class="sub basis">{escape(history.basis.label())}</div>'
     )
+
+
+def _through(history: History) -> str:
+    """' through DAY' of the report's last complete day ('' when there is no data)."""
+    through = history.basis.through
+    return f" through {through.isoformat()}" if through else ""
 
 
 def _figure(value: str, label: str) -> str:
@@ -336,7 +342,10 @@ def render_index(
         + _figure(f"{levels.count(3):,}", "critical")
         + _figure(f"{levels.count(2):,}", "at risk")
         + _figure(f"{len(alerts):,}", "open alerts")
-        + _figure(fmt_number(sum(o.used or 0.0 for o in orgs)), "credits in current periods")
+        + _figure(
+            fmt_number(sum(o.used or 0.0 for o in orgs)),
+            f"credits in current periods{_through(history)}",
+        )
         + "</div>"
     )
     chart = _history_section(
@@ -425,7 +434,7 @@ def render_alerts(alerts: Sequence[Alert], history: History, generated_at: datet
 # --- an organization's page -----------------------------------------------------------------------
 
 
-def _period_section(o: Organization, days: list[tuple[date, float]]) -> str:
+def _period_section(o: Organization, days: list[tuple[date, float]], through: str) -> str:
     if not o.period_start or not o.period_end:
         return '<p class="empty">No current subscription period known.</p>'
     svg = charts.period_chart(
@@ -454,7 +463,7 @@ def _period_section(o: Organization, days: list[tuple[date, float]]) -> str:
             "(quota_forecasts.reason says from when).</p>"
         )
     else:
-        parts = [f"used {fmt_number(o.used)} credits"]
+        parts = [f"used {fmt_number(o.used)} credits{through}"]
         if o.forecast is not None:
             parts.append(f"forecast {fmt_number(o.forecast)} credits for the period")
         if o.budget is not None:
@@ -494,15 +503,16 @@ def _period_texts(start: object, end: object) -> tuple[str, str, str]:
     return escape(fmt_period(start, end)), fmt_day(start), fmt_day(end)
 
 
-def _period_rows(periods: Sequence[dict]) -> list[Row]:
+def _period_rows(periods: Sequence[dict], through: str = "") -> list[Row]:
     """One table row per subscription period, newest first, with the organization's credits
-    (per project: the chart's tooltips and the per-project table)."""
+    (per project: the chart's tooltips and the per-project table); the current period's credits
+    are those of its complete days (`through` the report's last one)."""
     rows = []
     for p in periods:
         label, start, end = _period_texts(p["period_start"], p["period_end"])
         cells = [
             (label, start),
-            text_cell("current" if p["is_current_period"] else ""),
+            text_cell(f"current{through}" if p["is_current_period"] else ""),
             num_cell(p["credits"]),
         ]
         rows.append(Row(cells, {"from": start, "to": end}))
@@ -588,7 +598,7 @@ def render_org(
         resource_html = '<p class="empty">No resource counts observed.</p>'
     body = (
         filter_bar(organizations=False, first=history.first, last=history.last)
-        + _period_section(o, detail.days)
+        + _period_section(o, detail.days, _through(history))
         + recent_card
         + table(
             "usage",
@@ -612,7 +622,7 @@ def render_org(
                 Column("", "is_current"),
                 Column("credits", "credits", "number", total=True),
             ],
-            _period_rows(detail.periods),
+            _period_rows(detail.periods, _through(history)),
             csv_file=f"{stem}-periods.csv",
             note='<p class="sub">The whole history of whole periods: each the sum of its days, '
             "or, when they are not all loaded, the API's answer for the whole period (which "

@@ -557,17 +557,25 @@ class LakeTables:
         self.ensure_all([(t, extra_keys)])
 
     def ensure_all(self, wanted: list[tuple[Table, tuple[str, ...]]]) -> None:
-        """Create each table of `wanted` (with its extra slice keys) that does not exist yet:
-        one catalog read, and one transaction for all the missing ones."""
+        """Create each table of `wanted` (with its extra slice keys) that does not exist yet,
+        and add to an existing one the nullable contract columns it lacks (a column added to
+        the contract later, e.g. `organizations.anchor_history`: null in the rows before):
+        one catalog read, and one transaction for all of it."""
         present = existing_tables(self.con)
         missing: dict[str, tuple[Table, tuple[str, ...]]] = {}
         for t, extra_keys in wanted:
             if ("main", t.name) not in present and t.name not in missing:
                 missing[t.name] = (t, extra_keys)
-        if not missing:
+        added = self._columns_to_add([t for t, _ in wanted if ("main", t.name) in present])
+        if not missing and not added:
             return
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
+            for name, column, kind, description in added:
+                con.execute(f"ALTER TABLE {_ident(name)} ADD COLUMN {_ident(column)} {kind}")
+                con.execute(
+                    f"COMMENT ON COLUMN {_ident(name)}.{_ident(column)} IS {_sql_text(description)}"
+                )
             for t, extra_keys in missing.values():
                 columns = lake_columns(t, extra_keys)
                 body = ", ".join(
@@ -584,6 +592,25 @@ class LakeTables:
 
         _, retries = write_transaction(self.con, create, self.config)
         self.retries += retries
+
+    def _columns_to_add(self, tables: list[Table]) -> list[tuple[str, str, str, str]]:
+        """(table, column, SQL type, description) of each nullable contract column that the
+        lake's existing `tables` lack (a non-nullable one cannot be added to stored rows: the
+        insert fails naming it)."""
+        if not tables:
+            return []
+        rows = self.con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = ? AND schema_name = 'main'",
+            [CATALOG_ALIAS],
+        ).fetchall()
+        have = {(str(t), str(c)) for t, c in rows}
+        return [
+            (t.name, name, kind, description)
+            for t in {t.name: t for t in tables}.values()
+            for name, kind, description, nullable in lake_columns(t)
+            if nullable and (t.name, name) not in have
+        ]
 
     @staticmethod
     def delete_in_transaction(

@@ -120,6 +120,16 @@ ORGANIZATIONS = Table(
             "null when it could not be learnt (no usage yet): periods are then calendar months.",
         ),
         Column(
+            "anchor_history",
+            pa.string(),
+            "The organization's earlier anchor days, oldest first, as day@until entries "
+            "separated by commas (9@2026-11-25: periods started on the 9th until 2026-11-25, "
+            "exclusive); period_anchor_day applies from the last until on. The change day is the "
+            "start of the first period the API reported under the new anchor: the period running "
+            "then ends on it, closed periods keep the anchor they were billed under. Null when "
+            "the anchor has not changed since it was first learnt.",
+        ),
+        Column(
             "details_refreshed_at",
             TS,
             "When the details, members and subscription anchor were last read from the API "

@@ -11,13 +11,20 @@ import pytest
 from alerting.evaluate import compute_alerts
 from alerting.store import AlertStore
 from common.periods import (
+    AnchorSchedule,
     current_period,
     learn_anchor,
     organization_anchor,
+    organization_schedule,
+    parse_anchor_history,
     periods_starting_in,
+    schedule_period_containing,
+    schedule_periods_starting_in,
     today_after,
 )
 from extraction.normalize import (
+    AnchorChange,
+    anchor_changes,
     credit_period_frame,
     credit_usage_frame,
     organizations_frame,
@@ -89,6 +96,69 @@ def test_periods_starting_in_and_current_period_over_februaries() -> None:
     assert today_after("2026-11-27") == date(2026, 11, 28)
     assert current_period(today_after("2026-11-27"), 28) == (date(2026, 11, 28), date(2026, 12, 28))
     assert organization_anchor({"period_anchor_day": None, "period_start": None}) == 1
+
+
+def test_an_anchor_change_cuts_the_running_period_and_keeps_the_earlier_ones() -> None:
+    nov = date(2026, 11, 25)
+    schedule = AnchorSchedule(25, ((9, nov),))
+    assert schedule_periods_starting_in(2026, 10, schedule) == [
+        (date(2026, 10, 9), date(2026, 11, 9))
+    ]
+    assert schedule_periods_starting_in(2026, 11, schedule) == [
+        (date(2026, 11, 9), nov),  # the period running on the change day ends on it
+        (nov, date(2026, 12, 25)),
+    ]
+    assert schedule_periods_starting_in(2027, 1, schedule) == [
+        (date(2027, 1, 25), date(2027, 2, 25))
+    ]
+    assert schedule_period_containing(date(2026, 11, 24), schedule) == (date(2026, 11, 9), nov)
+    assert schedule_period_containing(nov, schedule) == (nov, date(2026, 12, 25))
+    # two changes: each stretch keeps its own anchor; without changes, the plain calendar
+    two = AnchorSchedule(31, ((9, nov), (25, date(2027, 2, 28))))
+    assert schedule_periods_starting_in(2027, 2, two) == [
+        (date(2027, 2, 25), date(2027, 2, 28)),
+        (date(2027, 2, 28), date(2027, 3, 31)),
+    ]
+    assert schedule_periods_starting_in(2027, 1, two) == [(date(2027, 1, 25), date(2027, 2, 25))]
+    assert schedule_period_containing(date(2027, 2, 27), two) == (
+        date(2027, 2, 25),
+        date(2027, 2, 28),
+    )
+    assert schedule_periods_starting_in(2025, 2, AnchorSchedule(31)) == periods_starting_in(
+        2025, 2, 31
+    )
+    row = {"period_anchor_day": 25, "anchor_history": "9@2026-11-25"}
+    assert organization_schedule(row) == schedule
+    assert organization_schedule({"period_anchor_day": 7, "anchor_history": None}).earlier == ()
+    with pytest.raises(ValueError, match=r"anchor_history '9-2026-11-25': expected day@YYYY-MM-DD"):
+        parse_anchor_history("9-2026-11-25")
+    with pytest.raises(ValueError, match="increasing order"):
+        parse_anchor_history("9@2026-11-25,12@2026-10-12")
+
+
+def test_a_new_anchor_learnt_goes_into_the_history_from_its_first_period() -> None:
+    empty = pd.DataFrame(columns=ORGANIZATIONS.column_names)
+    before = organizations_frame(
+        [(detail("fjord-ml", "o-1"), usage([point("2026-11-09", "2026-12-09", 5.0)]))], empty, SEEN
+    )
+    assert before.loc[0, "period_anchor_day"] == 9 and pd.isna(before.loc[0, "anchor_history"])
+    later = datetime(2026, 11, 30, 6, 0)
+    after = organizations_frame(
+        [(detail("fjord-ml", "o-1"), usage([point("2026-11-25", "2026-12-25", 1.0)]))],
+        before,
+        later,
+    )
+    assert after.loc[0, "period_anchor_day"] == 25
+    assert after.loc[0, "anchor_history"] == "9@2026-11-25"
+    assert anchor_changes(before, after) == [AnchorChange("fjord-ml", 9, 25, date(2026, 11, 25))]
+    # the same anchor again (a carried row, or a re-read): history kept, nothing changed
+    again = organizations_frame(
+        [(detail("fjord-ml", "o-1"), usage([point("2026-11-25", "2026-12-25", 2.0)]))],
+        after,
+        later,
+    )
+    assert again.loc[0, "anchor_history"] == "9@2026-11-25"
+    assert anchor_changes(after, again) == []
 
 
 def test_unknown_anchor_gets_calendar_months_and_is_named() -> None:

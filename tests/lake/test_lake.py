@@ -8,6 +8,7 @@ snapshot; readers attach read-only; every commit is history that can be read bac
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from tests.lake.conftest import Lake
@@ -31,7 +33,7 @@ from warehouse.lake import (
     parse_catalog,
     totals_history,
 )
-from warehouse.schema import CREDIT_USAGE
+from warehouse.schema import CREDIT_USAGE, ORGANIZATIONS, Table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -261,3 +263,36 @@ def test_the_analysts_recipe_in_docs_loads_the_extensions_from_pypi(tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "42"
+
+
+def test_a_contract_column_added_later_is_added_to_the_lake_table(lake: Lake) -> None:
+    """A lake created before `organizations.anchor_history` existed gets the column (null in
+    the rows before, described like the others) and takes rows that carry it."""
+    older = dataclasses.replace(
+        ORGANIZATIONS, columns=tuple(c for c in ORGANIZATIONS.columns if c.name != "anchor_history")
+    )
+    con = connect(lake.config)
+    try:
+        tables = LakeTables(con, lake.config)
+        tables.replace_slices(older, [({}, organization_rows(older, None))])
+        tables.replace_slices(
+            ORGANIZATIONS, [({}, organization_rows(ORGANIZATIONS, "9@2026-11-25"))]
+        )
+        column = con.execute(
+            "SELECT comment FROM duckdb_columns() WHERE table_name = 'organizations' "
+            "AND column_name = 'anchor_history'"
+        ).fetchone()
+        assert column is not None and column[0].startswith("The organization's earlier anchor")
+        assert con.execute("SELECT anchor_history FROM organizations").fetchall() == [
+            ("9@2026-11-25",)
+        ]
+    finally:
+        con.close()
+
+
+def organization_rows(t: Table, history: str | None) -> pa.Table:
+    row = {c.name: None for c in t.columns}
+    row.update(organization_id="o-1", organization_name="fjord-ml", period_anchor_day=25)
+    if "anchor_history" in row:
+        row["anchor_history"] = history
+    return pa.Table.from_pylist([row], schema=t.arrow_schema())

@@ -4,10 +4,12 @@ escaped, that a crashed build leaves the previous report whole, and the formatti
 
 from __future__ import annotations
 
+import html as html_lib
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipelines.cli import main
@@ -145,3 +147,53 @@ def test_organization_file_names_are_safe() -> None:
     for hostile in ("../etc/passwd", "a/b", ".hidden", "x" * 300, "ä"):
         name = report_pages.org_filename(hostile)
         assert re.fullmatch(r"org-[0-9a-f]{24}\.html", name), name
+
+
+def test_every_page_states_its_basis_and_its_numbers_agree(demo_warehouse: Path) -> None:
+    """The budget figures count complete UTC days (through the day before the run); so do the
+    period table, the charts and the index: each page says so, and the headline "used", the
+    current period's row and the index's figures are one number. The demo run loads today so
+    far, which the views count (`is_partial_day`) and the report leaves out."""
+    pages = build_report(demo_warehouse)
+    con = duckdb.connect(str(demo_warehouse / "usage.duckdb"), read_only=True)
+    try:
+        loaded_on = con.execute(
+            "SELECT max(CAST(loaded_at AS DATE)) FROM credit_usage WHERE interval = 'day'"
+        ).fetchone()[0]
+        used = dict(
+            con.execute(
+                """SELECT o.organization_name, q.value FROM quota_status AS q
+                   JOIN organizations AS o USING (organization_id)
+                   WHERE q.metric = 'credits' AND q.scope = 'organization'"""
+            ).fetchall()
+        )
+        with_today = dict(
+            con.execute(
+                "SELECT organization_name, credits FROM period_usage_by_organization "
+                "WHERE is_current_period"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    through = (loaded_on - timedelta(days=1)).isoformat()
+    basis = f"Figures are through {through}, complete UTC days only ({loaded_on.isoformat()} was"
+    assert all(basis in html for html in pages.values()), "every page states its basis"
+    assert any(with_today[n] > used[n] + 0.01 for n in used), "the demo has usage today"
+
+    org_pages = {p: h for p, h in pages.items() if p.startswith("organizations/")}
+    assert len(org_pages) == len(used) == 6
+    for html in org_pages.values():
+        name = html_lib.unescape(re.search(r"<h1>(.*?) <span", html).group(1))
+        headline = re.search(r"used ([0-9.,]+) credits through (\S+);", html)
+        assert headline and headline.group(2) == through, name
+        assert headline.group(1) == fmt_number(used[name]), name
+        current = re.search(r'<td>current through (\S+)</td><td class="num" data-v="([^"]*)"', html)
+        assert current and current.group(1) == through, name
+        assert float(current.group(2)) == pytest.approx(used[name], rel=1e-5, abs=1e-6), name
+
+    index = pages["index.html"]
+    tile = re.search(
+        r"<b>([0-9.,]+)</b><span>credits in current periods through (\S+)</span>", index
+    )
+    assert tile and tile.group(2) == through
+    assert tile.group(1) == fmt_number(sum(used.values()))

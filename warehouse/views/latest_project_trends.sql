@@ -1,5 +1,6 @@
--- The latest day of project_usage_trends per organization: rolling means, week-over-week change,
--- share and rank of every project line.
+-- The last complete UTC day of project_usage_trends per organization (today is still filling up
+-- and is left out, as in top_movers): rolling means, week-over-week change, share and rank of
+-- every project line.
 --
 -- requires: project_usage_trends, organizations
 --
@@ -8,7 +9,7 @@
 -- scope: 'organization', 'project' or 'deleted_projects'.
 -- project_id: Project id; null unless scope is 'project'.
 -- project_name: Project name; null unless scope is 'project'.
--- day: The organization's latest day in the trends (UTC).
+-- day: The organization's last complete day in the trends (UTC): its latest day before today.
 -- credits: Credits that day.
 -- rolling_7d: Mean daily credits over the trailing 7 days.
 -- rolling_30d: Mean daily credits over the trailing 30 days.
@@ -19,8 +20,10 @@
 -- is_dormant: No usage for a while after earlier usage.
 
 WITH latest AS (
+    -- the last complete UTC day per organization (today's partial day would read as a drop)
     SELECT organization_id, max(date) AS last_day
     FROM project_usage_trends
+    WHERE CAST(date AS DATE) < CAST(get_current_timestamp() AT TIME ZONE 'UTC' AS DATE)
     GROUP BY organization_id
 )
 SELECT

@@ -1,11 +1,13 @@
 -- Credits per organization per subscription period (periods start on the organization's anchor
--- day), for every period the warehouse holds a day or a period row of. A period with a stored
--- row shows the whole period's credits (so far, for the current one): the sum of its days when
--- they are all loaded, else the API's answer for the whole period, which may include days
--- outside the loaded range (the last period of a range ending before it does). A period begun
--- before the loaded range (the first one loaded), or running over a month not loaded, has no
--- stored row: it shows the credits of its loaded days only and is_partial is true. Summed over
--- an organization's rows, credits_in_loaded_days equals its daily credits.
+-- day; after an anchor change closed periods keep their anchor and the period running on the
+-- change day ends on it, see organizations.anchor_history), for every period the warehouse
+-- holds a day or a period row of. A period with a stored row shows the whole period's credits
+-- (so far, for the current one): the sum of its days when they are all loaded, else the API's
+-- answer for the whole period, which may include days outside the loaded range (the last period
+-- of a range ending before it does). A period begun before the loaded range (the first one
+-- loaded), or running over a month not loaded, has no stored row: it shows the credits of its
+-- loaded days only and is_partial is true. Summed over an organization's rows,
+-- credits_in_loaded_days equals its daily credits.
 --
 -- requires: credit_usage, organizations, day_periods
 --
