@@ -16,7 +16,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from common.periods import organization_anchor, period_containing
+from common.periods import (
+    organization_anchor,
+    organization_schedule,
+    period_containing,
+    schedule_period_containing,
+)
 from pipelines.ready_queries import find
 from tests.services.emulator import TOLERANCE, Pipeline, start_emulator
 from warehouse.views import view
@@ -116,9 +121,10 @@ def test_deleted_projects_share_lists_the_partial_period(odd_range: Pipeline) ->
 
 
 def test_the_views_calendar_is_the_pipeline_calendar() -> None:
-    """`day_periods` puts a day without a stored period row in the period `period_containing`
-    gives it, for every anchor day over two years (a leap February included), and takes the
-    anchor as `organization_anchor` does when it was not learnt."""
+    """`day_periods` puts a day without a stored period row in the period the pipeline's
+    calendar gives it (`schedule_period_containing`), for every anchor day over two years (a leap
+    February included) and an organization whose anchor changed twice, and takes the anchor as
+    `organization_anchor` does when it was not learnt."""
     days = pd.date_range("2023-01-01", "2024-12-31", freq="D", unit="us")
     organizations = [
         {
@@ -153,8 +159,16 @@ def test_the_views_calendar_is_the_pipeline_calendar() -> None:
             "period_start": None,
             "period_end": None,
         },
+        {  # anchor 9 until 2023-06-20, 31 until 2024-02-10, then 17
+            "organization_id": "changed-twice",
+            "period_anchor_day": 17,
+            "period_start": None,
+            "period_end": None,
+            "anchor_history": "9@2023-06-20,31@2024-02-10",
+        },
     ]
     orgs = pd.DataFrame(organizations).astype({"period_anchor_day": "Int16"})
+    orgs["anchor_history"] = orgs["anchor_history"].astype("string")
     orgs["period_start"] = pd.to_datetime(orgs["period_start"])
     orgs["period_end"] = pd.to_datetime(orgs["period_end"])
     credit_usage = pd.DataFrame(
@@ -176,11 +190,14 @@ def test_the_views_calendar_is_the_pipeline_calendar() -> None:
     con.register("organizations", orgs)
     con.register("credit_usage", credit_usage)
     got = con.execute(view("day_periods").query).df()
-    anchors = {o["organization_id"]: organization_anchor(o) for o in orgs.to_dict("records")}
+    records = orgs.astype(object).where(orgs.notna(), None).to_dict("records")
+    anchors = {o["organization_id"]: organization_anchor(o) for o in records}
     assert sorted(set(anchors.values())) == list(range(1, 32))
     assert anchors["feb29-mar31"] == 31 and anchors["unknown"] == 1
+    schedules = {o["organization_id"]: organization_schedule(o) for o in records}
+    assert len(schedules["changed-twice"].earlier) == 2
     pairs = zip(got.organization_id, got.day, strict=True)
-    expected = [period_containing(day, anchors[org]) for org, day in pairs]
+    expected = [schedule_period_containing(day, schedules[org]) for org, day in pairs]
     actual = [(s.date(), e.date()) for s, e in zip(got.period_start, got.period_end, strict=True)]
     assert len(actual) == len(organizations) * len(days)
     assert actual == expected

@@ -154,8 +154,11 @@ def test_a_lost_resource_snapshot_fails_the_run_naming_it_and_prune_drops_it(
     (error,) = [x for x in failed.out.splitlines() if x.startswith("error: ")]
     assert str(lost) in error and "missing" in error, error
     assert "usage-etl prune --drop-damaged" in error, error
-    failure_lines = [x for x in failed.err.splitlines() if "ERROR failed:" in x]
-    assert failure_lines and all(str(lost) in x for x in failure_lines), failed.err
+    # the failed step's line names the file; the run's line only points to it
+    (step_line,) = [x for x in failed.err.splitlines() if "quota_alerts: ERROR failed:" in x]
+    assert str(lost) in step_line, failed.err
+    (run_line,) = [x for x in failed.err.splitlines() if "usage_etl: ERROR failed:" in x]
+    assert "step quota_alerts failed (above)" in run_line, failed.err
     assert "Traceback" not in failed.out + failed.err
 
     dropped = usage_etl_in_process("prune", "--drop-damaged", *args[:2], env=env)

@@ -1,7 +1,8 @@
 -- Every loaded day of each organization (its total's credit_usage day row) with the
 -- subscription period it belongs to: the period of the stored period row covering it, else the
--- period the organization's anchor day gives it (common/periods.py's calendar: anchors 29-31
--- clamp to the last day of shorter months). A day has no stored period row when its period
+-- period the anchor in force that day gives it (common/periods.py's calendar: anchors 29-31
+-- clamp to the last day of shorter months; after an anchor change, organizations.anchor_history,
+-- a period is cut on the change day). A day has no stored period row when its period
 -- began before the loaded range (the first period loaded) or runs over a month not loaded; the
 -- period views show such a period from its loaded days only (is_partial). The period views
 -- read it; one row per organization and day (the project lines' days are matched to it by
@@ -31,6 +32,24 @@ WITH anchors AS (
         END AS INTEGER) AS anchor
     FROM organizations
 ),
+history AS (
+    -- anchor_history: the earlier anchors, 'day@until' entries in increasing order of until
+    SELECT organization_id, CAST(split_part(entry, '@', 1) AS INTEGER) AS anchor,
+           CAST(split_part(entry, '@', 2) AS DATE) AS until
+    FROM (SELECT organization_id, unnest(string_split(anchor_history, ',')) AS entry
+          FROM organizations WHERE anchor_history IS NOT NULL AND anchor_history <> '')
+),
+segments AS (
+    -- common/periods.py's AnchorSchedule: each anchor applies from the previous one's until
+    SELECT organization_id, anchor,
+           lag(until) OVER (PARTITION BY organization_id ORDER BY until) AS since, until
+    FROM history
+    UNION ALL
+    SELECT a.organization_id, a.anchor, h.until AS since, CAST(NULL AS DATE) AS until
+    FROM anchors AS a
+    LEFT JOIN (SELECT organization_id, max(until) AS until FROM history GROUP BY ALL) AS h
+        USING (organization_id)
+),
 stored AS (
     SELECT organization_id, CAST(start_date AS DATE) AS period_start,
            CAST(end_date AS DATE) AS period_end
@@ -54,15 +73,17 @@ days AS (
     WHERE d.interval = 'day' AND d.scope = 'organization'
 ),
 calendar AS (
-    -- the days without a stored period (few): the anchor day in the day's month, clamped to
-    -- the month's last day; the period starts there, or in the month before when the day
-    -- comes earlier
-    SELECT d.organization_id, d.day, d.credits, coalesce(a.anchor, 1) AS anchor,
-           CAST(date_trunc('month', d.day) AS DATE) AS month,
-           least(CAST(date_trunc('month', d.day) AS DATE) + (coalesce(a.anchor, 1) - 1),
+    -- the days without a stored period (few), with the anchor in force that day: the anchor
+    -- day in the day's month, clamped to the month's last day; the period starts there, or in
+    -- the month before when the day comes earlier (then cut at the anchor changes around it)
+    SELECT d.organization_id, d.day, d.credits, coalesce(g.anchor, 1) AS anchor, g.since,
+           g.until, CAST(date_trunc('month', d.day) AS DATE) AS month,
+           least(CAST(date_trunc('month', d.day) AS DATE) + (coalesce(g.anchor, 1) - 1),
                  last_day(d.day)) AS anchored
     FROM days AS d
-    LEFT JOIN anchors AS a USING (organization_id)
+    LEFT JOIN segments AS g
+        ON g.organization_id = d.organization_id
+       AND (g.since IS NULL OR g.since <= d.day) AND (g.until IS NULL OR d.day < g.until)
     WHERE d.period_start IS NULL
 ),
 started AS (
@@ -77,9 +98,11 @@ SELECT organization_id, day, credits, period_start, period_end, true AS has_peri
 FROM days
 WHERE period_start IS NOT NULL
 UNION ALL
-SELECT organization_id, day, credits, calendar_start AS period_start,
-       least(CAST(date_trunc('month', calendar_start) + INTERVAL 1 MONTH AS DATE) + (anchor - 1),
-             last_day(CAST(date_trunc('month', calendar_start) + INTERVAL 1 MONTH AS DATE)))
-           AS period_end,
+SELECT organization_id, day, credits,
+       greatest(calendar_start, coalesce(since, calendar_start)) AS period_start,
+       least(least(CAST(date_trunc('month', calendar_start) + INTERVAL 1 MONTH AS DATE)
+                       + (anchor - 1),
+                   last_day(CAST(date_trunc('month', calendar_start) + INTERVAL 1 MONTH AS DATE))),
+             coalesce(until, DATE '9999-12-31')) AS period_end,
        false AS has_period_row
 FROM started
