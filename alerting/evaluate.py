@@ -22,7 +22,7 @@ from common.periods import CALENDAR_MONTHS, anchors_by_organization, period_cont
 from insights.anomalies import detect_anomalies
 from insights.forecast import Method, forecast_usage
 from insights.frames import daily_usage, to_day, up_to
-from insights.quota_status import quota_status
+from insights.quota_status import NO_DATA, quota_status
 from insights.quotas import QuotaConfig
 
 BACKTEST_COLUMNS: list[str] = [
@@ -105,6 +105,22 @@ def compute_alerts(
         status, config, credit_usage_daily=daily, anomalies=anomalies, rules=rules
     )
     return AlertEvaluation(forecasts, status, anomalies, candidates)
+
+
+CREDIT_RULES = ("credit_actual", "credit_forecast", "anomaly")
+"""The rules judged on the credit usage (the others on the resource snapshots)."""
+
+
+def unjudged(status: pd.DataFrame) -> set[tuple[str, str]]:
+    """(organization id, rule) of the credit rules an evaluation could not judge: the
+    organizations whose credit status is ``no_data`` (their data end before the day evaluated,
+    ``insights.quota_status``). Their open alerts are neither confirmed nor gone, so the alert
+    store leaves them as they are (``AlertStore.sync(unjudged=)``): resolving them would send a
+    false 'resolved' and, at the next run with data, open them again."""
+    if status.empty or not {"metric", "status", "organization_id"} <= set(status.columns):
+        return set()
+    stale = status[(status["metric"] == "credits") & (status["status"] == NO_DATA)]
+    return {(str(o), rule) for o in stale["organization_id"].unique() for rule in CREDIT_RULES}
 
 
 def backtest_rule(

@@ -333,6 +333,7 @@ class AlertStore:
         evaluated_rules: Iterable[str] | None = None,
         notes: Mapping[str, str] | None = None,
         totals: Iterable[LoadedTotal] = (),
+        unjudged: Iterable[tuple[str, str]] = (),
     ) -> SyncReport:
         """Upsert the current candidate alerts idempotently and queue their messages.
 
@@ -342,7 +343,9 @@ class AlertStore:
         Active alerts that are not candidates any more are resolved (or superseded when a
         higher threshold of the same group fires) -- but only within the evaluated scope:
         pass ``evaluated_organizations`` / ``evaluated_rules`` when the evaluation covered only
-        part of them (None = everything). Alerts first recorded after their period ended
+        part of them (None = everything); ``unjudged`` (organization id, rule) pairs the
+        evaluation could not judge (no data for the current period: its alerts are neither
+        candidates nor gone) are left as they are. Alerts first recorded after their period ended
         (backfills) get ``suppressed`` outbox rows. ``notes`` (alert group -> restatement
         note) are written on the alerts of those groups this sync opens, updates or resolves,
         before their messages are queued; ``totals`` replace the remembered period totals
@@ -361,6 +364,7 @@ class AlertStore:
             None if evaluated_organizations is None else {str(o) for o in evaluated_organizations}
         )
         rules = None if evaluated_rules is None else set(evaluated_rules)
+        left_alone = {(str(o), str(r)) for o, r in unjudged}
         with self._tx() as db:
             for key, cand in by_key.items():
                 self._upsert(db, key, cand, channels, now_s, report)
@@ -378,6 +382,8 @@ class AlertStore:
                 if orgs is not None and row["organization_id"] not in orgs:
                     continue
                 if rules is not None and row["rule"] not in rules:
+                    continue
+                if (row["organization_id"], row["rule"]) in left_alone:
                     continue
                 if group_max.get(row["alert_group"], -1.0) > row["threshold"]:
                     self._supersede(db, row["alert_key"], now_s)

@@ -26,7 +26,7 @@ from dagster import (
     asset,
 )
 
-from alerting.evaluate import compute_alerts
+from alerting.evaluate import compute_alerts, unjudged
 from alerting.restatements import check_load
 from alerting.routing import alert_routes
 from alerting.state import open_state, record_tables
@@ -210,6 +210,7 @@ def quota_alerts(
             evaluated_organizations=list(current["organization_id"]),
             notes=restated.notes(),
             totals=restated.totals,
+            unjudged=unjudged(evaluation.status),
         )
         alert_frame = state.store.alerts_frame()
         pending = state.store.pending_count()

@@ -144,3 +144,45 @@ def test_a_backfill_of_an_old_range_publishes_no_forecast(
     assert len(fresh) >= 5 and fresh["reason"].isna().all()
     assert fresh["used_so_far"].notna().all() and fresh["forecast_total"].notna().all()
     assert "no_data" not in set(pipeline.query("SELECT status FROM quota_status")["status"])
+
+
+def test_stale_data_leave_open_credit_alerts_open(tmp_path: Path) -> None:
+    """Alerts opened on data through 2024-06-10 are neither resolved nor re-opened when the same
+    data are evaluated as of 2024-06-15 (a backfill run with --end in the past after a few days
+    down): credits cannot go down within a period, a 'resolved' would be false and the next run
+    with data would open them again as new occurrences."""
+    from alerting.evaluate import unjudged
+    from alerting.store import AlertStore
+
+    data = loaded_until("2024-06-10")
+    with AlertStore(tmp_path / "alerts.sqlite") as store:
+        fresh = compute_alerts(data, ORGS, CONFIG, as_of="2024-06-10")
+        opened = store.sync(fresh.candidates, ["log"], now=pd.Timestamp("2024-06-11T06:00Z"))
+        credit = [k for k in opened.opened if "|credit_" in k]
+        assert credit, "the fresh evaluation opens credit alerts"
+
+        stale = compute_alerts(data, ORGS, CONFIG, as_of="2024-06-15")
+        assert unjudged(stale.status) == {
+            ("o1", "credit_actual"),
+            ("o1", "credit_forecast"),
+            ("o1", "anomaly"),
+        }
+        later = store.sync(
+            stale.candidates,
+            ["log"],
+            now=pd.Timestamp("2024-06-16T06:00Z"),
+            evaluated_organizations=["o1"],
+            unjudged=unjudged(stale.status),
+        )
+        assert later.resolved == [] and later.queued == 0
+        still = store.alerts_frame()
+        assert set(still[still["status"].isin(["open", "notified"])]["alert_key"]) >= set(credit)
+
+        # without leaving them alone (as before), the same sync resolves them
+        resolved = store.sync(
+            stale.candidates,
+            ["log"],
+            now=pd.Timestamp("2024-06-16T07:00Z"),
+            evaluated_organizations=["o1"],
+        )
+        assert set(resolved.resolved) >= set(credit)
