@@ -12,7 +12,9 @@ the anchor of an ``organizations`` row (:func:`organization_anchor`: the learnt
 organization's anchors over time (:class:`AnchorSchedule`, from ``organizations.anchor_history``)
 and "the current period" of an evaluation (:func:`current_period`: the period containing
 *today*, the day after the last complete day of data). Every table, view, report section, CLI
-output and alert takes its periods from here.
+output and alert takes its periods from here (the stored period rows and the period views by
+the anchor schedule; trends, the backtest and the alerts' previous-period comparison by the
+current anchor: docs/alerts.md).
 
 An anchor change (a new subscription with another start day) applies from the start of the
 first period the API reports under the new anchor (the change day); periods before it keep the
