@@ -238,6 +238,8 @@ class ReconcileReport:
     delivered_elsewhere: int = 0
     claimed_elsewhere: int = 0
     alerts_added: int = 0
+    alerts_updated: int = 0
+    """Alerts another writer re-opened since (a higher occurrence there): taken as they are."""
     messages_added: int = 0
 
 
@@ -815,7 +817,9 @@ class AlertStore:
           one this copy holds as ``sending`` that is back to ``pending`` or ``failed`` there
           (that writer's send failed) takes that status;
         - alerts and messages this copy does not know are added (messages get ids of this
-          copy).
+          copy); an alert another writer re-opened since (a higher ``occurrence`` there) is
+          taken as it is there, so a commit of this copy does not put its older occurrence
+          back.
 
         ``own_claims``: idempotency keys this copy claimed there itself (left alone). Nothing
         here is ever downgraded: a message delivered here stays delivered."""
@@ -835,11 +839,24 @@ class AlertStore:
                     "SELECT idempotency_key, alert_key, occurrence, event, status FROM outbox"
                 )
             }
-            known_alerts = {r[0] for r in db.execute("SELECT alert_key FROM alerts")}
+            occurrences = {
+                r[0]: int(r[1]) for r in db.execute("SELECT alert_key, occurrence FROM alerts")
+            }
+            known_alerts = set(occurrences)
             for key, alert in alert_rows.items():
-                if key in known_alerts:
-                    continue
                 cols = [c for c in alert if c in known_columns]
+                if key in known_alerts:
+                    theirs_occurrence = alert.get("occurrence")
+                    if pd.isna(theirs_occurrence) or int(theirs_occurrence) <= occurrences[key]:
+                        continue
+                    # another writer re-opened it since: its occurrence is the alert's now
+                    db.execute(
+                        f"UPDATE alerts SET {', '.join(f'{c} = ?' for c in cols)}"
+                        " WHERE alert_key = ?",
+                        [*(_stored(c, alert[c]) for c in cols), key],
+                    )
+                    report.alerts_updated += 1
+                    continue
                 db.execute(
                     f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [_stored(c, alert[c]) for c in cols],

@@ -123,3 +123,27 @@ def test_unknown_alerts_and_messages_are_added_once(tmp_path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_an_alert_re_opened_elsewhere_is_taken_with_its_new_occurrence(hosts) -> None:
+    """Both hosts saw the alerts resolve; host a saw them cross again (occurrence 2). Host b
+    takes that occurrence in, so its next commit does not put occurrence 1 (resolved) back."""
+    a, b = hosts
+    later = NOW + timedelta(days=1)
+    for store in (a, b):
+        store.sync(candidates(85).iloc[0:0], ["log"], later)  # both resolved
+    a.sync(candidates(85), ["log"], later + timedelta(hours=1))  # re-opened on a only
+    assert set(a.alerts_frame()["occurrence"]) == {2}
+    assert set(b.alerts_frame()["status"]) == {"resolved"}
+
+    taken = b.reconcile(a.alerts_frame(), a.outbox_frame(), later + timedelta(hours=2))
+    assert taken.alerts_updated == 2
+    mine = b.alerts_frame()
+    assert set(mine["occurrence"]) == {2} and set(mine["status"]) == {"open"}
+    # the re-opening's messages came along and point at that occurrence
+    outbox = b.outbox_frame()
+    assert set(outbox[outbox["occurrence"] == 2]["event"]) == {"open"}
+
+    # taking in a's older state again changes nothing
+    again = b.reconcile(a.alerts_frame(), a.outbox_frame(), later + timedelta(hours=3))
+    assert again.alerts_updated == 0
