@@ -74,13 +74,15 @@ def merged_alert_tables(
     claim: list[str] | None = None,
     own_claims: frozenset[str] = frozenset(),
     ignore_backoff: bool = False,
+    channels: list[str] | None = None,
 ) -> MergedTables:
     """The alert tables as a merged commit of ``store`` (see the module docstring).
 
     ``claim``: when given, it is filled (inside the transaction, anew on every retry) with the
     idempotency keys this pass claims: every message of the local state a delivery pass may
     send now (``ignore_backoff``: due or not), once the lake's rows are taken in; they are
-    written ``sending`` at ``now``.
+    written ``sending`` at ``now``; ``channels``: only messages of these channels are claimed
+    (the ones this writer configures: another writer's channels stay free for it).
     ``own_claims``: the keys this writer claimed earlier in the pass (its own claims in the
     lake, not another writer's)."""
 
@@ -96,7 +98,7 @@ def merged_alert_tables(
             )
         mine = store.outbox_frame()
         if claim is not None:
-            claim[:] = store.deliverable_keys(at, ignore_backoff=ignore_backoff)
+            claim[:] = store.deliverable_keys(at, ignore_backoff=ignore_backoff, channels=channels)
             claimed = mine["idempotency_key"].isin(claim)
             mine.loc[claimed, "status"] = "sending"
             mine.loc[claimed, "claimed_at"] = pd.Timestamp(at)
@@ -117,11 +119,17 @@ def commit_alert_state(
     claim: list[str] | None = None,
     own_claims: frozenset[str] = frozenset(),
     ignore_backoff: bool = False,
+    channels: list[str] | None = None,
 ) -> int | None:
     """One small lake commit of the alert tables alone (merged, see above), under the writer
     lock; returns the snapshot. Raises `LakeError` when it could not commit."""
     merged = merged_alert_tables(
-        store, now, claim=claim, own_claims=own_claims, ignore_backoff=ignore_backoff
+        store,
+        now,
+        claim=claim,
+        own_claims=own_claims,
+        ignore_backoff=ignore_backoff,
+        channels=channels,
     )
     with writer_lock(warehouse):
         report = publish_up(warehouse, lake, tables=[], merged=merged, views=False)
@@ -152,11 +160,18 @@ def deliver_through_lake(
     commit is reported (the messages went out; the local state knows it)."""
     claimed: list[str] = []
     now = now_utc()
-    if not store.deliverable_keys(now, ignore_backoff=ignore_backoff):
+    mine = config.channels.enabled()
+    if not store.deliverable_keys(now, ignore_backoff=ignore_backoff, channels=mine):
         return LakeDelivery(DeliveryReport(pending=store.pending_count()))
     try:
         commit_alert_state(
-            warehouse, lake, store, now, claim=claimed, ignore_backoff=ignore_backoff
+            warehouse,
+            lake,
+            store,
+            now,
+            claim=claimed,
+            ignore_backoff=ignore_backoff,
+            channels=mine,
         )
     except LakeError as exc:
         problem = (

@@ -606,12 +606,23 @@ class AlertStore:
         return condition, params
 
     def deliverable_keys(
-        self, now: datetime | None = None, *, ignore_backoff: bool = False
+        self,
+        now: datetime | None = None,
+        *,
+        ignore_backoff: bool = False,
+        channels: Collection[str] | None = None,
     ) -> list[str]:
-        """The idempotency keys of every row a delivery pass at ``now`` may claim (whatever its
-        channel), oldest first: what a writer of a shared lake claims there before sending."""
+        """The idempotency keys of every row a delivery pass at ``now`` may claim (of
+        ``channels`` only, when given: the ones this writer can send through), oldest first:
+        what a writer of a shared lake claims there before sending."""
         now_dt = pd.Timestamp(_ts(now or now_utc())).to_pydatetime()
         condition, params = self._deliverable(now_dt, ignore_backoff)
+        if channels is not None:
+            names = sorted(channels)
+            if not names:
+                return []
+            condition += f" AND channel IN ({','.join('?' * len(names))})"
+            params = (*params, *names)
         rows = self._conn.execute(
             f"SELECT idempotency_key FROM outbox WHERE {condition} ORDER BY id", params
         ).fetchall()

@@ -147,3 +147,13 @@ def test_an_alert_re_opened_elsewhere_is_taken_with_its_new_occurrence(hosts) ->
     # taking in a's older state again changes nothing
     again = b.reconcile(a.alerts_frame(), a.outbox_frame(), later + timedelta(hours=3))
     assert again.alerts_updated == 0
+
+
+def test_a_writer_claims_only_messages_of_channels_it_configures(hosts) -> None:
+    """A writer of a shared lake claims (and so blocks for the lease) only the messages it can
+    send: those of another writer's channels stay free for that writer."""
+    a, _ = hosts
+    every = a.deliverable_keys(NOW)
+    assert every and a.deliverable_keys(NOW, channels=["log"]) == every
+    assert a.deliverable_keys(NOW, channels=["ops-hook"]) == []
+    assert a.deliverable_keys(NOW, channels=[]) == []
