@@ -347,6 +347,8 @@ def misaligned_periods(
         if org is None:
             continue  # not visible any more: its rows cannot be rebuilt
         schedule = organization_schedule(rows.get(org_id, {}))
+        if not schedule.earlier:
+            continue  # no anchor change: its rows are the run's ranges' business
         expected = schedule_periods_starting_in(month.year, month.month, schedule)
         if periods - set(expected):
             out.extend((org, month, s, e) for s, e in expected if s <= today)

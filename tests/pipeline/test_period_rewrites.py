@@ -71,6 +71,8 @@ def test_a_stored_period_cut_by_an_anchor_change_is_rewritten_from_any_run() -> 
     )
     assert misaligned_periods([ACME], registry, aligned, today) == []
     assert misaligned_periods([], registry, stored, today) == [], "invisible: not rebuilt"
+    unchanged = registry.assign(anchor_history=[None])
+    assert misaligned_periods([ACME], unchanged, stored, today) == [], "no change: not its job"
 
 
 def test_rewriting_a_month_keeps_the_rows_of_the_periods_not_rebuilt() -> None:
