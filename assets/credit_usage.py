@@ -35,7 +35,12 @@ from assets.organizations import current_organizations, now_utc, organizations
 from assets.reconciliation_ledger import PendingPeriod, read_pending, write_pending
 from assets.resources import UbiOpsApi, Warehouse
 from common import settings
-from common.periods import organization_schedule, schedule_periods_starting_in, shift_month
+from common.periods import (
+    organization_schedule,
+    parse_anchor_history,
+    schedule_periods_starting_in,
+    shift_month,
+)
 from extraction import quality
 from extraction.endpoints import DAILY_USAGE, PERIOD_USAGE, Endpoint, MonthKey, PeriodKey, pull
 from extraction.fanout import Org, ProgressFn
@@ -301,6 +306,55 @@ def touching_periods(
     return touching
 
 
+def months_around_anchor_changes(orgs: list[Org], registry: pd.DataFrame) -> list[date]:
+    """The partition months that can hold a stored period row spanning an anchor change of one
+    of ``orgs`` (``anchor_history``): the change day's month and the month before (a period
+    running on the change day began in one of them)."""
+    wanted = {o.id for o in orgs}
+    months: set[date] = set()
+    if registry.empty or "anchor_history" not in registry.columns:
+        return []
+    for org_id, text in zip(registry["organization_id"], registry["anchor_history"], strict=True):
+        if str(org_id) not in wanted:
+            continue
+        for _, until in parse_anchor_history(text):
+            months.add(date(until.year, until.month, 1))
+            months.add(date(*shift_month(until.year, until.month, -1), 1))
+    return sorted(months)
+
+
+def misaligned_periods(
+    orgs: list[Org], registry: pd.DataFrame, stored_periods: pd.DataFrame, today: date
+) -> list[tuple[Org, date, date, date]]:
+    """(org, partition month, period start, period end) of the schedule's periods for every
+    organization and partition month whose stored period rows are not the periods of its anchor
+    schedule (an anchor change cut the period they cover, e.g. a stored Oct 28 - Nov 28 after
+    28 -> 25 on Nov 25, which overlaps the new Nov 25 - Dec 25): the run rewrites those rows,
+    wherever its own range is, so stored periods always follow the schedule and never overlap."""
+    rows = {str(r["organization_id"]): r for r in registry.to_dict("records")}
+    by_id = {o.id: o for o in orgs}
+    org_rows = stored_periods[stored_periods["scope"] == "organization"]
+    stored: dict[tuple[str, date], set[tuple[date, date]]] = {}
+    for o, s, e in zip(
+        org_rows["organization_id"], org_rows["start_date"], org_rows["end_date"], strict=True
+    ):
+        start, end = pd.Timestamp(s).date(), pd.Timestamp(e).date()
+        month = date(start.year, start.month, 1)
+        stored.setdefault((str(o), month), set()).add((start, end))
+    out: list[tuple[Org, date, date, date]] = []
+    for (org_id, month), periods in sorted(stored.items()):
+        org = by_id.get(org_id)
+        if org is None:
+            continue  # not visible any more: its rows cannot be rebuilt
+        schedule = organization_schedule(rows.get(org_id, {}))
+        if not schedule.earlier:
+            continue  # no anchor change: its rows are the run's ranges' business
+        expected = schedule_periods_starting_in(month.year, month.month, schedule)
+        if periods - set(expected):
+            out.extend((org, month, s, e) for s, e in expected if s <= today)
+    return out
+
+
 @dataclass
 class PeriodPlan:
     """What a run does for each subscription period in its range (the request budget).
@@ -496,6 +550,24 @@ def credit_usage_periods(
         )
     candidates = [PeriodKey(*r) for r in requests]
     touching = [PeriodKey(*r) for r in touching_periods(orgs, registry, months + repair)]
+    # stored period rows an anchor change cut (wherever they are): re-cut on the schedule
+    around = stored_rows(store, "month", months_around_anchor_changes(orgs, registry))
+    own = set(candidates)
+    realign = [
+        k
+        for k in (PeriodKey(*r) for r in misaligned_periods(orgs, registry, around, today))
+        if k not in own
+    ]
+    for org, month in sorted({(k.org.name, k.month) for k in realign}):
+        context.log.warning(
+            f"organization {org}: the stored periods begun in {month:%Y-%m} do not follow its "
+            "anchor changes (anchor_history); rewritten as "
+            + ", ".join(
+                f"{k.start} -> {k.end}" for k in realign if k.org.name == org and k.month == month
+            )
+        )
+    candidates += realign
+    touching = [k for k in touching if k not in set(realign)]
     limit = settings.reconcile_limit(
         ubiops.reconcile_per_run, daily_refresh=is_daily_refresh(months + repair, today)
     )
@@ -513,10 +585,11 @@ def credit_usage_periods(
     daily = stored_rows(store, "day", months_of_days(keys, today))
     daily = daily[daily["organization_id"].isin([o.id for o in orgs])]
     partitions = {k.month for k in keys} | set(months + repair)
+    stored_periods = stored_rows(store, "month", partitions)
     plan = plan_periods(
         candidates,
         daily,
-        stored_rows(store, "month", partitions),
+        stored_periods,
         reread_organizations(registry),
         today,
         touching,
@@ -544,7 +617,7 @@ def credit_usage_periods(
     )
     answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info)
     asked = _concat(answers, "month")
-    frames = _frames_to_write(plan, answers, daily)
+    frames = _frames_to_write(plan, answers, daily, stored_periods)
     pulled = _concat(frames, "month")
     findings = {
         "projects_add_up": quality.balance(pd.concat([pulled, asked], ignore_index=True)),
@@ -585,10 +658,44 @@ def reread_organizations(registry: pd.DataFrame) -> set[str]:
     return {str(o) for o in registry.loc[fresh, "organization_id"]}
 
 
+def kept_rows(plan: PeriodPlan, stored_periods: pd.DataFrame) -> pd.DataFrame:
+    """The stored period rows that a rewrite of their organization's rows in their partition
+    keeps: those of periods (begun in a month the run writes for that organization) that no
+    period written by this run overlaps, e.g. Nov 25 - Dec 25 when only Nov 9 - Nov 25 of
+    November can be rebuilt from its days. Rows of periods the schedule no longer has overlap a
+    written one and go."""
+    written = plan.all
+    if stored_periods.empty or not written:
+        return stored_periods.iloc[0:0]
+    rewritten = {(k.org.id, k.month) for k in written}
+    starts = {(k.org.id, k.start) for k in written}
+    spans: dict[str, list[tuple[date, date]]] = {}
+    for k in written:
+        spans.setdefault(k.org.id, []).append((k.start, k.end))
+    orgs = stored_periods["organization_id"].astype(str)
+    begun = pd.to_datetime(stored_periods["start_date"]).dt.date
+    # whole columns first (a backfill rewrites every row of its months, each of a written period)
+    other = ~pd.MultiIndex.from_arrays([orgs, begun]).isin(list(starts))
+    rest = stored_periods[other]
+    mask = []
+    for o, s, e in zip(orgs[other], rest["start_date"], rest["end_date"], strict=True):
+        start, end = pd.Timestamp(s).date(), pd.Timestamp(e).date()
+        mask.append(
+            (o, date(start.year, start.month, 1)) in rewritten
+            and not any(ws < end and start < we for ws, we in spans.get(o, []))
+        )
+    return rest[mask] if mask else stored_periods.iloc[0:0]
+
+
 def _frames_to_write(
-    plan: PeriodPlan, answers: dict[date, pd.DataFrame], daily: pd.DataFrame
+    plan: PeriodPlan,
+    answers: dict[date, pd.DataFrame],
+    daily: pd.DataFrame,
+    stored_periods: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
-    """Per partition month: the derived rows, and the API's rows for periods not derivable."""
+    """Per partition month: the derived rows, the API's rows for periods not derivable, and the
+    stored rows of the other periods of the organizations rewritten there (`kept_rows`: a
+    partition rewrite never drops a period row)."""
     loaded_at = now_utc()
     derived_keys = {(k.org.id, k.start) for k in plan.derived}
     derived_keys |= {(k.org.id, k.start) for k in plan.confirm_only}  # their stored rows stay
@@ -603,6 +710,12 @@ def _frames_to_write(
     if (months_of_days[1:] < months_of_days[:-1]).any():
         daily = daily.sort_values("start_date", kind="stable", ignore_index=True)
         months_of_days = daily["start_date"].to_numpy().astype("datetime64[M]")
+    kept = kept_rows(plan, stored_periods) if stored_periods is not None else None
+    kept_month = (
+        None
+        if kept is None
+        else pd.to_datetime(kept["start_date"]).to_numpy().astype("datetime64[M]")
+    )
     for month in {k.month for k in plan.all}:
         keys = by_month.get(month, [])
         days = daily.iloc[0:0]
@@ -624,6 +737,8 @@ def _frames_to_write(
                 for o, s in zip(asked["organization_id"], starts, strict=True)
             ]
             parts.append(asked[keep])
+        if kept is not None and kept_month is not None:
+            parts.append(kept[kept_month == np.datetime64(month, "M")])
         parts = [p for p in parts if not p.empty]
         frames[month] = (
             pd.concat(parts, ignore_index=True) if parts else credit_period_frame([], loaded_at)
