@@ -28,7 +28,8 @@ machine, and the machine's speed drifts over the minutes between the first refre
 the warehouse and Dagster home as they were before each daily refresh and, after the scenarios,
 runs N-1 rounds of the three refreshes, one after the other on fresh copies (each `settle`d
 first: its files' digests cached, as the original's were; interleaved, so each round compares
-them under the same conditions); each refresh's wall time and CPU are the medians of its N
+them under the same conditions, and in reverse order every other round, starting with round 2
+after the scenarios' 2, 12, 24 months); each refresh's wall time and CPU are the medians of its N
 runs (the wall samples beside it), the other figures are the kept run's, and the 24 / 2
 months ratio of wall and of CPU is also printed per round (the scenario run, then each round;
 CPU varies less with the machine's load than wall). "The run's own
@@ -235,15 +236,17 @@ def interleaved_rounds(
     rounds: int,
     scratch: Path,
 ) -> None:
-    """`rounds` more runs of every daily refresh, round by round (each round runs them all,
-    in order, on copies of the states saved before them); each result gets every sample and
-    the medians."""
+    """`rounds` more runs of every daily refresh, round by round (each round runs them all on
+    copies of the states saved before them, in reverse order every other round, so that a
+    machine slowing down or speeding up over a round does not always favour the same one);
+    each result gets every sample and the medians."""
     samples = {
         key: [(results[key].seconds, results[key].run_seconds, results[key].cpu_seconds)]
         for key in refreshes
     }
     for round_no in range(rounds):
-        for key, (name, args, state) in refreshes.items():
+        order = list(refreshes.items())
+        for key, (name, args, state) in order if round_no % 2 else order[::-1]:
             print(f"  round {round_no + 2}: {name} ...", file=sys.stderr, flush=True)
             again = rerun_on_copy(name, args, env, state, scratch / "again")
             samples[key].append((again.seconds, again.run_seconds, again.cpu_seconds))
