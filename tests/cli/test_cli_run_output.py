@@ -27,7 +27,6 @@ import hashlib
 import os
 import re
 import signal
-import subprocess
 import threading
 from collections import Counter
 from dataclasses import replace
@@ -40,15 +39,14 @@ from dagster import AssetKey, DagsterInstance
 
 from pipelines.commands.run_cmd import execute
 from tests.services.cli import (
-    REPO,
-    USAGE_ETL,
+    held_run,
     imported_modules,
     run_env,
     usage_etl,
     usage_etl_in_process,
     without_import_times,
 )
-from tests.services.emulator import HoldingApp, Pipeline, default_range, start_emulator
+from tests.services.emulator import Pipeline, default_range, start_emulator
 from tests.services.warehouse_files import query_published
 
 EMULATOR_PACKAGES = {"starlette", "uvicorn"}
@@ -249,32 +247,11 @@ def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(
     exit 130 (docs/data-contract.md), the summary says INTERRUPTED, by what, and how to complete
     it, no traceback of the product's own, and the warehouse verifies. SIGTERM (a service
     stopped) alike, named as such (it was reported as Ctrl-C), exit 143."""
-    warehouse = tmp_path / "warehouse"
-    server = start_emulator(organizations=1)
-    holding = HoldingApp(server.app)
-    server.app = holding
-    with server:
-        env = run_env(server, tmp_path)
-        process = subprocess.Popen(
-            [str(USAGE_ETL), "run", "--warehouse", str(warehouse)],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,  # its own group, as a terminal's foreground job
-        )
-        try:
-            assert holding.reached.wait(timeout=120), "the run never asked for daily usage"
-            os.killpg(process.pid, sent)
-            holding.release.set()
-            out, err = process.communicate(timeout=120)
-        finally:
-            holding.release.set()
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
+    with held_run(tmp_path, capture=True) as held:
+        process, warehouse = held.process, held.warehouse
+        os.killpg(process.pid, sent)
+        held.holding.release.set()
+        out, err = process.communicate(timeout=120)
     assert process.returncode == code, out + err
     assert re.search(r"^run [0-9a-f]{8} INTERRUPTED in ", out, re.MULTILINE), out
     assert "run the same command again" in out and named in out, out

@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import signal
-import subprocess
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,8 +21,8 @@ import pytest
 from common import settings
 from pipelines import retention
 from pipelines.cli import main
-from tests.services.cli import REPO, USAGE_ETL, run_env, usage_etl_in_process
-from tests.services.emulator import HoldingApp, Pipeline, start_emulator
+from tests.services.cli import held_run, usage_etl_in_process
+from tests.services.emulator import Pipeline
 from tests.services.warehouse_files import query_published
 from warehouse.files import writer_lock
 from warehouse.parquet_store import ParquetStore
@@ -273,30 +272,10 @@ def test_a_run_killed_outright_is_marked_failed_and_pruned(tmp_path: Path) -> No
     process is gone) and, being finished then, prunes it with the others."""
     from dagster import DagsterInstance, DagsterRunStatus
 
-    warehouse = tmp_path / "warehouse"
-    server = start_emulator(organizations=1)
-    holding = HoldingApp(server.app)
-    server.app = holding
-    with server:
-        env = run_env(server, tmp_path)
-        process = subprocess.Popen(
-            [str(USAGE_ETL), "run", "--warehouse", str(warehouse)],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            assert holding.reached.wait(timeout=120), "the run never asked for daily usage"
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
-        finally:
-            holding.release.set()
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    with held_run(tmp_path) as held:
+        env, warehouse = held.env, held.warehouse
+        os.killpg(held.process.pid, signal.SIGKILL)
+        held.process.wait(timeout=60)
     with DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
         (run,) = instance.get_runs()
         assert run.status == DagsterRunStatus.STARTED, "what a killed run leaves behind"

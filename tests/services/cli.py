@@ -168,3 +168,52 @@ def without_import_times(stderr: str) -> str:
     return "".join(
         line for line in stderr.splitlines(keepends=True) if not line.startswith(IMPORT_TIME)
     )
+
+
+@dataclass
+class HeldRun:
+    """A `usage-etl run` in its own process group, held mid-step by the emulator (see
+    `held_run`): `env` is the run's environment, `holding` releases the held requests."""
+
+    process: subprocess.Popen[str]
+    holding: Any
+    env: dict[str, str]
+    warehouse: Path
+
+
+@contextlib.contextmanager
+def held_run(tmp_path: Path, *, capture: bool = False) -> Iterator[HeldRun]:
+    """Start `usage-etl run` against a one-organization emulator that holds its daily usage
+    requests (`tests.services.emulator.HoldingApp`), in its own process group (as a terminal's
+    foreground job), and yield it once it waits on the API; on leaving, the requests are
+    released and a process still running is killed with its group. `capture`: its stdout and
+    stderr are pipes (read them with `communicate`), else discarded."""
+    import signal
+
+    from tests.services.emulator import HoldingApp, start_emulator
+
+    server = start_emulator(organizations=1)
+    holding = HoldingApp(server.app)
+    server.app = holding
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    warehouse = tmp_path / "warehouse"
+    with server:
+        env = run_env(server, tmp_path)
+        process = subprocess.Popen(
+            [str(USAGE_ETL), "run", "--warehouse", str(warehouse)],
+            env=env,
+            cwd=REPO,
+            stdout=output,
+            stderr=output,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert holding.reached.wait(timeout=120), "the run never asked for daily usage"
+            yield HeldRun(process, holding, env, warehouse)
+        finally:
+            holding.release.set()
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
