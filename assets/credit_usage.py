@@ -331,9 +331,24 @@ def misaligned_periods(
     schedule (an anchor change cut the period they cover, e.g. a stored Oct 28 - Nov 28 after
     28 -> 25 on Nov 25, which overlaps the new Nov 25 - Dec 25): the run rewrites those rows,
     wherever its own range is, so stored periods always follow the schedule and never overlap."""
-    rows = {str(r["organization_id"]): r for r in registry.to_dict("records")}
     by_id = {o.id: o for o in orgs}
-    org_rows = stored_periods[stored_periods["scope"] == "organization"]
+    # only organizations with an anchor change (usually none) have rows to look at: the rows of
+    # the others are the run's ranges' business, and are not converted one by one
+    schedules = {
+        org_id: schedule
+        for org_id, schedule in (
+            (str(r["organization_id"]), organization_schedule(r))
+            for r in registry.to_dict("records")
+            if str(r["organization_id"]) in by_id  # one not visible any more: not rebuilt
+        )
+        if schedule.earlier
+    }
+    if not schedules or stored_periods.empty:
+        return []
+    org_rows = stored_periods[
+        (stored_periods["scope"] == "organization")
+        & stored_periods["organization_id"].astype(str).isin(list(schedules))
+    ]
     stored: dict[tuple[str, date], set[tuple[date, date]]] = {}
     for o, s, e in zip(
         org_rows["organization_id"], org_rows["start_date"], org_rows["end_date"], strict=True
@@ -343,12 +358,8 @@ def misaligned_periods(
         stored.setdefault((str(o), month), set()).add((start, end))
     out: list[tuple[Org, date, date, date]] = []
     for (org_id, month), periods in sorted(stored.items()):
-        org = by_id.get(org_id)
-        if org is None:
-            continue  # not visible any more: its rows cannot be rebuilt
-        schedule = organization_schedule(rows.get(org_id, {}))
-        if not schedule.earlier:
-            continue  # no anchor change: its rows are the run's ranges' business
+        org = by_id[org_id]
+        schedule = schedules[org_id]
         expected = schedule_periods_starting_in(month.year, month.month, schedule)
         if periods - set(expected):
             out.extend((org, month, s, e) for s, e in expected if s <= today)
