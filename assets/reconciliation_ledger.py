@@ -14,18 +14,19 @@ pending (asked again), never a period unconfirmed and forgotten.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 from warehouse.files import atomic_write
 
 LEDGER = Path("state") / "periods-to-reconcile.json"
 
 
-@dataclass(frozen=True, order=True)
-class PendingPeriod:
-    """A closed period of an organization whose row has not been confirmed by the API yet."""
+class PendingPeriod(NamedTuple):
+    """A closed period of an organization whose row has not been confirmed by the API yet
+    (ordered by start, then organization: oldest first). A tuple: a backfill's backlog holds
+    tens of thousands, read by every run."""
 
     start: date
     organization_id: str
