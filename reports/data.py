@@ -162,18 +162,19 @@ class Detail:
 # still filling up) is partial: `report_usage` is `credit_usage` without the partial day rows,
 # and with each period row less the partial days inside it (the current period "through the
 # last complete day"), so that every number of a page (headline, charts, tables) and of the
-# index agrees. `report_partial_days` holds the partial rows (one scan of the day rows).
+# index agrees. `report_partial_days` holds the partial rows (one scan of the day rows);
+# `report_periods` the period rows as `report_usage` has them, made once: the organization pages
+# read them (the whole history) several times, the day rows only from a window. A day row is
+# partial when its day is not before its load's day: `start_date >= date_trunc('day',
+# loaded_at)` (no cast of every row).
 PARTIAL_DAYS = """
     CREATE OR REPLACE TEMP TABLE report_partial_days AS
     SELECT organization_id, scope, project_id, start_date, credits
     FROM credit_usage
-    WHERE interval = 'day' AND CAST(start_date AS DATE) >= CAST(loaded_at AS DATE)
+    WHERE interval = 'day' AND start_date >= date_trunc('day', loaded_at)
 """
-REPORT_USAGE = """
-    CREATE OR REPLACE TEMP VIEW report_usage AS
-    SELECT * FROM credit_usage
-    WHERE interval = 'day' AND CAST(start_date AS DATE) < CAST(loaded_at AS DATE)
-    UNION ALL
+REPORT_PERIODS = """
+    CREATE OR REPLACE TEMP TABLE report_periods AS
     SELECT m.* REPLACE (greatest(m.credits - coalesce(p.credits, 0.0), 0.0) AS credits)
     FROM credit_usage AS m
     LEFT JOIN (
@@ -190,11 +191,20 @@ REPORT_USAGE = """
      AND p.project_id IS NOT DISTINCT FROM m.project_id AND p.start_date = m.start_date
     WHERE m.interval = 'month'
 """
+REPORT_USAGE = """
+    CREATE OR REPLACE TEMP VIEW report_usage AS
+    SELECT * FROM credit_usage
+    WHERE interval = 'day' AND start_date < date_trunc('day', loaded_at)
+    UNION ALL
+    SELECT * FROM report_periods
+"""
 
 
 def prepare_usage(con: duckdb.DuckDBPyConnection) -> Basis:
-    """Make `report_usage` (complete days only) on `con`; the basis the report states."""
+    """Make `report_usage` (complete days only) and `report_periods` on `con`; the basis the
+    report states."""
     con.execute(PARTIAL_DAYS)
+    con.execute(REPORT_PERIODS)
     con.execute(REPORT_USAGE)
     partial = [
         as_date(d)
@@ -204,8 +214,9 @@ def prepare_usage(con: duckdb.DuckDBPyConnection) -> Basis:
         ).fetchall()
     ]
     through = con.execute(
-        "SELECT max(CAST(start_date AS DATE)) FROM report_usage "
-        "WHERE interval = 'day' AND scope = 'organization'"
+        "SELECT max(CAST(start_date AS DATE)) FROM credit_usage "
+        "WHERE interval = 'day' AND scope = 'organization' "
+        "AND start_date < date_trunc('day', loaded_at)"
     ).fetchone()
     return Basis(as_date(through[0]) if through else None, tuple(sorted(d for d in partial if d)))
 
@@ -406,12 +417,12 @@ PROJECT_LINES = """
         FROM (SELECT organization_id, start_date,
                      row_number() OVER (PARTITION BY organization_id
                                         ORDER BY start_date DESC) AS age
-              FROM report_usage WHERE interval = 'month' AND scope = 'organization')
+              FROM report_periods WHERE scope = 'organization')
         WHERE age <= $periods
     ),
     named AS (
         SELECT organization_id, project_id, project_name, epoch_us(start_date) * 2 AS recency
-        FROM report_usage WHERE interval = 'month' AND scope = 'project'
+        FROM report_periods WHERE scope = 'project'
         UNION ALL
         SELECT organization_id, project_id, project_name, epoch_us(start_date) * 2 + 1
         FROM report_usage
@@ -425,8 +436,8 @@ PROJECT_LINES = """
         SELECT c.organization_id, c.project_id,
                row_number() OVER (PARTITION BY c.organization_id
                                   ORDER BY sum(c.credits) DESC, c.project_id) AS rank
-        FROM report_usage AS c JOIN recent_periods AS p USING (organization_id, start_date)
-        WHERE c.interval = 'month' AND c.scope = 'project'
+        FROM report_periods AS c JOIN recent_periods AS p USING (organization_id, start_date)
+        WHERE c.scope = 'project'
         GROUP BY c.organization_id, c.project_id HAVING sum(c.credits) > 0
     )
     SELECT n.organization_id, n.project_id, n.name, r.rank,
@@ -457,14 +468,14 @@ PERIOD_SERIES = f"""
     WITH periods AS (
         SELECT organization_id, start_date,
                row_number() OVER (PARTITION BY organization_id ORDER BY start_date) - 1 AS slot
-        FROM report_usage WHERE interval = 'month' AND scope = 'organization'
+        FROM report_periods WHERE scope = 'organization'
     ),
     cells AS (
         SELECT c.organization_id, {_LINE_KEY} AS key, p.slot, sum(c.credits) AS credits
-        FROM report_usage AS c
+        FROM report_periods AS c
         JOIN periods AS p USING (organization_id, start_date)
         LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
-        WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
+        WHERE c.scope IN ('project', 'deleted_projects')
         GROUP BY ALL
     )
     SELECT organization_id, key, list(slot), list(credits) FROM cells GROUP BY ALL
@@ -476,7 +487,7 @@ PERIOD_TOTALS = """
            start_date <= get_current_timestamp() AT TIME ZONE 'UTC'
                AND get_current_timestamp() AT TIME ZONE 'UTC' < end_date AS is_current_period,
            credits
-    FROM report_usage WHERE interval = 'month' AND scope = 'organization'
+    FROM report_periods WHERE scope = 'organization'
     ORDER BY organization_id, period_start DESC
 """
 # Every project line's credits in the last RECENT_PERIODS periods, with its share of the
@@ -487,7 +498,7 @@ PERIOD_PROJECTS = """
         FROM (SELECT organization_id, start_date, credits,
                      row_number() OVER (PARTITION BY organization_id
                                         ORDER BY start_date DESC) AS age
-              FROM report_usage WHERE interval = 'month' AND scope = 'organization')
+              FROM report_periods WHERE scope = 'organization')
         WHERE age <= $periods
     )
     SELECT c.organization_id, c.scope AS line,
@@ -496,10 +507,10 @@ PERIOD_PROJECTS = """
            CAST(c.start_date AS DATE) AS period_start, CAST(c.end_date AS DATE) AS period_end,
            c.credits,
            CASE WHEN t.credits > 0 THEN c.credits / t.credits END AS share_of_organization
-    FROM report_usage AS c
+    FROM report_periods AS c
     JOIN totals AS t USING (organization_id, start_date)
     LEFT JOIN report_project_lines AS l USING (organization_id, project_id)
-    WHERE c.interval = 'month' AND c.scope IN ('project', 'deleted_projects')
+    WHERE c.scope IN ('project', 'deleted_projects')
     ORDER BY c.organization_id, period_start DESC, c.credits DESC, project_name
 """
 
