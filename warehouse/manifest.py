@@ -12,6 +12,11 @@ path relative to the table directory:
                         "organizations": {"<organization_id>": {"rows": 310, "credits": 5120.5}}},
           "pending": null, "removing": false}}}
 
+The file is compact JSON with sorted keys, one slice per line (between the opening and closing
+lines of `slices`): a manifest of a long history is mostly per-organization sums, and a line
+keeps the text of its record, so a run that rewrites a few slices' records neither encodes the
+others again nor keeps their sums as objects it never reads.
+
 - `sha256` and `bytes` are the file digest: a slice is good when its file hashes to the recorded
   digest. Any flipped byte, a truncated, missing or replaced file is caught.
 - `rows` and `organizations` (rows and, for tables with a `credits` column, the credit sum per
@@ -86,27 +91,46 @@ class OrganizationSums:
 
 
 class StoredOrganizationSums(Mapping[str, OrganizationSums]):
-    """A record's per-organization sums as its manifest stores them, made into
-    :class:`OrganizationSums` on first use.
+    """A record's per-organization sums as its manifest stores them (their JSON object, or its
+    text as read from a manifest line), made into :class:`OrganizationSums` on first use.
 
     A manifest of a long history holds a sum per organization per slice (48,000 for 1,000
     organizations' 24 months of `credit_usage`), and a run loads every manifest to check digests
-    and stage writes while reading the sums of a few slices at most. Unread, they are saved back
-    as they were read."""
+    and stage writes while reading the sums of a few slices at most. Unread, they are neither
+    parsed nor encoded: they are saved back as they were read."""
 
-    __slots__ = ("_parsed", "_stored")
+    __slots__ = ("_parsed", "_stored", "_text")
 
-    def __init__(self, stored: dict[str, dict[str, Any]]) -> None:
-        if not isinstance(stored, dict):
+    def __init__(self, stored: dict[str, dict[str, Any]] | None, text: str | None = None) -> None:
+        if stored is None and text is None:
+            raise TypeError("organizations: neither an object nor its text")
+        if stored is not None and not isinstance(stored, dict):
             raise TypeError(f"organizations is {type(stored).__name__}, expected an object")
         self._stored = stored
+        self._text = text
         self._parsed: dict[str, OrganizationSums] | None = None
+
+    def _json(self) -> dict[str, dict[str, Any]]:
+        if self._stored is None:
+            try:
+                stored = json.loads(self._text or "")
+            except ValueError as exc:
+                stored = exc
+            if not isinstance(stored, dict):
+                found = "unreadable" if isinstance(stored, ValueError) else type(stored).__name__
+                raise ManifestError(
+                    f"a manifest record's organizations are {found}, expected an object; "
+                    "restore the manifest from a backup, or delete it to re-adopt the table's "
+                    "readable files"
+                )
+            self._stored = stored
+        return self._stored
 
     def _sums(self) -> dict[str, OrganizationSums]:
         if self._parsed is None:
             self._parsed = {
                 k: OrganizationSums(int(v["rows"]), v.get("credits"))
-                for k, v in self._stored.items()
+                for k, v in self._json().items()
             }
         return self._parsed
 
@@ -114,16 +138,21 @@ class StoredOrganizationSums(Mapping[str, OrganizationSums]):
         return self._sums()[organization_id]
 
     def __contains__(self, organization_id: object) -> bool:
-        return organization_id in self._stored
+        return organization_id in self._json()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._stored)
+        return iter(self._json())
 
     def __len__(self) -> int:
-        return len(self._stored)
+        return len(self._json())
 
     def to_json(self) -> dict[str, dict[str, Any]]:
-        return self._stored
+        return self._json()
+
+    @property
+    def text(self) -> str | None:
+        """The stored text, while it has not been parsed (None after, or when read parsed)."""
+        return self._text if self._stored is None else None
 
 
 def _json_text(value: object) -> str:
@@ -167,15 +196,49 @@ class SliceRecord:
         return _json_text(self.to_json())
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SliceRecord:
+    def from_json(cls, data: dict[str, Any], sums_text: str | None = None) -> SliceRecord:
+        """The record of `data`; `sums_text`: its organizations' text, parsed on first use
+        (`data` then holds none)."""
         return cls(
             rows=int(data["rows"]),
             bytes=int(data["bytes"]),
             sha256=str(data["sha256"]),
-            organizations=StoredOrganizationSums(data.get("organizations", {})),
+            organizations=(
+                StoredOrganizationSums(None, sums_text)
+                if sums_text is not None
+                else StoredOrganizationSums(data.get("organizations", {}))
+            ),
             written_at=str(data.get("written_at", "")),
             adopted=bool(data.get("adopted", False)),
         )
+
+    @classmethod
+    def from_text(cls, text: str) -> SliceRecord | None:
+        """The record stored as `text` (compact, sorted keys), its sums left as text: the keys
+        before `organizations` hold numbers and booleans, those after it numbers and strings,
+        so the object's bounds are found without reading it. None when `text` is not laid out
+        so."""
+        key = '"organizations":'
+        start = text.find(key)
+        end = text.rfind('},"rows":')
+        if start < 0 or end < start:
+            return None
+        sums = text[start + len(key) : end + 1]
+        if not (sums.startswith("{") and sums.endswith("}")):
+            return None
+        data = json.loads(f"{text[:start]}{key}null{text[end + 1 :]}")
+        if not isinstance(data, dict) or set(data) - {
+            "adopted",
+            "bytes",
+            "organizations",
+            "rows",
+            "sha256",
+            "written_at",
+        }:
+            return None
+        record = cls.from_json(data, sums)
+        record.__dict__["json_text"] = text  # as read: saved back unchanged
+        return record
 
 
 @dataclass
@@ -370,6 +433,49 @@ def _readable_record(path: Path) -> SliceRecord | None:
     return record_for(arrow, path, adopted=True)
 
 
+_HEAD = f'{{"format":{FORMAT},"slices":{{\n'
+"""The manifest's text before its first slice line."""
+
+
+def _tail(table: str) -> str:
+    """The manifest's text after its last slice line (`table` sorts after `slices`)."""
+    return f'\n}},"table":{_json_text(table)}}}'
+
+
+_ENTRY_HEAD = '{"committed":'
+_SETTLED_TAILS = (',"pending":null,"removing":false}', ',"pending":null,"removing":true}')
+
+
+def _parse_lines(text: bytes, table: str) -> dict[str, Entry] | None:
+    """The entries of a manifest written a slice a line (by :meth:`TableManifest.save`), each
+    settled record keeping the text it was read from; None for any other layout."""
+    head, tail = _HEAD.encode(), _tail(table).encode()
+    if not (text.startswith(head) and text.endswith(tail)):
+        return None
+    body = text[len(head) : len(text) - len(tail)]
+    entries: dict[str, Entry] = {}
+    for raw in body.split(b"\n") if body else []:
+        line = raw.decode().removesuffix(",")
+        # a settled slice (no change in flight): `"<key>":{"committed":<record>,"pending":null,
+        # "removing":...}`, its record read without its sums
+        colon = line.find(f":{_ENTRY_HEAD}")
+        settled = next((t for t in _SETTLED_TAILS if line.endswith(t)), None)
+        if colon > 0 and settled is not None:
+            key = json.loads(line[:colon])
+            start = colon + 1 + len(_ENTRY_HEAD)
+            text = line[start : len(line) - len(settled)]
+            record = SliceRecord.from_text(text) if text.startswith("{") else None
+            if isinstance(key, str) and record is not None:
+                entries[key] = Entry(record, None, settled.endswith("true}"))
+                continue
+        try:
+            ((key, data),) = json.loads(f"{{{line}}}").items()
+        except ValueError:
+            return None  # not a slice a line after all: parsed whole (and judged) by the caller
+        entries[key] = Entry.from_json(data)
+    return entries
+
+
 class _Parsed:
     """The entries of the manifests this process last parsed or saved, by the SHA-256 of their
     bytes: a step reads a table's manifest several times (checks, staging, committing, the
@@ -421,10 +527,12 @@ class TableManifest:
             text = self.path.read_bytes()
             entries = _PARSED.get(self.path, text)
             if entries is None:
-                data = json.loads(text)
-                if data.get("format") != FORMAT:
-                    raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
-                entries = {k: Entry.from_json(v) for k, v in data["slices"].items()}
+                entries = _parse_lines(text, self.table)
+                if entries is None:  # not one slice per line (written by an earlier version)
+                    data = json.loads(text)
+                    if data.get("format") != FORMAT:
+                        raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
+                    entries = {k: Entry.from_json(v) for k, v in data["slices"].items()}
                 _PARSED.put(self.path, text, entries)
             return entries
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -435,14 +543,12 @@ class TableManifest:
             ) from None
 
     def save(self, entries: dict[str, Entry]) -> None:
-        # compact and with sorted keys (`_json_text` of the whole body), made from each entry's
-        # text: a record's text is made once, so saving the manifest of a long history (twice
-        # per slice write) does not encode every slice's sums again
-        slices = ",".join(f"{_json_text(k)}:{entries[k].json_text()}" for k in sorted(entries))
-        text = (
-            f'{{"format":{_json_text(FORMAT)},"slices":{{{slices}}},'
-            f'"table":{_json_text(self.table)}}}'
-        ).encode()
+        # compact, sorted keys, a slice a line (module docstring), made from each entry's text:
+        # a record's text is made once (or kept from the file it was read from), so saving the
+        # manifest of a long history (twice per slice write) does not encode every slice's
+        # sums again
+        slices = ",\n".join(f"{_json_text(k)}:{entries[k].json_text()}" for k in sorted(entries))
+        text = f"{_HEAD}{slices}{_tail(self.table)}".encode()
         atomic_write(self.path, lambda tmp: tmp.write_bytes(text))
         _PARSED.put(self.path, text, entries)
 

@@ -94,13 +94,42 @@ def test_sums_read_back_equal_those_written_and_unread_ones_are_saved_unchanged(
     assert "c" not in october.organizations and len(october.organizations) == 2
     manifest.save(entries)  # November's sums were never read: saved as they were stored
     assert manifest.path.read_bytes() == before
+    # compact JSON with sorted keys, a slice a line
+    lines = before.decode().split("\n")
+    assert len(lines) == 2 + len(entries)
     canonical = json.dumps(json.loads(before), separators=(",", ":"), sort_keys=True)
-    assert before.decode() == canonical  # compact JSON with sorted keys
+    assert "".join(lines) == canonical
     text = json.loads(before)
     text["slices"]["interval=day/month=2026-10/data.parquet"]["committed"]["organizations"] = 3
     manifest.path.write_text(json.dumps(text))
     with pytest.raises(ManifestError, match="organizations is int, expected an object"):
         manifest.load()
+
+
+def test_a_manifest_written_on_one_line_by_an_earlier_version_is_read_and_kept_exact(
+    tmp_path: Path,
+) -> None:
+    store = store_with_slice(tmp_path)
+    store.replace_partition(
+        CREDIT_USAGE, {"interval": "day", "month": "2026-11"}, usage({"c": 0.25})
+    )
+    manifest = store.manifest(CREDIT_USAGE)
+    document = json.loads(manifest.path.read_bytes())
+    manifest.path.write_text(json.dumps(document, separators=(",", ":"), sort_keys=True))
+    entries = manifest.load()
+    november = entries["interval=day/month=2026-11/data.parquet"].committed
+    assert dict(november.organizations) == {"c": OrganizationSums(1, 0.25)}
+    # rewriting one slice's record keeps every other record as it was
+    store.replace_partition(CREDIT_USAGE, PARTITION, usage({"a": 4.0}))
+    after = json.loads(manifest.path.read_bytes())
+    assert (
+        after["slices"]["interval=day/month=2026-11/data.parquet"]
+        == (document["slices"]["interval=day/month=2026-11/data.parquet"])
+    )
+    october = after["slices"]["interval=day/month=2026-10/data.parquet"]["committed"]
+    assert october["organizations"] == {"a": {"rows": 1, "credits": 4.0}}
+    assert manifest.path.read_bytes().count(b"\n") == 3  # a slice a line again
+    assert not check_warehouse(store.root).bad
 
 
 def _crash_after_stage(store: ParquetStore, frame: pd.DataFrame, rename: bool) -> None:
