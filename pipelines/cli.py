@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     """The console script: exit with `main`'s status, quietly on a closed pipe."""
+    from pipelines.heap import tune_collector
+
+    tune_collector()
     try:
         status = main()
         sys.stdout.flush()

@@ -222,14 +222,18 @@ def _write_org_pages_in_parallel(report: ReportData, root: Path, workers: int) -
     raised here, after the others finish."""
     global _forked_report
     _forked_report = (report, root)
-    gc.freeze()  # the inherited objects stay shared: no collection in a worker touches them
+    # the inherited objects stay shared: no collection in a worker touches them; a process
+    # that froze its start-up heap itself (`usage-etl run`) keeps it frozen
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             shares = [range(k, len(report.orgs), workers) for k in range(workers)]
             return set().union(*pool.map(_write_org_pages_forked, shares))
     finally:
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
         _forked_report = None
 
 

@@ -254,6 +254,7 @@ def execute(
 
     from assets.resources import Warehouse, resources_from_env
     from pipelines.definitions import defs
+    from pipelines.heap import freeze_startup_heap
     from pipelines.run_owner import fail_orphaned_runs, owner_tags
     from pipelines.schedules import range_tags
 
@@ -269,6 +270,7 @@ def execute(
                 f"usage-etl: run {run_id[:8]} marked failed: its process is gone (killed)",
                 file=sys.stderr,
             )
+        freeze_startup_heap()
         result = defs.resolve_job_def("usage_etl").execute_in_process(
             instance=instance,
             tags={**range_tags(first, last), **owner_tags()},
