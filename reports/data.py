@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -159,23 +159,30 @@ class Detail:
 
 # The report's basis: complete UTC days, as the budget figures (`quota_status`, computed through
 # the day before the run) and the alerts. A day row loaded on its own day (the day a run loads,
-# still filling up) is partial: `report_usage` is `credit_usage` without the partial day rows,
-# and with each period row less the partial days inside it (the current period "through the
-# last complete day"), so that every number of a page (headline, charts, tables) and of the
-# index agrees. `report_partial_days` holds the partial rows (one scan of the day rows);
-# `report_periods` the period rows as `report_usage` has them, made once: the organization pages
-# read them (the whole history) several times, the day rows only from a window. A day row is
-# partial when its day is not before its load's day: `start_date >= date_trunc('day',
-# loaded_at)` (no cast of every row).
-PARTIAL_DAYS = """
-    CREATE OR REPLACE TEMP TABLE report_partial_days AS
+# still filling up) is partial: `report_usage` is the day rows of `credit_usage` without the
+# partial ones, and `report_periods` its period rows each less the partial days inside it (the
+# current period "through the last complete day"), so that every number of a page (headline,
+# charts, tables) and of the index agrees. `report_partial_days` holds the partial rows.
+#
+# What this costs does not grow with the history. A day row is partial when its day is not
+# before its load's day, so only a month loaded before it ended can hold one: the partial rows
+# are read month by month, each month's scan bounded by constants on `start_date` and
+# `loaded_at` that the storage's min/max statistics (DuckDB's row groups, DuckLake's files) use
+# to skip the months loaded after they ended without reading them. `report_periods` is made
+# once (the organization pages read the period rows of the whole history several times), with
+# the columns they read; only the periods that can hold a partial day are joined with them.
+PARTIAL_DAYS_OF_MONTH = """
     SELECT organization_id, scope, project_id, start_date, credits
     FROM credit_usage
-    WHERE interval = 'day' AND start_date >= date_trunc('day', loaded_at)
+    WHERE interval = 'day'
+      AND start_date >= TIMESTAMP '{month}' AND start_date < TIMESTAMP '{next_month}'
+      AND loaded_at < TIMESTAMP '{next_month}'
+      AND start_date >= date_trunc('day', loaded_at)
 """
 REPORT_PERIODS = """
     CREATE OR REPLACE TEMP TABLE report_periods AS
-    SELECT m.* REPLACE (greatest(m.credits - coalesce(p.credits, 0.0), 0.0) AS credits)
+    SELECT m.organization_id, m.scope, m.project_id, m.project_name, m.start_date, m.end_date,
+           greatest(m.credits - coalesce(p.credits, 0.0), 0.0) AS credits
     FROM credit_usage AS m
     LEFT JOIN (
         SELECT m.organization_id, m.scope, m.project_id, m.start_date, sum(d.credits) AS credits
@@ -184,7 +191,7 @@ REPORT_PERIODS = """
           ON d.organization_id = m.organization_id AND d.scope = m.scope
          AND d.project_id IS NOT DISTINCT FROM m.project_id
          AND d.start_date >= m.start_date AND d.start_date < m.end_date
-        WHERE m.interval = 'month'
+        WHERE m.interval = 'month' AND m.end_date > TIMESTAMP '{partial_from}'
         GROUP BY ALL
     ) AS p
       ON p.organization_id = m.organization_id AND p.scope = m.scope
@@ -195,16 +202,52 @@ REPORT_USAGE = """
     CREATE OR REPLACE TEMP VIEW report_usage AS
     SELECT * FROM credit_usage
     WHERE interval = 'day' AND start_date < date_trunc('day', loaded_at)
-    UNION ALL
-    SELECT * FROM report_periods
 """
+THROUGH_SEARCH_DAYS = 62
+"""How far before the last day row the last complete day is looked for first (the whole history
+only when none is found there)."""
+
+
+def _month_starts(first: datetime, last: datetime) -> list[date]:
+    """The first days of the calendar months from `first`'s to `last`'s."""
+    months, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(date(year, month, 1))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _partial_days_sql(first: datetime | None, last: datetime | None) -> str:
+    months = _month_starts(first, last) if first is not None and last is not None else []
+    if not months:
+        return (
+            "CREATE OR REPLACE TEMP TABLE report_partial_days AS "
+            "SELECT organization_id, scope, project_id, start_date, credits "
+            "FROM credit_usage WHERE false"
+        )
+    scans = [
+        PARTIAL_DAYS_OF_MONTH.format(
+            month=m.isoformat(), next_month=(m + timedelta(days=32)).replace(day=1).isoformat()
+        )
+        for m in months
+    ]
+    return "CREATE OR REPLACE TEMP TABLE report_partial_days AS " + " UNION ALL ".join(scans)
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> tuple:
+    """The one row of an aggregate query."""
+    row = con.execute(sql, params or []).fetchone()
+    assert row is not None, "an aggregate query returns one row"
+    return row
 
 
 def prepare_usage(con: duckdb.DuckDBPyConnection) -> Basis:
-    """Make `report_usage` (complete days only) and `report_periods` on `con`; the basis the
-    report states."""
-    con.execute(PARTIAL_DAYS)
-    con.execute(REPORT_PERIODS)
+    """Make `report_usage` (complete days only), `report_partial_days` and `report_periods` on
+    `con`; the basis the report states."""
+    first, last = _one(con, "SELECT min(start_date), max(start_date) FROM credit_usage")
+    con.execute(_partial_days_sql(first, last))
+    (partial_from,) = _one(con, "SELECT min(start_date) FROM report_partial_days")
+    con.execute(REPORT_PERIODS.format(partial_from=(partial_from or datetime.max).isoformat()))
     con.execute(REPORT_USAGE)
     partial = [
         as_date(d)
@@ -213,12 +256,18 @@ def prepare_usage(con: duckdb.DuckDBPyConnection) -> Basis:
             "WHERE scope = 'organization' ORDER BY 1 DESC LIMIT 3"
         ).fetchall()
     ]
-    through = con.execute(
-        "SELECT max(CAST(start_date AS DATE)) FROM credit_usage "
-        "WHERE interval = 'day' AND scope = 'organization' "
-        "AND start_date < date_trunc('day', loaded_at)"
-    ).fetchone()
-    return Basis(as_date(through[0]) if through else None, tuple(sorted(d for d in partial if d)))
+    through = None
+    if last is not None:
+        complete = (
+            "SELECT max(CAST(start_date AS DATE)) FROM credit_usage "
+            "WHERE interval = 'day' AND scope = 'organization' "
+            "AND start_date < date_trunc('day', loaded_at)"
+        )
+        since = last - timedelta(days=THROUGH_SEARCH_DAYS)
+        (through,) = _one(con, complete + " AND start_date >= ?", [since])
+        if through is None:
+            (through,) = _one(con, complete)
+    return Basis(as_date(through), tuple(sorted(d for d in partial if d)))
 
 
 def _rows(
