@@ -35,6 +35,7 @@ from assets.organizations import current_organizations, now_utc, organizations
 from assets.reconciliation_ledger import PendingPeriod, read_pending, write_pending
 from assets.resources import UbiOpsApi, Warehouse
 from common import settings
+from common.errors import InputError
 from common.periods import (
     organization_schedule,
     parse_anchor_history,
@@ -56,9 +57,20 @@ monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, en
 
 
 def months_of(context: AssetExecutionContext) -> list[date]:
-    """First days of the months in this run's partition range."""
-    keys = context.partition_keys
-    return [date.fromisoformat(k) for k in keys]
+    """First days of the months in this run's partition range; a month after the current one
+    (its days have not happened: a range launched by hand, or through run tags that Dagster does
+    not check against the partitions) fails the step in one line before anything is pulled, as
+    `usage-etl run` refuses an --end after today."""
+    months = [date.fromisoformat(k) for k in context.partition_keys]
+    today = now_utc().date()
+    current = date(today.year, today.month, 1)
+    future = [m for m in months if m > current]
+    if future:
+        raise InputError(
+            f"partition {future[0]:%Y-%m-%d}: expected a month no later than the current one "
+            f"({current:%Y-%m-%d}, today is {today}); its days have not happened yet"
+        )
+    return months
 
 
 def month_bounds(first: date) -> tuple[date, date]:
