@@ -8,10 +8,11 @@ delivered:
 - every commit of those two tables is a merge (:func:`merged_alert_tables`, written through
   :class:`warehouse.lake_sync.MergedTables`): inside the lake transaction, the lake's rows are
   taken into the local state first (:meth:`alerting.store.AlertStore.reconcile`: delivered
-  there is delivered here, another writer's live claim is respected, unknown alerts and
-  messages are added), and the local state, which then knows everything the lake knew, is
-  written. A commit never turns a delivered message back into a pending one, and a conflict
-  with another writer's commit re-runs the merge on the newer snapshot;
+  there is delivered here, another writer's live claim is respected, its failures, backoffs
+  and cancellations are taken, unknown alerts and messages are added), and the local state,
+  which then knows everything the lake knew, is written. A commit never turns a delivered
+  message back into a pending one, and a conflict with another writer's commit re-runs the
+  merge on the newer snapshot;
 - a delivery pass (:func:`deliver_through_lake`) first **claims** its messages in the lake (a
   small commit marking them ``sending`` with the claim time), sends only those, then commits
   the outcome (a second small commit: ``delivered``, or back to ``pending`` with the error).
@@ -44,7 +45,7 @@ from common.errors import LakeError
 from insights.quotas import QuotaConfig
 from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
 from warehouse.files import writer_lock
-from warehouse.lake import LakeConfig, existing_tables
+from warehouse.lake import LakeConfig, connect, existing_tables
 from warehouse.lake_sync import MergedTables, publish_up
 from warehouse.parquet_store import to_arrow
 from warehouse.schema import now_utc
@@ -55,16 +56,31 @@ ALERT_TABLES = (QUOTA_ALERTS, ALERT_OUTBOX)
 
 
 def _lake_rows(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The lake's ``quota_alerts`` and ``alert_outbox`` (empty before the first commit)."""
+    """The lake's ``quota_alerts`` and ``alert_outbox`` (empty before the first commit; a
+    contract column the lake's table does not have yet, e.g. ``next_attempt_at`` before this
+    writer's first commit added it, is empty)."""
     present = existing_tables(con)
     frames = []
     for t in ALERT_TABLES:
         if ("main", t.name) in present:
-            columns = ", ".join(f'"{c.name}"' for c in t.columns)
-            frames.append(con.execute(f'SELECT {columns} FROM "{t.name}"').df())
+            rows = con.execute(f'SELECT * FROM "{t.name}"').df()
+            frames.append(rows.reindex(columns=t.column_names))
         else:
             frames.append(pd.DataFrame(columns=t.column_names))
     return frames[0], frames[1]
+
+
+def take_in_lake_state(lake: LakeConfig, store: AlertStore, now: datetime | None = None) -> None:
+    """Take the lake's alert state into ``store`` (read-only: nothing is committed), so what
+    other writers recorded (delivered, claimed, failed, backing off, cancelled) is known here
+    before this writer acts on it, e.g. `usage-etl alerts --all-failed` putting back the
+    messages another writer gave up on. Raises `LakeError` when the lake cannot be read."""
+    con = connect(lake, read_only=True)
+    try:
+        alerts, outbox = _lake_rows(con)
+    finally:
+        con.close()
+    store.reconcile(alerts, outbox, now or now_utc())
 
 
 def merged_alert_tables(

@@ -279,7 +279,7 @@ def _echo_alerting(on: bool) -> Iterator[None]:
 
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
     from alerting.delivery import deliver_configured
-    from alerting.lake_state import deliver_through_lake
+    from alerting.lake_state import deliver_through_lake, take_in_lake_state
     from alerting.state import publish_state
     from alerting.validation import validate_channels
     from pipelines.commands import warehouse_location
@@ -287,6 +287,9 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     from warehouse.schema import ORGANIZATION_USERS
 
     validate_channels(config)
+    lake = warehouse_location(args).lake_config()
+    if lake is not None:  # what other writers recorded first: their failures are failed here
+        take_in_lake_state(lake, store)
     if args.resend:
         for outbox_id in args.resend:
             row = store.outbox_row(outbox_id)
@@ -303,7 +306,6 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     else:
         requeued = 0
     users = ParquetStore(warehouse).read(ORGANIZATION_USERS)
-    lake = warehouse_location(args).lake_config()
     problems: list[str] = []
     if lake is None:
         report = deliver_configured(store, config, users, ignore_backoff=True)
