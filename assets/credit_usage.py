@@ -153,10 +153,11 @@ def _pull(
     endpoint: Endpoint,
     keys: list[MonthKey] | list[PeriodKey],
     progress: ProgressFn,
+    context: AssetExecutionContext | None = None,
 ) -> tuple[dict[date, pd.DataFrame], RequestStats]:
     """Fetch every key of a month-sliced endpoint and build one frame per partition month."""
-    with api_failure_stats():
-        (found,), stats = pull(ubiops.client, [(endpoint, keys)], progress)
+    with api_failure_stats(context=context) as clients:
+        (found,), stats = pull(clients.track(ubiops.client), [(endpoint, keys)], progress)
     assert endpoint.normalize is not None, endpoint.name
     loaded_at = now_utc()
     by_month: dict[date, list] = {}
@@ -252,7 +253,7 @@ def credit_usage_daily(
         if month <= today
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
-    frames, stats = _pull(ubiops, DAILY_USAGE, requests, context.log.info)
+    frames, stats = _pull(ubiops, DAILY_USAGE, requests, context.log.info, context)
     pulled = _concat(frames, "day")
     registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
     registry = registry[registry["organization_id"].isin([o.id for o in orgs])]
@@ -627,7 +628,7 @@ def credit_usage_periods(
             else ""
         )
     )
-    answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info)
+    answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info, context)
     asked = _concat(answers, "month")
     frames = _frames_to_write(plan, answers, daily, stored_periods)
     pulled = _concat(frames, "month")
