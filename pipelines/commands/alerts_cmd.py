@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "explanation) and undelivered notifications. --retry delivers pending messages now, "
             "--resend ID / --all-failed send failed ones again, --test-channel NAME sends a "
             "test message. Exit 1 when a send of --retry/--resend/--all-failed failed or "
-            "pending messages are for channels the quota file does not configure; the "
-            "listing exits 0 whatever it lists. Example: usage-etl alerts --warehouse ./data"
+            "pending messages are for channels the quota file does not configure (on a shared "
+            "lake: nor another writer's); the listing exits 0 whatever it lists. Example: "
+            "usage-etl alerts --warehouse ./data"
         ),
     )
     alerts.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
@@ -279,7 +280,13 @@ def _echo_alerting(on: bool) -> Iterator[None]:
 
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
     from alerting.delivery import deliver_configured
-    from alerting.lake_state import deliver_through_lake, take_in_lake_state
+    from alerting.lake_state import (
+        WRITER_CHANNELS_MAX_AGE,
+        channels_of_other_writers,
+        deliver_through_lake,
+        take_in_lake_state,
+        writer_name,
+    )
     from alerting.state import publish_state
     from alerting.validation import validate_channels
     from pipelines.commands import warehouse_location
@@ -288,8 +295,10 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
 
     validate_channels(config)
     lake = warehouse_location(args).lake_config()
+    others: dict[str, list[str]] = {}  # channel: the other writers of the lake delivering it
     if lake is not None:  # what other writers recorded first: their failures are failed here
-        take_in_lake_state(lake, store)
+        recorded = take_in_lake_state(lake, store)
+        others = channels_of_other_writers(recorded, writer_name(warehouse))
     if args.resend:
         for outbox_id in args.resend:
             row = store.outbox_row(outbox_id)
@@ -320,15 +329,30 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     _emit(lines)
     for error in [*problems, *report.errors]:
         print(f"usage-etl alerts: {error}", file=sys.stderr)
-    stranded = _unconfigured(store, config)
+    unconfigured = _unconfigured(store, config)
+    left = {name: n for name, n in unconfigured.items() if name in others}
+    stranded = {name: n for name, n in unconfigured.items() if name not in others}
+    if left:
+        listing = ", ".join(f"{name} ({n}: {', '.join(others[name])})" for name, n in left.items())
+        print(
+            "usage-etl alerts: pending messages for channel(s) other writers of the shared "
+            f"lake deliver, left for them: {listing}",
+            file=sys.stderr,
+        )
     if stranded:
         from insights.quotas import resolve_quotas_path
 
         listing = ", ".join(f"{name} ({n})" for name, n in stranded.items())
+        nobody = (
+            ", nor by any other writer of the shared lake (as of their runs in the last "
+            f"{WRITER_CHANNELS_MAX_AGE.days} days)"
+            if lake is not None
+            else ""
+        )
         print(
             f"usage-etl alerts: pending messages for channel(s) not configured in "
-            f"{resolve_quotas_path(args.quotas)}: {listing}; nothing was sent to them (pass "
-            "the quota file that configures them: --quotas or USAGE_QUOTAS)",
+            f"{resolve_quotas_path(args.quotas)}{nobody}: {listing}; nothing was sent to them "
+            "(pass the quota file that configures them: --quotas or USAGE_QUOTAS)",
             file=sys.stderr,
         )
     return 1 if report.errors or problems or stranded else 0
