@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from common import settings
-from common.errors import ConfigError, InputError, WarehouseError
+from common.errors import ConfigError, InputError, WarehouseError, one_line
 
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -116,10 +116,32 @@ def handle_alerts(args: argparse.Namespace) -> int:
 
             with quiet_library_logs(warehouse, args.verbose):  # the log channel's file
                 return _deliver(args, config, warehouse, state.store)
+        _take_in_lake(args, state.store)
         alerts = state.store.alerts_frame()
         outbox = state.store.outbox_frame()
     _emit(_listing(alerts, outbox, show_all=args.all))
     return 0
+
+
+def _take_in_lake(args: argparse.Namespace, store: Any) -> None:
+    """On a writer of a shared lake, what other writers recorded (delivered, failed, backing
+    off, cancelled) is taken in before listing; when the lake cannot be read, this writer's
+    own state is listed, as stderr says."""
+    from alerting.lake_state import take_in_lake_state
+    from common.errors import LakeError
+    from pipelines.commands import warehouse_location
+
+    lake = warehouse_location(args).lake_config()
+    if lake is None:
+        return
+    try:
+        take_in_lake_state(lake, store)
+    except LakeError as exc:
+        print(
+            f"usage-etl alerts: the shared lake could not be read ({one_line(str(exc))}): "
+            "listing this writer's own alert state, as of its last commit",
+            file=sys.stderr,
+        )
 
 
 def _list_read_only(args: argparse.Namespace, warehouse: Any) -> int:

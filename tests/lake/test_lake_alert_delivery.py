@@ -388,6 +388,13 @@ def test_retry_leaves_other_writers_channels_to_them_and_takes_in_their_failures
         assert set(lake_statuses(lake).values()) == {"failed"}
         receiver.start()
 
+        # b's listing shows them failed, with a's error, before b commits anything
+        listing = alerts()
+        assert listing.code == 0 and listing.err == "", listing
+        rows = [line.split() for line in listing.out.splitlines() if " webhook " in line]
+        assert len(rows) == 2 and all("failed" in row for row in rows), listing.out
+        assert "Connection refused" in listing.out
+
         # b, now configuring the webhook too: --retry does not send them as if new
         quotas_b = quota_file(tmp_path / "b.yaml", {"webhook": hook})
         done = alerts("--retry", quotas=quotas_b)
