@@ -8,10 +8,11 @@ delivered:
 - every commit of those two tables is a merge (:func:`merged_alert_tables`, written through
   :class:`warehouse.lake_sync.MergedTables`): inside the lake transaction, the lake's rows are
   taken into the local state first (:meth:`alerting.store.AlertStore.reconcile`: delivered
-  there is delivered here, another writer's live claim is respected, unknown alerts and
-  messages are added), and the local state, which then knows everything the lake knew, is
-  written. A commit never turns a delivered message back into a pending one, and a conflict
-  with another writer's commit re-runs the merge on the newer snapshot;
+  there is delivered here, another writer's live claim is respected, its failures, backoffs
+  and cancellations are taken, unknown alerts and messages are added), and the local state,
+  which then knows everything the lake knew, is written. A commit never turns a delivered
+  message back into a pending one, and a conflict with another writer's commit re-runs the
+  merge on the newer snapshot;
 - a delivery pass (:func:`deliver_through_lake`) first **claims** its messages in the lake (a
   small commit marking them ``sending`` with the claim time), sends only those, then commits
   the outcome (a second small commit: ``delivered``, or back to ``pending`` with the error).
@@ -24,14 +25,22 @@ unreachable, or conflicting commits six times in a row) keeps the delivered stat
 publishes it with its next commit; until then the lake holds its claim, and a writer passing
 after the lease has expired sends those messages again (same ``webhook-id`` /
 ``idempotency_key``). A claim commit that fails sends nothing (the messages stay pending).
+
+Which channels each writer delivers: a writer claims only the messages of channels its quota
+file configures, so the channels of another writer's quota file are its business. Every run's
+main commit records this writer's (``meta.alert_channels``: writer, channel, when), so that
+`usage-etl alerts --retry` on one writer tells the pending messages it leaves to another writer
+(a channel recorded by a writer that committed within `WRITER_CHANNELS_MAX_AGE`) from those no
+writer delivers (:func:`channels_of_other_writers`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import socket
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -44,7 +53,7 @@ from common.errors import LakeError
 from insights.quotas import QuotaConfig
 from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
 from warehouse.files import writer_lock
-from warehouse.lake import LakeConfig, existing_tables
+from warehouse.lake import LakeConfig, connect, existing_tables
 from warehouse.lake_sync import MergedTables, publish_up
 from warehouse.parquet_store import to_arrow
 from warehouse.schema import now_utc
@@ -54,17 +63,99 @@ logger = logging.getLogger("alerting")
 ALERT_TABLES = (QUOTA_ALERTS, ALERT_OUTBOX)
 
 
+ALERT_CHANNELS_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta.alert_channels (writer VARCHAR NOT NULL, channel VARCHAR "
+    "NOT NULL, recorded_at TIMESTAMP NOT NULL)"
+)
+# A writer whose runs have not committed for this long is not counted as delivering its
+# channels (a host taken out of service keeps its last record).
+WRITER_CHANNELS_MAX_AGE = timedelta(days=7)
+
+
+def writer_name(warehouse: Path) -> str:
+    """How the lake names a writer: its host and its working copy (two copies on one host are
+    two writers)."""
+    return f"{socket.gethostname()}:{Path(warehouse).resolve()}"
+
+
+@dataclass(frozen=True)
+class WriterChannel:
+    """A channel a writer's quota file configured, as of that writer's last run commit."""
+
+    writer: str
+    channel: str
+    recorded_at: datetime
+
+
+def _record_channels(
+    con: duckdb.DuckDBPyConnection, writer: str, channels: Collection[str], at: datetime
+) -> None:
+    """Replace ``writer``'s channels in ``meta.alert_channels`` (inside the commit)."""
+    con.execute(ALERT_CHANNELS_DDL)
+    con.execute("DELETE FROM meta.alert_channels WHERE writer = ?", [writer])
+    if channels:
+        con.executemany(
+            "INSERT INTO meta.alert_channels VALUES (?, ?, ?)",
+            [(writer, name, at) for name in sorted(set(channels))],
+        )
+
+
+def _writer_channels(con: duckdb.DuckDBPyConnection) -> list[WriterChannel]:
+    """Every writer's recorded channels (none before a run recorded any)."""
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'usage' "
+        "AND schema_name = 'meta' AND table_name = 'alert_channels'"
+    ).fetchone()
+    if not present or not present[0]:
+        return []
+    rows = con.execute("SELECT writer, channel, recorded_at FROM meta.alert_channels").fetchall()
+    return [WriterChannel(str(w), str(c), pd.Timestamp(t).to_pydatetime()) for w, c, t in rows]
+
+
+def channels_of_other_writers(
+    recorded: list[WriterChannel], me: str, now: datetime | None = None
+) -> dict[str, list[str]]:
+    """Per channel, the other writers (not ``me``) whose runs configure it, counting only
+    writers that recorded it within `WRITER_CHANNELS_MAX_AGE` of ``now``."""
+    since = (now or now_utc()) - WRITER_CHANNELS_MAX_AGE
+    found: dict[str, list[str]] = {}
+    for row in recorded:
+        if row.writer != me and row.recorded_at >= since:
+            found.setdefault(row.channel, []).append(row.writer)
+    return {name: sorted(set(writers)) for name, writers in found.items()}
+
+
 def _lake_rows(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The lake's ``quota_alerts`` and ``alert_outbox`` (empty before the first commit)."""
+    """The lake's ``quota_alerts`` and ``alert_outbox`` (empty before the first commit; a
+    contract column the lake's table does not have yet, e.g. ``next_attempt_at`` before this
+    writer's first commit added it, is empty)."""
     present = existing_tables(con)
     frames = []
     for t in ALERT_TABLES:
         if ("main", t.name) in present:
-            columns = ", ".join(f'"{c.name}"' for c in t.columns)
-            frames.append(con.execute(f'SELECT {columns} FROM "{t.name}"').df())
+            rows = con.execute(f'SELECT * FROM "{t.name}"').df()
+            frames.append(rows.reindex(columns=t.column_names))
         else:
             frames.append(pd.DataFrame(columns=t.column_names))
     return frames[0], frames[1]
+
+
+def take_in_lake_state(
+    lake: LakeConfig, store: AlertStore, now: datetime | None = None
+) -> list[WriterChannel]:
+    """Take the lake's alert state into ``store`` (read-only: nothing is committed), so what
+    other writers recorded (delivered, claimed, failed, backing off, cancelled) is known here
+    before this writer acts on it, e.g. `usage-etl alerts --all-failed` putting back the
+    messages another writer gave up on; returns the channels every writer's runs configure.
+    Raises `LakeError` when the lake cannot be read."""
+    con = connect(lake, read_only=True)
+    try:
+        alerts, outbox = _lake_rows(con)
+        recorded = _writer_channels(con)
+    finally:
+        con.close()
+    store.reconcile(alerts, outbox, now or now_utc())
+    return recorded
 
 
 def merged_alert_tables(
@@ -75,8 +166,12 @@ def merged_alert_tables(
     own_claims: frozenset[str] = frozenset(),
     ignore_backoff: bool = False,
     channels: list[str] | None = None,
+    configured: tuple[str, Collection[str]] | None = None,
 ) -> MergedTables:
     """The alert tables as a merged commit of ``store`` (see the module docstring).
+
+    ``configured``: (`writer_name`, the channels its quota file configures), recorded in
+    ``meta.alert_channels`` in the same commit (a run's main commit).
 
     ``claim``: when given, it is filled (inside the transaction, anew on every retry) with the
     idempotency keys this pass claims: every message of the local state a delivery pass may
@@ -96,6 +191,8 @@ def merged_alert_tables(
                 taken.delivered_elsewhere,
                 taken.claimed_elsewhere,
             )
+        if configured is not None:
+            _record_channels(con, configured[0], configured[1], at)
         mine = store.outbox_frame()
         if claim is not None:
             claim[:] = store.deliverable_keys(at, ignore_backoff=ignore_backoff, channels=channels)
@@ -120,9 +217,11 @@ def commit_alert_state(
     own_claims: frozenset[str] = frozenset(),
     ignore_backoff: bool = False,
     channels: list[str] | None = None,
+    configured: Collection[str] | None = None,
 ) -> int | None:
     """One small lake commit of the alert tables alone (merged, see above), under the writer
-    lock; returns the snapshot. Raises `LakeError` when it could not commit."""
+    lock; returns the snapshot. ``configured``: the channels this writer's runs configure, to
+    record (see `merged_alert_tables`). Raises `LakeError` when it could not commit."""
     merged = merged_alert_tables(
         store,
         now,
@@ -130,6 +229,7 @@ def commit_alert_state(
         own_claims=own_claims,
         ignore_backoff=ignore_backoff,
         channels=channels,
+        configured=None if configured is None else (writer_name(warehouse), configured),
     )
     with writer_lock(warehouse):
         report = publish_up(warehouse, lake, tables=[], merged=merged, views=False)

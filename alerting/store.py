@@ -38,8 +38,9 @@ Recovery: the warehouse keeps a copy of both tables (Parquet ``quota_alerts`` an
 rebuilds a lost state file from them, so delivered messages are never sent again (a message
 delivered after the last copy was written may be sent once more, with the same ids).
 :meth:`AlertStore.reconcile` takes in another writer's copy (the shared lake's) into a state that
-is not lost: delivered there is delivered here, a live claim there holds here, unknown rows are
-added, nothing is downgraded (:mod:`alerting.lake_state`).
+is not lost: delivered there is delivered here, a live claim there holds here, another writer's
+failed attempts (``failed``, a backoff) and cancellations are taken when they are later news,
+unknown rows are added, nothing delivered is downgraded (:mod:`alerting.lake_state`).
 """
 
 from __future__ import annotations
@@ -231,12 +232,45 @@ def _latest_messages(outbox: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return best
 
 
+def _requeued(status: object, attempts: object, last_error: object) -> bool:
+    """A row ``--resend`` / ``--all-failed`` queued again: pending with a fresh attempt budget
+    (0 attempts) and the error that made it fail kept. (A row never tried has no error.)"""
+    return status == "pending" and not attempts and last_error is not None
+
+
+def _later_attempt(theirs: Mapping[str, Any], here: Mapping[str, Any]) -> bool:
+    """Whether another copy's ``pending`` / ``failed`` row is later news than this copy's
+    undelivered one (neither delivered nor cancelled). A row's ``attempts`` only grow (every
+    claim adds one), except when it is queued again, which starts them over: so the copy with
+    more attempts is the later one (at equal attempts, ``failed`` is later than ``pending``),
+    a row queued again is later than any failed or backing-off copy of it, and a claim here
+    (``sending``) that the other copy settled is settled."""
+    mine = str(here["status"])
+    if mine == "sending":
+        return True
+    if mine not in ("pending", "failed"):
+        return False
+    status = str(theirs["status"])
+    attempts = int(_stored("attempts", theirs.get("attempts")) or 0)
+    error = _stored("last_error", theirs.get("last_error"))
+    if _requeued(mine, here["attempts"], here["last_error"]):
+        return False  # queued again here, not yet committed: later than the lake's failure
+    if _requeued(status, attempts, error):
+        return mine == "failed"
+    if attempts != int(here["attempts"] or 0):
+        return attempts > int(here["attempts"] or 0)
+    return status == "failed" and mine == "pending"
+
+
 @dataclass
 class ReconcileReport:
     """What :meth:`AlertStore.reconcile` took in."""
 
     delivered_elsewhere: int = 0
     claimed_elsewhere: int = 0
+    undelivered_elsewhere: int = 0
+    """Messages whose failed attempts (backoff, ``failed``) or cancellation another writer
+    recorded: taken as they are there."""
     alerts_added: int = 0
     alerts_updated: int = 0
     """Alerts another writer re-opened since (a higher occurrence there): taken as they are."""
@@ -825,8 +859,12 @@ class AlertStore:
           event), so it is never sent again;
         - a message another writer claimed there (``sending``, its lease not expired) is
           ``sending`` here with that claim time, so no pass claims it before the lease ends;
-          one this copy holds as ``sending`` that is back to ``pending`` or ``failed`` there
-          (that writer's send failed) takes that status;
+        - a message another writer tried and could not send is as it is there: ``failed``
+          (its attempts used up: listed as failed, left for ``--resend`` / ``--all-failed``,
+          never sent as if new), or ``pending`` with its attempts, error and next attempt time
+          (its backoff holds here too); a message cancelled there (superseded, period ended)
+          is cancelled here. Whichever copy has the later attempt wins (`_later_attempt`: more
+          attempts; a message queued again by ``--resend`` here is not put back to failed);
         - alerts and messages this copy does not know are added (messages get ids of this
           copy); an alert another writer re-opened since (a higher ``occurrence`` there) is
           taken as it is there, so a commit of this copy does not put its older occurrence
@@ -847,7 +885,8 @@ class AlertStore:
             mine = {
                 r["idempotency_key"]: r
                 for r in db.execute(
-                    "SELECT idempotency_key, alert_key, occurrence, event, status FROM outbox"
+                    "SELECT idempotency_key, alert_key, occurrence, event, status, attempts,"
+                    " last_error FROM outbox"
                 )
             }
             occurrences = {
@@ -914,11 +953,26 @@ class AlertStore:
                             (claimed, key),
                         )
                         report.claimed_elsewhere += 1
-                elif status in ("pending", "failed") and here["status"] == "sending":
+                elif status == "cancelled" and here["status"] in ("pending", "failed", "sending"):
                     db.execute(
-                        "UPDATE outbox SET status = ?, claimed_at = NULL WHERE idempotency_key = ?",
-                        (status, key),
+                        "UPDATE outbox SET status = 'cancelled', last_error = ?, claimed_at = NULL,"
+                        " next_attempt_at = NULL WHERE idempotency_key = ?",
+                        (_stored("last_error", row.get("last_error")), key),
                     )
+                    report.undelivered_elsewhere += 1
+                elif status in ("pending", "failed") and _later_attempt(row, here):
+                    db.execute(
+                        "UPDATE outbox SET status = ?, attempts = ?, last_error = ?,"
+                        " next_attempt_at = ?, claimed_at = NULL WHERE idempotency_key = ?",
+                        (
+                            status,
+                            int(_stored("attempts", row.get("attempts")) or 0),
+                            _stored("last_error", row.get("last_error")),
+                            _ts(_stored("next_attempt_at", row.get("next_attempt_at"))),
+                            key,
+                        ),
+                    )
+                    report.undelivered_elsewhere += 1
         return report
 
     # ---- export -------------------------------------------------------------------------

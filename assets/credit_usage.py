@@ -35,6 +35,7 @@ from assets.organizations import current_organizations, now_utc, organizations
 from assets.reconciliation_ledger import PendingPeriod, read_pending, write_pending
 from assets.resources import UbiOpsApi, Warehouse
 from common import settings
+from common.errors import InputError
 from common.periods import (
     organization_schedule,
     parse_anchor_history,
@@ -56,9 +57,20 @@ monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, en
 
 
 def months_of(context: AssetExecutionContext) -> list[date]:
-    """First days of the months in this run's partition range."""
-    keys = context.partition_keys
-    return [date.fromisoformat(k) for k in keys]
+    """First days of the months in this run's partition range; a month after the current one
+    (its days have not happened: a range launched by hand, or through run tags that Dagster does
+    not check against the partitions) fails the step in one line before anything is pulled, as
+    `usage-etl run` refuses an --end after today."""
+    months = [date.fromisoformat(k) for k in context.partition_keys]
+    today = now_utc().date()
+    current = date(today.year, today.month, 1)
+    future = [m for m in months if m > current]
+    if future:
+        raise InputError(
+            f"partition {future[0]:%Y-%m-%d}: expected a month no later than the current one "
+            f"({current:%Y-%m-%d}, today is {today}); its days have not happened yet"
+        )
+    return months
 
 
 def month_bounds(first: date) -> tuple[date, date]:
@@ -141,10 +153,11 @@ def _pull(
     endpoint: Endpoint,
     keys: list[MonthKey] | list[PeriodKey],
     progress: ProgressFn,
+    context: AssetExecutionContext | None = None,
 ) -> tuple[dict[date, pd.DataFrame], RequestStats]:
     """Fetch every key of a month-sliced endpoint and build one frame per partition month."""
-    with api_failure_stats():
-        (found,), stats = pull(ubiops.client, [(endpoint, keys)], progress)
+    with api_failure_stats(context=context) as clients:
+        (found,), stats = pull(clients.track(ubiops.client), [(endpoint, keys)], progress)
     assert endpoint.normalize is not None, endpoint.name
     loaded_at = now_utc()
     by_month: dict[date, list] = {}
@@ -240,7 +253,7 @@ def credit_usage_daily(
         if month <= today
     ]
     context.log.info(f"credit usage (day): {len(orgs)} organizations x {len(months)} months")
-    frames, stats = _pull(ubiops, DAILY_USAGE, requests, context.log.info)
+    frames, stats = _pull(ubiops, DAILY_USAGE, requests, context.log.info, context)
     pulled = _concat(frames, "day")
     registry = ParquetStore(warehouse.root).read(ORGANIZATIONS)
     registry = registry[registry["organization_id"].isin([o.id for o in orgs])]
@@ -626,7 +639,7 @@ def credit_usage_periods(
             else ""
         )
     )
-    answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info)
+    answers, stats = _pull(ubiops, PERIOD_USAGE, plan.requested, context.log.info, context)
     asked = _concat(answers, "month")
     frames = _frames_to_write(plan, answers, daily, stored_periods)
     pulled = _concat(frames, "month")

@@ -16,11 +16,11 @@ from dagster import (
     load_assets_from_modules,
 )
 
-from alerting.lake_state import merged_alert_tables
+from alerting.lake_state import merged_alert_tables, writer_name
 from alerting.state import open_state
 from assets import analytics, credit_usage
 from assets import organizations as registry
-from assets.resources import Warehouse
+from assets.resources import Alerting, Warehouse
 from warehouse.files import remove_stale_temporaries, writer_lock
 from warehouse.lake_sync import publish_up
 from warehouse.publish import DATABASE_NAME, publish_database
@@ -51,7 +51,9 @@ PUBLISH_AFTER = [
         "delivered)."
     ),
 )
-def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+def usage_database(
+    context: AssetExecutionContext, warehouse: Warehouse, alerting: Alerting
+) -> MaterializeResult:
     lake = warehouse.lake_config()
     with writer_lock(warehouse.root):
         stale = remove_stale_temporaries(warehouse.root)
@@ -61,7 +63,12 @@ def usage_database(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
         synced = None
         if lake is not None:  # the alert tables merged with the lake's (alerting/lake_state.py)
             with open_state(warehouse.root) as state:
-                merged = merged_alert_tables(state.store)
+                # with the channels this writer delivers (`usage-etl alerts --retry` on another
+                # writer leaves their messages to it)
+                channels = alerting.config().channels.enabled()
+                merged = merged_alert_tables(
+                    state.store, configured=(writer_name(warehouse.root), channels)
+                )
                 synced = publish_up(warehouse.root, lake, merged=merged)
     path = warehouse.root / DATABASE_NAME
     counts = published.rows

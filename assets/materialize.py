@@ -6,13 +6,14 @@ gives each its own `dagster/row_count` (that partition's rows), while the API st
 run are recorded once, on the first partition of the range, so that adding them up over events
 gives the requests actually sent. A step the API fails (`ApiError`) fails with the same
 statistics, as the metadata of its `Failure` (`api_failure_stats`), so a failed run's summary
-still counts the requests it sent.
+still counts the requests it sent; a step stopped by an interrupt (Ctrl-C, SIGTERM) records
+what it had sent as an engine event of its own (`STOPPED_STEP_REQUESTS`), for the same reason.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -24,9 +25,10 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
+from dagster._core.events import EngineEventData
 
 from common.errors import ApiError
-from ubiops_api.client import RequestStats
+from ubiops_api.client import RequestStats, UbiOpsClient
 from warehouse.schema import Table
 
 
@@ -71,14 +73,51 @@ def partition_metadata(
     return shared
 
 
+STOPPED_STEP_REQUESTS = "requests sent by a step that was stopped"
+
+
+class StepClients:
+    """The API clients a step makes (`track` wraps its client factory), whose statistics are
+    live: what a step stopped midway (Ctrl-C, SIGTERM) had sent is known."""
+
+    def __init__(self, earlier: tuple[RequestStats, ...]) -> None:
+        self.earlier = earlier
+        self.clients: list[UbiOpsClient] = []
+
+    def track(self, factory: Callable[[], UbiOpsClient]) -> Callable[[], UbiOpsClient]:
+        def make() -> UbiOpsClient:
+            client = factory()
+            self.clients.append(client)
+            return client
+
+        return make
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for stats in [*self.earlier, *(c.stats for c in self.clients)]:
+            for key, value in stats.as_dict().items():
+                counts[key] = counts.get(key, 0) + value
+        return counts
+
+
 @contextlib.contextmanager
-def api_failure_stats(*earlier: RequestStats) -> Iterator[None]:
+def api_failure_stats(
+    *earlier: RequestStats, context: AssetExecutionContext | None = None
+) -> Iterator[StepClients]:
     """An `ApiError` leaving the block fails the step as a `Failure` with the same message (the
     `ApiError` as its cause) and the requests sent as metadata (`api_requests`, `api_retries`,
     `api_rate_limited_429`, `api_failed`): those of the client that gave up plus `earlier`
-    clients' of the same step."""
+    clients' of the same step.
+
+    Anything else that stops the step inside the block (an interrupt: Dagster raises it into
+    the step on Ctrl-C or SIGTERM; a bug) is re-raised as it is, and, with `context`, the
+    requests the clients made through the yielded `StepClients.track` had sent (plus
+    `earlier`) are first recorded as an engine event of the step with the same metadata
+    (written to the run's event log at once: events a step logs itself are lost when it
+    raises), so a stopped run's summary counts them too."""
+    clients = StepClients(earlier)
     try:
-        yield
+        yield clients
     except ApiError as exc:
         counts = dict(exc.request_stats or {})
         for stats in earlier:
@@ -87,6 +126,16 @@ def api_failure_stats(*earlier: RequestStats) -> Iterator[None]:
         raise Failure(
             description=str(exc), metadata={f"api_{k}": v for k, v in counts.items()}
         ) from exc
+    except BaseException:
+        counts = clients.counts()
+        if context is not None and counts.get("requests"):
+            context.instance.report_engine_event(
+                STOPPED_STEP_REQUESTS,
+                context.run,
+                EngineEventData(metadata={f"api_{k}": v for k, v in counts.items()}),
+                step_key=str(context.op_handle),
+            )
+        raise
 
 
 def _preview(frame: pd.DataFrame, rows: int) -> str:

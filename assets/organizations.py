@@ -155,16 +155,17 @@ def organizations(
         settle_manifests(context, warehouse)
     previous = previous_rows(context, store, ORGANIZATIONS)
 
-    async def listing() -> tuple[list[OrganizationItem], RequestStats]:
-        async with ubiops.client() as client:
-            return await client.list_organizations(), client.stats
+    with api_failure_stats(context=context) as clients:
 
-    with api_failure_stats():
+        async def listing() -> tuple[list[OrganizationItem], RequestStats]:
+            async with clients.track(ubiops.client)() as client:
+                return await client.list_organizations(), client.stats
+
         items, list_stats = asyncio.run(listing())
     due, anchor = plan_details(context, items, previous, ubiops.details_max_age_days)
-    with api_failure_stats(list_stats):
+    with api_failure_stats(list_stats, context=context) as clients:
         (details, periods), stats = pull(
-            ubiops.client,
+            clients.track(ubiops.client),
             [(ORGANIZATION_DETAILS, due), (CURRENT_PERIOD, anchor)],
             context.log.info,
         )
@@ -246,8 +247,8 @@ def run_per_organization(
 ) -> Output[TableWrite]:
     """The generic runner of a per-organization endpoint: pull, normalize, and hand the rows to
     the IO manager by the endpoint's write mode."""
-    with api_failure_stats():
-        (found,), stats = pull(ubiops.client, [(endpoint, orgs)], context.log.info)
+    with api_failure_stats(context=context) as clients:
+        (found,), stats = pull(clients.track(ubiops.client), [(endpoint, orgs)], context.log.info)
     assert endpoint.normalize is not None, endpoint.name
     loaded_at = now_utc()
     fresh = endpoint.normalize(found, loaded_at)

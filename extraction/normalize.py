@@ -28,7 +28,13 @@ from ubiops_api.models import (
     ResourceUsage,
     UsagePoint,
 )
-from warehouse.schema import CREDIT_USAGE, ORGANIZATION_USERS, ORGANIZATIONS, RESOURCE_USAGE
+from warehouse.schema import (
+    CREDIT_USAGE,
+    ORGANIZATION_USERS,
+    ORGANIZATIONS,
+    RESOURCE_USAGE,
+    Table,
+)
 
 
 def utc_naive(value: datetime | None) -> datetime | None:
@@ -267,6 +273,12 @@ def _time_column(values: list[datetime]) -> np.ndarray:
     return np.array([micros[v] for v in values], dtype=np.int64).view("datetime64[us]")
 
 
+def _no_rows(t: Table) -> pd.DataFrame:
+    """The table's columns with no rows, typed as the warehouse stores them (an untyped empty
+    frame has object columns: `.dt` on its dates fails, e.g. in the `complete_days` check)."""
+    return t.arrow_schema().empty_table().to_pandas()
+
+
 def credit_usage_frame(
     responses: Iterable[tuple[str, str, CreditUsage]], interval: str, loaded_at: datetime
 ) -> pd.DataFrame:
@@ -293,7 +305,7 @@ def credit_usage_frame(
             ends += [point["end_date"] for point in points]
             credits += [point["value"] for point in points]
     if not runs:
-        return pd.DataFrame([], columns=CREDIT_USAGE.column_names)
+        return _no_rows(CREDIT_USAGE)
     org_codes, scope_codes, project_codes, lengths = np.array(runs, dtype=np.int64).T
     by_org, by_project = np.repeat(org_codes, lengths), np.repeat(project_codes, lengths)
     rows = len(starts)
@@ -347,6 +359,8 @@ def credit_period_frame(
                     loaded_at,
                 )
             )
+    if not rows:
+        return _no_rows(CREDIT_USAGE)
     return pd.DataFrame(rows, columns=CREDIT_USAGE.column_names)
 
 
@@ -368,7 +382,7 @@ def credit_period_from_days(
         columns=["organization_id", "organization_name", "start_date", "end_date"],
     )
     if wanted.empty:
-        return pd.DataFrame(columns=CREDIT_USAGE.column_names)
+        return _no_rows(CREDIT_USAGE)
     # the days are matched to their periods by integer codes (organization, scope, project):
     # joining, sorting and grouping hundreds of thousands of string keys cost ~3x more
     in_range = (daily["start_date"] >= wanted["start_date"].min()) & (

@@ -256,6 +256,12 @@ ALERT_OUTBOX = register(
             ("created_at", TS, "When it was queued."),
             ("claimed_at", TS, "When a delivery attempt last claimed it."),
             ("delivered_at", TS, "When it was delivered."),
+            (
+                "next_attempt_at",
+                TS,
+                "After a failed attempt: when a delivery pass may try it again (the backoff; "
+                "every writer of a shared lake waits for it). Empty when due.",
+            ),
         ),
     )
 )

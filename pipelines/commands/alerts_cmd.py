@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from common import settings
-from common.errors import ConfigError, InputError, WarehouseError
+from common.errors import ConfigError, InputError, WarehouseError, one_line
 
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "explanation) and undelivered notifications. --retry delivers pending messages now, "
             "--resend ID / --all-failed send failed ones again, --test-channel NAME sends a "
             "test message. Exit 1 when a send of --retry/--resend/--all-failed failed or "
-            "pending messages are for channels the quota file does not configure; the "
-            "listing exits 0 whatever it lists. Example: usage-etl alerts --warehouse ./data"
+            "pending messages are for channels the quota file does not configure (on a shared "
+            "lake: nor another writer's); the listing exits 0 whatever it lists. Example: "
+            "usage-etl alerts --warehouse ./data"
         ),
     )
     alerts.add_argument("--warehouse", help="warehouse directory (USAGE_WAREHOUSE, ./data)")
@@ -115,10 +116,32 @@ def handle_alerts(args: argparse.Namespace) -> int:
 
             with quiet_library_logs(warehouse, args.verbose):  # the log channel's file
                 return _deliver(args, config, warehouse, state.store)
+        _take_in_lake(args, state.store)
         alerts = state.store.alerts_frame()
         outbox = state.store.outbox_frame()
     _emit(_listing(alerts, outbox, show_all=args.all))
     return 0
+
+
+def _take_in_lake(args: argparse.Namespace, store: Any) -> None:
+    """On a writer of a shared lake, what other writers recorded (delivered, failed, backing
+    off, cancelled) is taken in before listing; when the lake cannot be read, this writer's
+    own state is listed, as stderr says."""
+    from alerting.lake_state import take_in_lake_state
+    from common.errors import LakeError
+    from pipelines.commands import warehouse_location
+
+    lake = warehouse_location(args).lake_config()
+    if lake is None:
+        return
+    try:
+        take_in_lake_state(lake, store)
+    except LakeError as exc:
+        print(
+            f"usage-etl alerts: the shared lake could not be read ({one_line(str(exc))}): "
+            "listing this writer's own alert state, as of its last commit",
+            file=sys.stderr,
+        )
 
 
 def _list_read_only(args: argparse.Namespace, warehouse: Any) -> int:
@@ -279,7 +302,13 @@ def _echo_alerting(on: bool) -> Iterator[None]:
 
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
     from alerting.delivery import deliver_configured
-    from alerting.lake_state import deliver_through_lake
+    from alerting.lake_state import (
+        WRITER_CHANNELS_MAX_AGE,
+        channels_of_other_writers,
+        deliver_through_lake,
+        take_in_lake_state,
+        writer_name,
+    )
     from alerting.state import publish_state
     from alerting.validation import validate_channels
     from pipelines.commands import warehouse_location
@@ -287,6 +316,11 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     from warehouse.schema import ORGANIZATION_USERS
 
     validate_channels(config)
+    lake = warehouse_location(args).lake_config()
+    others: dict[str, list[str]] = {}  # channel: the other writers of the lake delivering it
+    if lake is not None:  # what other writers recorded first: their failures are failed here
+        recorded = take_in_lake_state(lake, store)
+        others = channels_of_other_writers(recorded, writer_name(warehouse))
     if args.resend:
         for outbox_id in args.resend:
             row = store.outbox_row(outbox_id)
@@ -303,7 +337,6 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     else:
         requeued = 0
     users = ParquetStore(warehouse).read(ORGANIZATION_USERS)
-    lake = warehouse_location(args).lake_config()
     problems: list[str] = []
     if lake is None:
         report = deliver_configured(store, config, users, ignore_backoff=True)
@@ -318,15 +351,30 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     _emit(lines)
     for error in [*problems, *report.errors]:
         print(f"usage-etl alerts: {error}", file=sys.stderr)
-    stranded = _unconfigured(store, config)
+    unconfigured = _unconfigured(store, config)
+    left = {name: n for name, n in unconfigured.items() if name in others}
+    stranded = {name: n for name, n in unconfigured.items() if name not in others}
+    if left:
+        listing = ", ".join(f"{name} ({n}: {', '.join(others[name])})" for name, n in left.items())
+        print(
+            "usage-etl alerts: pending messages for channel(s) other writers of the shared "
+            f"lake deliver, left for them: {listing}",
+            file=sys.stderr,
+        )
     if stranded:
         from insights.quotas import resolve_quotas_path
 
         listing = ", ".join(f"{name} ({n})" for name, n in stranded.items())
+        nobody = (
+            ", nor by any other writer of the shared lake (as of their runs in the last "
+            f"{WRITER_CHANNELS_MAX_AGE.days} days)"
+            if lake is not None
+            else ""
+        )
         print(
             f"usage-etl alerts: pending messages for channel(s) not configured in "
-            f"{resolve_quotas_path(args.quotas)}: {listing}; nothing was sent to them (pass "
-            "the quota file that configures them: --quotas or USAGE_QUOTAS)",
+            f"{resolve_quotas_path(args.quotas)}{nobody}: {listing}; nothing was sent to them "
+            "(pass the quota file that configures them: --quotas or USAGE_QUOTAS)",
             file=sys.stderr,
         )
     return 1 if report.errors or problems or stranded else 0

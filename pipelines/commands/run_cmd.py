@@ -285,7 +285,7 @@ def execute(
         )
         if not result.success:
             summary.not_executed = _steps_not_executed(instance, result)
-    _count_requests(summary, result)
+        _count_requests(summary, result, instance)
     _collect_checks(summary, result)
     if not result.success:
         summary.error = _first_failure(result)
@@ -314,12 +314,14 @@ def _materialized(result: object) -> set[str]:
     }
 
 
-def _count_requests(summary: RunSummary, result: object) -> None:
+def _count_requests(summary: RunSummary, result: object, instance: object = None) -> None:
     """API statistics per asset (each asset has its own client), counted once per asset.
 
     A range run records one materialization per partition; the statistics describe the whole
     step, so the largest value per asset is the step's count (never a sum over partitions). A
-    step the API failed records them on its failure instead.
+    step the API failed records them on its failure instead, and a step stopped midway (Ctrl-C,
+    SIGTERM) as an engine event in the run's event log (`instance`; see
+    `assets.materialize.api_failure_stats`).
     """
     per_asset: dict[str, dict[str, int]] = {}
     for event in result.get_asset_materialization_events():  # type: ignore[attr-defined]
@@ -347,9 +349,36 @@ def _count_requests(summary: RunSummary, result: object) -> None:
         seen = per_asset.setdefault(event.step_key, {})
         for key in ("api_requests", "api_retries", "api_rate_limited_429"):
             seen[key] = max(seen.get(key, 0), int(meta.get(key, 0) or 0))
-    summary.requests = sum(s["api_requests"] for s in per_asset.values())
-    summary.retries = sum(s["api_retries"] for s in per_asset.values())
-    summary.rate_limited = sum(s["api_rate_limited_429"] for s in per_asset.values())
+    for step, meta in _stopped_step_stats(instance, result):
+        seen = per_asset.setdefault(step, {})
+        for key in ("api_requests", "api_retries", "api_rate_limited_429"):
+            seen[key] = max(seen.get(key, 0), int(meta.get(key, 0) or 0))
+    summary.requests = sum(s.get("api_requests", 0) for s in per_asset.values())
+    summary.retries = sum(s.get("api_retries", 0) for s in per_asset.values())
+    summary.rate_limited = sum(s.get("api_rate_limited_429", 0) for s in per_asset.values())
+
+
+def _stopped_step_stats(instance: object, result: object) -> list[tuple[str, dict[str, object]]]:
+    """(step, API statistics) that steps stopped midway wrote to the run's event log."""
+    if instance is None:
+        return []
+    from dagster import DagsterEventType
+
+    from assets.materialize import STOPPED_STEP_REQUESTS
+
+    found: list[tuple[str, dict[str, object]]] = []
+    records = instance.all_logs(  # type: ignore[attr-defined]
+        result.run_id,  # type: ignore[attr-defined]
+        of_type=DagsterEventType.ENGINE_EVENT,
+    )
+    for record in records:
+        event = record.dagster_event
+        if event is None or event.step_key is None or event.message != STOPPED_STEP_REQUESTS:
+            continue
+        data = event.engine_event_data
+        meta = {k: v.value for k, v in (data.metadata if data else {}).items()}
+        found.append((event.step_key, meta))
+    return found
 
 
 def _collect_checks(summary: RunSummary, result: object) -> None:

@@ -101,6 +101,10 @@ def test_misconfigured_and_failing_channels_lose_and_block_nothing(
     assert "WARNING alert state" in notifications_log
     assert "was missing: recovered" in notifications_log
     assert len(slack.received) == alerts, "delivered messages must not be sent again"
+    # the message whose send failed keeps its backoff (restored with the state); --retry
+    # sends it now
+    assert len(webhook.received) == alerts - 1 and webhook.rejected == 0
+    assert main(["alerts", "--retry", "--quotas", str(quotas), "--warehouse", str(warehouse)]) == 0
     assert len(webhook.received) == alerts and webhook.rejected == 0
     ids = [h["webhook-id"] for h in webhook.headers]
     assert len(set(ids)) == alerts

@@ -157,3 +157,65 @@ def test_a_writer_claims_only_messages_of_channels_it_configures(hosts) -> None:
     assert every and a.deliverable_keys(NOW, channels=["log"]) == every
     assert a.deliverable_keys(NOW, channels=["ops-hook"]) == []
     assert a.deliverable_keys(NOW, channels=[]) == []
+
+
+def gave_up(copy: pd.DataFrame, attempts: int = 20) -> pd.DataFrame:
+    """`copy` as a writer left it after its sends failed `attempts` times (its budget)."""
+    copy = copy.copy()
+    copy["status"], copy["attempts"] = "failed", attempts
+    copy["last_error"] = "HTTP 503 from the receiver"
+    copy["next_attempt_at"] = pd.Timestamp(NOW + timedelta(hours=6))
+    return copy
+
+
+def test_a_message_failed_elsewhere_is_failed_here_and_not_sent_as_new(hosts) -> None:
+    """Another writer gave up on the messages: this writer sees them failed (its listing and
+    `--all-failed` act on them), does not send them on its next pass, and its next commit does
+    not put them back to pending in the lake."""
+    a, b = hosts
+    failed = gave_up(a.outbox_frame())
+    b.reconcile(a.alerts_frame(), failed, NOW)
+    mine = b.outbox_frame()
+    assert set(mine["status"]) == {"failed"} and set(mine["attempts"]) == {20}
+    assert set(mine["last_error"]) == {"HTTP 503 from the receiver"}
+    assert deliver_pending(b, LOG, NOW + timedelta(days=1), ignore_backoff=True).delivered == 0
+    # queued again here (--all-failed): the lake's older "failed" does not undo it ...
+    assert b.resend() == 2
+    b.reconcile(a.alerts_frame(), failed, NOW)
+    assert set(statuses(b).values()) == {"pending"}
+    assert deliver_pending(b, LOG, NOW).delivered == 2
+    # ... and a message queued again by the other writer is pending here again
+    assert a.reconcile(b.alerts_frame(), failed, NOW).messages_added == 0
+    assert set(statuses(a).values()) == {"failed"}
+    requeued = failed.assign(status="pending", attempts=0, next_attempt_at=pd.NaT)
+    a.reconcile(a.alerts_frame(), requeued, NOW)
+    assert set(statuses(a).values()) == {"pending"}
+
+
+def test_a_message_cancelled_elsewhere_is_cancelled_here(hosts) -> None:
+    a, b = hosts
+    copy = a.outbox_frame()
+    copy["status"], copy["last_error"] = "cancelled", "superseded by a higher threshold"
+    b.reconcile(a.alerts_frame(), copy, NOW)
+    assert set(statuses(b).values()) == {"cancelled"}
+    assert deliver_pending(b, LOG, NOW, ignore_backoff=True).delivered == 0
+
+
+def test_a_backoff_elsewhere_holds_here_until_its_next_attempt(hosts) -> None:
+    """Another writer's sends failed 3 times: this writer waits for the same next attempt (it
+    does not send them as if new), keeps their error, and takes its later state over its own
+    older one (more attempts), never an older one over its own."""
+    a, b = hosts
+    later = NOW + timedelta(hours=1)
+    copy = a.outbox_frame()
+    copy["attempts"], copy["last_error"] = 3, "connection refused"
+    copy["next_attempt_at"] = pd.Timestamp(later)
+    b.reconcile(a.alerts_frame(), copy, NOW)
+    mine = b.outbox_frame()
+    assert set(mine["status"]) == {"pending"} and set(mine["attempts"]) == {3}
+    assert set(mine["next_attempt_at"]) == {pd.Timestamp(later)}
+    assert b.deliverable_keys(NOW) == [] and deliver_pending(b, LOG, NOW).delivered == 0
+    older = a.outbox_frame()  # the copy from before those attempts changes nothing
+    b.reconcile(a.alerts_frame(), older, NOW)
+    assert set(b.outbox_frame()["attempts"]) == {3}
+    assert deliver_pending(b, LOG, later).delivered == 2

@@ -249,12 +249,17 @@ def test_ctrl_c_ends_a_run_with_exit_130_and_keeps_what_finished(
     stopped) alike, named as such (it was reported as Ctrl-C), exit 143."""
     with held_run(tmp_path, capture=True) as held:
         process, warehouse = held.process, held.warehouse
+        assert held.holding.held == 1  # sent (the client counted it) and waiting on the API
         os.killpg(process.pid, sent)
         held.holding.release.set()
         out, err = process.communicate(timeout=120)
     assert process.returncode == code, out + err
     assert re.search(r"^run [0-9a-f]{8} INTERRUPTED in ", out, re.MULTILINE), out
     assert "run the same command again" in out and named in out, out
+    # the summary counts the requests the run made before it was stopped (the held ones too)
+    sent_line = re.search(r"organizations, (\d+) API requests sent", out)
+    assert sent_line, out
+    assert int(sent_line[1]) == held.holding.run_requests > 2, out
     product_frames = [
         line for line in err.splitlines() if "/pipelines/" in line or "/assets/" in line
     ]

@@ -42,7 +42,12 @@ import pytest
 import yaml
 
 from alerting.delivery import deliver_configured
-from alerting.lake_state import commit_alert_state, deliver_through_lake, merged_alert_tables
+from alerting.lake_state import (
+    commit_alert_state,
+    deliver_through_lake,
+    merged_alert_tables,
+    writer_name,
+)
 from alerting.state import state_path
 from alerting.store import AlertStore
 from emulator.server import EmulatorServer
@@ -50,7 +55,7 @@ from insights.quotas import load_quotas
 from tests.alerts.conftest import WEBHOOK_SECRET, Receiver
 from tests.alerts.test_reconcile import NOW, candidates
 from tests.lake.conftest import Lake
-from tests.services.cli import usage_etl_in_process
+from tests.services.cli import Done, clean_env, usage_etl_in_process
 from tests.services.emulator import start_emulator
 from warehouse.lake import connect
 from warehouse.lake_sync import MergedTables, publish_up
@@ -326,5 +331,95 @@ def test_an_outcome_commit_that_fails_after_sending_is_warned_and_made_good_late
         assert set(deliveries(receiver).values()) == {1} and len(receiver.headers) == 2
     finally:
         admin.close()
+        for store in stores.values():
+            store.close()
+
+
+def quota_file(path: Path, channels: dict[str, Any]) -> Path:
+    """The example quota file with these channels (one attempt before a message is failed)."""
+    quotas = yaml.safe_load(QUOTAS.read_text())
+    quotas["channels"] = {"log": False, **channels}
+    quotas["delivery"] = {**quotas.get("delivery", {}), "max_attempts": 1}
+    path.write_text(yaml.safe_dump(quotas))
+    return path
+
+
+def test_retry_leaves_other_writers_channels_to_them_and_takes_in_their_failures(
+    lake: Lake, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Writer a's quota file configures the webhook, writer b's does not: `usage-etl alerts
+    --retry` on b leaves the webhook's messages to a (said, exit 0), and exits 1 only for a
+    channel no writer configures. When a gives up on them (failed there), b sees them failed:
+    --retry does not send them as if new, --all-failed puts them back and sends them."""
+    hook = {"url": receiver.url, "secret": WEBHOOK_SECRET, "timeout_seconds": 2}
+    quotas_a = quota_file(tmp_path / "a.yaml", {"webhook": hook})
+    quotas_b = quota_file(tmp_path / "b.yaml", {"log": True})
+    copies = {host: tmp_path / host for host in ("a", "b")}
+    stores = {host: AlertStore(state_path(root)) for host, root in copies.items()}
+    env = {**clean_env(), **lake.env}
+
+    def alerts(*args: str, quotas: Path = quotas_b) -> Done:
+        return usage_etl_in_process(
+            "alerts", *args, "--warehouse", str(copies["b"]), "--quotas", str(quotas), env=env
+        )
+
+    try:
+        stores["a"].sync(candidates(85), ["webhook"], NOW)
+        commit_alert_state(copies["a"], lake.config, stores["a"], configured=["webhook"])
+        commit_alert_state(copies["b"], lake.config, stores["b"], configured=["log"])
+        assert set(stores["b"].outbox_frame()["channel"]) == {"webhook"}
+        stores["b"].close()
+
+        done = alerts("--retry")
+        assert done.code == 0, done
+        assert "notifications: 0 delivered, 2 pending, 0 failed" in done.out
+        assert done.err.strip() == (
+            "usage-etl alerts: pending messages for channel(s) other writers of the shared "
+            f"lake deliver, left for them: webhook (2: {writer_name(copies['a'])})"
+        )
+        assert receiver.headers == [] and set(lake_statuses(lake).values()) == {"pending"}
+
+        # a gives up on the webhook's messages (the receiver is down): failed in the lake
+        receiver.stop()
+        config_a = load_quotas(quotas_a)
+        for _ in range(2):  # a pass stops using a channel at its first failure
+            gave_up = deliver_through_lake(copies["a"], lake.config, stores["a"], config_a)
+            assert (gave_up.report.delivered, gave_up.problems) == (0, [])
+        assert set(lake_statuses(lake).values()) == {"failed"}
+        receiver.start()
+
+        # b's listing shows them failed, with a's error, before b commits anything
+        listing = alerts()
+        assert listing.code == 0 and listing.err == "", listing
+        rows = [line.split() for line in listing.out.splitlines() if " webhook " in line]
+        assert len(rows) == 2 and all("failed" in row for row in rows), listing.out
+        assert "Connection refused" in listing.out
+
+        # b, now configuring the webhook too: --retry does not send them as if new
+        quotas_b = quota_file(tmp_path / "b.yaml", {"webhook": hook})
+        done = alerts("--retry", quotas=quotas_b)
+        assert "0 delivered" in done.out and receiver.headers == [], done
+        with AlertStore(state_path(copies["b"])) as store:
+            outbox = store.outbox_frame()
+        failed = outbox[outbox["channel"] == "webhook"]
+        assert set(failed["status"]) == {"failed"} and set(failed["attempts"]) == {1}
+        # ... --all-failed puts them back and sends them, once
+        done = alerts("--all-failed", quotas=quotas_b)
+        assert "2 failed messages queued again" in done.out, done
+        assert len(deliveries(receiver)) == 2 and set(deliveries(receiver).values()) == {1}
+        assert set(lake_statuses(lake).values()) == {"delivered"}
+
+        # a channel no writer of the lake configures is b's error, named as such
+        with AlertStore(state_path(copies["b"])) as store:
+            store.sync(candidates(105), ["ghost"], NOW)
+        done = alerts("--retry", quotas=quotas_b)
+        assert done.code == 1, done
+        assert done.err.strip() == (
+            f"usage-etl alerts: pending messages for channel(s) not configured in {quotas_b}, "
+            "nor by any other writer of the shared lake (as of their runs in the last 7 days): "
+            "ghost (2); nothing was sent to them (pass the quota file that configures them: "
+            "--quotas or USAGE_QUOTAS)"
+        )
+    finally:
         for store in stores.values():
             store.close()

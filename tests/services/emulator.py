@@ -104,17 +104,24 @@ def assert_matches_emulator(p: Pipeline, start: date, end_exclusive: date) -> No
 
 class HoldingApp:
     """ASGI wrapper around the emulator that holds the daily usage requests until released
-    (`reached` says one arrived): the run is then mid-step, waiting on the API, after the
-    organizations step wrote its slice."""
+    (`reached` says one arrived; `held` counts them): the run is then mid-step, waiting on the
+    API, after the organizations step wrote its slice. `run_requests` counts the API requests
+    of the run's own client (its User-Agent; not the preflight probe's)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.reached = threading.Event()
         self.release = threading.Event()
+        self.held = 0
+        self.run_requests = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         daily = b"interval=day" in scope.get("query_string", b"")
+        if scope["type"] == "http" and scope["path"].startswith("/v2.1/"):
+            agent = dict(scope.get("headers") or []).get(b"user-agent", b"")
+            self.run_requests += agent.startswith(b"ubiops-usage/")
         if scope["type"] == "http" and scope["path"].endswith("/usage") and daily:
+            self.held += 1
             self.reached.set()
             while not self.release.is_set():
                 await asyncio.sleep(0.02)

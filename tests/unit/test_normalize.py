@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from extraction import normalize
+from extraction import normalize, quality
 from ubiops_api.models import CreditUsage, OrganizationDetail, OrganizationUser, ResourceUsage
 from warehouse.schema import (
     CREDIT_USAGE,
@@ -249,3 +249,23 @@ def test_no_answers_give_empty_frames_with_the_table_columns(frame_of: str) -> N
     }[frame_of]
     frame = made()
     assert frame.empty and list(frame.columns) == table.column_names
+
+
+@pytest.mark.parametrize("frame_of", ["credits", "periods", "from_days"])
+def test_empty_credit_frames_are_typed_so_checks_can_read_their_dates(frame_of: str) -> None:
+    """An empty pull (no organization, no day yet) still has date columns: the checks read
+    them with `.dt` (an untyped empty frame failed the run with an AttributeError)."""
+    frame = {
+        "credits": lambda: normalize.credit_usage_frame([], "day", SEEN),
+        "periods": lambda: normalize.credit_period_frame([], SEEN),
+        "from_days": lambda: normalize.credit_period_from_days([], pd.DataFrame(), SEEN),
+    }[frame_of]()
+    assert frame.empty and list(frame.columns) == CREDIT_USAGE.column_names
+    assert pd.api.types.is_datetime64_any_dtype(frame["start_date"])
+    assert pd.api.types.is_float_dtype(frame["credits"])
+    registry = pd.DataFrame(
+        {"organization_id": ["o1"], "organization_name": ["acme"], "creation_date": [SEEN]}
+    )
+    finding = quality.complete_days(frame, registry, date(2026, 11, 28), date(2026, 11, 30))
+    assert not finding.passed and finding.failures == 2
+    assert finding.examples == ["acme: 2 days missing from 2026-11-28"]
