@@ -301,14 +301,20 @@ def history_chart(
     body = _axes(frame, step, f"credits per {GRAINS.get(grain, grain)}", centre_ticks=False)
     names = [escape(name) for name, _, _ in series]
     colors = [escape(color) for _, color, _ in series]
+    lines = [(names[s], colors[s], values) for s, (_, _, values) in enumerate(series)]
     scale = (frame.bottom - frame.top) / frame.y_max
+    # the slot scale once (a page at 24 months draws thousands of bars: `frame.x` per edge
+    # recomputed it)
+    left, slot, first, bottom = frame.left, frame.slot_width(), frame.first, frame.bottom
+    many = len(series) > 1
     for i, bucket in enumerate(buckets):
-        x0, x1 = frame.x(bucket.start), frame.x(bucket.end, 1.0)
+        x0 = left + (bucket.start - first).days * slot
+        x1 = left + ((bucket.end - first).days + 1.0) * slot
         gap = min(2.0, (x1 - x0) * 0.2)
         x, width = f"{x0 + gap / 2:.1f}", f"{max(x1 - x0 - gap, 0.5):.1f}"
         marks, parts = [], []
-        top = frame.bottom  # the stack's top so far, in pixels
-        for s, (_, _, values) in enumerate(series):
+        top = bottom  # the stack's top so far, in pixels
+        for name, color, values in lines:
             value = values[i]
             if value <= 0:
                 continue
@@ -316,16 +322,17 @@ def history_chart(
             top -= height_px
             marks.append(
                 f'<rect class="mark" x="{x}" y="{top:.1f}" width="{width}" '
-                f'height="{max(height_px, 0.3):.1f}" fill="{colors[s]}"/>'
+                f'height="{max(height_px, 0.3):.1f}" fill="{color}"/>'
             )
-            parts.append(f"{names[s]} {fmt_number(value)}")
+            if many:
+                parts.append(f"{name} {fmt_number(value)}")
         # one tooltip per bar, naming every line's credits (top of the stack last)
         title = ""
         if marks:
             total = fmt_number(sum(values[i] for _, _, values in series))
             title = (
                 f"<title>{escape(bucket.caption)}: {total} credits"
-                + (f" ({'; '.join(parts)})" if len(series) > 1 else "")
+                + (f" ({'; '.join(parts)})" if many else "")
                 + "</title>"
             )
         body.append(

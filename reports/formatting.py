@@ -44,9 +44,15 @@ def as_date(value: object) -> date | None:
 
 def fmt_number(value: object) -> str:
     """1234.5 -> '1,235'; 12.34 -> '12.3'; 0.123 -> '0.12'; 24.0 -> '24'; missing -> MISSING."""
-    number = finite(value)
-    if number is None:
-        return MISSING
+    if type(value) is float:  # the common case (a report at 24 months formats ~500 a page)
+        if value - value != 0.0:  # NaN or infinite
+            return MISSING
+        number = value
+    else:
+        found = finite(value)
+        if found is None:
+            return MISSING
+        number = found
     size = abs(number)
     if size >= 100 or number.is_integer():
         text = f"{number:,.0f}"
