@@ -53,6 +53,15 @@ def store_with_slice(tmp_path: Path) -> ParquetStore:
     return store
 
 
+def store_with_two_slices(tmp_path: Path) -> ParquetStore:
+    """October (organizations a and b) and November (c)."""
+    store = store_with_slice(tmp_path)
+    store.replace_partition(
+        CREDIT_USAGE, {"interval": "day", "month": "2026-11"}, usage({"c": 0.25})
+    )
+    return store
+
+
 def test_manifest_records_rows_credits_and_digest(tmp_path: Path) -> None:
     store = store_with_slice(tmp_path)
     manifest = json.loads((store.table_dir(CREDIT_USAGE) / MANIFEST_NAME).read_text())
@@ -79,10 +88,7 @@ def test_a_manifest_rewritten_by_another_writer_is_read_anew(tmp_path: Path) -> 
 def test_sums_read_back_equal_those_written_and_unread_ones_are_saved_unchanged(
     tmp_path: Path,
 ) -> None:
-    store = store_with_slice(tmp_path)
-    store.replace_partition(
-        CREDIT_USAGE, {"interval": "day", "month": "2026-11"}, usage({"c": 0.25})
-    )
+    store = store_with_two_slices(tmp_path)
     manifest = store.manifest(CREDIT_USAGE)
     before = manifest.path.read_bytes()
     entries = manifest.load()
@@ -109,10 +115,7 @@ def test_sums_read_back_equal_those_written_and_unread_ones_are_saved_unchanged(
 def test_a_manifest_written_on_one_line_by_an_earlier_version_is_read_and_kept_exact(
     tmp_path: Path,
 ) -> None:
-    store = store_with_slice(tmp_path)
-    store.replace_partition(
-        CREDIT_USAGE, {"interval": "day", "month": "2026-11"}, usage({"c": 0.25})
-    )
+    store = store_with_two_slices(tmp_path)
     manifest = store.manifest(CREDIT_USAGE)
     document = json.loads(manifest.path.read_bytes())
     manifest.path.write_text(json.dumps(document, separators=(",", ":"), sort_keys=True))
