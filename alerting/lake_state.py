@@ -90,9 +90,14 @@ class WriterChannel:
 def _record_channels(
     con: duckdb.DuckDBPyConnection, writer: str, channels: Collection[str], at: datetime
 ) -> None:
-    """Replace ``writer``'s channels in ``meta.alert_channels`` (inside the commit)."""
+    """Replace ``writer``'s channels in ``meta.alert_channels`` (inside the commit), and drop
+    those of writers silent for longer than `WRITER_CHANNELS_MAX_AGE` (no longer counted: a
+    run container is a writer of its own, so they would pile up, a row per channel per run)."""
     con.execute(ALERT_CHANNELS_DDL)
-    con.execute("DELETE FROM meta.alert_channels WHERE writer = ?", [writer])
+    con.execute(
+        "DELETE FROM meta.alert_channels WHERE writer = ? OR recorded_at < ?",
+        [writer, at - WRITER_CHANNELS_MAX_AGE],
+    )
     if channels:
         con.executemany(
             "INSERT INTO meta.alert_channels VALUES (?, ?, ?)",

@@ -466,3 +466,22 @@ def test_all_failed_on_a_writer_not_delivering_the_channel_hands_the_messages_ba
     finally:
         for store in stores.values():
             store.close()
+
+
+def test_the_channels_of_writers_gone_for_longer_than_their_age_limit_leave_the_lake(
+    lake: Lake, tmp_path: Path
+) -> None:
+    """Each run container is a writer of its own (its host name): the channels a run records
+    do not pile up in the lake, one row per channel per run, for good."""
+    day = timedelta(days=1)
+    for n in range(3):  # three run containers, 8 days apart
+        with AlertStore(tmp_path / f"run{n}" / "alerts.sqlite") as store:
+            commit_alert_state(
+                tmp_path / f"run{n}", lake.config, store, NOW + n * 8 * day, configured=["log"]
+            )
+    con = connect(lake.config, read_only=True)
+    try:
+        rows = con.execute("SELECT writer, recorded_at FROM meta.alert_channels").fetchall()
+    finally:
+        con.close()
+    assert rows == [(writer_name(tmp_path / "run2"), NOW + 16 * day)]
