@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from alerting.delivery import DeliveryReport, deliver_configured
 from alerting.store import AlertStore
-from common.errors import LakeError
+from common.errors import LakeError, one_line
 from insights.quotas import QuotaConfig
 from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
 from warehouse.files import writer_lock
@@ -157,6 +157,9 @@ def take_in_lake_state(
     try:
         alerts, outbox = _lake_rows(con)
         recorded = _writer_channels(con)
+    except duckdb.Error as exc:  # attached, but a read failed (object store, catalog)
+        reason = lake.scrub(one_line(str(exc)) or type(exc).__name__)
+        raise LakeError(f"the lake's alert tables could not be read: {reason}") from None
     finally:
         con.close()
     store.reconcile(alerts, outbox, now or now_utc())
