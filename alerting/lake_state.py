@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from alerting.delivery import DeliveryReport, deliver_configured
 from alerting.store import AlertStore
-from common.errors import LakeError
+from common.errors import LakeError, one_line
 from insights.quotas import QuotaConfig
 from warehouse.derived_schema import ALERT_OUTBOX, QUOTA_ALERTS
 from warehouse.files import writer_lock
@@ -90,9 +90,14 @@ class WriterChannel:
 def _record_channels(
     con: duckdb.DuckDBPyConnection, writer: str, channels: Collection[str], at: datetime
 ) -> None:
-    """Replace ``writer``'s channels in ``meta.alert_channels`` (inside the commit)."""
+    """Replace ``writer``'s channels in ``meta.alert_channels`` (inside the commit), and drop
+    those of writers silent for longer than `WRITER_CHANNELS_MAX_AGE` (no longer counted: a
+    run container is a writer of its own, so they would pile up, a row per channel per run)."""
     con.execute(ALERT_CHANNELS_DDL)
-    con.execute("DELETE FROM meta.alert_channels WHERE writer = ?", [writer])
+    con.execute(
+        "DELETE FROM meta.alert_channels WHERE writer = ? OR recorded_at < ?",
+        [writer, at - WRITER_CHANNELS_MAX_AGE],
+    )
     if channels:
         con.executemany(
             "INSERT INTO meta.alert_channels VALUES (?, ?, ?)",
@@ -152,6 +157,9 @@ def take_in_lake_state(
     try:
         alerts, outbox = _lake_rows(con)
         recorded = _writer_channels(con)
+    except duckdb.Error as exc:  # attached, but a read failed (object store, catalog)
+        reason = lake.scrub(one_line(str(exc)) or type(exc).__name__)
+        raise LakeError(f"the lake's alert tables could not be read: {reason}") from None
     finally:
         con.close()
     store.reconcile(alerts, outbox, now or now_utc())

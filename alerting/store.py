@@ -238,13 +238,21 @@ def _requeued(status: object, attempts: object, last_error: object) -> bool:
     return status == "pending" and not attempts and last_error is not None
 
 
-def _later_attempt(theirs: Mapping[str, Any], here: Mapping[str, Any]) -> bool:
+def _later_attempt(
+    theirs: Mapping[str, Any], here: Mapping[str, Any], requeued_here: bool = False
+) -> bool:
     """Whether another copy's ``pending`` / ``failed`` row is later news than this copy's
     undelivered one (neither delivered nor cancelled). A row's ``attempts`` only grow (every
     claim adds one), except when it is queued again, which starts them over: so the copy with
     more attempts is the later one (at equal attempts, ``failed`` is later than ``pending``),
     a row queued again is later than any failed or backing-off copy of it, and a claim here
-    (``sending``) that the other copy settled is settled."""
+    (``sending``) that the other copy settled is settled.
+
+    ``requeued_here``: this process queued the row again (`AlertStore.resend`), so the other
+    copy's failure is the one it put back. A row queued again by an earlier process of this
+    writer was committed since (the command commits it at once), so the other copy's attempts
+    of it, up to giving up on it, are later news; were that row kept, each commit of a writer
+    that does not deliver its channel would queue it again for the one that does."""
     mine = str(here["status"])
     if mine == "sending":
         return True
@@ -253,7 +261,7 @@ def _later_attempt(theirs: Mapping[str, Any], here: Mapping[str, Any]) -> bool:
     status = str(theirs["status"])
     attempts = int(_stored("attempts", theirs.get("attempts")) or 0)
     error = _stored("last_error", theirs.get("last_error"))
-    if _requeued(mine, here["attempts"], here["last_error"]):
+    if requeued_here and _requeued(mine, here["attempts"], here["last_error"]):
         return False  # queued again here, not yet committed: later than the lake's failure
     if _requeued(status, attempts, error):
         return mine == "failed"
@@ -326,6 +334,9 @@ class AlertStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease = timedelta(seconds=lease_seconds)
         self._notes: dict[str, str] = {}  # the restatement notes of the sync in progress
+        # messages `resend` queued again in this process: another copy's failure of them is
+        # older news until this writer commits them (see `_later_attempt`)
+        self._requeued: set[str] = set()
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -752,19 +763,26 @@ class AlertStore:
 
     def resend(self, ids: Iterable[int] | None = None) -> int:
         """Put ``failed`` rows (all of them, or those with these ids) back to ``pending`` with
-        a fresh attempt budget, due now; returns how many."""
-        sql = (
-            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL"
-            " WHERE status = 'failed'"
-        )
+        a fresh attempt budget, due now; returns how many. On a shared lake the caller commits
+        them at once (see `_later_attempt`)."""
+        where = " WHERE status = 'failed'"
         params: list[int] = []
         if ids is not None:
             params = [int(i) for i in ids]
             if not params:
                 return 0
-            sql += " AND id IN (" + ",".join("?" * len(params)) + ")"
+            where += " AND id IN (" + ",".join("?" * len(params)) + ")"
         with self._tx() as db:
-            return int(db.execute(sql, params).rowcount)
+            keys = [
+                str(r[0]) for r in db.execute(f"SELECT idempotency_key FROM outbox{where}", params)
+            ]
+            db.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL"
+                + where,
+                params,
+            )
+        self._requeued.update(keys)
+        return len(keys)
 
     def requeue_failed(self) -> int:
         """Put every ``failed`` row back to ``pending``; returns how many."""
@@ -960,7 +978,9 @@ class AlertStore:
                         (_stored("last_error", row.get("last_error")), key),
                     )
                     report.undelivered_elsewhere += 1
-                elif status in ("pending", "failed") and _later_attempt(row, here):
+                elif status in ("pending", "failed") and _later_attempt(
+                    row, here, key in self._requeued
+                ):
                     db.execute(
                         "UPDATE outbox SET status = ?, attempts = ?, last_error = ?,"
                         " next_attempt_at = ?, claimed_at = NULL WHERE idempotency_key = ?",

@@ -13,6 +13,7 @@ what it had sent as an engine event of its own (`STOPPED_STEP_REQUESTS`), for th
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -30,6 +31,8 @@ from dagster._core.events import EngineEventData
 from common.errors import ApiError
 from ubiops_api.client import RequestStats, UbiOpsClient
 from warehouse.schema import Table
+
+log = logging.getLogger(__name__)
 
 
 def table_metadata(
@@ -129,12 +132,21 @@ def api_failure_stats(
     except BaseException:
         counts = clients.counts()
         if context is not None and counts.get("requests"):
-            context.instance.report_engine_event(
-                STOPPED_STEP_REQUESTS,
-                context.run,
-                EngineEventData(metadata={f"api_{k}": v for k, v in counts.items()}),
-                step_key=str(context.op_handle),
-            )
+            try:
+                context.instance.report_engine_event(
+                    STOPPED_STEP_REQUESTS,
+                    context.run,
+                    EngineEventData(metadata={f"api_{k}": v for k, v in counts.items()}),
+                    step_key=str(context.op_handle),
+                )
+            except Exception as exc:  # never instead of what stopped the step
+                log.warning(
+                    "the %d API requests of the stopped step %s are not in the run's summary: "
+                    "its event log refused them (%s)",
+                    counts["requests"],
+                    context.op_handle,
+                    type(exc).__name__,
+                )
         raise
 
 

@@ -15,7 +15,9 @@ path relative to the table directory:
 The file is compact JSON with sorted keys, one slice per line (between the opening and closing
 lines of `slices`): a manifest of a long history is mostly per-organization sums, and a line
 keeps the text of its record, so a run that rewrites a few slices' records neither encodes the
-others again nor keeps their sums as objects it never reads.
+others again nor keeps their sums as objects it never reads. A full check (`usage-etl verify`)
+reads every record's sums, so a garbled manifest is found then, not first by a repair that
+needs them.
 
 - `sha256` and `bytes` are the file digest: a slice is good when its file hashes to the recorded
   digest. Any flipped byte, a truncated, missing or replaced file is caught.
@@ -536,11 +538,26 @@ class TableManifest:
                 _PARSED.put(self.path, text, entries)
             return entries
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ManifestError(
-                f"manifest {self.path} is unreadable ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from a backup, or "
-                "delete it to re-adopt the table's readable files"
-            ) from None
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: Exception) -> ManifestError:
+        return ManifestError(
+            f"manifest {self.path} is unreadable ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from a backup, or "
+            "delete it to re-adopt the table's readable files"
+        )
+
+    def _read_sums(self, entries: dict[str, Entry]) -> None:
+        """Read every record's per-organization sums, which :meth:`load` leaves as text until
+        used: a full check (`usage-etl verify`) finds a garbled manifest, not only a run that
+        needs the sums of a damaged slice to repair it."""
+        try:
+            for entry in entries.values():
+                for record in (entry.committed, entry.pending):
+                    if record is not None:
+                        list(record.organizations.values())  # parsed, or the error
+        except (ManifestError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._unreadable(exc) from None
 
     def save(self, entries: dict[str, Entry]) -> None:
         # compact, sorted keys, a slice a line (module docstring), made from each entry's text:
@@ -620,6 +637,8 @@ class TableManifest:
             result.settled = not result.unadopted
             return result
         entries = self.load()
+        if full:
+            self._read_sums(entries)
         on_disk = {self.relative(p): p for p in self.files()}
         cache = DigestCache(self.table_dir)
         for key, entry in sorted(entries.items()):

@@ -300,6 +300,23 @@ def _echo_alerting(on: bool) -> Iterator[None]:
         notify.removeHandler(handler)
 
 
+def _commit_requeued(warehouse: Any, lake: Any, store: Any, requeued: int) -> list[str]:
+    """Commit the messages queued again to the shared lake at once (the problem, if it could
+    not): those of a channel another writer delivers are its to send, and this writer's later
+    runs take that writer's failures of them (`alerting.store._later_attempt`)."""
+    from alerting.lake_state import commit_alert_state
+    from common.errors import LakeError
+
+    try:
+        commit_alert_state(warehouse, lake, store)
+    except LakeError as exc:
+        return [
+            f"the {requeued} message(s) queued again were not committed to the shared lake "
+            f"({one_line(str(exc))}): run the command again once the lake answers"
+        ]
+    return []
+
+
 def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) -> int:
     from alerting.delivery import deliver_configured
     from alerting.lake_state import (
@@ -338,6 +355,8 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
         requeued = 0
     users = ParquetStore(warehouse).read(ORGANIZATION_USERS)
     problems: list[str] = []
+    if lake is not None and requeued:
+        problems += _commit_requeued(warehouse, lake, store, requeued)
     if lake is None:
         report = deliver_configured(store, config, users, ignore_backoff=True)
     else:  # a writer of a shared lake: claimed there, sent, the outcome committed there

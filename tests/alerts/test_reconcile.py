@@ -219,3 +219,28 @@ def test_a_backoff_elsewhere_holds_here_until_its_next_attempt(hosts) -> None:
     b.reconcile(a.alerts_frame(), older, NOW)
     assert set(b.outbox_frame()["attempts"]) == {3}
     assert deliver_pending(b, LOG, later).delivered == 2
+
+
+def test_a_message_queued_again_here_is_failed_here_once_the_writer_sending_it_gives_up(
+    hosts,
+) -> None:
+    """Writer a queues again (--all-failed) the messages of a channel writer b delivers; b tries
+    them again and gives up: a, in a later process, takes b's failure, so its next commit does
+    not queue them again for b (which would retry them after every run of a, forever)."""
+    a, b = hosts
+    failed = gave_up(a.outbox_frame())
+    for store in (a, b):
+        store.reconcile(store.alerts_frame(), failed, NOW)
+    assert a.resend() == 2
+    b.reconcile(b.alerts_frame(), a.outbox_frame(), NOW)  # a's commit of it
+    assert set(statuses(b).values()) == {"pending"}
+    again = gave_up(b.outbox_frame())  # b's sends failed again: its commit
+    later = AlertStore(a.path)  # a's next run
+    try:
+        later.reconcile(later.alerts_frame(), again, NOW + timedelta(days=1))
+        assert set(statuses(later).values()) == {"failed"}
+        b.reconcile(b.alerts_frame(), again, NOW + timedelta(days=1))
+        b.reconcile(b.alerts_frame(), later.outbox_frame(), NOW + timedelta(days=1))
+        assert set(statuses(b).values()) == {"failed"}
+    finally:
+        later.close()

@@ -423,3 +423,65 @@ def test_retry_leaves_other_writers_channels_to_them_and_takes_in_their_failures
     finally:
         for store in stores.values():
             store.close()
+
+
+def test_all_failed_on_a_writer_not_delivering_the_channel_hands_the_messages_back_once(
+    lake: Lake, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Writer a delivers the webhook and gave up on its messages; `usage-etl alerts
+    --all-failed` on writer b (log only) queues them again in the lake at once: a sends them.
+    When a gives up on them again, b's next commit leaves them failed (not queued again for a
+    after every run of b)."""
+    hook = {"url": receiver.url, "secret": WEBHOOK_SECRET, "timeout_seconds": 2}
+    config_a = load_quotas(quota_file(tmp_path / "a.yaml", {"webhook": hook}))
+    quotas_b = quota_file(tmp_path / "b.yaml", {"log": True})
+    copies = {host: tmp_path / host for host in ("a", "b")}
+    stores = {host: AlertStore(state_path(root)) for host, root in copies.items()}
+    env = {**clean_env(), **lake.env}
+
+    def give_up() -> None:
+        """A run of a: its commit (taking in the lake), then its delivery passes, failing."""
+        commit_alert_state(copies["a"], lake.config, stores["a"], configured=["webhook"])
+        receiver.stop()
+        for _ in range(2):  # a pass stops using a channel at its first failure
+            deliver_through_lake(copies["a"], lake.config, stores["a"], config_a)
+        receiver.start()
+        assert set(lake_statuses(lake).values()) == {"failed"}
+
+    try:
+        stores["a"].sync(candidates(85), ["webhook"], NOW)
+        give_up()
+        stores["b"].close()
+        done = usage_etl_in_process(
+            "alerts", "--all-failed", "--warehouse", str(copies["b"]), "--quotas",
+            str(quotas_b), env=env,
+        )  # fmt: skip
+        assert "2 failed messages queued again" in done.out, done
+        assert set(lake_statuses(lake).values()) == {"pending"}
+        give_up()  # a's sends fail again
+        stores["b"] = AlertStore(state_path(copies["b"]))
+        commit_alert_state(copies["b"], lake.config, stores["b"])  # b's next run's commit
+        assert set(lake_statuses(lake).values()) == {"failed"}
+        assert set(stores["b"].outbox_frame()["status"]) == {"failed"}
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+def test_the_channels_of_writers_gone_for_longer_than_their_age_limit_leave_the_lake(
+    lake: Lake, tmp_path: Path
+) -> None:
+    """Each run container is a writer of its own (its host name): the channels a run records
+    do not pile up in the lake, one row per channel per run, for good."""
+    day = timedelta(days=1)
+    for n in range(3):  # three run containers, 8 days apart
+        with AlertStore(tmp_path / f"run{n}" / "alerts.sqlite") as store:
+            commit_alert_state(
+                tmp_path / f"run{n}", lake.config, store, NOW + n * 8 * day, configured=["log"]
+            )
+    con = connect(lake.config, read_only=True)
+    try:
+        rows = con.execute("SELECT writer, recorded_at FROM meta.alert_channels").fetchall()
+    finally:
+        con.close()
+    assert rows == [(writer_name(tmp_path / "run2"), NOW + 16 * day)]

@@ -233,3 +233,17 @@ def test_forget_rewrites_good_slices_and_unblocks_the_repair_of_damaged_ones(
     assert list(remaining.organization_id) == ["c"]
     (bad,) = check_warehouse(store.root).bad
     assert bad.path == damaged and bad.organization_ids == {"b"}
+
+
+def test_a_manifest_with_garbled_sums_is_not_verified_good(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run reads a record's sums only when it needs them; verify reads them all."""
+    store = store_with_slice(tmp_path)
+    manifest = store.manifest(CREDIT_USAGE)
+    text = manifest.path.read_bytes()
+    assert text.count(b'"credits":1.5,') == 1
+    manifest.path.write_bytes(text.replace(b'"credits":1.5,', b'"credits":1.5,,'))
+    assert main(["verify", "--warehouse", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "_manifest.json" in err and "restore it from a backup" in err
