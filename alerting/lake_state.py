@@ -72,9 +72,12 @@ ALERT_CHANNELS_DDL = (
 WRITER_CHANNELS_MAX_AGE = timedelta(days=7)
 
 
-def writer_name(warehouse: Path) -> str:
-    """How the lake names a writer: its host and its working copy (two copies on one host are
-    two writers)."""
+def writer_name(warehouse: Path, lake: LakeConfig | None = None) -> str:
+    """How the lake names a writer: the lake's `writer` (`USAGE_LAKE_WRITER`: one name for every
+    run of a deployment whose run workers are containers, each with a host and a working copy of
+    its own), else its host and its working copy (two copies on one host are two writers)."""
+    if lake is not None and lake.writer:
+        return lake.writer
     return f"{socket.gethostname()}:{Path(warehouse).resolve()}"
 
 
@@ -237,7 +240,7 @@ def commit_alert_state(
         own_claims=own_claims,
         ignore_backoff=ignore_backoff,
         channels=channels,
-        configured=None if configured is None else (writer_name(warehouse), configured),
+        configured=None if configured is None else (writer_name(warehouse, lake), configured),
     )
     with writer_lock(warehouse):
         report = publish_up(warehouse, lake, tables=[], merged=merged, views=False)

@@ -67,7 +67,7 @@ def usage_database(
                 # writer leaves their messages to it)
                 channels = alerting.config().channels.enabled()
                 merged = merged_alert_tables(
-                    state.store, configured=(writer_name(warehouse.root), channels)
+                    state.store, configured=(writer_name(warehouse.root, lake), channels)
                 )
                 synced = publish_up(warehouse.root, lake, merged=merged)
     path = warehouse.root / DATABASE_NAME

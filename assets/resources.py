@@ -187,6 +187,11 @@ class Warehouse(EnvResource):
     lake_data: str | None = Field(
         default=None, description="Shared lake's data: s3:// URL or directory (USAGE_LAKE_DATA)."
     )
+    lake_writer: str | None = Field(
+        default=None,
+        description="This writer's name in the shared lake, the same for every run of one "
+        "deployment (USAGE_LAKE_WRITER); default host:working-copy.",
+    )
     s3_endpoint: str | None = Field(default=None, description="S3 endpoint (AWS_ENDPOINT_URL_S3).")
     s3_key_id: str | None = Field(default=None, description="EnvVar AWS_ACCESS_KEY_ID.")
     s3_secret: str | None = Field(default=None, description="EnvVar AWS_SECRET_ACCESS_KEY.")

@@ -47,6 +47,7 @@ CATALOG_ALIAS = "usage"
 # How messages name the two settings (the environment variable, or the equivalent flag).
 CATALOG_SETTING = "USAGE_LAKE_CATALOG (--lake-catalog)"
 DATA_SETTING = "USAGE_LAKE_DATA (--lake-data)"
+WRITER_SETTING = "USAGE_LAKE_WRITER"
 EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
 _PACKAGES = {
     "ducklake": "duckdb_extension_ducklake",
@@ -86,6 +87,7 @@ class LakeConfig:
     s3_secret: str | None = field(default=None, repr=False)
     s3_region: str | None = None
     s3_session_token: str | None = field(default=None, repr=False)
+    writer: str | None = None  # USAGE_LAKE_WRITER: this writer's name (alerting/lake_state.py)
 
     @property
     def on_s3(self) -> bool:
@@ -137,6 +139,7 @@ class LakeConfig:
             s3_secret=env.get("AWS_SECRET_ACCESS_KEY") or None,
             s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             s3_session_token=env.get("AWS_SESSION_TOKEN") or None,
+            writer=(env.get(WRITER_SETTING) or "").strip() or None,
         )
 
 

@@ -1,11 +1,12 @@
 """Where the warehouse is: its directory and the shared lake, resolved without Dagster.
 
 `ENVIRONMENT` declares, once, the warehouse's settings: each field's name and the environment
-variable(s) behind it (`USAGE_WAREHOUSE`, `USAGE_LAKE_CATALOG`, `USAGE_LAKE_DATA`, the standard
-AWS variables), secrets marked. The Dagster `warehouse` resource (assets/resources.py) has
-exactly these fields and reads this table; the commands that only read the warehouse (`query`,
-`dictionary`, `history`, `report`, ...) build a `WarehouseLocation` from the environment and
-their flags directly, so resolving where the warehouse is never imports Dagster.
+variable(s) behind it (`USAGE_WAREHOUSE`, `USAGE_LAKE_CATALOG`, `USAGE_LAKE_DATA`,
+`USAGE_LAKE_WRITER`, the standard AWS variables), secrets marked. The Dagster `warehouse`
+resource (assets/resources.py) has exactly these fields and reads this table; the commands that
+only read the warehouse (`query`, `dictionary`, `history`, `report`, ...) build a
+`WarehouseLocation` from the environment and their flags directly, so resolving where the
+warehouse is never imports Dagster.
 
 Secrets (the catalog's password, the S3 keys) are held in clear only inside `lake`, which is
 kept out of `repr`, and reach nothing but `LakeConfig` (warehouse/lake.py), which scrubs them
@@ -31,6 +32,7 @@ ENVIRONMENT: Mapping[str, FromEnv] = {
     PATH: FromEnv.var("USAGE_WAREHOUSE"),
     "lake_catalog": FromEnv.var("USAGE_LAKE_CATALOG", secret=True),
     "lake_data": FromEnv.var("USAGE_LAKE_DATA"),
+    "lake_writer": FromEnv.var("USAGE_LAKE_WRITER"),
     "s3_endpoint": FromEnv.var("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
     "s3_key_id": FromEnv.var("AWS_ACCESS_KEY_ID", secret=True),
     "s3_secret": FromEnv.var("AWS_SECRET_ACCESS_KEY", secret=True),

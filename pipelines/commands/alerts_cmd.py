@@ -337,7 +337,7 @@ def _deliver(args: argparse.Namespace, config: Any, warehouse: Any, store: Any) 
     others: dict[str, list[str]] = {}  # channel: the other writers of the lake delivering it
     if lake is not None:  # what other writers recorded first: their failures are failed here
         recorded = take_in_lake_state(lake, store)
-        others = channels_of_other_writers(recorded, writer_name(warehouse))
+        others = channels_of_other_writers(recorded, writer_name(warehouse, lake))
     if args.resend:
         for outbox_id in args.resend:
             row = store.outbox_row(outbox_id)

@@ -5,6 +5,7 @@ secret."""
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,24 @@ def test_the_dagster_resource_has_these_fields_and_resolves_them_the_same(
     assert resource.lake_config() == location.lake_config()
     overridden = Warehouse.from_env(path="/tmp/other", lake_data="/tmp/d").location()
     assert overridden == WarehouseLocation.from_env(path="/tmp/other", lake_data="/tmp/d")
+
+
+def test_a_writer_name_set_once_names_every_run_of_a_deployment(tmp_path: Path) -> None:
+    """Run workers in containers each have a host and a working copy of their own: without
+    USAGE_LAKE_WRITER every run is another writer of the lake; with it, all are one."""
+    from alerting.lake_state import writer_name
+
+    plain = WarehouseLocation.from_env(LAKE_ENV).lake_config()
+    named = WarehouseLocation.from_env({**LAKE_ENV, "USAGE_LAKE_WRITER": " etl-prod "})
+    lake = named.lake_config()
+    assert plain is not None and plain.writer is None and lake is not None
+    assert lake.writer == "etl-prod"
+    assert writer_name(tmp_path / "a", lake) == writer_name(tmp_path / "b", lake) == "etl-prod"
+    assert writer_name(tmp_path / "a", plain) != writer_name(tmp_path / "b", plain)
+    assert writer_name(tmp_path / "a", plain).endswith(str((tmp_path / "a").resolve()))
+    blank = WarehouseLocation.from_env({**LAKE_ENV, "USAGE_LAKE_WRITER": "  "}).lake_config()
+    assert blank is not None and blank.writer is None
+    dagster = Warehouse.from_env(
+        lake_catalog="dbname=lake", lake_data="/tmp/lake-data", lake_writer="etl-prod"
+    ).lake_config()
+    assert dagster is not None and dagster.writer == "etl-prod"
