@@ -201,13 +201,22 @@ def lake_statuses(lake: Lake) -> dict[str, str]:
     return {str(w): str(s) for w, s in rows}
 
 
+def quota_file(path: Path, channels: dict[str, Any], max_attempts: int | None = 1) -> Path:
+    """The example quota file with these channels (`max_attempts` before a message is failed;
+    None: the example's)."""
+    quotas = yaml.safe_load(QUOTAS.read_text())
+    quotas["channels"] = {"log": False, **channels}
+    if max_attempts is not None:
+        quotas["delivery"] = {**quotas.get("delivery", {}), "max_attempts": max_attempts}
+    path.write_text(yaml.safe_dump(quotas))
+    return path
+
+
 def test_a_claim_in_the_lake_holds_off_other_writers_until_delivered_or_expired(
     lake: Lake, receiver: Receiver, tmp_path: Path
 ) -> None:
-    quotas = yaml.safe_load(QUOTAS.read_text())
-    quotas["channels"] = {"log": False, "webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}}
-    (tmp_path / "quotas.yaml").write_text(yaml.safe_dump(quotas))
-    config = load_quotas(tmp_path / "quotas.yaml")
+    webhook = {"webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}}
+    config = load_quotas(quota_file(tmp_path / "quotas.yaml", webhook, max_attempts=None))
     copies = {host: tmp_path / host for host in ("a", "b")}
     stores = {host: AlertStore(state_path(root)) for host, root in copies.items()}
     try:
@@ -285,10 +294,8 @@ def test_an_outcome_commit_that_fails_after_sending_is_warned_and_made_good_late
     """The catalog refuses connections right after the messages went out: the writer keeps
     them delivered and warns; its claim holds the other writer off; its next commit records
     them delivered in the lake. Nothing is sent twice."""
-    quotas = yaml.safe_load(QUOTAS.read_text())
-    quotas["channels"] = {"log": False, "webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}}
-    (tmp_path / "quotas.yaml").write_text(yaml.safe_dump(quotas))
-    config = load_quotas(tmp_path / "quotas.yaml")
+    webhook = {"webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}}
+    config = load_quotas(quota_file(tmp_path / "quotas.yaml", webhook, max_attempts=None))
     copies = {host: tmp_path / host for host in ("a", "b")}
     stores = {host: AlertStore(state_path(root)) for host, root in copies.items()}
     admin = lake.postgres.connect("postgres")
@@ -333,15 +340,6 @@ def test_an_outcome_commit_that_fails_after_sending_is_warned_and_made_good_late
         admin.close()
         for store in stores.values():
             store.close()
-
-
-def quota_file(path: Path, channels: dict[str, Any]) -> Path:
-    """The example quota file with these channels (one attempt before a message is failed)."""
-    quotas = yaml.safe_load(QUOTAS.read_text())
-    quotas["channels"] = {"log": False, **channels}
-    quotas["delivery"] = {**quotas.get("delivery", {}), "max_attempts": 1}
-    path.write_text(yaml.safe_dump(quotas))
-    return path
 
 
 def test_retry_leaves_other_writers_channels_to_them_and_takes_in_their_failures(
