@@ -228,7 +228,10 @@ class SliceRecord:
         sums = text[start + len(key) : end + 1]
         if not (sums.startswith("{") and sums.endswith("}")):
             return None
-        data = json.loads(f"{text[:start]}{key}null{text[end + 1 :]}")
+        try:
+            data = json.loads(f"{text[:start]}{key}null{text[end + 1 :]}")
+        except ValueError:
+            return None  # bounds found inside another value: the caller parses it whole
         if not isinstance(data, dict) or set(data) - {
             "adopted",
             "bytes",
@@ -465,8 +468,8 @@ def _parse_lines(text: bytes, table: str) -> dict[str, Entry] | None:
         if colon > 0 and settled is not None:
             key = json.loads(line[:colon])
             start = colon + 1 + len(_ENTRY_HEAD)
-            text = line[start : len(line) - len(settled)]
-            record = SliceRecord.from_text(text) if text.startswith("{") else None
+            record_text = line[start : len(line) - len(settled)]
+            record = SliceRecord.from_text(record_text) if record_text.startswith("{") else None
             if isinstance(key, str) and record is not None:
                 entries[key] = Entry(record, None, settled.endswith("true}"))
                 continue
